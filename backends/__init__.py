@@ -12,7 +12,6 @@ array(3.)
 
 from __future__ import annotations
 
-from . import _fastpaths  # noqa: F401  (registers the native fast paths with refprune._dispatch)
 from ._base import Backend, Generator, ReferenceGenerator
 
 _REGISTRY = {
@@ -25,7 +24,19 @@ _REGISTRY = {
 
 NAMES = tuple(_REGISTRY)
 
-__all__ = ["get", "available", "unavailable_reason", "NAMES", "Backend", "Generator", "ReferenceGenerator"]
+#: The module holding each Array API namespace's fast paths (``refprune._dispatch``),
+#: by the namespace's ``__name__``; imported the first time the core asks for one.
+FAST_PATH_MODULES = {
+    "array_api_compat.numpy": "._numpy_fast",
+    "numpy": "._numpy_fast",
+    "array_api_compat.torch": "._torch_fast",
+    "array_api_compat.cupy": "._cupy_fast",
+}
+
+__all__ = [
+    "get", "available", "unavailable_reason", "fast_paths_for", "NAMES", "FAST_PATH_MODULES", "Backend", "Generator",
+    "ReferenceGenerator",
+]
 
 
 def _adapter_class(name):
@@ -59,3 +70,13 @@ def unavailable_reason(name):
 def available():
     """Names of the backends that import and have a device on this machine."""
     return [name for name in NAMES if unavailable_reason(name) is None]
+
+
+def fast_paths_for(namespace_name):
+    """The fast paths (``op -> function``) of the namespace named ``namespace_name``; ``{}`` for none."""
+    module_name = FAST_PATH_MODULES.get(namespace_name)
+    if module_name is None:
+        return {}
+    from importlib import import_module
+
+    return dict(import_module(module_name, __name__).FAST_PATHS)

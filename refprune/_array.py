@@ -6,8 +6,10 @@ an array library directly (DESIGN.md, "The purity rule").
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import threading
 
 from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as device_of
@@ -18,6 +20,8 @@ __all__ = [
     "check_same_shape",
     "check_finite_scalar",
     "check_no_nan",
+    "values_checkable",
+    "trusted_values",
     "sigmoid",
     "log_sigmoid",
     "device_of",
@@ -89,9 +93,46 @@ def check_same_device(name_a, a, name_b, b):
         raise ValueError(msg)
 
 
+_TRUST = threading.local()  # per-thread depth of trusted_values() blocks
+
+
+@contextlib.contextmanager
+def trusted_values():
+    """Inside the block, skip the checks that read array values back to the host.
+
+    Those checks (NaN scores, noise outside [0, 1], labels out of range) cost a device
+    synchronization each; the training engine runs its steps inside this block because
+    it made those arrays itself. Type, dtype, shape and device checks still run. Nests;
+    applies to the calling thread only.
+    """
+    _TRUST.depth = getattr(_TRUST, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _TRUST.depth -= 1
+
+
+def _is_tracer(x):
+    """True for a placeholder whose values are not known yet (a JAX tracer under jit, grad or vmap)."""
+    return any(c.__name__ == "Tracer" and c.__module__.startswith("jax") for c in type(x).__mro__)
+
+
+def values_checkable(*arrays):
+    """Whether checks that read the values of ``arrays`` may run.
+
+    False inside :func:`trusted_values` and when any array is a traced placeholder
+    (JAX under ``jit``, ``grad`` or ``vmap``), whose values cannot be read: those
+    checks are then skipped, and the documented ``ValueError`` for bad values is only
+    raised on concrete arrays.
+    """
+    if getattr(_TRUST, "depth", 0):
+        return False
+    return not any(_is_tracer(a) for a in arrays)
+
+
 def check_no_nan(name, x, xp):
-    """Raise ``ValueError`` if ``x`` holds a NaN."""
-    if flat_size(x) != 0 and bool(xp.any(xp.isnan(x))):
+    """Raise ``ValueError`` if ``x`` holds a NaN (when its values can be read, see :func:`values_checkable`)."""
+    if flat_size(x) != 0 and values_checkable(x) and bool(xp.any(xp.isnan(x))):
         msg = f"{name} contains NaN; replace or drop NaN entries before ranking"
         raise ValueError(msg)
 

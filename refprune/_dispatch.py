@@ -1,8 +1,9 @@
-"""Registry of backend fast paths for a few private steps of the core.
+"""Delegation to backend fast paths: the one way the core hands a step to native code.
 
 The core is written once against the Array API (the *reference path*). At a handful
-of well-named private steps it asks this registry whether the array library at hand
-has a native implementation (a *fast path*) and uses it when there is one:
+of well-named private steps it calls :func:`delegate`, which runs the array library's
+native implementation of that step (a *fast path*) when there is one and returns its
+result, or returns ``None``, and the core then runs its reference lines:
 
 * ``"mask_keep"``: ``masks._keep_flat``, the keep mask that prunes exactly ``k``
   entries of a 1-D score array (tie rule included);
@@ -14,17 +15,19 @@ has a native implementation (a *fast path*) and uses it when there is one:
 * ``"adam_update"``: ``nn.optim._adam_update``, one parameter's Adam step.
 
 A fast path has the signature of its step (documented where the step calls
-:func:`lookup`) and returns exactly what the reference path returns: bit-identical
+:func:`delegate`) and returns exactly what the reference path returns: bit-identical
 for masks (same tie rule, same exact count), within the float tolerance table for
 floating results. It returns ``None`` for an input it does not handle (a dtype, a
 NaN to report, an unusual layout), and the core then runs the reference path, which
 also produces the error messages. Fast paths never write to their inputs.
 
-Fast paths are keyed by the ``__name__`` of the namespace module the core computes
-with (``"array_api_compat.numpy"``, ``"array_api_compat.torch"``,
-``"array_api_compat.cupy"``). They are registered by ``refprune.backends`` (module
-``backends/_fastpaths.py``), which :func:`lookup` imports on its first call; this
-module itself imports no array library.
+Where they live. Each backend's fast paths are a module beside its adapter
+(``backends/_numpy_fast.py``, ``_torch_fast.py``, ``_cupy_fast.py``) ending in a
+``FAST_PATHS`` dictionary ``op -> function``; the table ``FAST_PATH_MODULES`` in
+``refprune.backends`` says which module serves which namespace (by the ``__name__``
+of the namespace the core computes with, e.g. ``"array_api_compat.torch"``). A
+namespace's module is imported the first time the core asks for it; this module
+itself imports no array library. :func:`register` adds or replaces one (tests, users).
 
 Switching fast paths off, for instance to compare both paths on the same inputs::
 
@@ -51,25 +54,26 @@ import contextlib
 import os
 import threading
 
-__all__ = ["register", "unregister", "lookup", "registered", "reference_only", "fast_paths_enabled", "ENV_VAR"]
+__all__ = [
+    "delegate", "register", "unregister", "lookup", "registered", "reference_only", "fast_paths_enabled", "ENV_VAR",
+]
 
 ENV_VAR = "REFPRUNE_REFERENCE_ONLY"
 
 _REGISTRY: dict[tuple[str, str], object] = {}
 _STATE = threading.local()  # per-thread depth of reference_only() blocks
-_LOADED = False
+_LOADED: set[str] = set()  # namespace names whose backend module has been asked for
 
 
-def _ensure_loaded():
-    """Import ``refprune.backends`` once, which registers the shipped fast paths."""
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
+def _load(namespace_name):
+    """Add the fast paths that ``refprune.backends`` declares for ``namespace_name`` (once)."""
+    _LOADED.add(namespace_name)
     try:
-        import refprune.backends  # noqa: F401  (registration happens at its import)
+        from refprune.backends import fast_paths_for
     except ImportError:  # pragma: no cover - a broken install: run the reference path
-        pass
+        return
+    for op, fn in fast_paths_for(namespace_name).items():
+        _REGISTRY.setdefault((namespace_name, op), fn)
 
 
 def _check_name(what, value):
@@ -104,8 +108,12 @@ def unregister(namespace_name, op):
 
 
 def registered():
-    """All registrations as a sorted list of ``(namespace_name, op)`` pairs."""
-    _ensure_loaded()
+    """All fast paths (declared by ``refprune.backends`` and registered) as sorted ``(namespace_name, op)`` pairs."""
+    from refprune.backends import FAST_PATH_MODULES
+
+    for name in FAST_PATH_MODULES:
+        if name not in _LOADED:
+            _load(name)
     return sorted(_REGISTRY)
 
 
@@ -123,8 +131,24 @@ def lookup(xp, op):
     """
     if not fast_paths_enabled():
         return None
-    _ensure_loaded()
-    return _REGISTRY.get((getattr(xp, "__name__", None), op))
+    name = getattr(xp, "__name__", None)
+    if name not in _LOADED:
+        _load(name)
+    return _REGISTRY.get((name, op))
+
+
+def delegate(op, xp, /, *args, **kwargs):
+    """The fast path of ``op`` for namespace ``xp`` applied to the arguments, or ``None``.
+
+    ``None`` means: no fast path (or it declined this input, or fast paths are off),
+    run the reference lines. The one call through which the core delegates::
+
+        out = delegate("conv2d", xp, x, w, b, stride=stride, padding=padding)
+        if out is not None:
+            return out
+    """
+    fast = lookup(xp, op)
+    return None if fast is None else fast(*args, **kwargs)
 
 
 @contextlib.contextmanager

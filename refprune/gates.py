@@ -45,8 +45,9 @@ from ._array import (
     float_namespace,
     namespace,
     sigmoid,
+    values_checkable,
 )
-from ._dispatch import lookup
+from ._dispatch import delegate
 
 __all__ = [
     "hard_concrete_quantile",
@@ -115,7 +116,7 @@ def _broadcast_shape(name_a, a, name_b, b):
 
 
 def _check_unit_interval(name, u, xp):
-    if flat_size(u) != 0 and bool(xp.any(xp.logical_not((u >= 0) & (u <= 1)))):
+    if flat_size(u) != 0 and values_checkable(u) and bool(xp.any(xp.logical_not((u >= 0) & (u <= 1)))):
         msg = f"{name} must hold uniform noise in [0, 1] (no NaN); draw it with rng.uniform(shape)"
         raise ValueError(msg)
 
@@ -144,16 +145,6 @@ def _stretched(log_alpha, u, beta, xp):
     s = sigmoid((logit + log_alpha) / beta, xp)
     s = xp.where(u <= 0, xp.zeros_like(s), s)
     return xp.where(u >= 1, xp.ones_like(s), s)
-
-
-def _fused(op, xp, *arrays, **constants):
-    """The backend's fused version of the elementwise chain ``op``, or None (run the reference).
-
-    ``lookup(xp, op)(*arrays, **constants)`` computes the same values in fewer passes,
-    or returns None for an input it does not handle (see ``refprune._dispatch``).
-    """
-    fast = lookup(xp, op)
-    return None if fast is None else fast(*arrays, **constants)
 
 
 def _prob_nonzero_logit(log_alpha, beta, gamma, zeta):
@@ -254,7 +245,7 @@ def hard_concrete_sample(log_alpha, u, /, *, beta=BETA, gamma=GAMMA, zeta=ZETA, 
     beta = _check_beta(beta)
     gamma, zeta = _check_stretch(gamma, zeta)
     _broadcast_shape("log_alpha", log_alpha, "u", u)
-    z = _fused("hard_concrete_sample", xp, log_alpha, u, beta=beta, gamma=gamma, zeta=zeta)
+    z = delegate("hard_concrete_sample", xp, log_alpha, u, beta=beta, gamma=gamma, zeta=zeta)
     if z is not None:
         return z
     s_bar = hard_concrete_quantile(log_alpha, u, beta=beta, gamma=gamma, zeta=zeta, xp=xp)
@@ -303,7 +294,7 @@ def hard_concrete_sample_grad(log_alpha, u, dz, /, *, beta=BETA, gamma=GAMMA, ze
     if tuple(dz.shape) != shape:
         msg = f"dz must have the sample's shape {shape}, got {tuple(dz.shape)}"
         raise ValueError(msg)
-    g = _fused("hard_concrete_sample_grad", xp, log_alpha, u, dz, beta=beta, gamma=gamma, zeta=zeta)
+    g = delegate("hard_concrete_sample_grad", xp, log_alpha, u, dz, beta=beta, gamma=gamma, zeta=zeta)
     if g is not None:
         return g
     _check_unit_interval("u", u, xp)
@@ -408,7 +399,7 @@ def hard_concrete_cdf(log_alpha, x, /, *, beta=BETA, gamma=GAMMA, zeta=ZETA, eps
     check_float("x", x, xp)
     check_same_device("log_alpha", log_alpha, "x", x)
     _broadcast_shape("log_alpha", log_alpha, "x", x)
-    if flat_size(x) != 0 and bool(xp.any(xp.isnan(x))):
+    if flat_size(x) != 0 and values_checkable(x) and bool(xp.any(xp.isnan(x))):
         msg = "x must not contain NaN; pass the points at which to evaluate the CDF"
         raise ValueError(msg)
     xn = (x - gamma) / (zeta - gamma)

@@ -38,7 +38,7 @@ from ._array import (
     namespace,
     normalize_axis,
 )
-from ._dispatch import lookup
+from ._dispatch import delegate
 
 __all__ = [
     "prune_count",
@@ -189,15 +189,12 @@ def _keep_flat(flat, k, xp, *, magnitude=False, name="w"):
     """Keep mask of a 1-D score array that prunes exactly ``k`` entries by the tie rule.
 
     With ``magnitude`` the scores are ``|flat|`` (and a NaN in ``flat`` is a
-    ``ValueError`` naming ``name``). This is the selection step a backend may replace:
-    ``lookup(xp, "mask_keep")(flat, k, magnitude=...)`` returns the same mask, or
-    ``None`` for an input it does not handle (see ``refprune._dispatch``).
+    ``ValueError`` naming ``name``). The selection step a backend may replace:
+    ``delegate("mask_keep", xp, flat, k, magnitude=...)`` (see ``refprune._dispatch``).
     """
-    fast = lookup(xp, "mask_keep")
-    if fast is not None:
-        keep = fast(flat, k, magnitude=magnitude)
-        if keep is not None:
-            return keep
+    keep = delegate("mask_keep", xp, flat, k, magnitude=magnitude)
+    if keep is not None:
+        return keep
     if magnitude:
         check_no_nan(name, flat, xp)
         flat = xp.abs(flat)
@@ -462,14 +459,12 @@ def global_magnitude_mask(ws, /, *, amount, scores=None, rounding="half-even", x
 def _global_keep(flats, k, xp, *, magnitude):
     """Keep masks of 1-D score arrays (of ``|flats|`` when ``magnitude``) under one budget ``k``.
 
-    The selection step a backend may replace: ``lookup(xp, "global_mask_keep")(flats, k,
-    magnitude=...)`` returns the same masks, or ``None`` (see ``refprune._dispatch``).
+    The selection step a backend may replace: ``delegate("global_mask_keep", xp, flats, k,
+    magnitude=...)`` (see ``refprune._dispatch``).
     """
-    fast = lookup(xp, "global_mask_keep")
-    if fast is not None:
-        keeps = fast(flats, k, magnitude=magnitude)
-        if keeps is not None:
-            return keeps
+    keeps = delegate("global_mask_keep", xp, flats, k, magnitude=magnitude)
+    if keeps is not None:
+        return keeps
     if magnitude:
         for i, f in enumerate(flats):
             check_no_nan(f"ws[{i}]", f, xp)

@@ -19,7 +19,7 @@ import pytest
 import refprune as rp
 from refprune import _dispatch
 from refprune._dispatch import lookup, reference_only
-from refprune.backends import _fastpaths as fp
+from refprune.backends import _numpy_fast, _select, _torch_fast
 from refprune.conformance.tolerances import assert_close
 from refprune.nn import functional as F
 from refprune.nn import optim
@@ -58,10 +58,11 @@ def host(backend, x):
 def band(request, monkeypatch):
     """``band``: force the bracket-and-band selection with tiny chunks on small arrays."""
     if request.param == "band":
-        monkeypatch.setattr(fp, "_SMALL", 0)
-        monkeypatch.setattr(fp, "_SAMPLE", 64)
-        monkeypatch.setattr(fp, "_MIN_STRIDE", 1)
-        monkeypatch.setattr(fp, "_CHUNK_BYTES", 64)
+        monkeypatch.setattr(_numpy_fast, "_SMALL", 0)
+        monkeypatch.setattr(_numpy_fast, "_SAMPLE", 64)
+        monkeypatch.setattr(_select, "_SAMPLE", 64)
+        monkeypatch.setattr(_numpy_fast, "_MIN_STRIDE", 1)
+        monkeypatch.setattr(_numpy_fast, "_CHUNK_BYTES", 64)
     return request.param
 
 
@@ -250,17 +251,17 @@ def test_nan_is_reported_by_every_path(backend, band, where, rng):
 
 
 def test_unsupported_mask_inputs_fall_back():
-    keep = fp._np_mask_keep
+    keep = _numpy_fast._np_mask_keep
     assert keep(np.ones(5, dtype=np.float16), 2, magnitude=True) is None
     assert keep(np.ones((2, 2)), 2, magnitude=True) is None
     assert keep(np.arange(5), 2, magnitude=False) is None
-    assert fp._np_global_mask_keep([np.ones(3), [1.0, 2.0]], 1, magnitude=True) is None
+    assert _numpy_fast._np_global_mask_keep([np.ones(3), [1.0, 2.0]], 1, magnitude=True) is None
     w16 = np.asarray([3.0, 1.0, 2.0, 1.0], dtype=np.float16)
     assert np.array_equal(rp.magnitude_mask(w16, amount=2), [True, False, True, False])
     torch = pytest.importorskip("torch")
     for dt in (torch.float16, torch.bfloat16):
         wt = torch.tensor([3.0, 1.0, 2.0, 1.0], dtype=dt)
-        assert fp._torch_mask_keep(wt, 2, magnitude=True) is None
+        assert _torch_fast._torch_mask_keep(wt, 2, magnitude=True) is None
         assert rp.magnitude_mask(wt, amount=2).tolist() == [True, False, True, False]
 
 
@@ -278,11 +279,11 @@ def test_vectorized_selection_for_gpu_libraries(band, kind, rng):
         with reference_only():
             ref = rp.global_magnitude_mask([np.asarray(h) for h in hosts], amount=k)
         for xp, conv in ((xtorch, torch.from_numpy), (xnp, np.asarray)):
-            got = fp._xp_select_keep([conv(h) for h in hosts], k, True, xp)
+            got = _select._xp_select_keep([conv(h) for h in hosts], k, True, xp)
             assert all(np.array_equal(np.asarray(g), r) for g, r in zip(got, ref)), (xp.__name__, amount)
     nan = hosts[0].copy()
     nan[7] = np.nan
-    assert fp._xp_select_keep([torch.from_numpy(nan)], 10, True, xtorch) is None
+    assert _select._xp_select_keep([torch.from_numpy(nan)], 10, True, xtorch) is None
 
 
 # ----------------------------------------------------------------------------- hard concrete
@@ -352,9 +353,9 @@ def test_hard_concrete_bad_noise_falls_back_to_the_reference_error(backend, bad)
 
 def test_unsupported_gate_inputs_fall_back():
     la32, u64 = np.zeros(3, np.float32), np.full(3, 0.5)
-    assert fp._np_hc_sample(la32, u64, beta=2 / 3, gamma=-0.1, zeta=1.1) is None
-    assert fp._np_hc_sample(np.zeros(3, np.float16), np.full(3, 0.5, np.float16), beta=1, gamma=-0.1, zeta=1.1) is None
-    assert fp._np_hc_sample([0.0], [0.5], beta=1, gamma=-0.1, zeta=1.1) is None
+    assert _numpy_fast._np_hc_sample(la32, u64, beta=2 / 3, gamma=-0.1, zeta=1.1) is None
+    assert _numpy_fast._np_hc_sample(np.zeros(3, np.float16), np.full(3, 0.5, np.float16), beta=1, gamma=-0.1, zeta=1.1) is None
+    assert _numpy_fast._np_hc_sample([0.0], [0.5], beta=1, gamma=-0.1, zeta=1.1) is None
     fast, ref = both(rp.hard_concrete_sample, la32, u64)
     assert fast.dtype == ref.dtype and np.array_equal(fast, ref)
 
@@ -460,9 +461,9 @@ def test_max_pool2d_grad_nan_falls_back(backend):
 def test_unsupported_conv_inputs_fall_back():
     x = np.zeros((1, 1, 4, 4), np.float16)
     w = np.zeros((1, 1, 2, 2), np.float16)
-    assert fp._np_conv2d(x, w, None, stride=(1, 1), padding=(0, 0)) is None
-    assert fp._np_max_pool2d(x, kernel=(2, 2), stride=(2, 2)) is None
-    assert fp._np_conv2d_grad(x, w, None, np.zeros((1, 1, 3, 3), np.float16), stride=(1, 1), padding=(0, 0)) is None
+    assert _numpy_fast._np_conv2d(x, w, None, stride=(1, 1), padding=(0, 0)) is None
+    assert _numpy_fast._np_max_pool2d(x, kernel=(2, 2), stride=(2, 2)) is None
+    assert _numpy_fast._np_conv2d_grad(x, w, None, np.zeros((1, 1, 3, 3), np.float16), stride=(1, 1), padding=(0, 0)) is None
     fast, ref = both(F.conv2d, x, w, None)
     assert fast.dtype == ref.dtype and np.array_equal(fast, ref)
 
@@ -515,12 +516,12 @@ def test_numpy_adam_is_bit_identical_and_returns_new_arrays(dtype, weight_decay,
 def test_unsupported_adam_inputs_fall_back():
     kw = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "bias1": 0.1, "bias2_sqrt": 0.5}
     a32, a64 = np.ones(3, np.float32), np.ones(3)
-    assert fp._np_adam_update(a32, a64, a32, a32, **kw) is None  # mixed dtypes
-    assert fp._np_adam_update(a32, np.ones(4, np.float32), a32, a32, **kw) is None  # shapes
-    assert fp._np_adam_update(np.ones((), np.float32), *(np.ones((), np.float32),) * 3, **kw) is None  # 0-d
+    assert _numpy_fast._np_adam_update(a32, a64, a32, a32, **kw) is None  # mixed dtypes
+    assert _numpy_fast._np_adam_update(a32, np.ones(4, np.float32), a32, a32, **kw) is None  # shapes
+    assert _numpy_fast._np_adam_update(np.ones((), np.float32), *(np.ones((), np.float32),) * 3, **kw) is None  # 0-d
     h = np.ones(3, np.float16)
-    assert fp._np_adam_update(h, h, h, h, **kw) is None
-    assert fp._np_adam_update([1.0], [1.0], [0.0], [0.0], **kw) is None
+    assert _numpy_fast._np_adam_update(h, h, h, h, **kw) is None
+    assert _numpy_fast._np_adam_update([1.0], [1.0], [0.0], [0.0], **kw) is None
     params, grads = {"w": a32}, {"w": a64}
     (p_fast, _), (p_ref, _) = both(optim.adam, params, grads, optim.init_state(params, "adam"), lr=0.1)
     assert p_fast["w"].dtype == p_ref["w"].dtype and np.array_equal(p_fast["w"], p_ref["w"])

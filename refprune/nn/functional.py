@@ -41,8 +41,9 @@ from .._array import (
     device_of,
     float_namespace,
     namespace,
+    values_checkable,
 )
-from .._dispatch import lookup
+from .._dispatch import delegate
 
 __all__ = [
     "dense",
@@ -136,17 +137,6 @@ def _out_size(name, size, kernel, stride, padding=(0, 0)):
 
 
 # ------------------------------------------------------------------ building blocks
-
-
-def _fused(op, xp, *arrays, **params):
-    """The backend's native ``op`` (e.g. a library convolution), or None: run the reference.
-
-    ``lookup(xp, op)(*arrays, **params)`` returns what this module's function returns
-    (within the tolerance table), or None for an input it does not handle; see
-    ``refprune._dispatch``.
-    """
-    fast = lookup(xp, op)
-    return None if fast is None else fast(*arrays, **params)
 
 
 def _pad2d(x, padding, xp):
@@ -375,7 +365,7 @@ def conv2d(x, w, b, /, *, stride=1, padding=0, xp=None):
     y : array, shape (N, O, Ho, Wo)
     """
     xp, kernel, stride, padding, (ho, wo) = _conv_args(x, w, b, stride, padding, xp, fn="conv2d")
-    y = _fused("conv2d", xp, x, w, b, stride=stride, padding=padding)
+    y = delegate("conv2d", xp, x, w, b, stride=stride, padding=padding)
     if y is not None:
         return y
     n, c, o = int(x.shape[0]), int(x.shape[1]), int(w.shape[0])
@@ -409,7 +399,7 @@ def conv2d_grad(x, w, b, dy, /, *, stride=1, padding=0, xp=None):
     n, c, h, wd = _shape(x)
     o = int(w.shape[0])
     _check_shape("dy", dy, (n, o, ho, wo), " (the shape of conv2d's output)")
-    grads = _fused("conv2d_grad", xp, x, w, b, dy, stride=stride, padding=padding)
+    grads = delegate("conv2d_grad", xp, x, w, b, dy, stride=stride, padding=padding)
     if grads is not None:
         return grads
     dy2 = xp.reshape(xp.permute_dims(dy, (1, 2, 3, 0)), (o, ho * wo * n))
@@ -460,7 +450,7 @@ def max_pool2d(x, /, *, kernel, stride=None, xp=None):
     y : array, shape (N, C, Ho, Wo) with :math:`H_o = \lfloor (H - k_h)/s_h \rfloor + 1`.
     """
     xp, kernel, stride, _ = _pool_args(x, kernel, stride, xp, fn="max_pool2d")
-    y = _fused("max_pool2d", xp, x, kernel=kernel, stride=stride)
+    y = delegate("max_pool2d", xp, x, kernel=kernel, stride=stride)
     if y is not None:
         return y
     y = xp.max(_pool_windows(x, kernel, stride, xp), axis=1)  # (C, Ho, Wo, N)
@@ -484,7 +474,7 @@ def max_pool2d_grad(x, dy, /, *, kernel, stride=None, xp=None):
     xp = _float_ns(xp, x=x, dy=dy)
     n, c, h, w = _shape(x)
     _check_shape("dy", dy, (n, c, ho, wo), " (the shape of max_pool2d's output)")
-    dx = _fused("max_pool2d_grad", xp, x, dy, kernel=kernel, stride=stride)
+    dx = delegate("max_pool2d_grad", xp, x, dy, kernel=kernel, stride=stride)
     if dx is not None:
         return dx
     k = kernel[0] * kernel[1]
@@ -583,7 +573,7 @@ def _ce_args(logits, labels, xp):
     if _shape(labels) != (n,):
         msg = f"labels must have shape (batch,) = ({n},) to match logits {(n, k)}, got {_shape(labels)}"
         raise ValueError(msg)
-    if n and (bool(xp.any(labels < 0)) or bool(xp.any(labels >= k))):
+    if n and values_checkable(labels) and (bool(xp.any(labels < 0)) or bool(xp.any(labels >= k))):
         lo, hi = int(xp.min(labels)), int(xp.max(labels))
         msg = f"labels must lie in [0, {k - 1}] for {k} classes, got values in [{lo}, {hi}]"
         raise ValueError(msg)

@@ -37,7 +37,7 @@ import math
 from fnmatch import fnmatchcase
 
 from .._array import namespace
-from .._dispatch import lookup
+from .._dispatch import delegate
 
 __all__ = [
     "sgd",
@@ -189,15 +189,13 @@ def _adam_update(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, bias
     The backend's fused version (``refprune._dispatch`` op ``"adam_update"``, same
     signature, same operations in the same order) when there is one, else these lines.
     """
-    fast = lookup(namespace(None, p=p), "adam_update")
-    if fast is not None:
-        out = fast(
-            p, g, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, bias1=bias1,
-            bias2_sqrt=bias2_sqrt,
-        )
-        if out is not None:
-            return out
     xp = namespace(None, p=p)
+    out = delegate(
+        "adam_update", xp, p, g, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+        bias1=bias1, bias2_sqrt=bias2_sqrt,
+    )
+    if out is not None:
+        return out
     if weight_decay:
         g = g + weight_decay * p
     m = beta1 * m + (1.0 - beta1) * g

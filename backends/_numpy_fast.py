@@ -1,9 +1,4 @@
-"""Native fast paths for a few steps of the core, registered with ``refprune._dispatch``.
-
-The core is pure Array API; at a few private steps it asks ``refprune._dispatch.lookup``
-for a native implementation (the table is in that module's docstring). This module
-registers them at ``import refprune.backends`` time. Importing it imports no array
-library: each function imports NumPy, torch or CuPy inside its body.
+"""NumPy fast paths: exact-k mask selection, hard-concrete chains, im2col convolution, pooling, Adam.
 
 Every fast path returns exactly what the reference path returns (bit-identical masks
 with the same tie rule and exact count; floating results within the tolerance table)
@@ -11,7 +6,8 @@ and returns ``None`` for an input it does not handle (another array type or dtyp
 NaN to report, noise outside [0, 1], ...), so that the core runs the reference path,
 which also raises the documented errors. Inputs are never written to: in-place
 operations touch private temporaries only. ``tests/test_fastpaths.py`` checks each
-registered path against ``refprune._dispatch.reference_only()`` on every backend.
+one against ``refprune._dispatch.reference_only()``. ``FAST_PATHS`` at the bottom is
+what ``refprune.backends`` hands to ``refprune._dispatch`` (op name -> function).
 
 Masks: exact-k selection without a sort
 ---------------------------------------
@@ -27,8 +23,8 @@ positions are filled in. If the sample was unlucky and ``t`` lies outside the
 bracket, a second pass with a one-sided bracket finds it, so the answer never
 depends on the sample. NumPy works through cache-sized chunks (``|w|`` is never
 materialized in full), so the extra memory is the band plus the output masks, for
-one array or a list. Torch CPU tensors use the NumPy code on the same memory;
-CUDA tensors and CuPy arrays a vectorized version of the same algorithm.
+one array or a list. Torch CPU tensors use this code on the same memory
+(``_torch_fast``); CUDA tensors and CuPy arrays the vectorized version in ``_select``.
 
 Hard concrete: the reference's operations in the same order on two private buffers
 (NumPy: bit-identical), without the ``where`` passes for ``u = 0`` and ``u = 1``.
@@ -45,12 +41,6 @@ in-place adds into a private buffer, pooling by elementwise maxima of strided vi
 from __future__ import annotations
 
 import math
-
-from .._dispatch import register
-
-NUMPY = ("array_api_compat.numpy", "numpy")
-TORCH = ("array_api_compat.torch",)
-CUPY = ("array_api_compat.cupy",)
 
 _SAMPLE = 1 << 17  # at most this many scores sampled to bracket the k-th ...
 _MIN_STRIDE = 64  # ... and at most one in 64
@@ -227,128 +217,6 @@ def _np_global_mask_keep(flats, k, *, magnitude):
     return _np_select_keep(list(flats), k, magnitude)
 
 
-# ============================================================================ masks: torch, CuPy
-
-
-def _torch_like(a):
-    return type(a).__module__.startswith("torch")
-
-
-def _xp_select_keep(flats, k, magnitude, xp):
-    """The same selection for torch and CuPy, vectorized per array (their ops use every core).
-
-    ``xp`` is the array-api-compat namespace; the few native calls are ``kthvalue``
-    (torch) and ``partition`` (CuPy).
-    """
-    dtypes = {str(f.dtype) for f in flats}
-    if len(dtypes) != 1 or any(f.ndim != 1 for f in flats):
-        return None
-    if not all(xp.isdtype(f.dtype, "real floating") for f in flats):
-        return None
-    dev = flats[0].device
-    n = sum(int(f.shape[0]) for f in flats)
-
-    def score(f):
-        return xp.abs(f) if magnitude else f
-
-    if n == 0:
-        return [xp.ones((0,), dtype=xp.bool, device=dev) for _ in flats]
-    for f in flats:
-        if f.shape[0] and bool(xp.isnan(xp.max(score(f)))):
-            return None
-    if k == 0 or k == n:
-        return [xp.full((int(f.shape[0]),), k == 0, dtype=xp.bool, device=dev) for f in flats]
-    stride = max(1, n // _SAMPLE)
-    sample = xp.sort(xp.concat([score(f)[::stride] for f in flats]))
-    m = int(sample.shape[0])
-    p = k / n
-    d = 4.0 * math.sqrt(m * p * (1.0 - p)) + 8.0
-    il, ih = int(math.floor(p * m - d)), int(math.ceil(p * m + d))
-    lo = sample[il] if il >= 0 else None
-    hi = sample[ih] if ih < m else None
-
-    def band(lo, hi):
-        below, vals, ids, pos = 0, [], [], []
-        for a, f in enumerate(flats):
-            s = score(f)
-            inside = xp.ones(s.shape, dtype=xp.bool, device=dev)
-            if lo is not None:
-                low = s < lo
-                below += int(xp.count_nonzero(low))
-                inside = ~low
-            if hi is not None:
-                inside = inside & (s <= hi)
-            (ix,) = xp.nonzero(inside)
-            vals.append(xp.take(s, ix))
-            ids.append(xp.full(ix.shape, a, dtype=xp.int64, device=dev))
-            pos.append(ix)
-        return below, xp.concat(vals), xp.concat(ids), xp.concat(pos)
-
-    below, vals, ids, pos = band(lo, hi)
-    if k < below:
-        below, vals, ids, pos = band(None, lo)
-    elif k >= below + int(vals.shape[0]):
-        below, vals, ids, pos = band(hi, None)
-    j = k - below
-    if not 0 <= j < int(vals.shape[0]):
-        return None
-    t = xp.sort(vals)[j]
-    keeps = [score(f) >= t for f in flats]
-    kept = sum(int(xp.count_nonzero(keep)) for keep in keeps)
-    excess = kept - (n - k)
-    if excess:
-        (tie,) = xp.nonzero(vals == t)
-        tie = tie[int(tie.shape[0]) - excess :]
-        tie_ids, tie_pos = xp.take(ids, tie), xp.take(pos, tie)
-        for a in range(len(flats)):
-            sel = tie_pos[tie_ids == a]
-            if int(sel.shape[0]):
-                keeps[a][sel] = False  # our own new array, not an input
-    return keeps
-
-
-def _xp_mask_keep(xp_name):
-    def mask_keep(flat, k, *, magnitude):
-        from importlib import import_module
-
-        keeps = _xp_select_keep([flat], k, magnitude, import_module(xp_name))
-        return None if keeps is None else keeps[0]
-
-    return mask_keep
-
-
-def _xp_global_mask_keep(xp_name):
-    def global_mask_keep(flats, k, *, magnitude):
-        from importlib import import_module
-
-        return _xp_select_keep(list(flats), k, magnitude, import_module(xp_name))
-
-    return global_mask_keep
-
-
-def _torch_select_keep(flats, k, magnitude):
-    """CPU tensors: the NumPy selection on the same memory (no copy); CUDA: the vectorized one."""
-    import torch
-
-    if not all(isinstance(f, torch.Tensor) and f.dtype in (torch.float32, torch.float64) for f in flats):
-        return None
-    if all(f.device.type == "cpu" for f in flats):
-        keeps = _np_select_keep([f.detach().numpy() for f in flats], k, magnitude)
-        return None if keeps is None else [torch.from_numpy(keep) for keep in keeps]
-    import array_api_compat.torch as xp
-
-    return _xp_select_keep(flats, k, magnitude, xp)
-
-
-def _torch_mask_keep(flat, k, *, magnitude):
-    keeps = _torch_select_keep([flat], k, magnitude)
-    return None if keeps is None else keeps[0]
-
-
-def _torch_global_mask_keep(flats, k, *, magnitude):
-    return _torch_select_keep(list(flats), k, magnitude)
-
-
 # ============================================================================ hard concrete: NumPy
 
 
@@ -445,70 +313,6 @@ def _np_hc_sample_grad(log_alpha, u, dz, *, beta, gamma, zeta):
     if axes:
         g = np.sum(g, axis=axes, keepdims=True)
     return np.reshape(g, log_alpha.shape).astype(log_alpha.dtype, copy=False)
-
-
-# ============================================================================ hard concrete: torch
-
-
-def _torch_gate_inputs(arrays):
-    import torch
-
-    dtype = None
-    for a in arrays:
-        if not isinstance(a, torch.Tensor) or a.dtype not in (torch.float32, torch.float64):
-            return None
-        if dtype is None:
-            dtype = a.dtype
-        elif a.dtype != dtype or a.device != arrays[0].device:
-            return None
-    return dtype
-
-
-def _torch_stretched(log_alpha, u, beta, torch):
-    x = torch.log(u)
-    x.sub_(torch.log1p(-u))
-    x = x + log_alpha  # broadcasts to the sample's shape
-    x.div_(beta)
-    return torch.sigmoid(x)  # exactly 0 / 1 at -inf / +inf
-
-
-def _torch_unit_interval(u):
-    """True when every entry of ``u`` is in [0, 1] (False for NaN): one reduction, one sync."""
-    if u.numel() == 0:
-        return True
-    lo, hi = u.aminmax() if u.ndim else (u, u)
-    return bool((lo >= 0) & (hi <= 1))
-
-
-def _torch_hc_sample(log_alpha, u, *, beta, gamma, zeta):
-    import torch
-
-    if _torch_gate_inputs((log_alpha, u)) is None or not _torch_unit_interval(u):
-        return None
-    s = _torch_stretched(log_alpha, u, beta, torch)
-    return s.mul_(zeta - gamma).add_(gamma).clamp_(0.0, 1.0)
-
-
-def _torch_hc_sample_grad(log_alpha, u, dz, *, beta, gamma, zeta):
-    import torch
-
-    if _torch_gate_inputs((log_alpha, u, dz)) is None or not _torch_unit_interval(u):
-        return None
-    s = _torch_stretched(log_alpha, u, beta, torch)
-    if tuple(dz.shape) != tuple(s.shape):
-        return None
-    s_bar = s * (zeta - gamma) + gamma
-    inside = (s_bar > 0) & (s_bar < 1)
-    g = s * (1.0 - s)
-    g.mul_(dz).mul_((zeta - gamma) / beta)
-    g = torch.where(inside, g, torch.zeros((), dtype=g.dtype, device=g.device))
-    lead = g.ndim - log_alpha.ndim
-    if lead > 0:
-        g = g.sum(dim=tuple(range(lead)))
-    dims = tuple(i for i, m in enumerate(log_alpha.shape) if m == 1 and g.shape[i] != 1)
-    if dims:
-        g = g.sum(dim=dims, keepdim=True)
-    return g.reshape(log_alpha.shape).to(log_alpha.dtype)
 
 
 # ============================================================================ conv and pooling: NumPy
@@ -658,63 +462,6 @@ def _np_max_pool2d_grad(x, dy, *, kernel, stride):
     return dxt.transpose(3, 0, 1, 2)
 
 
-# ============================================================================ conv: torch
-
-
-def _torch_conv_inputs(x, w, b, dy=None):
-    import torch
-
-    arrays = [a for a in (x, w, b, dy) if a is not None]
-    if not all(isinstance(a, torch.Tensor) for a in arrays):
-        return None
-    if x.dtype not in (torch.float32, torch.float64) or any(a.dtype != x.dtype for a in arrays):
-        return None
-    return torch
-
-
-def _torch_conv2d(x, w, b, *, stride, padding):
-    torch = _torch_conv_inputs(x, w, b)
-    if torch is None:
-        return None
-    return torch.nn.functional.conv2d(x, w, b, stride=stride, padding=padding)
-
-
-def _torch_conv2d_grad(x, w, b, dy, *, stride, padding):
-    torch = _torch_conv_inputs(x, w, b, dy)
-    if torch is None:
-        return None
-    dx, dw, db = torch.ops.aten.convolution_backward(
-        dy, x, w, None if b is None else [int(b.shape[0])], list(stride), list(padding), [1, 1], False, [0, 0], 1,
-        [True, True, b is not None],
-    )
-    return dx, dw, db
-
-
-def _torch_pool_inputs(x, dy=None):
-    """torch for CPU float tensors (torch's CPU kernel takes the first maximum, as the reference)."""
-    torch = _torch_conv_inputs(x, None, None, dy)
-    if torch is None or x.device.type != "cpu" or (dy is not None and dy.device != x.device):
-        return None
-    return torch
-
-
-def _torch_max_pool2d(x, *, kernel, stride):
-    torch = _torch_pool_inputs(x)
-    if torch is None:
-        return None
-    return torch.nn.functional.max_pool2d(x, kernel, stride)
-
-
-def _torch_max_pool2d_grad(x, dy, *, kernel, stride):
-    torch = _torch_pool_inputs(x, dy)
-    if torch is None:
-        return None
-    y, index = torch.nn.functional.max_pool2d(x, kernel, stride, return_indices=True)
-    if bool(torch.isnan(y).any()):
-        return None  # the reference hands dy to the first NaN
-    return torch.ops.aten.max_pool2d_with_indices_backward(dy, x, list(kernel), list(stride), [0, 0], [1, 1], False, index)
-
-
 # ============================================================================ Adam: NumPy
 
 
@@ -749,32 +496,14 @@ def _np_adam_update(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, b
     return np.subtract(p, step, out=scratch), new_m, new_v
 
 
-# ============================================================================ registration
-
-
-def _register_all():
-    for name in NUMPY:
-        register(name, "mask_keep", _np_mask_keep)
-        register(name, "global_mask_keep", _np_global_mask_keep)
-        register(name, "hard_concrete_sample", _np_hc_sample)
-        register(name, "hard_concrete_sample_grad", _np_hc_sample_grad)
-        register(name, "conv2d", _np_conv2d)
-        register(name, "conv2d_grad", _np_conv2d_grad)
-        register(name, "max_pool2d", _np_max_pool2d)
-        register(name, "max_pool2d_grad", _np_max_pool2d_grad)
-        register(name, "adam_update", _np_adam_update)
-    for name in CUPY:
-        register(name, "mask_keep", _xp_mask_keep(name))
-        register(name, "global_mask_keep", _xp_global_mask_keep(name))
-    for name in TORCH:
-        register(name, "mask_keep", _torch_mask_keep)
-        register(name, "global_mask_keep", _torch_global_mask_keep)
-        register(name, "hard_concrete_sample", _torch_hc_sample)
-        register(name, "hard_concrete_sample_grad", _torch_hc_sample_grad)
-        register(name, "conv2d", _torch_conv2d)
-        register(name, "conv2d_grad", _torch_conv2d_grad)
-        register(name, "max_pool2d", _torch_max_pool2d)
-        register(name, "max_pool2d_grad", _torch_max_pool2d_grad)
-
-
-_register_all()
+FAST_PATHS = {
+    "mask_keep": _np_mask_keep,
+    "global_mask_keep": _np_global_mask_keep,
+    "hard_concrete_sample": _np_hc_sample,
+    "hard_concrete_sample_grad": _np_hc_sample_grad,
+    "conv2d": _np_conv2d,
+    "conv2d_grad": _np_conv2d_grad,
+    "max_pool2d": _np_max_pool2d,
+    "max_pool2d_grad": _np_max_pool2d_grad,
+    "adam_update": _np_adam_update,
+}

@@ -1,0 +1,172 @@
+"""torch fast paths: mask selection, hard-concrete chains, native convolution and pooling.
+
+Every fast path returns exactly what the reference path returns (bit-identical masks
+with the same tie rule and exact count; floating results within the tolerance table)
+and returns ``None`` for an input it does not handle (another array type or dtype, a
+NaN to report, noise outside [0, 1], ...), so that the core runs the reference path,
+which also raises the documented errors. Inputs are never written to: in-place
+operations touch private temporaries only. ``tests/test_fastpaths.py`` checks each
+one against ``refprune._dispatch.reference_only()``. ``FAST_PATHS`` at the bottom is
+what ``refprune.backends`` hands to ``refprune._dispatch`` (op name -> function).
+"""
+
+from __future__ import annotations
+
+from ._numpy_fast import _np_select_keep
+from ._select import _xp_select_keep
+
+
+def _torch_select_keep(flats, k, magnitude):
+    """CPU tensors: the NumPy selection on the same memory (no copy); CUDA: the vectorized one."""
+    import torch
+
+    if not all(isinstance(f, torch.Tensor) and f.dtype in (torch.float32, torch.float64) for f in flats):
+        return None
+    if all(f.device.type == "cpu" for f in flats):
+        keeps = _np_select_keep([f.detach().numpy() for f in flats], k, magnitude)
+        return None if keeps is None else [torch.from_numpy(keep) for keep in keeps]
+    import array_api_compat.torch as xp
+
+    return _xp_select_keep(flats, k, magnitude, xp)
+
+
+def _torch_mask_keep(flat, k, *, magnitude):
+    keeps = _torch_select_keep([flat], k, magnitude)
+    return None if keeps is None else keeps[0]
+
+
+def _torch_global_mask_keep(flats, k, *, magnitude):
+    return _torch_select_keep(list(flats), k, magnitude)
+
+
+# ============================================================================ hard concrete: torch
+
+
+def _torch_gate_inputs(arrays):
+    import torch
+
+    dtype = None
+    for a in arrays:
+        if not isinstance(a, torch.Tensor) or a.dtype not in (torch.float32, torch.float64):
+            return None
+        if dtype is None:
+            dtype = a.dtype
+        elif a.dtype != dtype or a.device != arrays[0].device:
+            return None
+    return dtype
+
+
+def _torch_stretched(log_alpha, u, beta, torch):
+    x = torch.log(u)
+    x.sub_(torch.log1p(-u))
+    x = x + log_alpha  # broadcasts to the sample's shape
+    x.div_(beta)
+    return torch.sigmoid(x)  # exactly 0 / 1 at -inf / +inf
+
+
+def _torch_unit_interval(u):
+    """True when every entry of ``u`` is in [0, 1] (False for NaN): one reduction, one sync."""
+    if u.numel() == 0:
+        return True
+    lo, hi = u.aminmax() if u.ndim else (u, u)
+    return bool((lo >= 0) & (hi <= 1))
+
+
+def _torch_hc_sample(log_alpha, u, *, beta, gamma, zeta):
+    import torch
+
+    if _torch_gate_inputs((log_alpha, u)) is None or not _torch_unit_interval(u):
+        return None
+    s = _torch_stretched(log_alpha, u, beta, torch)
+    return s.mul_(zeta - gamma).add_(gamma).clamp_(0.0, 1.0)
+
+
+def _torch_hc_sample_grad(log_alpha, u, dz, *, beta, gamma, zeta):
+    import torch
+
+    if _torch_gate_inputs((log_alpha, u, dz)) is None or not _torch_unit_interval(u):
+        return None
+    s = _torch_stretched(log_alpha, u, beta, torch)
+    if tuple(dz.shape) != tuple(s.shape):
+        return None
+    s_bar = s * (zeta - gamma) + gamma
+    inside = (s_bar > 0) & (s_bar < 1)
+    g = s * (1.0 - s)
+    g.mul_(dz).mul_((zeta - gamma) / beta)
+    g = torch.where(inside, g, torch.zeros((), dtype=g.dtype, device=g.device))
+    lead = g.ndim - log_alpha.ndim
+    if lead > 0:
+        g = g.sum(dim=tuple(range(lead)))
+    dims = tuple(i for i, m in enumerate(log_alpha.shape) if m == 1 and g.shape[i] != 1)
+    if dims:
+        g = g.sum(dim=dims, keepdim=True)
+    return g.reshape(log_alpha.shape).to(log_alpha.dtype)
+
+
+# ============================================================================ conv: torch
+
+
+def _torch_conv_inputs(x, w, b, dy=None):
+    import torch
+
+    arrays = [a for a in (x, w, b, dy) if a is not None]
+    if not all(isinstance(a, torch.Tensor) for a in arrays):
+        return None
+    if x.dtype not in (torch.float32, torch.float64) or any(a.dtype != x.dtype for a in arrays):
+        return None
+    return torch
+
+
+def _torch_conv2d(x, w, b, *, stride, padding):
+    torch = _torch_conv_inputs(x, w, b)
+    if torch is None:
+        return None
+    return torch.nn.functional.conv2d(x, w, b, stride=stride, padding=padding)
+
+
+def _torch_conv2d_grad(x, w, b, dy, *, stride, padding):
+    torch = _torch_conv_inputs(x, w, b, dy)
+    if torch is None:
+        return None
+    dx, dw, db = torch.ops.aten.convolution_backward(
+        dy, x, w, None if b is None else [int(b.shape[0])], list(stride), list(padding), [1, 1], False, [0, 0], 1,
+        [True, True, b is not None],
+    )
+    return dx, dw, db
+
+
+def _torch_pool_inputs(x, dy=None):
+    """torch for CPU float tensors (torch's CPU kernel takes the first maximum, as the reference)."""
+    torch = _torch_conv_inputs(x, None, None, dy)
+    if torch is None or x.device.type != "cpu" or (dy is not None and dy.device != x.device):
+        return None
+    return torch
+
+
+def _torch_max_pool2d(x, *, kernel, stride):
+    torch = _torch_pool_inputs(x)
+    if torch is None:
+        return None
+    return torch.nn.functional.max_pool2d(x, kernel, stride)
+
+
+def _torch_max_pool2d_grad(x, dy, *, kernel, stride):
+    torch = _torch_pool_inputs(x, dy)
+    if torch is None:
+        return None
+    y, index = torch.nn.functional.max_pool2d(x, kernel, stride, return_indices=True)
+    if bool(torch.isnan(y).any()):
+        return None  # the reference hands dy to the first NaN
+    return torch.ops.aten.max_pool2d_with_indices_backward(dy, x, list(kernel), list(stride), [0, 0], [1, 1], False, index)
+
+
+FAST_PATHS = {
+    "mask_keep": _torch_mask_keep,
+    "global_mask_keep": _torch_global_mask_keep,
+    "hard_concrete_sample": _torch_hc_sample,
+    "hard_concrete_sample_grad": _torch_hc_sample_grad,
+    "conv2d": _torch_conv2d,
+    "conv2d_grad": _torch_conv2d_grad,
+    "max_pool2d": _torch_max_pool2d,
+    "max_pool2d_grad": _torch_max_pool2d_grad,
+}
