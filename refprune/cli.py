@@ -38,33 +38,9 @@ def build_parser():
     return parser
 
 
-def limit_threads(n, backend=""):
-    """Cap the BLAS / OpenMP thread pools (and torch's, for torch backends) at ``n``.
-
-    Returns the threadpoolctl limiter to keep alive, or ``None`` when it is not installed.
-    """
-    if n < 1:
-        msg = f"--threads must be >= 1, got {n}"
-        raise ValueError(msg)
-    if backend.startswith("torch"):
-        import torch
-
-        torch.set_num_threads(n)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(n)
-
-
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "threads", None) is not None:
-        try:
-            args._thread_limits = limit_threads(args.threads, getattr(args, "backend", ""))
-        except ValueError as exc:
-            parser.error(str(exc))
     return args.func(args)
 
 

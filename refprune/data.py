@@ -41,12 +41,14 @@ import gzip
 import math
 import numbers
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["NAMES", "Dataset", "batches", "load", "num_batches", "read_cifar10_batch", "read_idx"]
+__all__ = [
+    "NAMES", "Dataset", "batches", "load", "num_batches", "read_cifar10_batch", "read_idx", "shuffled_order", "subset",
+]
 
 #: The names ``load`` accepts.
 NAMES = ("digits", "mnist", "fashion-mnist", "cifar10", "synthetic")
@@ -554,7 +556,19 @@ def num_batches(n, batch_size, *, drop_last=False):
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
-def batches(x, y, batch_size, *, backend, rng=None, dtype="float32", drop_last=False):
+def shuffled_order(rng, n, *, backend):
+    """One epoch's order of ``n`` examples drawn from the refprune generator ``rng``: a host int64 array.
+
+    With the ``"reference"`` stream the order is the same on every backend.
+    """
+    order = np.asarray(backend.to_numpy(rng.permutation(n))).astype(np.int64)
+    if order.shape != (n,):
+        msg = f"rng.permutation({n}) returned shape {order.shape}, expected ({n},)"
+        raise ValueError(msg)
+    return order
+
+
+def batches(x, y, batch_size, *, backend, rng=None, order=None, start=0, dtype="float32", drop_last=False):
     """Iterate over ``(xb, yb)`` minibatches of host arrays ``x``, ``y`` as backend arrays.
 
     Parameters
@@ -566,9 +580,15 @@ def batches(x, y, batch_size, *, backend, rng=None, dtype="float32", drop_last=F
     backend : refprune backend adapter
         Where the batches go (``refprune.backends.get(...)``).
     rng : refprune generator, optional
-        When given, the order is ``rng.permutation(n)`` (drawn once, when ``batches`` is
+        When given, the order is :func:`shuffled_order` (drawn once, when ``batches`` is
         called); with the ``"reference"`` stream the order is the same on every backend.
-        Without it the order is the stored one.
+        Without it (and without ``order``) the order is the stored one.
+    order : numpy.ndarray, optional
+        An explicit order (a permutation of ``range(n)``), e.g. one drawn earlier with
+        :func:`shuffled_order`; not together with ``rng``.
+    start : int
+        Index of the first batch to yield (the earlier ones are skipped): continues an
+        epoch that was interrupted after ``start`` batches.
     dtype : str or dtype
         Floating dtype of ``xb`` on the backend. Labels ``yb`` are always int64.
     drop_last : bool
@@ -590,18 +610,25 @@ def batches(x, y, batch_size, *, backend, rng=None, dtype="float32", drop_last=F
         msg = f"y must hold integer labels, got dtype {y.dtype.name}"
         raise TypeError(msg)
     n = len(y)
-    order = None
+    if rng is not None and order is not None:
+        msg = "batches takes rng= (draw a new order) or order= (use this one), not both"
+        raise ValueError(msg)
     if rng is not None:
-        order = np.asarray(backend.to_numpy(rng.permutation(n))).astype(np.int64)
-        if order.shape != (n,):
-            msg = f"rng.permutation({n}) returned shape {order.shape}, expected ({n},)"
+        order = shuffled_order(rng, n, backend=backend)
+    elif order is not None:
+        order = np.asarray(order)
+        if order.shape != (n,) or not np.issubdtype(order.dtype, np.integer):
+            msg = f"order must be a permutation of range({n}) as an int array, got shape {order.shape}"
             raise ValueError(msg)
+    if isinstance(start, bool) or not isinstance(start, numbers.Integral) or start < 0:
+        msg = f"start must be an int >= 0 (batches to skip), got start={start!r}"
+        raise ValueError(msg)
     stop = n - n % batch_size if drop_last else n
-    return _batch_iter(x, y, batch_size, backend, order, dtype, stop)
+    return _batch_iter(x, y, batch_size, backend, order, dtype, int(start) * batch_size, stop)
 
 
-def _batch_iter(x, y, batch_size, backend, order, dtype, stop):
-    for start in range(0, stop, batch_size):
+def _batch_iter(x, y, batch_size, backend, order, dtype, first, stop):
+    for start in range(first, stop, batch_size):
         end = min(start + batch_size, stop)
         if order is None:
             xb, yb = x[start:end].copy(), y[start:end].copy()
@@ -609,3 +636,17 @@ def _batch_iter(x, y, batch_size, backend, order, dtype, stop):
             idx = order[start:end]
             xb, yb = x[idx], y[idx]
         yield backend.asarray(xb, dtype=dtype), backend.asarray(yb.astype(np.int64), dtype="int64")
+
+
+def subset(dataset, n):
+    """``dataset`` with each split cut to its first ``n`` examples (``n`` 0 or None: all of it).
+
+    For quick checks of the paper presets (e.g. ``conv4`` on ``synthetic``) in seconds.
+    """
+    if n is None or n == 0:
+        return dataset
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        msg = f"subset must be an int >= 0 (0 = the whole data set), got subset={n!r}"
+        raise ValueError(msg)
+    cut = {k: getattr(dataset, k)[:n] for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+    return replace(dataset, **cut)

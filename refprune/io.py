@@ -19,9 +19,12 @@ named with ``/`` as the separator:
   (``{"m": {name: array}, "v": {...}, "t": 3}`` -> ``optimizer_state/m/<name>``, ...).
   Python ``int``/``float``/``bool``/``str``/``None`` values (such as Adam's step count
   ``t``) are kept in the manifest; NumPy scalars are stored as 0-d arrays.
+- ``extra/...``: a method's own state (format version 2), stored exactly like
+  ``optimizer_state`` (e.g. ``{"rewind": {name: array}, "round": 3}``).
 
-Names are any non-empty strings; top-level keys of ``optimizer_state`` may not contain
-``/``. No object array is ever written or read.
+Names are any non-empty strings; top-level keys of ``optimizer_state`` and ``extra``
+may not contain ``/``. No object array is ever written or read. Version 1 files (no
+``extra``) are read as well.
 
 Examples
 --------
@@ -65,7 +68,7 @@ __all__ = [
 #: The marker every refprune checkpoint carries.
 FORMAT = "refprune-checkpoint"
 #: The checkpoint format version this module writes (and the newest it reads).
-VERSION = 1
+VERSION = 2
 
 _MANIFEST = "__refprune_checkpoint__"
 _SEP = "/"
@@ -195,7 +198,7 @@ def write_csv(path, rows):
 class Checkpoint:
     """What :func:`load_checkpoint` returns: the arguments of :func:`save_checkpoint`.
 
-    ``masks`` and ``optimizer_state`` are ``None`` when none were saved.
+    ``masks``, ``optimizer_state`` and ``extra`` are ``None`` when none were saved.
     """
 
     params: dict
@@ -205,6 +208,7 @@ class Checkpoint:
     step: int = 0
     config: dict | None = None
     version: int = VERSION
+    extra: dict | None = None
 
 
 def _host_array(where, value):
@@ -246,38 +250,39 @@ def _array_dict(section, d, members):
 _PLAIN_SCALARS = (bool, int, float, str, type(None))
 
 
-def _optimizer_manifest(state, members):
+def _state_manifest(section, state, members):
+    """Manifest entries of a nested state dict (``optimizer_state`` or ``extra``); arrays go to ``members``."""
     if not isinstance(state, dict):
-        msg = f"optimizer_state must be a dict, got {type(state).__name__}"
+        msg = f"{section} must be a dict, got {type(state).__name__}"
         raise TypeError(msg)
     entries = []
     for key, value in state.items():
-        _check_name("optimizer_state", key)
+        _check_name(section, key)
         if _SEP in key:
-            msg = f"optimizer_state keys may not contain {_SEP!r}, got {key!r}"
+            msg = f"{section} keys may not contain {_SEP!r}, got {key!r}"
             raise ValueError(msg)
-        where = f"optimizer_state[{key!r}]"
+        where, member = f"{section}[{key!r}]", f"{section}{_SEP}{key}"
         if isinstance(value, dict):
-            entries.append(
-                {"key": key, "kind": "dict", "names": _array_dict(f"optimizer_state{_SEP}{key}", value, members)}
-            )
+            entries.append({"key": key, "kind": "dict", "names": _array_dict(member, value, members)})
         elif isinstance(value, _PLAIN_SCALARS):
             if isinstance(value, float) and not np.isfinite(value):
                 # JSON has no inf/nan: keep the exact value as a 0-d array.
-                members[f"optimizer_state{_SEP}{key}"] = np.asarray(value)
+                members[member] = np.asarray(value)
                 entries.append({"key": key, "kind": "float"})
             else:
                 entries.append({"key": key, "kind": "value", "value": value})
         elif isinstance(value, np.generic):
-            members[f"optimizer_state{_SEP}{key}"] = _host_array(where, np.asarray(value))
+            members[member] = _host_array(where, np.asarray(value))
             entries.append({"key": key, "kind": "scalar"})
         else:
-            members[f"optimizer_state{_SEP}{key}"] = _host_array(where, value)
+            members[member] = _host_array(where, value)
             entries.append({"key": key, "kind": "array"})
     return entries
 
 
-def save_checkpoint(path, *, params, masks=None, optimizer_state=None, rng_state=None, step=0, config=None):
+def save_checkpoint(
+    path, *, params, masks=None, optimizer_state=None, rng_state=None, step=0, config=None, extra=None
+):
     """Write a checkpoint ``.npz`` atomically (format in the module docstring).
 
     Parameters
@@ -294,6 +299,8 @@ def save_checkpoint(path, *, params, masks=None, optimizer_state=None, rng_state
         Steps taken so far (>= 0).
     config : dict, optional
         Any JSON-able dict (tuples come back as lists).
+    extra : dict, optional
+        A method's own state, of the same form as ``optimizer_state``.
     """
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
         msg = f"step must be a non-negative int, got step={step!r}"
@@ -313,7 +320,8 @@ def save_checkpoint(path, *, params, masks=None, optimizer_state=None, rng_state
         "config": config,
         "params": _array_dict("params", params, members),
         "masks": None if masks is None else _array_dict("masks", masks, members),
-        "optimizer_state": None if optimizer_state is None else _optimizer_manifest(optimizer_state, members),
+        "optimizer_state": None if optimizer_state is None else _state_manifest("optimizer_state", optimizer_state, members),
+        "extra": None if extra is None else _state_manifest("extra", extra, members),
     }
     try:
         text = _dumps(manifest)
@@ -385,24 +393,8 @@ def _from_manifest(manifest, arrays, version):
     if params is None:
         raise ValueError("no params")
     masks = section("masks")
-    optimizer_state = None
-    if manifest["optimizer_state"] is not None:
-        optimizer_state = {}
-        for entry in manifest["optimizer_state"]:
-            key, kind = entry["key"], entry["kind"]
-            member = f"optimizer_state{_SEP}{key}"
-            if kind == "dict":
-                optimizer_state[key] = {n: _take(arrays, f"{member}{_SEP}{n}") for n in entry["names"]}
-            elif kind == "value":
-                optimizer_state[key] = entry["value"]
-            elif kind == "float":
-                optimizer_state[key] = float(_take(arrays, member))
-            elif kind == "scalar":
-                optimizer_state[key] = _take(arrays, member)[()]
-            elif kind == "array":
-                optimizer_state[key] = _take(arrays, member)
-            else:
-                raise ValueError(f"unknown optimizer_state entry kind {kind!r}")
+    optimizer_state = _state_from_manifest("optimizer_state", manifest["optimizer_state"], arrays)
+    extra = _state_from_manifest("extra", manifest.get("extra") if version >= 2 else None, arrays)
     if arrays:
         raise ValueError(f"unexpected members {sorted(arrays)}")
     step = manifest["step"]
@@ -422,4 +414,28 @@ def _from_manifest(manifest, arrays, version):
         step=step,
         config=config,
         version=version,
+        extra=extra,
     )
+
+
+def _state_from_manifest(section, entries, arrays):
+    """The nested state dict of ``section`` from its manifest entries (None when none was saved)."""
+    if entries is None:
+        return None
+    state = {}
+    for entry in entries:
+        key, kind = entry["key"], entry["kind"]
+        member = f"{section}{_SEP}{key}"
+        if kind == "dict":
+            state[key] = {n: _take(arrays, f"{member}{_SEP}{n}") for n in entry["names"]}
+        elif kind == "value":
+            state[key] = entry["value"]
+        elif kind == "float":
+            state[key] = float(_take(arrays, member))
+        elif kind == "scalar":
+            state[key] = _take(arrays, member)[()]
+        elif kind == "array":
+            state[key] = _take(arrays, member)
+        else:
+            raise ValueError(f"unknown {section} entry kind {kind!r}")
+    return state

@@ -70,14 +70,26 @@ def _gate_shape(w, axis):
 # --------------------------------------------------------------------------- L0
 
 
-def _l0_terms(log_alpha, w, /, *, lam, weight_decay, axis, beta, gamma, zeta, eps, xp, value=True, grad=True):
-    """``(R, d_log_alpha, d_w)`` of :func:`l0_penalty` in one pass; ``None`` for what is not asked.
+def l0_penalty_and_grad(
+    log_alpha, w, /, *, lam, weight_decay=0.0, axis=0, beta=BETA, gamma=GAMMA, zeta=ZETA, eps=EPS, value=True,
+    grad=True, xp=None,
+):
+    r"""``(R, d_log_alpha, d_w)``: :func:`l0_penalty` and :func:`l0_penalty_grad` in one pass.
 
-    The one implementation behind :func:`l0_penalty`, :func:`l0_penalty_grad` and the
-    gated layers (which need the value and the gradient of every step): the inputs are
-    validated once and ``p`` and the group costs computed once. With
-    ``weight_decay = 0`` the penalty does not depend on ``w``: ``d_w`` is zeros and the
-    squares of ``w`` are not computed.
+    The one implementation behind both and behind the gated layers, which need the
+    value and the gradient at every step: the inputs are validated once and
+    :math:`p = P(z \ne 0)` and the group costs computed once. ``None`` stands for what
+    is not asked (``value=False`` or ``grad=False``). With ``weight_decay = 0`` the
+    penalty does not depend on ``w``: ``d_w`` is zeros and the squares of ``w`` are not
+    computed. Parameters as for :func:`l0_penalty`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refprune.regularizers import l0_penalty_and_grad
+    >>> r, da, dw = l0_penalty_and_grad(np.array([50.0, -50.0]), np.ones((2, 3)), lam=1.0)
+    >>> float(r), dw.shape
+    (3.0, (2, 3))
     """
     xp, axis, weight_decay, cost = _l0_setup(log_alpha, w, lam, weight_decay, axis, beta, gamma, zeta, eps, xp)
     kw = {"beta": beta, "gamma": gamma, "zeta": zeta, "eps": eps, "xp": xp}
@@ -166,7 +178,7 @@ def l0_penalty(log_alpha, w, /, *, lam, weight_decay=0.0, axis=0, beta=BETA, gam
     3.0
     """
     consts = {"beta": beta, "gamma": gamma, "zeta": zeta, "eps": eps, "xp": xp}
-    return _l0_terms(log_alpha, w, lam=lam, weight_decay=weight_decay, axis=axis, grad=False, **consts)[0]
+    return l0_penalty_and_grad(log_alpha, w, lam=lam, weight_decay=weight_decay, axis=axis, grad=False, **consts)[0]
 
 
 def l0_penalty_grad(
@@ -204,7 +216,9 @@ def l0_penalty_grad(
     array([[ 0.999999 , -0.4999995]])
     """
     consts = {"beta": beta, "gamma": gamma, "zeta": zeta, "eps": eps, "xp": xp}
-    _, d_log_alpha, d_w = _l0_terms(log_alpha, w, lam=lam, weight_decay=weight_decay, axis=axis, value=False, **consts)
+    _, d_log_alpha, d_w = l0_penalty_and_grad(
+        log_alpha, w, lam=lam, weight_decay=weight_decay, axis=axis, value=False, **consts
+    )
     return d_log_alpha, d_w
 
 

@@ -233,7 +233,7 @@ def test_checkpoint_is_a_plain_npz_with_readable_member_names(tmp_path):
         assert set(npz.files) == {"__refprune_checkpoint__", "params/w", "optimizer_state/m/w"}
         assert npz["__refprune_checkpoint__"].dtype == np.uint8
         manifest = json.loads(npz["__refprune_checkpoint__"].tobytes())
-    assert manifest["format"] == "refprune-checkpoint" and manifest["version"] == 1
+    assert manifest["format"] == "refprune-checkpoint" and manifest["version"] == rio.VERSION
 
 
 def test_checkpoint_path_is_used_as_given(tmp_path):
@@ -496,3 +496,25 @@ def test_resume_from_checkpoint_equals_straight_through(tmp_path):
     for key in straight:
         assert resumed[key].tobytes() == straight[key].tobytes(), key
     assert not np.array_equal(straight["w"], half["w"])
+
+
+def test_extra_section_round_trips_and_version_1_files_still_read(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    extra = {"rewind": {"fc1.w": np.arange(6.0).reshape(2, 3)}, "round": 3, "best": float("inf"), "order": np.arange(4)}
+    rio.save_checkpoint(path, params={"w": np.ones(2)}, extra=extra)
+    ckpt = rio.load_checkpoint(path)
+    np.testing.assert_array_equal(ckpt.extra["rewind"]["fc1.w"], extra["rewind"]["fc1.w"])
+    np.testing.assert_array_equal(ckpt.extra["order"], np.arange(4))
+    assert ckpt.extra["round"] == 3 and ckpt.extra["best"] == float("inf")
+    # a version-1 file (written before ``extra`` existed) has no "extra" in its manifest
+    with np.load(path, allow_pickle=False) as npz:
+        members = {k: np.array(npz[k]) for k in npz.files if not k.startswith("extra/")}
+    manifest = json.loads(members["__refprune_checkpoint__"].tobytes().decode())
+    manifest.pop("extra")
+    manifest["version"] = 1
+    members["__refprune_checkpoint__"] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
+    old = tmp_path / "v1.npz"
+    np.savez(old, **members)
+    assert rio.load_checkpoint(old).extra is None
+    with pytest.raises(ValueError, match="keys may not contain"):
+        rio.save_checkpoint(path, params={"w": np.ones(2)}, extra={"a/b": 1})

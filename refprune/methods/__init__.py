@@ -1,48 +1,29 @@
-"""The five pruning methods of the source notebooks, each a function and a CLI command.
+"""The pruning methods: each an algorithm on the engine, registered with its options.
 
-==============  ==================================================================
-``l0``          L0 regularization with hard-concrete gates (Louizos et al. 2018)
-``rvsm``        relaxed variable splitting with a hard-thresholding operator
-``magnitude``   magnitude weight pruning vs unit pruning, swept over sparsity
-``lottery``     lottery tickets: iterative magnitude pruning with rewinding
-``binary``      weight-invariant self-pruning binarized networks
-==============  ==================================================================
+======================  ===============================================================
+``l0``                  L0 regularization with hard-concrete gates (Louizos et al. 2018)
+``rvsm``                relaxed variable splitting with a hard-thresholding operator
+``magnitude``           magnitude weight pruning vs unit pruning, swept over sparsity
+``lottery``             lottery tickets: iterative magnitude pruning with rewinding
+``binary``              weight-invariant self-pruning binarized networks
+======================  ===============================================================
 
-Each method module defines ``SUMMARY`` (one line), ``DEFAULTS`` (dict: ``model``,
-``epochs``, ``batch_size``, ``lr`` and the method's own options), ``add_arguments(parser)``
-(its own CLI options, ``dest`` equal to the ``DEFAULTS`` key) and ``run(spec)`` taking a
-:class:`~refprune.methods._runner.RunSpec` and returning the result dict that it also
-writes to ``<out>/result.json``.
+A method is one module here: ``run(eng, o)`` decorated with
+:func:`~refprune.methods._registry.register_method`, which declares its defaults and
+options once (:class:`Option`); the ``refprune run`` command line, :func:`run` and the
+docs are built from that declaration. ``run`` receives a :class:`refprune.engine.Engine`
+(data, random streams, the training loop, checkpoints, result files) and the
+validated options, and returns ``eng.finish(...)``.
 
 >>> from refprune import methods
->>> result = methods.run("magnitude", data="digits", epochs=1, out="/tmp/rp-doc", quiet=True)  # doctest: +SKIP
+>>> "l0" in methods.names()
+True
+>>> methods.get("l0").option("gate_lr").default
+0.05
 """
 
 from __future__ import annotations
 
-from importlib import import_module
+from ._registry import METHODS, Method, Option, execute, get, make_spec, names, register_method, run
 
-from ._runner import RunSpec
-
-METHODS = ("l0", "rvsm", "magnitude", "lottery", "binary")
-
-__all__ = ["METHODS", "RunSpec", "get", "run"]
-
-
-def get(name):
-    """The module implementing method ``name``; ``ValueError`` listing the methods otherwise."""
-    if name not in METHODS:
-        msg = f"unknown method {name!r}; choose one of {', '.join(METHODS)}"
-        raise ValueError(msg)
-    return import_module(f".{name}", __name__)
-
-
-def run(method, **options):
-    """Run ``method`` with keyword options (those of :class:`RunSpec`; others go to the method).
-
-    Returns the result dict written to ``result.json``.
-    """
-    common = set(RunSpec.__dataclass_fields__) - {"method", "options"}
-    spec = RunSpec(method=method, **{k: v for k, v in options.items() if k in common})
-    spec.options.update({k: v for k, v in options.items() if k not in common})
-    return get(method).run(spec)
+__all__ = ["METHODS", "Method", "Option", "execute", "get", "make_spec", "names", "register_method", "run"]

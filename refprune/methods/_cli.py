@@ -1,161 +1,145 @@
-"""The ``run`` and ``demo`` commands of the ``refprune`` CLI."""
+"""The ``run`` and ``demo`` commands of the ``refprune`` CLI, built from the method registry."""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import os
 import time
 
-from . import METHODS, RunSpec, get
+from refprune.engine import Diverged, Interrupted
 
-_COMMON = ("data", "data_dir", "model", "backend", "device", "seed", "epochs", "batch_size", "lr",
-           "dtype", "stream", "out", "resume", "quiet")
+from ._registry import COMMON_OPTIONS, ArgumentFormatter, add_option, execute, get, make_spec, names
+from ._text import plain
 
-
-def _add_common(parser, defaults):
-    from refprune import backends
-    from refprune.data import NAMES as DATA_NAMES
-    from refprune.nn.models import PRESETS
-
-    g = parser.add_argument_group("common options")
-    g.add_argument("--data", default="digits", metavar="NAME", help=f"data set: {', '.join(DATA_NAMES)}")
-    g.add_argument("--data-dir", default=None, metavar="DIR", help="folder with the IDX / CIFAR binary files")
-    g.add_argument("--model", default=defaults["model"], metavar="PRESET", help=f"network: {', '.join(PRESETS)}")
-    g.add_argument("--backend", default="numpy", metavar="NAME", help=f"array backend: {', '.join(backends.NAMES)}")
-    g.add_argument("--device", default=None, help="backend device (e.g. cuda:1)")
-    g.add_argument("--seed", type=int, default=0, help="seed of every random draw")
-    g.add_argument("--epochs", type=int, default=defaults["epochs"], help="training epochs")
-    g.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="minibatch size")
-    g.add_argument("--lr", type=float, default=defaults["lr"], help="learning rate")
-    g.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="floating dtype")
-    g.add_argument("--stream", default="reference", choices=("reference", "native"),
-                   help="random stream: 'reference' draws on the host with NumPy PCG64, same on every backend")
-    g.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/<method>-<data>-...)")
-    g.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint.npz of the same method and model")
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
-    g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="BLAS / torch threads (default: the libraries' own); 1 is best for digits-sized runs on a busy machine")
-
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the method docstrings' line breaks and shows every default."""
+#: Exit codes: bad input (argparse's own), a diverged run, an interrupted run (128 + SIGINT).
+EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
 
 def add_commands(sub):
-    """Add ``run`` and ``demo`` to the CLI's subparsers."""
-    fmt = _HelpFormatter
-    run = sub.add_parser("run", help="run one pruning method", formatter_class=fmt,
-                         description="Run one pruning method; writes result.json, metrics.csv, plot.png and a checkpoint.")
+    """Add ``run`` (one subcommand per registered method) and ``demo`` to the CLI's subparsers."""
+    run = sub.add_parser("run", help="run one pruning method", formatter_class=ArgumentFormatter,
+                         description="Run one pruning method; writes result.json, metrics.csv, plot.png and a "
+                         "checkpoint into its run folder. 'refprune run METHOD --help' teaches the method.")
     methods = run.add_subparsers(dest="method", metavar="METHOD")
     methods.required = True
-    for name in METHODS:
-        module = get(name)
-        p = methods.add_parser(name, help=module.SUMMARY, description=module.__doc__, formatter_class=fmt)
-        _add_common(p, module.DEFAULTS)
-        module.add_arguments(p.add_argument_group(f"{name} options"))
+    for name in names():
+        method = get(name)
+        p = methods.add_parser(name, help=method.summary, description=plain(method.doc),
+                               formatter_class=ArgumentFormatter)
+        common = p.add_argument_group("options of every method")
+        for option in COMMON_OPTIONS:
+            if option.name in method.defaults:
+                option = dataclasses.replace(option, default=method.defaults[option.name])
+            add_option(common, option)
+        own = p.add_argument_group(f"{name} options")
+        for option in method.options:
+            add_option(own, option)
         p.set_defaults(func=_cmd_run, parser=p)
-    demo = sub.add_parser("demo", help="all five methods on the embedded digits data set", formatter_class=fmt,
-                          description="Run all five methods on digits with their defaults and print a summary table.")
-    demo.add_argument("--backend", default="numpy", help="array backend")
-    demo.add_argument("--out", default="runs/demo", help="output folder")
-    demo.add_argument("--seed", type=int, default=0, help="seed")
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
-    demo.add_argument("--threads", type=int, default=1, metavar="N",
-                      help="BLAS / torch threads; digits-sized arrays gain nothing from more")
+    demo = sub.add_parser("demo", help="every method on the embedded digits data set, with a summary table",
+                          formatter_class=ArgumentFormatter,
+                          description="Run every method on digits with its defaults (the same runs as "
+                          "'refprune run METHOD' with the same seed, hence the same numbers) and print a summary "
+                          "table. Each demo writes a new folder.")
+    for option in COMMON_OPTIONS:
+        if option.name in ("backend", "seed", "quiet", "threads"):
+            add_option(demo, option)
+    demo.add_argument("--out", default=None, metavar="DIR",
+                      help="output folder (default: runs/demo-<date>-<time>, a new one each time)")
     demo.set_defaults(func=_cmd_demo, parser=demo)
 
 
-def _validate(parser, args):
-    """Unknown data set, model or backend: one line listing the valid names, exit code 2."""
+def _fail(parser, message, code=EXIT_USAGE):
+    parser.exit(code, f"{parser.prog}: error: {message}\n")
+
+
+def _check_backend(parser, name):
     from refprune import backends
-    from refprune.data import NAMES as DATA_NAMES
-    from refprune.nn.models import PRESETS
 
-    def fail(message):
-        parser.exit(2, f"{parser.prog}: error: {message}\n")
-
-    if getattr(args, "data", "digits") not in DATA_NAMES:
-        fail(f"unknown data set {args.data!r}; choose one of {', '.join(DATA_NAMES)}")
-    if getattr(args, "model", None) not in (None, *PRESETS):
-        fail(f"unknown model {args.model!r}; choose one of {', '.join(PRESETS)}")
-    if args.backend not in backends.NAMES:
-        fail(f"unknown backend {args.backend!r}; choose one of {', '.join(backends.NAMES)}")
-    reason = backends.unavailable_reason(args.backend)
+    reason = backends.unavailable_reason(name)
     if reason is not None:
-        fail(f"backend {args.backend!r} cannot run here: {reason}; available: {', '.join(backends.available())}")
+        _fail(parser, f"backend {name!r} cannot run here: {reason}; available: {', '.join(backends.available())}")
 
 
-def _spec_from_args(args):
-    values = vars(args)
-    spec = RunSpec(method=args.method, **{k: values[k] for k in _COMMON})
-    skip = set(_COMMON) | {"method", "func", "parser", "command", "threads"}
-    spec.options = {k: v for k, v in values.items() if k not in skip}
-    return spec
+def _execute(parser, spec):
+    """Run ``spec``; a bad setting, a diverged or an interrupted run ends in one line and an exit code."""
+    try:
+        return execute(spec)
+    except Diverged as exc:
+        _fail(parser, str(exc), EXIT_DIVERGED)
+    except Interrupted as exc:
+        _fail(parser, str(exc), EXIT_INTERRUPTED)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+        _fail(parser, str(exc))
 
 
 def _cmd_run(args):
-    _validate(args.parser, args)
-    spec = _spec_from_args(args)
+    method = get(args.method)
+    settings = {k: v for k, v in vars(args).items() if k not in ("func", "parser", "command", "method")}
+    _check_backend(args.parser, settings["backend"])
     try:
-        result = get(args.method).run(spec)
-    except (ValueError, FileNotFoundError) as exc:
-        args.parser.exit(2, f"refprune run {args.method}: error: {exc}\n")
-    print(_summary_line(result))
+        spec = make_spec(method.name, **settings)
+    except ValueError as exc:
+        _fail(args.parser, str(exc))
+    result = _execute(args.parser, spec)
+    print(summary_line(result))
     print(f"wrote {os.path.join(result['out'], 'result.json')}")
     return 0
 
 
-def _summary_line(result):
-    arch = result.get("architecture", {})
-    return (f"{result['method']}: test accuracy {result['test_accuracy']:.4f}, weight sparsity "
-            f"{result['weight_sparsity']:.3f}, architecture {_arch(arch.get('before'))} -> {_arch(arch.get('after'))}, "
-            f"{result['train_seconds']:.1f} s training")
+#: The summary columns every method reports, defined once (``refprune.measures``).
+COLUMNS = ("method", "model", "test accuracy", "weight sparsity", "architecture (alive units)", "train s")
 
 
-def _arch(counts):
-    return "-".join(str(c) for c in counts) if counts else "?"
-
-
-def _cmd_demo(args):
-    from refprune import io
-
-    args.data, args.model = "digits", None
-    _validate(args.parser, args)
-    rows, results = [], []
-    start = time.perf_counter()
-    for name in METHODS:
-        spec = RunSpec(method=name, backend=args.backend, seed=args.seed, quiet=args.quiet,
-                       out=os.path.join(args.out, name))
-        print(f"[{name}] {get(name).SUMMARY} ...", flush=True)
-        result = get(name).run(spec)
-        results.append(result)
-        rows.append(_demo_row(result))
-        print("   " + _summary_line(result), flush=True)
-    total = time.perf_counter() - start
-    print()
-    print(_table(rows))
-    print(f"\n{len(rows)} methods in {total:.1f} s; results under {args.out}/<method>/")
-    io.write_json(os.path.join(args.out, "summary.json"),
-                  {"backend": args.backend, "seed": args.seed, "seconds": total, "methods": results})
-    return 0
-
-
-def _demo_row(result):
-    arch = result.get("architecture", {})
+def summary_row(result):
+    """One run's summary as the table columns :data:`COLUMNS`."""
     return {
         "method": result["method"],
         "model": result["model"],
         "test accuracy": f"{result['test_accuracy']:.4f}",
         "weight sparsity": f"{result['weight_sparsity']:.3f}",
-        "architecture": f"{_arch(arch.get('before'))} -> {_arch(arch.get('after'))}",
+        "architecture (alive units)": result["architecture_string"],
         "train s": f"{result['train_seconds']:.1f}",
     }
 
 
-def _table(rows):
-    keys = list(rows[0])
-    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
+def summary_line(result):
+    """The one-line summary ``refprune run`` prints."""
+    row = summary_row(result)
+    return (f"{row['method']}: test accuracy {row['test accuracy']}, weight sparsity {row['weight sparsity']}, "
+            f"architecture {row['architecture (alive units)']}, {row['train s']} s training")
+
+
+def table(rows, columns=None):
+    """Rows of dicts as an aligned text table."""
+    keys = list(columns or rows[0])
+    widths = {k: max(len(k), *(len(str(r.get(k, ""))) for r in rows)) for k in keys}
     line = " | ".join(k.ljust(widths[k]) for k in keys)
     rule = "-+-".join("-" * widths[k] for k in keys)
-    body = [" | ".join(str(r[k]).ljust(widths[k]) for k in keys) for r in rows]
+    body = [" | ".join(str(r.get(k, "")).ljust(widths[k]) for k in keys) for r in rows]
     return "\n".join([line, rule, *body])
+
+
+def _cmd_demo(args):
+    from refprune import io
+
+    _check_backend(args.parser, args.backend)
+    out = args.out or os.path.join("runs", time.strftime("demo-%Y%m%d-%H%M%S"))
+    rows, results = [], []
+    start = time.perf_counter()
+    for name in names():
+        spec = make_spec(name, data="digits", backend=args.backend, seed=args.seed, quiet=args.quiet,
+                         threads=args.threads, out=os.path.join(out, name))
+        print(f"[{name}] {get(name).summary} ...", flush=True)
+        result = _execute(args.parser, spec)
+        results.append(result)
+        rows.append(summary_row(result))
+        print("   " + summary_line(result), flush=True)
+    total = time.perf_counter() - start
+    print()
+    print(table(rows, COLUMNS))
+    print(f"\n{len(rows)} methods in {total:.1f} s; results under {out}/<method>/")
+    print("architecture: per prunable layer, the input features of a dense layer or the output channels of a "
+          "convolution, before -> alive after pruning")
+    io.write_json(os.path.join(out, "summary.json"),
+                  {"backend": args.backend, "seed": args.seed, "seconds": total, "methods": results})
+    return 0

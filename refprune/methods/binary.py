@@ -55,12 +55,11 @@ What is reported (``result.json``):
   the test set, shown only for comparison with the notebook);
 * ``fraction_on``: fraction of the weights that are on (real weight >= 0.5) per
   binarized layer ``fc1 .. fc4, out``; ``fraction_on_total`` over all of them;
-* ``weight_sparsity``: fraction of the binarized weights that are off. Every dense
-  weight is binarized, the output layer's too (as the notebook), so here the output
-  layer is *included*;
-* ``architecture``: ``before`` the units per binarized layer, ``after`` the units
-  with at least one incoming weight on (a unit without one outputs a constant);
-  ``inputs_used`` counts the input pixels with an outgoing weight on.
+* the measures every method reports, of the binarized network at ``on = 1``:
+  ``weight_sparsity`` (the fraction of the binarized weights that are off; every dense
+  weight is binarized, the output layer's too, as the notebook) and ``architecture``
+  (the input pixels and hidden units alive: connected to the input and to the output
+  by weights that are on).
 
 Batch-norm at evaluation. The notebook never calls ``net.eval()`` for binarized
 networks, so its evaluation normalizes each test batch (1,000 images) with that
@@ -99,93 +98,96 @@ hidden layers are used (the notebook defines ``fc4`` but its forward skips it).
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
-from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 
-from .. import binarize, binarize_grad
+from .. import binarize, binarize_grad, engine
 from .. import data as datasets
 from .._array import namespace
-from ..nn import build_model, optim, train
-from ..nn.models import NORMS, format_architecture
-from . import _runner
-
-__all__ = [
-    "SUMMARY",
-    "DEFAULTS",
-    "add_arguments",
-    "run",
-    "binarized_names",
-    "binarized",
-    "straight_through",
-    "binary_step",
-    "use_binarized",
-    "exploration_on",
-    "fraction_on",
-    "total_fraction_on",
-    "active_units",
-    "inputs_used",
-    "parse_on_values",
-]
-
-SUMMARY = "weight-invariant self-pruning binarized nets: weights on/off, straight-through updates"
+from ..nn import build_model, train
+from ..nn.constraints import clamp
+from ..nn.models import NORMS
+from ._registry import Option, integer, register_method
 
 #: The threshold that turns a real weight (and an input pixel) on.
 THRESHOLD = 0.5
 
-DEFAULTS = {
-    "model": "binary-mlp",
-    "epochs": 30,
-    "batch_size": 32,
-    "lr": 0.002,
-    "hidden": "512",
-    "norm": "hard-invert",
-    "on_prob": 0.015,
-    "bias": False,
-    "bn_momentum": 0.15,
-    "bn_eps": 1e-4,
-    "epsilon": 0.0,
-    "random_mag": 0.0,
-    "binarize_input": True,
-    "on_values": "0:4:0.1",
-    "bn_eval": "running",
-    "eval_batch_size": 1000,
-    "checkpoint_every": 0,
-}
+
+def parse_on_values(spec):
+    """The sweep's "on" values from ``'start:stop:step'`` (stop included), ``'a,b,c'`` or a sequence.
+
+    >>> parse_on_values("0:1:0.25")
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    >>> parse_on_values("1, 2.5")
+    [1.0, 2.5]
+    """
+    if isinstance(spec, str):
+        text = spec.strip()
+        if ":" in text:
+            parts = text.split(":")
+            try:
+                start, stop, step = (float(p) for p in parts)
+            except ValueError:
+                msg = f"on_values must be 'start:stop:step' with three numbers, got on_values={spec!r}"
+                raise ValueError(msg) from None
+            if step <= 0 or stop < start:
+                msg = f"on_values needs step > 0 and stop >= start, got on_values={spec!r}"
+                raise ValueError(msg)
+            n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            return [round(start + i * step, 10) for i in range(n)]
+        try:
+            values = [float(p) for p in text.split(",") if p.strip()]
+        except ValueError:
+            msg = f"on_values must be 'start:stop:step' or comma-separated numbers, got on_values={spec!r}"
+            raise ValueError(msg) from None
+    else:
+        values = [float(v) for v in spec]
+    if not values or not all(math.isfinite(v) for v in values):
+        msg = f"on_values must hold at least one finite number, got on_values={spec!r}"
+        raise ValueError(msg)
+    return values
 
 
-def add_arguments(group):
-    """The binary method's options (``dest`` = the ``DEFAULTS`` key)."""
-    d = DEFAULTS
-    group.add_argument("--hidden", default=d["hidden"], metavar="W",
-                       help="hidden width of the four hidden layers, or four widths 'w1,w2,w3,w4' (notebook: 4000)")
-    group.add_argument("--norm", default=d["norm"], choices=NORMS,
-                       help="normalization after each tanh: batch-norm, soft-invert (y = x(1-a) + (1-x)a, a learned), "
-                            "hard-invert (y = 1 - x) or none")
-    group.add_argument("--on-prob", type=float, default=d["on_prob"],
-                       help="initial weights are Bernoulli(on_prob): the fraction of weights on at the start")
-    group.add_argument("--bias", action=argparse.BooleanOptionalAction, default=d["bias"],
-                       help="dense layers with a bias, binarized and clipped like the weights")
-    group.add_argument("--bn-momentum", type=float, default=d["bn_momentum"],
-                       help="batch-norm running-statistics momentum (torch convention)")
-    group.add_argument("--bn-eps", type=float, default=d["bn_eps"], help="batch-norm epsilon")
-    group.add_argument("--epsilon", type=float, default=d["epsilon"],
-                       help="probability that a training step explores: on = 1 + U(0, random_mag) instead of 1")
-    group.add_argument("--random-mag", type=float, default=d["random_mag"],
-                       help="largest extra 'on' magnitude m of an exploring step")
-    group.add_argument("--binarize-input", action=argparse.BooleanOptionalAction, default=d["binarize_input"],
-                       help="binarize the inputs: pixel >= 0.5 -> 1, else 0 (as the notebook)")
-    group.add_argument("--on-values", default=d["on_values"], metavar="SPEC",
-                       help="'on' values of the evaluation sweep: 'start:stop:step' (stop included) or 'a,b,c'")
-    group.add_argument("--bn-eval", default=d["bn_eval"], choices=("running", "batch"),
-                       help="batch-norm statistics at evaluation: running (test mode) or each batch's own "
-                            "(the notebook, which never calls net.eval())")
-    group.add_argument("--eval-batch-size", type=int, default=d["eval_batch_size"],
-                       help="evaluation batch size (matters with --bn-eval batch; the notebook's is 1000)")
-    group.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"],
-                       help="also write the checkpoint every N epochs (0: only at the end)")
+def _parse_hidden(hidden):
+    if isinstance(hidden, str):
+        try:
+            widths = [int(p) for p in hidden.split(",") if p.strip()]
+        except ValueError:
+            msg = f"hidden must be a width or four comma-separated widths, got hidden={hidden!r}"
+            raise ValueError(msg) from None
+    elif isinstance(hidden, (list, tuple)):
+        widths = [int(h) for h in hidden]
+    else:
+        widths = [int(hidden)]
+    if len(widths) not in (1, 4) or min(widths) < 1:
+        msg = f"hidden must be one width >= 1 or four, got hidden={hidden!r}"
+        raise ValueError(msg)
+    return widths[0] if len(widths) == 1 else tuple(widths)
+
+
+OPTIONS = (
+    Option("hidden", "512", "hidden width of the four hidden layers, or four widths 'w1,w2,w3,w4' (notebook: 4000)",
+           type=lambda v: _parse_hidden(v), metavar="W"),
+    Option("norm", "hard-invert", "normalization after each tanh: batch-norm, soft-invert (y = x(1-a) + (1-x)a, a "
+           "learned), hard-invert (y = 1 - x) or none", choices=NORMS),
+    Option("on_prob", 0.015, "initial weights are Bernoulli(on_prob): the fraction of weights on at the start",
+           low=0, high=1),
+    Option("bias", False, "dense layers with a bias, binarized and clipped like the weights"),
+    Option("bn_momentum", 0.15, "batch-norm running-statistics momentum (torch convention)", low=0, high=1),
+    Option("bn_eps", 1e-4, "batch-norm epsilon", positive=True),
+    Option("epsilon", 0.0, "probability that a training step explores: on = 1 + U(0, random_mag) instead of 1",
+           low=0, high=1),
+    Option("random_mag", 0.0, "largest extra 'on' magnitude m of an exploring step", low=0),
+    Option("binarize_input", True, "do not binarize the inputs (by default pixel >= 0.5 -> 1, else 0, as the "
+           "notebook)", flag="--no-binarize-input"),
+    Option("on_values", "0:4:0.1", "'on' values of the evaluation sweep: 'start:stop:step' (stop included) or "
+           "'a,b,c'", type=lambda v: parse_on_values(v), metavar="SPEC"),
+    Option("bn_eval", "running", "batch-norm statistics at evaluation: running (test mode) or each batch's own "
+           "(the notebook, which never calls net.eval())", choices=("running", "batch")),
+    Option("eval_batch_size", 1000, "evaluation batch size (matters with --bn-eval batch; the notebook's is 1000)",
+           type=integer, low=1),
+)
 
 
 # ---------------------------------------------------------------------------------- the method's math
@@ -251,22 +253,11 @@ def binary_step(model, opt, opt_state, xb, yb, *, names, on=1.0, threshold=THRES
             opt_state,
             xb,
             yb,
-            constraints={n: optim.clamp(0.0, 1.0) for n in names},
+            constraints={n: clamp(0.0, 1.0) for n in names},
         )
     except BaseException:
         model.set_params(real)
         raise
-
-
-@contextmanager
-def use_binarized(model, names, *, on=1.0, threshold=THRESHOLD):
-    """Inside the ``with`` block the model holds the binarized weights; the real ones come back after."""
-    real = model.params()
-    model.set_params(binarized(real, names, on=on, threshold=threshold))
-    try:
-        yield model
-    finally:
-        model.set_params({n: real[n] for n in names})
 
 
 def exploration_on(rng, *, epsilon, random_mag, on=1.0):
@@ -300,29 +291,10 @@ def total_fraction_on(params, names, *, threshold=THRESHOLD):
     return sum(f * s for f, s in zip(fracs, sizes)) / max(1, sum(sizes))
 
 
-def active_units(params, names, *, threshold=THRESHOLD):
-    """Units (output columns of dense ``(in, out)`` weights, output channels of conv weights)
-    with at least one weight on, per named weight (Python ints)."""
-    out = []
-    for n in names:
-        w = params[n]
-        xp = _xp(w)
-        on = xp.abs(w) >= threshold
-        if w.ndim == 2:
-            out.append(int(xp.count_nonzero(xp.any(on, axis=0))))
-        else:
-            out.append(int(xp.count_nonzero(xp.any(xp.reshape(on, (int(w.shape[0]), -1)), axis=1))))
-    return out
-
-
 def inputs_used(w, /, *, threshold=THRESHOLD):
     """Input units (rows of a dense ``(in, out)`` weight) with at least one outgoing weight on."""
     xp = _xp(w)
     return int(xp.count_nonzero(xp.any(xp.abs(w) >= threshold, axis=1)))
-
-
-def _units(params, names):
-    return [int(params[n].shape[1]) if params[n].ndim == 2 else int(params[n].shape[0]) for n in names]
 
 
 def _size(w):
@@ -333,58 +305,6 @@ def _xp(w):
     return namespace(None, w=w)
 
 
-def parse_on_values(spec):
-    """The sweep's "on" values from ``'start:stop:step'`` (stop included), ``'a,b,c'`` or a sequence.
-
-    >>> parse_on_values("0:1:0.25")
-    [0.0, 0.25, 0.5, 0.75, 1.0]
-    >>> parse_on_values("1, 2.5")
-    [1.0, 2.5]
-    """
-    if isinstance(spec, str):
-        text = spec.strip()
-        if ":" in text:
-            parts = text.split(":")
-            try:
-                start, stop, step = (float(p) for p in parts)
-            except ValueError:
-                msg = f"on_values must be 'start:stop:step' with three numbers, got on_values={spec!r}"
-                raise ValueError(msg) from None
-            if step <= 0 or stop < start:
-                msg = f"on_values needs step > 0 and stop >= start, got on_values={spec!r}"
-                raise ValueError(msg)
-            n = int(math.floor((stop - start) / step + 1e-9)) + 1
-            return [round(start + i * step, 10) for i in range(n)]
-        try:
-            values = [float(p) for p in text.split(",") if p.strip()]
-        except ValueError:
-            msg = f"on_values must be 'start:stop:step' or comma-separated numbers, got on_values={spec!r}"
-            raise ValueError(msg) from None
-    else:
-        values = [float(v) for v in spec]
-    if not values or not all(math.isfinite(v) for v in values):
-        msg = f"on_values must hold at least one finite number, got on_values={spec!r}"
-        raise ValueError(msg)
-    return values
-
-
-def _parse_hidden(hidden):
-    if isinstance(hidden, str):
-        try:
-            widths = [int(p) for p in hidden.split(",") if p.strip()]
-        except ValueError:
-            msg = f"hidden must be a width or four comma-separated widths, got hidden={hidden!r}"
-            raise ValueError(msg) from None
-    elif isinstance(hidden, (list, tuple)):
-        widths = [int(h) for h in hidden]
-    else:
-        widths = [int(hidden)]
-    if len(widths) not in (1, 4) or min(widths) < 1:
-        msg = f"hidden must be one width >= 1 or four, got hidden={hidden!r}"
-        raise ValueError(msg)
-    return widths[0] if len(widths) == 1 else tuple(widths)
-
-
 # ---------------------------------------------------------------------------------- evaluation
 
 
@@ -393,14 +313,15 @@ def _binary_inputs(backend, x, dtype):
     return backend.to_numpy(binarize(backend.asarray(x, dtype=dtype), threshold=THRESHOLD, on=1.0, off=0.0))
 
 
-def _accuracy(model, x, y, *, backend, batch_size, bn_eval):
-    """Accuracy in test mode (``bn_eval="running"``) or with each batch's statistics (``"batch"``)."""
+def accuracy(eng, model, split, *, batch_size, bn_eval):
+    """Accuracy on ``split`` in test mode (``bn_eval="running"``) or with each batch's statistics (``"batch"``)."""
     if bn_eval == "running":
-        return train.evaluate(model, x, y, backend=backend, batch_size=batch_size)[1]
+        return eng.evaluate(model, split, batch_size=batch_size)[1]
+    x, y = getattr(eng.dataset, f"x_{split}"), getattr(eng.dataset, f"y_{split}")
     saved = model.state()
     correct = 0
     try:
-        for xb, yb in datasets.batches(x, y, batch_size, backend=backend, dtype=model.dtype):
+        for xb, yb in datasets.batches(x, y, batch_size, backend=eng.backend, dtype=model.dtype):
             xp = _xp(xb)
             logits = model.forward(xb, train=True)
             correct += int(xp.count_nonzero(xp.argmax(logits, axis=1) == yb))
@@ -409,177 +330,94 @@ def _accuracy(model, x, y, *, backend, batch_size, bn_eval):
     return correct / len(y)
 
 
-def _sweep(model, names, x, y, on_values, **kw):
+def _sweep(eng, model, names, split, on_values, **kw):
     rows = []
     for on in on_values:
-        with use_binarized(model, names, on=on):
-            rows.append([float(on), _accuracy(model, x, y, **kw)])
+        with model.using(binarized(model.params(), names, on=on)):
+            rows.append([float(on), accuracy(eng, model, split, **kw)])
     return rows
 
 
 # ---------------------------------------------------------------------------------- the run
 
 
-def _check_options(spec):
-    o = spec.options
+@register_method("binary", summary="weight-invariant self-pruning binarized nets: weights on/off, straight-through "
+                 "updates", defaults={"model": "binary-mlp", "epochs": 30, "batch_size": 32, "lr": 0.002},
+                 options=OPTIONS)
+def run(eng, o):
+    """Train a binarized ``binary-mlp`` (straight-through), sweep the "on" value, report the binarized network."""
+    spec = eng.spec
     if spec.model != "binary-mlp":
         msg = f"method binary trains the 'binary-mlp' preset, got model={spec.model!r}; use --model binary-mlp"
         raise ValueError(msg)
-    if o["norm"] not in NORMS:
-        msg = f"norm must be one of {', '.join(NORMS)}, got norm={o['norm']!r}"
-        raise ValueError(msg)
-    if not 0.0 <= float(o["on_prob"]) <= 1.0:
-        msg = f"on_prob must be in [0, 1], got on_prob={o['on_prob']!r}"
-        raise ValueError(msg)
-    if not 0.0 <= float(o["epsilon"]) <= 1.0:
-        msg = f"epsilon must be a probability in [0, 1], got epsilon={o['epsilon']!r}"
-        raise ValueError(msg)
-    if float(o["random_mag"]) < 0:
-        msg = f"random_mag must be >= 0, got random_mag={o['random_mag']!r}"
-        raise ValueError(msg)
-    if o["bn_eval"] not in ("running", "batch"):
-        msg = f"bn_eval must be 'running' or 'batch', got bn_eval={o['bn_eval']!r}"
-        raise ValueError(msg)
-    if int(o["checkpoint_every"]) < 0:
-        msg = f"checkpoint_every must be >= 0, got checkpoint_every={o['checkpoint_every']!r}"
-        raise ValueError(msg)
-
-
-def _resume(spec, model, backend, rng):
-    """Load ``spec.resume`` into ``model``; refuse a checkpoint of another method or model."""
-    _runner.checkpoint_config(spec.resume, method="binary", model=spec.model)
-    opt_state, step, config = train.resume(spec.resume, model=model, backend=backend, rng=rng)
-    return opt_state, step, int(config.get("epoch", 0))
-
-
-def run(spec):
-    """Train a binarized ``binary-mlp``, sweep the "on" value, write the results (see the module doc)."""
-    ctx = _runner.prepare(spec, defaults=DEFAULTS)
-    _check_options(spec)
-    o, backend, ds = spec.options, ctx.backend, ctx.dataset
-    on_values = parse_on_values(o["on_values"])
-    bias = bool(o["bias"])
-    model = build_model(
-        "binary-mlp",
-        input_shape=ds.input_shape,
-        num_classes=ds.num_classes,
-        backend=backend,
-        rng=ctx.rng,
-        dtype=spec.dtype,
-        hidden=_parse_hidden(o["hidden"]),
-        norm=o["norm"],
-        on_prob=float(o["on_prob"]),
-        bias=bias,
-        bn_momentum=float(o["bn_momentum"]),
-        bn_eps=float(o["bn_eps"]),
-    )
-    names = binarized_names(model, bias=bias)
+    ds = eng.dataset
+    model = eng.track(build_model("binary-mlp", input_shape=ds.input_shape, num_classes=ds.num_classes,
+                                  backend=eng.backend, rng=eng.rng, dtype=spec.dtype, hidden=o.hidden,
+                                  norm=o.norm, on_prob=o.on_prob, bias=o.bias, bn_momentum=o.bn_momentum,
+                                  bn_eps=o.bn_eps))
+    names = binarized_names(model, bias=o.bias)
     weights = [n for n in names if n.endswith(".w")]
     layers = [n.split(".")[0] for n in weights]
-    opt = partial(optim.adam, lr=spec.lr)
-    opt_state = optim.init_state(model.params(), "adam")
-    step, first_epoch = 0, 0
-    if spec.resume:
-        opt_state, step, first_epoch = _resume(spec, model, backend, ctx.rng)
+    if o.binarize_input:
+        eng.dataset = replace(ds, **{f"x_{k}": _binary_inputs(eng.backend, getattr(ds, f"x_{k}"), spec.dtype)
+                                     for k in ("train", "val", "test")})
+    eval_kw = {"batch_size": o.eval_batch_size, "bn_eval": o.bn_eval}
 
-    if o["binarize_input"]:
-        x_train, x_val, x_test = (_binary_inputs(backend, x, spec.dtype) for x in (ds.x_train, ds.x_val, ds.x_test))
-    else:
-        x_train, x_val, x_test = ds.x_train, ds.x_val, ds.x_test
-    eval_kw = {"backend": backend, "batch_size": int(o["eval_batch_size"]), "bn_eval": o["bn_eval"]}
-    n_batches = datasets.num_batches(len(ds.y_train), spec.batch_size)
-    ckpt = os.path.join(ctx.out, "checkpoint.npz")
+    def step(m, update, opt_state, xb, yb, *, rng):
+        on = exploration_on(rng, epsilon=o.epsilon, random_mag=o.random_mag)
+        return binary_step(m, update, opt_state, xb, yb, names=names, on=on)
 
-    def save(epoch):
-        train.save(ckpt, model=model, backend=backend, opt_state=opt_state, rng=ctx.rng, step=step,
-                   config={"method": "binary", "model": spec.model, "epoch": epoch, "run": spec.config()})
+    def measure(m):
+        params = m.params()
+        with m.using(binarized(params, names)):
+            val = accuracy(eng, m, "val", **eval_kw)
+        return {"val_accuracy": val, "fraction_on": total_fraction_on(params, weights),
+                **{f"fraction_on_{ln}": f for ln, f in zip(layers, fraction_on(params, weights))}}
 
-    rows, sw = [], _runner.Stopwatch()
-    for epoch in range(first_epoch + 1, spec.epochs + 1):
-        loss_sum = correct = 0.0
-        ons = []
-        with sw:
-            batches = datasets.batches(x_train, ds.y_train, spec.batch_size, backend=backend, rng=ctx.rng,
-                                       dtype=spec.dtype)
-            for xb, yb in _runner.progress(batches, total=n_batches, desc=f"binary epoch {epoch}", quiet=spec.quiet):
-                on = exploration_on(ctx.rng, epsilon=float(o["epsilon"]), random_mag=float(o["random_mag"]))
-                out, opt_state = binary_step(model, opt, opt_state, xb, yb, names=names, on=on)
-                xp = _xp(out.logits)
-                n = int(yb.shape[0])
-                loss_sum = loss_sum + out.loss * n
-                correct = correct + xp.count_nonzero(xp.argmax(out.logits, axis=1) == yb)
-                ons.append(on)
-                step += 1
-        params = model.params()
-        fracs = fraction_on(params, weights)
-        with use_binarized(model, names, on=1.0):
-            val_acc = _accuracy(model, x_val, ds.y_val, **eval_kw)
-        row = {
-            "epoch": epoch,
-            "step": step,
-            "train_loss": float(loss_sum) / len(ds.y_train),
-            "train_accuracy": float(correct) / len(ds.y_train),
-            "val_accuracy": val_acc,
-            "mean_on": sum(ons) / max(1, len(ons)),
-            "fraction_on": total_fraction_on(params, weights),
-            **{f"fraction_on_{ln}": f for ln, f in zip(layers, fracs)},
-            "active_units": format_architecture(active_units(params, weights)),
-            "train_seconds": sw.seconds,
-        }
-        rows.append(row)
-        every = int(o["checkpoint_every"])
-        if every and epoch % every == 0 and epoch < spec.epochs:
-            save(epoch)
-    save(max(spec.epochs, first_epoch))
+    eng.train(model, step=step, optimizer=engine.adam(lr=spec.lr), epochs=spec.epochs, measure=measure)
 
-    params = model.params()
-    sweep_test = _sweep(model, names, x_test, ds.y_test, on_values, **eval_kw)
-    sweep_val = _sweep(model, names, x_val, ds.y_val, on_values, **eval_kw)
-    with use_binarized(model, names, on=1.0):
-        test_acc = _accuracy(model, x_test, ds.y_test, **eval_kw)
+    sweep_test = _sweep(eng, model, names, "test", o.on_values, **eval_kw)
+    sweep_val = _sweep(eng, model, names, "val", o.on_values, **eval_kw)
     best_on, _ = max(sweep_val, key=lambda r: (r[1], -abs(r[0] - 1.0)))
-    best_on_test = next(a for v, a in sweep_test if v == best_on)
-    before, after = _units(params, weights), active_units(params, weights)
-    fracs = fraction_on(params, weights)
-    total_on = total_fraction_on(params, weights)
+    params = model.params()
+    fracs, total_on = fraction_on(params, weights), total_fraction_on(params, weights)
     result = {
-        "steps": step,
-        "train_seconds": sw.seconds,
-        "test_accuracy": test_acc,
         "test_accuracy_note": "test accuracy at on = 1 (the training magnitude)",
-        "weight_sparsity": 1.0 - total_on,
-        "weight_sparsity_note": "fraction of the binarized weights (every dense layer, output included) that are off",
-        "architecture": {"before": before, "after": after},
         "inputs_used": inputs_used(params[weights[0]]),
         "on_sweep": sweep_test,
         "on_sweep_val": sweep_val,
         "best_on": best_on,
-        "best_on_test_accuracy": best_on_test,
+        "best_on_test_accuracy": next(a for v, a in sweep_test if v == best_on),
         "best_on_test_max": max(a for _, a in sweep_test),
         "fraction_on": fracs,
         "fraction_on_layers": layers,
         "fraction_on_total": total_on,
-        "bn_eval": o["bn_eval"],
+        "bn_eval": o.bn_eval,
     }
+    with model.using(binarized(params, names, on=1.0)):
+        result["test_accuracy"] = accuracy(eng, model, "test", **eval_kw)
+        return eng.finish(result, model=model, plot=partial(plot, sweep_test=sweep_test, sweep_val=sweep_val,
+                                                            rows=eng.rows, layers=layers, fracs=fracs,
+                                                            total_on=total_on, test=result["test_accuracy"]))
 
-    def plot(path):
-        fig, (ax1, ax2) = _runner.new_figure(ncols=2)
-        ax1.plot([r[0] for r in sweep_test], [r[1] for r in sweep_test], "o-", ms=3, label="test")
-        ax1.plot([r[0] for r in sweep_val], [r[1] for r in sweep_val], "s--", ms=3, alpha=0.7, label="validation")
-        ax1.axvline(1.0, color="grey", lw=0.8, ls=":")
-        ax1.set_xlabel('"on" weight value at evaluation')
-        ax1.set_ylabel("accuracy")
-        ax1.set_ylim(0, 1.02)
-        ax1.set_title(f"on sweep (trained at on = 1; test {test_acc:.3f})")
-        ax1.legend(loc="lower right")
-        epochs = [r["epoch"] for r in rows]
-        for ln, f in zip(layers, fracs):
-            ax2.plot(epochs, [100 * r[f"fraction_on_{ln}"] for r in rows], label=f"{ln} ({100 * f:.2f}%)")
-        ax2.plot(epochs, [100 * r["fraction_on"] for r in rows], "k--", label=f"all ({100 * total_on:.2f}%)")
-        ax2.set_xlabel("epoch")
-        ax2.set_ylabel("weights on (%)")
-        ax2.set_title("fraction of weights on, per layer")
-        ax2.legend(fontsize=8)
-        _runner.save_figure(fig, path)
 
-    return _runner.finish(ctx, result, metrics=rows, plot=plot if rows else None)
+def plot(path, *, sweep_test, sweep_val, rows, layers, fracs, total_on, test):
+    """The "on" sweep (test and validation) and the fraction of weights on per layer over the epochs."""
+    fig, (ax1, ax2) = engine.new_figure(ncols=2)
+    ax1.plot([r[0] for r in sweep_test], [r[1] for r in sweep_test], "o-", ms=3, label="test")
+    ax1.plot([r[0] for r in sweep_val], [r[1] for r in sweep_val], "s--", ms=3, alpha=0.7, label="validation")
+    ax1.axvline(1.0, color="grey", lw=0.8, ls=":")
+    ax1.set_xlabel('"on" weight value at evaluation')
+    ax1.set_ylabel("accuracy")
+    ax1.set_ylim(0, 1.02)
+    ax1.set_title(f"on sweep (trained at on = 1; test {test:.3f})")
+    ax1.legend(loc="lower right")
+    epochs = [r["epoch"] for r in rows]
+    for ln, f in zip(layers, fracs):
+        ax2.plot(epochs, [100 * r[f"fraction_on_{ln}"] for r in rows], label=f"{ln} ({100 * f:.2f}%)")
+    ax2.plot(epochs, [100 * r["fraction_on"] for r in rows], "k--", label=f"all ({100 * total_on:.2f}%)")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("weights on (%)")
+    ax2.set_title("fraction of weights on, per layer")
+    ax2.legend(fontsize=8)
+    engine.save_figure(fig, path)

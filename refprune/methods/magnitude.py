@@ -20,7 +20,8 @@ columns with the smallest L2 norm
 .. math:: s_j = \lVert W_{:,j} \rVert_2 = \Big(\sum_i W_{ij}^2\Big)^{1/2}
 
 are zeroed (:func:`refprune.structured_mask` with ``axis=1``; for a convolution
-``(out, in, kh, kw)`` the output channels, ``axis=0``). Both remove the same fraction of
+``(out, in, kh, kw)`` the output channels, ``axis=0``). Both are mask criteria of
+:mod:`refprune.criteria` (``--criteria weight,unit``); any registered criterion can be swept. Both remove the same fraction of
 weights, but unit pruning removes a unit's whole input, so the next layer loses
 that feature entirely, while weight pruning only weakens many features a little.
 The notebook's finding, reproduced here: accuracy falls much earlier under unit
@@ -32,15 +33,15 @@ float32 summation order of the BLAS in use). The counts are rounded down
 notebook's network has none.
 
 Result keys: ``curves = {"weight": [[amount, sparsity, accuracy], ...], "unit": [...]}``
-with ``sparsity`` the measured fraction of zero weights over the pruned layers;
-``test_accuracy`` is the dense model's, ``weight_sparsity`` that of the dense model
-(about 0: the saved model is the unpruned one). ``architecture.before`` holds the units
-(output channels) of each pruned layer and ``architecture.after`` the units left by
-unit pruning at ``architecture.after_amount``: the largest swept amount whose
-unit-pruned accuracy stays within ``--tolerance`` of the dense accuracy.
-Files: ``metrics.csv`` (the sweep, one row per structure and amount), ``epochs.csv``
-(training curves), ``plot.png`` (accuracy against sparsity, both curves),
-``checkpoint.npz`` (the trained dense model).
+(test accuracy; ``sparsity`` the measured fraction of zero weights over the pruned
+layers) and ``curves_val`` (the same on the validation split); ``dense_accuracy``.
+The summary every method reports (``test_accuracy``, ``weight_sparsity``,
+``architecture``) is that of the *chosen pruned model*: the most pruned model of the
+sweep (either criterion) whose **validation** accuracy stays within ``--tolerance``
+of the dense model's (``chosen``: criterion and amount), so that the choice does not
+look at the test set. Files: ``metrics.csv`` (training curves), ``sweep.csv`` (one
+row per criterion and amount), ``plot.png`` (accuracy against sparsity, both
+curves), ``checkpoint.npz`` (the trained dense model).
 
 Defaults (digits): the notebook's ``mlp-1000-1000-500-200`` without biases, Adam
 (lr 1e-3, batch 32, as the notebook's Keras defaults), 10 epochs (the notebook trains
@@ -58,49 +59,16 @@ pruning deteriorates faster beyond it. The same on a GPU: add ``--backend torch
 
 from __future__ import annotations
 
-import os
 from functools import partial
 
-from refprune._array import flat_size, namespace
-from refprune.masks import apply_mask, magnitude_mask, structured_mask
-from refprune.nn import build_model, optim, train
+from refprune import criteria, engine
+from refprune.measures import zero_fraction
+from refprune.nn import build_model, train
 
-from . import _runner
-
-SUMMARY = "train dense, then prune by weight magnitude and by unit L2 norm over a sweep of sparsities"
+from ._registry import Option, register_method
 
 #: The notebook's sweep of pruned fractions.
 AMOUNTS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
-
-DEFAULTS = {
-    "model": "mlp-1000-1000-500-200",
-    "epochs": 10,
-    "batch_size": 32,
-    "lr": 1e-3,
-    "amounts": ",".join(f"{a:g}" for a in AMOUNTS),
-    "rounding": "floor",
-    "tolerance": 0.02,
-    "subset": 0,
-}
-
-STRUCTURES = ("weight", "unit")
-
-
-def add_arguments(parser):
-    """The magnitude method's own options."""
-    parser.add_argument(
-        "--amounts", dest="amounts", default=DEFAULTS["amounts"], metavar="LIST",
-        help="comma-separated fractions in [0, 1] pruned from every layer but the output one",
-    )
-    parser.add_argument(
-        "--rounding", dest="rounding", default=DEFAULTS["rounding"], choices=("floor", "half-even", "ceil"),
-        help="how amount * n becomes a count ('floor' is the notebook's int())",
-    )
-    parser.add_argument(
-        "--tolerance", dest="tolerance", type=float, metavar="T", default=DEFAULTS["tolerance"],
-        help="architecture 'after' = units left by the largest unit-pruning amount within this accuracy of dense",
-    )
-    _runner.add_subset_argument(parser, DEFAULTS["subset"])
 
 
 def parse_amounts(amounts):
@@ -119,166 +87,82 @@ def parse_amounts(amounts):
     return values
 
 
-def unit_axis(w):
-    """The axis of ``w`` indexing its output units: 1 for dense ``(in, out)``, 0 for conv ``(out, in, kh, kw)``."""
-    return 1 if w.ndim == 2 else 0
+def parse_criteria(names):
+    """Registered criterion names from ``"weight,unit"`` or a sequence (``ValueError`` for an unknown one)."""
+    items = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+    for name in items:
+        criteria.get(name)
+    if not items:
+        msg = "criteria must name at least one criterion"
+        raise ValueError(msg)
+    return tuple(items)
 
 
-def prune(w, /, *, structure, amount, rounding="floor", xp=None):
-    r"""The keep mask (True = keep) of one layer's weight ``w`` pruned by ``structure``.
-
-    ``"weight"``: :func:`refprune.magnitude_mask`, the :math:`k=\lfloor a n \rfloor`
-    smallest :math:`|w_{ij}|` pruned. ``"unit"``: :func:`refprune.structured_mask`
-    over the output units (:func:`unit_axis`), the :math:`\lfloor a m \rfloor` units
-    with the smallest L2 norm :math:`\lVert w_{:,j} \rVert_2` pruned whole.
-
-    Parameters
-    ----------
-    w : array
-        Dense ``(in, out)`` or conv ``(out, in, kh, kw)`` weight.
-    structure : {"weight", "unit"}
-    amount : float
-        Fraction in [0, 1] of the weights (or units) pruned.
-    rounding : {"floor", "half-even", "ceil"}
-        How ``amount * n`` becomes a count; ``"floor"`` is the notebook's ``int()``.
-
-    Returns
-    -------
-    array of bool
-        ``w``'s shape.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> w = np.asarray([[0.1, -2.0, 0.3], [0.4, 0.05, -0.6]])
-    >>> prune(w, structure="weight", amount=0.5)
-    array([[False,  True, False],
-           [ True, False,  True]])
-    >>> prune(w, structure="unit", amount=0.5)  # column norms 0.41, 2.0, 0.67
-    array([[False,  True,  True],
-           [False,  True,  True]])
-    """
-    if structure == "weight":
-        return magnitude_mask(w, amount=amount, rounding=rounding, xp=xp)
-    if structure == "unit":
-        return structured_mask(w, amount=amount, axis=unit_axis(w), ord=2, rounding=rounding, xp=xp)
-    msg = f"structure must be one of {STRUCTURES}, got structure={structure!r}"
-    raise ValueError(msg)
+OPTIONS = (
+    Option("amounts", ",".join(f"{a:g}" for a in AMOUNTS), "comma-separated fractions in [0, 1] pruned from every "
+           "layer but the output one", type=parse_amounts, metavar="LIST"),
+    Option("criteria", "weight,unit", "mask criteria to sweep (refprune.criteria: weight, unit, ...)",
+           type=parse_criteria, metavar="LIST"),
+    Option("rounding", "floor", "how amount * n becomes a count ('floor' is the notebook's int())",
+           choices=("floor", "half-even", "ceil")),
+    Option("tolerance", 0.02, "the chosen model: the most pruned one whose validation accuracy is within this of "
+           "the dense model's", low=0, high=1, metavar="T"),
+)
 
 
-def units_alive(w, /, *, xp=None):
-    """Output units (dense columns / conv output channels) of ``w`` with a nonzero weight, as an int."""
-    xp = namespace(xp, w=w)
-    axis = unit_axis(w)
-    others = tuple(i for i in range(w.ndim) if i != axis)
-    return int(xp.count_nonzero(xp.any(w != 0, axis=others)))
-
-
-def zero_fraction(arrays, /, *, xp=None):
-    """Fraction of all the entries of the arrays in ``arrays`` that are exactly zero, as a float."""
-    arrays = list(arrays)
-    xp = namespace(xp, **{f"arrays[{i}]": a for i, a in enumerate(arrays)})
-    total = sum(flat_size(a) for a in arrays)
-    nonzero = sum(int(xp.count_nonzero(a)) for a in arrays)
-    return (total - nonzero) / total if total else 0.0
-
-
-def run(spec):
-    """Train dense, sweep both prunings, write the files; returns the result dict."""
-    ctx = _runner.prepare(spec, defaults=DEFAULTS)
-    o = spec.options
-    amounts = parse_amounts(o["amounts"])
-    rounding = o["rounding"]
-    backend = ctx.backend
-    ds = _runner.subset(ctx.dataset, o["subset"])
-    model = build_model(
-        spec.model, input_shape=ds.input_shape, num_classes=ds.num_classes, backend=backend, rng=ctx.rng,
-        dtype=spec.dtype,
-    )
-    opt = partial(optim.adam, lr=spec.lr)
-    opt_state = optim.init_state(model.params(), "adam")
-    sw = _runner.Stopwatch()
-    epoch_rows, done = [], 0
-    if spec.resume:
-        _runner.checkpoint_config(spec.resume, method="magnitude", model=spec.model)
-        opt_state, _, config = train.resume(spec.resume, model=model, backend=backend, rng=ctx.rng)
-        done, epoch_rows = int(config["epochs_done"]), list(config["epoch_rows"])
-        sw.seconds = float(config["train_seconds"])
-
-    evaluate = partial(train.evaluate, backend=backend)
-    for epoch in _runner.progress(range(done + 1, spec.epochs + 1), total=max(0, spec.epochs - done),
-                                  desc="magnitude: dense training", quiet=spec.quiet):
-        with sw:
-            opt_state, train_loss, _ = _runner.train_epoch(
-                model, opt, opt_state, ds.x_train, ds.y_train, backend=backend, rng=ctx.rng,
-                batch_size=spec.batch_size,
-            )
-        val_loss, val_acc = evaluate(model, ds.x_val, ds.y_val)
-        epoch_rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_acc})
-    done = max(done, spec.epochs)
-    train.save(
-        os.path.join(ctx.out, "checkpoint.npz"), model=model, backend=backend, opt_state=opt_state, rng=ctx.rng,
-        step=int(opt_state["step"]),
-        config={"method": "magnitude", "model": spec.model, "epochs_done": done, "epoch_rows": epoch_rows,
-                "train_seconds": sw.seconds},
-    )
-
-    _, dense_acc = evaluate(model, ds.x_test, ds.y_test)
-    names = model.prunable()
+def prune(model, criterion, amount, *, rounding="floor"):
+    """Masks of every prunable layer but the output one by ``criterion`` (a name) at ``amount``."""
     params = model.params()
-    curves, sweep_rows = {s: [] for s in STRUCTURES}, []
-    for structure in STRUCTURES:
-        for amount in _runner.progress(amounts, desc=f"magnitude: {structure} pruning", quiet=spec.quiet):
-            masks = {n: prune(params[n], structure=structure, amount=amount, rounding=rounding) for n in names}
+    crit = criteria.get(criterion)
+    return {n: crit(params[n], amount=amount, rounding=rounding) for n in model.prunable()}
+
+
+@register_method("magnitude", summary="train dense, then prune by weight magnitude and by unit L2 norm over a sweep "
+                 "of sparsities", defaults={"model": "mlp-1000-1000-500-200", "epochs": 10, "batch_size": 32,
+                                           "lr": 1e-3}, options=OPTIONS)
+def run(eng, o):
+    """Train dense, sweep every criterion over the amounts without retraining, report the chosen pruned model."""
+    spec, ds = eng.spec, eng.dataset
+    model = eng.track(build_model(spec.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
+                                  backend=eng.backend, rng=eng.rng, dtype=spec.dtype))
+    eng.train(model, step=train.train_step, optimizer=engine.adam(lr=spec.lr), epochs=spec.epochs)
+
+    _, dense_val = eng.evaluate(model, "val")
+    _, dense_test = eng.evaluate(model, "test")
+    params, names = model.params(), model.prunable()
+    curves, curves_val, rows, chosen = {c: [] for c in o.criteria}, {c: [] for c in o.criteria}, [], None
+    for criterion in o.criteria:
+        for amount in o.amounts:
+            masks = prune(model, criterion, amount, rounding=o.rounding)
             model.set_masks(masks)
-            _, acc = evaluate(model, ds.x_test, ds.y_test)
-            sparsity = zero_fraction([apply_mask(params[n], masks[n]) for n in names])
-            curves[structure].append([amount, sparsity, acc])
-            sweep_rows.append({"structure": structure, "amount": amount, "sparsity": sparsity, "test_accuracy": acc})
-    model.set_masks({})
-
-    before = [int(params[n].shape[unit_axis(params[n])]) for n in names]
-    after_amount = max(
-        (a for a, _, acc in curves["unit"] if acc >= dense_acc - float(o["tolerance"])), default=0.0
-    )
-    after = [units_alive(apply_mask(params[n], prune(params[n], structure="unit", amount=after_amount,
-                                                     rounding=rounding))) for n in names]
-    _write_epochs(ctx, epoch_rows)
+            val, test = eng.evaluate(model, "val")[1], eng.evaluate(model, "test")[1]
+            sparsity = zero_fraction(model.masked_params()[n] for n in names)
+            curves[criterion].append([amount, sparsity, test])
+            curves_val[criterion].append([amount, sparsity, val])
+            rows.append({"criterion": criterion, "amount": amount, "sparsity": sparsity, "val_accuracy": val,
+                         "test_accuracy": test})
+            if val >= dense_val - o.tolerance and (chosen is None or sparsity > chosen["sparsity"]):
+                chosen = {"criterion": criterion, "amount": amount, "sparsity": sparsity, "test_accuracy": test}
+    model.set_masks(prune(model, chosen["criterion"], chosen["amount"], rounding=o.rounding) if chosen else {})
     result = {
-        "steps": int(opt_state["step"]),
-        "train_seconds": sw.seconds,
-        "test_accuracy": dense_acc,
-        "weight_sparsity": zero_fraction([params[n] for n in names]),
-        "weight_sparsity_over": "weights of " + ", ".join(names) + " (output layer excluded, biases excluded)",
-        "architecture": {
-            "before": before,
-            "after": after,
-            "layers": list(names),
-            "unit": "output units (dense columns) or output channels (conv) per pruned layer",
-            "after_amount": after_amount,
-            "after_rule": f"unit pruning at the largest swept amount with accuracy >= dense - {o['tolerance']}",
-        },
+        "test_accuracy": chosen["test_accuracy"] if chosen else dense_test,
+        "dense_accuracy": dense_test,
+        "chosen": chosen,
+        "chosen_rule": f"most pruned model with validation accuracy >= dense - {o.tolerance}",
         "curves": curves,
-        "amounts": list(amounts),
-        "final_val_accuracy": epoch_rows[-1]["val_accuracy"] if epoch_rows else None,
-        "epochs_csv": "epochs.csv",
+        "curves_val": curves_val,
+        "amounts": list(o.amounts),
+        "pruned_layers": list(names),
     }
-    return _runner.finish(ctx, result, metrics=sweep_rows, plot=partial(plot, curves=curves, dense=dense_acc,
-                                                                       title=f"{spec.model} on {spec.data}"))
-
-
-def _write_epochs(ctx, rows):
-    from refprune import io
-
-    io.write_csv(os.path.join(ctx.out, "epochs.csv"), rows)
+    return eng.finish(result, model=model, tables={"sweep": rows},
+                      plot=partial(plot, curves=curves, dense=dense_test, title=f"{spec.model} on {spec.data}"))
 
 
 def plot(path, *, curves, dense, title=""):
-    """Test accuracy against sparsity for weight and unit pruning (the notebook's figure)."""
-    fig, (ax,) = _runner.new_figure()
-    for structure, style in (("weight", "o-"), ("unit", "s-")):
-        pts = curves[structure]
-        ax.plot([p[1] for p in pts], [p[2] for p in pts], style, label=f"{structure} pruning", markersize=4)
+    """Test accuracy against sparsity, one curve per criterion (the notebook's figure)."""
+    fig, (ax,) = engine.new_figure()
+    for (criterion, pts), style in zip(curves.items(), ("o-", "s-", "^-", "v-", "d-")):
+        ax.plot([p[1] for p in pts], [p[2] for p in pts], style, label=f"{criterion} pruning", markersize=4)
     ax.axhline(dense, color="gray", linestyle=":", linewidth=1, label=f"dense ({dense:.3f})")
     ax.set_xlabel("sparsity (fraction of pruned-layer weights that are zero)")
     ax.set_ylabel("test accuracy")
@@ -286,4 +170,4 @@ def plot(path, *, curves, dense, title=""):
     ax.set_title(f"Magnitude pruning without retraining\n{title}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
-    _runner.save_figure(fig, path)
+    engine.save_figure(fig, path)

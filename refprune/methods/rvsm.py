@@ -31,10 +31,8 @@ same forward pass. Reported: the test accuracy with w (``accuracy_w``), with u
 (``accuracy_u``; ``test_accuracy`` is this one, the sparse network), with the
 complement w - u (``accuracy_complement``: the weights above t zeroed, only the small
 ones kept; near chance when the small weights carry no function), the fraction of
-zeros in u over the pruned layers (``sparsity_u``) and ``weight_sparsity``: zeros
-over every prunable weight (output layer excluded unless pruned) with u in place.
-``architecture`` counts, per prunable layer, the units (dense columns) or channels
-(conv filters) with a nonzero weight in u.
+zeros in u over the split layers (``sparsity_u``), and the measures every method
+reports (``weight_sparsity``, ``architecture``) of the deployed network, u in place.
 
 Which weights are split (``--layers``): ``all`` (default: every dense and conv
 weight but the output layer's), ``largest-dense`` (the largest dense weight but the
@@ -68,62 +66,31 @@ from __future__ import annotations
 import math
 from functools import partial
 
-from refprune._array import namespace
-from refprune.data import batches
-from refprune.nn import build_model, optim, train
-from refprune.nn.models import INITS, format_architecture
+from refprune import engine
+from refprune.measures import zero_fraction
+from refprune.nn import build_model, train
+from refprune.nn.constraints import apply_constraints
+from refprune.nn.models import INITS
 from refprune.regularizers import rvsm_penalty, rvsm_penalty_grad
 from refprune.thresholds import hard_threshold, rvsm_threshold
 
-from . import _runner
-
-SUMMARY = "relaxed variable splitting: train w, deploy u = hard_threshold(w, sqrt(2*lam/beta))"
+from ._registry import Option, register_method
 
 VARIANTS = ("gradient-at-u", "splitting")
 
-DEFAULTS = {
-    "model": "lenet5",
-    "epochs": 40,
-    "batch_size": 128,
-    "lr": 1e-3,
-    "variant": "gradient-at-u",
-    "layers": "all",
-    "lam": 5e-4,
-    "beta": 0.1,
-    "init": "he-normal",
-    "optimizer": "adam",
-    "subset": 0,
-}
-
-
-def add_arguments(group):
-    """The RVSM method's own command-line options."""
-    group.add_argument(
-        "--variant", dest="variant", choices=VARIANTS, default=DEFAULTS["variant"],
-        help="gradient-at-u: w -= lr * grad f(u) (the notebook); splitting: w -= lr * (grad f(w) + beta * (w - u))",
-    )
-    group.add_argument(
-        "--layers", dest="layers", default=DEFAULTS["layers"], metavar="WHICH",
-        help="weights split into w and u: 'all' (every hidden dense/conv weight), 'largest-dense' (the "
-             "notebook's wd1), or layer names such as 'fc1' or 'conv2,fc1'",
-    )
-    group.add_argument(
-        "--lam", dest="lam", type=float, default=DEFAULTS["lam"],
-        help="L0 weight lam of lam*||u||_0; the threshold is t = sqrt(2*lam/beta)",
-    )
-    group.add_argument(
-        "--beta", dest="beta", type=float, default=DEFAULTS["beta"],
-        help="coupling beta of beta/2*||w - u||^2 (the notebook's 0.1 with lam 5e-4 gives t = 0.1)",
-    )
-    group.add_argument(
-        "--init", dest="init", choices=INITS, default=DEFAULTS["init"],
-        help="weight initialization; t must sit inside the initial weight range or u starts all zero",
-    )
-    group.add_argument(
-        "--optimizer", dest="optimizer", choices=("adam", "sgd"), default=DEFAULTS["optimizer"],
-        help="adam (the notebook) or plain sgd (the splitting formula exactly)",
-    )
-    _runner.add_subset_argument(group, DEFAULTS["subset"])
+OPTIONS = (
+    Option("variant", "gradient-at-u", "gradient-at-u: w -= lr * grad f(u) (the notebook); splitting: "
+           "w -= lr * (grad f(w) + beta * (w - u))", choices=VARIANTS),
+    Option("layers", "all", "weights split into w and u: 'all' (every hidden dense/conv weight), 'largest-dense' "
+           "(the notebook's wd1), or layer names such as 'fc1' or 'conv2,fc1'", metavar="WHICH"),
+    Option("lam", 5e-4, "L0 weight lam of lam*||u||_0; the threshold is t = sqrt(2*lam/beta)", low=0),
+    Option("beta", 0.1, "coupling beta of beta/2*||w - u||^2 (the notebook's 0.1 with lam 5e-4 gives t = 0.1)",
+           positive=True),
+    Option("init", "he-normal", "weight initialization; t must sit inside the initial weight range or u starts all "
+           "zero", choices=INITS),
+    Option("optimizer", "adam", "adam (the notebook) or plain sgd (the splitting formula exactly)",
+           choices=("adam", "sgd")),
+)
 
 
 # ---------------------------------------------------------------------------- the method's pieces
@@ -178,7 +145,7 @@ def pruned_names(model, layers):
     return names
 
 
-def split(w, /, *, threshold):
+def split_weights(w, /, *, threshold):
     r"""The sparse copy and its complement: ``(u, w - u)``.
 
     .. math:: u = H_t(w) = w\,\mathbb{1}[|w| > t], \qquad w - u = w\,\mathbb{1}[|w| \le t]
@@ -186,8 +153,8 @@ def split(w, /, *, threshold):
     Examples
     --------
     >>> import numpy as np
-    >>> from refprune.methods.rvsm import split
-    >>> u, rest = split(np.asarray([0.5, -0.05, 0.1, -0.2]), threshold=0.1)
+    >>> from refprune.methods.rvsm import split_weights
+    >>> u, rest = split_weights(np.asarray([0.5, -0.05, 0.1, -0.2]), threshold=0.1)
     >>> u, rest
     (array([ 0.5,  0. ,  0. , -0.2]), array([ 0.  , -0.05,  0.1 ,  0.  ]))
     """
@@ -244,9 +211,8 @@ def train_step(model, opt, opt_state, xb, yb, *, names, threshold, variant="grad
     w = {n: params[n] for n in names}
     u = {n: hard_threshold(w[n], threshold=threshold) for n in names}
     if variant == "gradient-at-u":
-        model.set_params(u)
-        step = train.loss_and_grads(model, xb, yb, rng=rng)
-        model.set_params(w)
+        with model.using(u):
+            step = train.loss_and_grads(model, xb, yb, rng=rng)
     else:
         step = train.loss_and_grads(model, xb, yb, rng=rng)
         grads, loss = dict(step.grads), step.loss
@@ -255,166 +221,63 @@ def train_step(model, opt, opt_state, xb, yb, *, names, threshold, variant="grad
             loss = loss + rvsm_penalty(w[n], u[n], beta=beta)
         step = train.Step(loss, grads, step.logits)
     new_params, opt_state = opt(model.params(), step.grads, opt_state)
-    model.set_params(optim.apply_constraints(new_params, model.constraints()))
+    model.set_params(apply_constraints(new_params, model.constraints()))
     return step, opt_state
 
 
-def evaluate_splits(model, x, y, *, names, threshold, backend, batch_size=1000):
-    """Loss and accuracy with w, with u and with the complement ``w - u`` in place.
+def evaluate_splits(eng, model, *, names, threshold, split="val"):
+    """Loss and accuracy with w, with u and with the complement ``w - u`` in place, on ``split``.
 
-    Parameters
-    ----------
-    model : Sequential
-        The network holding w; it holds w again on return (also after an error).
-    x, y : numpy.ndarray
-        Host inputs and labels.
-    names, threshold
-        As for :func:`train_step`.
-    backend : refprune backend adapter
-    batch_size : int
-
-    Returns
-    -------
-    dict
-        ``{"w": (loss, accuracy), "u": ..., "complement": ...}``, Python floats.
+    Returns ``{"w": (loss, accuracy), "u": ..., "complement": ...}``; the model holds w
+    again on return (also after an error).
     """
     params = model.params()
-    w = {n: params[n] for n in names}
-    parts = {n: split(w[n], threshold=threshold) for n in names}
-    out = {"w": train.evaluate(model, x, y, backend=backend, batch_size=batch_size)}
-    try:
-        for i, key in enumerate(("u", "complement")):
-            model.set_params({n: parts[n][i] for n in names})
-            out[key] = train.evaluate(model, x, y, backend=backend, batch_size=batch_size)
-    finally:
-        model.set_params(w)
+    parts = {n: split_weights(params[n], threshold=threshold) for n in names}
+    out = {"w": eng.evaluate(model, split)}
+    for i, key in enumerate(("u", "complement")):
+        with model.using({n: parts[n][i] for n in names}):
+            out[key] = eng.evaluate(model, split)
     return out
-
-
-def _zeros(x):
-    xp = namespace(None, x=x)
-    return math.prod(int(d) for d in x.shape) - int(xp.count_nonzero(x))
 
 
 def sparsity_of_u(model, *, names, threshold):
     """``(overall, by_layer)``: fraction of zeros of u over the split weights (Python floats)."""
+    u = deployed(model, names=names, threshold=threshold)
+    return zero_fraction(u.values()), {n: zero_fraction([v]) for n, v in u.items()}
+
+
+def deployed(model, *, names, threshold):
+    """The split weights replaced by u: what the deployed network computes with (for ``model.using``)."""
     params = model.params()
-    zeros = total = 0
-    by_layer = {}
-    for n in names:
-        u = hard_threshold(params[n], threshold=threshold)
-        size = math.prod(int(d) for d in u.shape)
-        k = _zeros(u)
-        by_layer[n] = k / size
-        zeros, total = zeros + k, total + size
-    return zeros / total, by_layer
-
-
-def deployed_weights(model, *, names, threshold):
-    """The prunable weights with u in place for ``names`` (output layer only when split)."""
-    params = model.params()
-    counted = model.prunable(include_output=model.output is not None and f"{model.output}.w" in names)
-    return {n: hard_threshold(params[n], threshold=threshold) if n in names else params[n] for n in counted}
-
-
-def units_alive(w, kind):
-    """Units of a dense weight ``(in, out)`` (columns) or channels of a conv weight (filters) with a nonzero entry."""
-    xp = namespace(None, w=w)
-    if kind == "conv":
-        alive = xp.any(xp.reshape(w, (int(w.shape[0]), -1)) != 0, axis=1)
-    else:
-        alive = xp.any(w != 0, axis=0)
-    return int(xp.count_nonzero(alive))
-
-
-def _unit_count(w, kind):
-    return int(w.shape[0]) if kind == "conv" else int(w.shape[1])
+    return {n: hard_threshold(params[n], threshold=threshold) for n in names}
 
 
 # ---------------------------------------------------------------------------- run
 
 
-def run(spec):
-    """Train with relaxed variable splitting; write result.json, metrics.csv, plot.png, checkpoint.npz."""
-    ctx = _runner.prepare(spec, defaults=DEFAULTS)
-    o = spec.options
-    if o["variant"] not in VARIANTS:
-        msg = f"variant must be one of {', '.join(VARIANTS)}, got {o['variant']!r}"
-        raise ValueError(msg)
-    if o["optimizer"] not in ("adam", "sgd"):
-        msg = f"optimizer must be 'adam' or 'sgd', got {o['optimizer']!r}"
-        raise ValueError(msg)
-    threshold = rvsm_threshold(lam=o["lam"], beta=o["beta"])
-    b, rng = ctx.backend, ctx.rng
-    xp = b.xp
-    ds = _runner.subset(ctx.dataset, o["subset"])
-    init = {} if o["init"] is None else {"init": o["init"]}
-    model = build_model(spec.model, input_shape=ds.input_shape, num_classes=ds.num_classes, backend=b,
-                        rng=rng, dtype=spec.dtype, **init)
-    names = pruned_names(model, o["layers"])
-    beta = float(o["beta"])
-    if o["optimizer"] == "adam":
-        opt, kind = partial(optim.adam, lr=spec.lr), "adam"
-    else:
-        opt, kind = partial(optim.sgd, lr=spec.lr), "sgd"
-    opt_state = optim.init_state(model.params(), kind)
-    update = partial(train_step, names=names, threshold=threshold, variant=o["variant"], beta=beta, rng=rng)
+@register_method("rvsm", summary="relaxed variable splitting: train w, deploy u = hard_threshold(w, sqrt(2*lam/beta))",
+                 defaults={"model": "lenet5", "epochs": 40, "batch_size": 128, "lr": 1e-3}, options=OPTIONS)
+def run(eng, o):
+    """Train w with relaxed variable splitting; deploy and measure u = H_t(w)."""
+    spec, ds = eng.spec, eng.dataset
+    threshold = rvsm_threshold(lam=o.lam, beta=o.beta)
+    model = eng.track(build_model(spec.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
+                                  backend=eng.backend, rng=eng.rng, dtype=spec.dtype, init=o.init))
+    names = pruned_names(model, o.layers)
+    optimizer = engine.adam(lr=spec.lr) if o.optimizer == "adam" else engine.sgd(lr=spec.lr)
 
-    rows, epoch, step, sw = [], 0, 0, _runner.Stopwatch()
-    if spec.resume:
-        _runner.checkpoint_config(spec.resume, method="rvsm", model=spec.model)
-        opt_state, step, config = train.resume(spec.resume, model=model, backend=b, rng=rng)
-        epoch, rows, sw.seconds = int(config["epoch"]), list(config["metrics"]), float(config["train_seconds"])
+    def measure(m):
+        accs = evaluate_splits(eng, m, names=names, threshold=threshold)
+        overall, by_layer = sparsity_of_u(m, names=names, threshold=threshold)
+        return {"val_loss": accs["u"][0], **{f"val_accuracy_{k}": v[1] for k, v in accs.items()},
+                "sparsity_u": overall, **{f"sparsity_u_{n[:-2]}": v for n, v in by_layer.items()}}
 
-    def measure(row):
-        accs = evaluate_splits(model, ds.x_val, ds.y_val, names=names, threshold=threshold, backend=b)
-        overall, by_layer = sparsity_of_u(model, names=names, threshold=threshold)
-        row.update({f"val_accuracy_{k}": v[1] for k, v in accs.items()})
-        row["sparsity_u"] = overall
-        row.update({f"sparsity_u_{n[:-2]}": s for n, s in by_layer.items()})
-        row["train_seconds"] = sw.seconds
-        return row
+    step = partial(train_step, names=names, threshold=threshold, variant=o.variant, beta=o.beta)
+    eng.train(model, step=step, optimizer=optimizer, epochs=spec.epochs, measure=measure, initial_row=True)
 
-    if not rows:
-        rows.append(measure({"epoch": 0, "step": 0}))
-    ckpt = f"{ctx.out}/checkpoint.npz"
-    config = {"method": "rvsm", "model": spec.model, "data": spec.data,
-              "split": names, "threshold": threshold, "variant": o["variant"]}
-    first = epoch + 1
-    epochs = _runner.progress(range(first, spec.epochs + 1), total=max(spec.epochs - epoch, 0),
-                              desc="rvsm epochs", quiet=spec.quiet)
-    for epoch in epochs:
-        loss_sum, correct, seen = 0.0, 0, 0
-        with sw:
-            for xb, yb in batches(ds.x_train, ds.y_train, spec.batch_size, backend=b, rng=rng, dtype=spec.dtype):
-                result, opt_state = update(model, opt, opt_state, xb, yb)
-                n = int(yb.shape[0])
-                loss_sum = loss_sum + result.loss * n
-                correct = correct + xp.count_nonzero(xp.argmax(result.logits, axis=1) == yb)
-                seen += n
-                step += 1
-            loss, train_acc = float(loss_sum) / seen, float(correct) / seen
-        row = measure({"epoch": epoch, "step": step, "loss": loss, "train_accuracy": train_acc})
-        rows.append(row)
-        if hasattr(epochs, "set_postfix"):
-            epochs.set_postfix(acc_u=f"{row['val_accuracy_u']:.3f}", sparsity_u=f"{row['sparsity_u']:.3f}")
-        train.save(ckpt, model=model, backend=b, opt_state=opt_state, rng=rng, step=step,
-                   config={**config, "epoch": epoch, "metrics": rows, "train_seconds": sw.seconds})
-    if first > spec.epochs:  # nothing trained in this call: still leave a checkpoint
-        train.save(ckpt, model=model, backend=b, opt_state=opt_state, rng=rng, step=step,
-                   config={**config, "epoch": epoch, "metrics": rows, "train_seconds": sw.seconds})
-
-    accs = evaluate_splits(model, ds.x_test, ds.y_test, names=names, threshold=threshold, backend=b)
+    accs = evaluate_splits(eng, model, names=names, threshold=threshold, split="test")
     overall, by_layer = sparsity_of_u(model, names=names, threshold=threshold)
-    deployed = deployed_weights(model, names=names, threshold=threshold)
-    zeros = sum(_zeros(v) for v in deployed.values())
-    total = sum(math.prod(int(d) for d in v.shape) for v in deployed.values())
-    kinds = {n: "conv" if model.weight_kind(n) == "conv" else "dense" for n in deployed}
-    before = [_unit_count(v, kinds[n]) for n, v in deployed.items()]
-    after = [units_alive(v, kinds[n]) for n, v in deployed.items()]
     result = {
-        "steps": step,
-        "train_seconds": sw.seconds,
         "test_accuracy": accs["u"][1],
         "test_accuracy_note": "accuracy of the deployed sparse network, u in place of w",
         "accuracy_w": accs["w"][1],
@@ -422,26 +285,22 @@ def run(spec):
         "accuracy_complement": accs["complement"][1],
         "sparsity_u": overall,
         "sparsity_u_by_layer": by_layer,
-        "weight_sparsity": zeros / total,
-        "weight_sparsity_over": list(deployed),
-        "architecture": {"before": before, "after": after},
-        "architecture_string": f"{format_architecture(before)} -> {format_architecture(after)}",
         "split_layers": names,
         "threshold": threshold,
-        "variant": o["variant"],
+        "variant": o.variant,
     }
-    w_host = [b.to_numpy(model.params()[n]) for n in names]
-    return _runner.finish(ctx, result, metrics=rows,
-                          plot=partial(plot, rows=rows, weights=w_host, names=names, threshold=threshold))
+    w_host = [eng.backend.to_numpy(model.params()[n]) for n in names]
+    with model.using(deployed(model, names=names, threshold=threshold)):
+        return eng.finish(result, model=model,
+                          plot=partial(plot, rows=eng.rows, weights=w_host, names=names, threshold=threshold))
 
 
 # ---------------------------------------------------------------------------- plot
 
-
 def plot(path, *, rows, weights, names, threshold):
     """Validation accuracies with w, u and the complement and the sparsity of u over the
     epochs; a histogram of the final w of the split layers with the threshold."""
-    fig, (ax_acc, ax_hist) = _runner.new_figure(ncols=2)
+    fig, (ax_acc, ax_hist) = engine.new_figure(ncols=2)
     epochs = [r["epoch"] for r in rows]
     for key, label in (("u", "with u (deployed)"), ("w", "with w"), ("complement", "with the complement w - u")):
         ax_acc.plot(epochs, [r[f"val_accuracy_{key}"] for r in rows], label=label)
@@ -458,4 +317,4 @@ def plot(path, *, rows, weights, names, threshold):
     ax_hist.set_xlabel("final w of the split layers (dashed: +-t)")
     ax_hist.set_ylabel("count (log)")
     ax_hist.legend(fontsize="small")
-    _runner.save_figure(fig, path)
+    engine.save_figure(fig, path)

@@ -3,10 +3,12 @@
 ``functional`` holds the pure forward/backward pairs; ``layers`` the objects that hold
 parameters; ``models`` the :class:`Sequential` container and the presets
 (``build_model``); ``optim`` SGD and Adam as pure functions over parameter dicts;
-``train`` the training step, evaluation and checkpoints the methods build on.
+``constraints`` the clamps applied after an update; ``train`` the training step.
+The training loop, evaluation and checkpoints are in :mod:`refprune.engine`.
 """
 
-from . import functional, layers, models, optim, train
+from . import constraints, functional, layers, models, optim, train
+from .constraints import apply_constraints, clamp
 from .layers import (
     BatchNorm1d,
     Conv2d,
@@ -14,6 +16,7 @@ from .layers import (
     Flatten,
     HardInvert,
     L0Conv2d,
+    LOG_ALPHA_RANGE,
     L0Dense,
     Layer,
     MaxPool2d,
@@ -21,11 +24,12 @@ from .layers import (
     SoftInvert,
     Tanh,
 )
-from .models import PRESETS, Sequential, build_model, format_architecture
-from .optim import LOG_ALPHA_RANGE, adam, apply_constraints, clamp, init_state, sgd
-from .train import Step, evaluate, loss_and_grads, train_step
+from .models import PRESETS, Sequential, build_model, format_architecture, preset
+from .optim import adam, init_state, sgd
+from .train import Step, loss_and_grads, train_step
 
 __all__ = [
+    "constraints",
     "functional",
     "layers",
     "models",
@@ -45,6 +49,7 @@ __all__ = [
     "L0Conv2d",
     "Sequential",
     "build_model",
+    "preset",
     "PRESETS",
     "format_architecture",
     "sgd",
@@ -56,5 +61,4 @@ __all__ = [
     "Step",
     "loss_and_grads",
     "train_step",
-    "evaluate",
 ]

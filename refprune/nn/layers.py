@@ -44,9 +44,9 @@ import math
 from .. import gates
 from .._array import namespace
 from ..masks import apply_mask
-from ..regularizers import _l0_terms
+from ..regularizers import l0_penalty_and_grad
 from . import functional as F
-from .optim import LOG_ALPHA_RANGE, clamp
+from .constraints import clamp
 
 __all__ = [
     "Layer",
@@ -62,7 +62,12 @@ __all__ = [
     "L0Dense",
     "L0Conv2d",
     "GATE_NOISE_EPS",
+    "LOG_ALPHA_RANGE",
 ]
+
+#: The L0 paper's clamp of ``log_alpha`` after every step: [log 1e-2, log 1e2]
+#: (its ``constrain_parameters``), the gated layers' own constraint.
+LOG_ALPHA_RANGE = (math.log(1e-2), math.log(1e2))
 
 #: Gate noise is drawn from U(eps, 1 - eps), as the paper's ``get_eps``.
 GATE_NOISE_EPS = 1e-6
@@ -97,6 +102,10 @@ class Layer:
         w = self.params.get(name)
         mask = self.masks.get(name)
         return w if w is None or mask is None else apply_mask(w, mask)
+
+    def effective(self):
+        """Parameters as the test-time forward computes with them (masked), by local name."""
+        return {k: self.param(k) for k in self.params}
 
     def _set_grads(self, **grads):
         """Store the gradients, zeroed where a mask prunes (``None`` entries are dropped)."""
@@ -447,6 +456,21 @@ class _Gated(Layer):
         """The deterministic test-time gates :func:`~refprune.hard_concrete_mode`."""
         return gates.hard_concrete_mode(self.params["log_alpha"])
 
+    def effective(self):
+        """Masked parameters with the test-time gates folded into ``w`` (and a gated bias); ``log_alpha`` left out.
+
+        :class:`L0Dense` gates its input units: row ``i`` of ``w`` times :math:`\\hat z_i`.
+        :class:`L0Conv2d` gates its output channels: filter and bias ``c`` times :math:`\\hat z_c`.
+        """
+        z = self.test_gates()
+        w = self.param("w")
+        xp = namespace(None, w=w)
+        out = {"w": w * xp.reshape(z, (-1,) + (1,) * (w.ndim - 1))}
+        b = self.param("b")
+        if b is not None:
+            out["b"] = b * z if self.kind == "conv" else b
+        return out
+
     def open_gates(self):
         """How many test-time gates are nonzero (units or channels kept), a Python int."""
         xp = namespace(None, log_alpha=self.params["log_alpha"])
@@ -457,10 +481,7 @@ class _Gated(Layer):
 
     def _l0_terms(self, w, *, value, grads):
         """``(R, d_log_alpha, d_w)`` of the expected L0 penalty of ``w`` under this layer's gates."""
-        return _l0_terms(
-            self.params["log_alpha"], w, axis=0, value=value, grad=grads, gamma=gates.GAMMA, zeta=gates.ZETA,
-            eps=gates.EPS, xp=None, **self._penalty_args(),
-        )
+        return l0_penalty_and_grad(self.params["log_alpha"], w, axis=0, value=value, grad=grads, **self._penalty_args())
 
     def penalty_and_grads(self, *, value=True, grads=True):
         """``(R, grads)``: the penalty and its gradients by parameter name, in one pass.

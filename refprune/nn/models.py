@@ -53,7 +53,9 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import math
+from dataclasses import dataclass
 
 from .._array import namespace
 from ..masks import apply_mask
@@ -72,9 +74,8 @@ from .layers import (
     dtype_name,
 )
 
-__all__ = ["Sequential", "build_model", "PRESETS", "INITS", "NORMS", "format_architecture"]
+__all__ = ["Sequential", "build_model", "preset", "Preset", "PRESETS", "INITS", "NORMS", "format_architecture"]
 
-PRESETS = ("mlp-300-100", "mlp-1000-1000-500-200", "lenet5", "conv4", "binary-mlp")
 INITS = ("glorot-uniform", "glorot-normal", "he-normal", "torch-uniform", "bernoulli")
 NORMS = ("batch-norm", "soft-invert", "hard-invert", "none")
 
@@ -221,6 +222,32 @@ class Sequential:
         """Parameters as the forward pass sees them: ``apply_mask`` where a mask is set."""
         masks = self.masks()
         return {k: apply_mask(v, masks[k]) if k in masks else v for k, v in self.params().items()}
+
+    def effective_params(self):
+        """Parameters as the test-time network computes with them: masks applied, L0 test-time gates folded in.
+
+        A closed gate of an :class:`L0Dense` zeroes its weight row, one of an
+        :class:`L0Conv2d` its filter and bias; see ``Layer.effective``.
+        """
+        return {f"{ln}.{k}": v for ln, layer in self.layers.items() for k, v in layer.effective().items()}
+
+    @contextlib.contextmanager
+    def using(self, params):
+        """Inside the ``with`` block the model holds ``params`` (any subset of its parameters).
+
+        Its own arrays come back when the block ends, also on an error: the way to
+        evaluate a transformed copy of the weights (RVSM's ``u``, binarized weights)::
+
+            with model.using({"fc1.w": u}):
+                accuracy = evaluate(model, x, y)
+        """
+        own = self.params()
+        saved = {k: own[k] for k in params if k in own}
+        self.set_params(params)
+        try:
+            yield self
+        finally:
+            self.set_params(saved)
 
     # ------------------------------------------------------------------ pruning structure
 
@@ -420,19 +447,107 @@ class _Builder:
 
 
 _L0_OPTIONS = ("lam", "weight_decay", "droprate_init", "temperature", "local_rep")
-_PRESET_OPTIONS = {
-    "mlp-300-100": ("bias", "init"),
-    "mlp-1000-1000-500-200": ("bias", "init"),
-    "lenet5": ("bias", "init", "padding"),
-    "conv4": ("bias", "init"),
-    "binary-mlp": ("bias", "init", "hidden", "norm", "on_prob", "bn_momentum", "bn_eps"),
-}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A registered network: its builder and what it accepts.
+
+    ``build(builder, num_classes, options)`` appends the layers to a :class:`_Builder`;
+    ``options`` are the keyword options it takes besides the L0 ones; ``images``: it
+    needs ``(channels, height, width)`` inputs; ``init`` its default initializer (None:
+    Glorot uniform, He normal for L0); ``first_droprate`` the initial drop rate of the
+    first L0 gate layer (0.2 for the MLPs' input units, as ``L0MLP``).
+    """
+
+    name: str
+    build: object
+    summary: str
+    options: tuple = ("bias", "init")
+    images: bool = False
+    init: str | None = None
+    first_droprate: float = 0.5
+
+
+#: The registered presets by name (:func:`preset` adds one).
+PRESETS: dict[str, Preset] = {}
+
+
+def preset(name, *, summary, options=("bias", "init"), images=False, init=None, first_droprate=0.5):
+    """Register ``fn(builder, num_classes, options)`` as the network preset ``name``.
+
+    A new preset is one decorated function: it becomes a choice of ``build_model``,
+    of every method's ``--model`` and of the docs.
+    """
+
+    def register(fn):
+        PRESETS[name] = Preset(name, fn, summary, tuple(options), images, init, first_droprate)
+        return fn
+
+    return register
+
+
+def _dense_stack(b, widths, num_classes, *, bias):
+    for i, width in enumerate(widths, 1):
+        b.dense(f"fc{i}", width, bias=bias)
+        b.add(f"relu{i}", ReLU())
+    b.dense("out", num_classes, bias=bias)
+
+
+@preset("mlp-300-100", summary="dense 300 - 100 - classes, ReLU, bias (LeNet-300-100; L0MLP)", first_droprate=0.2)
+def _mlp_300_100(b, num_classes, options):
+    _dense_stack(b, (300, 100), num_classes, bias=options.get("bias", True))
+
+
+@preset("mlp-1000-1000-500-200", summary="dense 1000 - 1000 - 500 - 200 - classes, ReLU, no bias "
+        "(the magnitude-pruning notebook)", first_droprate=0.2)
+def _mlp_1000_1000_500_200(b, num_classes, options):
+    _dense_stack(b, (1000, 1000, 500, 200), num_classes, bias=options.get("bias", False))
 
 
 def _lenet5_padding(shape):
     """0 (valid, as the paper) when two 5x5 convs and two 2x2 pools fit, else 2 ("same")."""
     h = min(shape[1:])
     return 0 if ((h - 4) // 2 - 4) // 2 >= 1 else 2
+
+
+@preset("lenet5", summary="LeNet-5-Caffe: conv 20 5x5, ReLU, pool 2, conv 50 5x5, ReLU, pool 2, dense 500, ReLU, "
+        "dense classes (20-50-800-500 on MNIST)", options=("bias", "init", "padding"), images=True)
+def _lenet5(b, num_classes, options):
+    bias = options.get("bias", True)
+    padding = options.get("padding")
+    padding = _lenet5_padding(b.shape) if padding is None else int(padding)
+    for i, width in enumerate((20, 50), 1):
+        b.conv(f"conv{i}", width, 5, padding=padding, bias=bias)
+        b.add(f"relu{i}", ReLU())
+        b.add(f"pool{i}", MaxPool2d(2))
+    b.dense("fc1", 500, bias=bias)
+    b.add("relu3", ReLU())
+    b.dense("out", num_classes, bias=bias)
+
+
+@preset("conv4", summary="conv 64-64 3x3 pad 1, pool, 128-128, pool, dense 256-256-classes (the lottery-ticket "
+        "Conv-4)", images=True)
+def _conv4(b, num_classes, options):
+    bias = options.get("bias", True)
+    i = 0
+    for block, width in enumerate((64, 128), 1):
+        for _ in range(2):
+            i += 1
+            b.conv(f"conv{i}", width, 3, padding=1, bias=bias)
+            b.add(f"relu{i}", ReLU())
+        b.add(f"pool{block}", MaxPool2d(2))
+    for j, width in enumerate((256, 256), 1):
+        b.dense(f"fc{j}", width, bias=bias)
+        b.add(f"relu{i + j}", ReLU())
+    b.dense("out", num_classes, bias=bias)
+
+
+def _preset(name):
+    if name not in PRESETS:
+        msg = f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}"
+        raise ValueError(msg)
+    return PRESETS[name]
 
 
 def build_model(preset, *, input_shape, num_classes, backend, rng, dtype="float32", l0=False, **options):
@@ -470,23 +585,17 @@ def build_model(preset, *, input_shape, num_classes, backend, rng, dtype="float3
     Sequential
         With ``config`` holding the preset and every setting, for checkpoints.
     """
-    if preset not in PRESETS:
-        msg = f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
-        raise ValueError(msg)
-    allowed = _PRESET_OPTIONS[preset] + (_L0_OPTIONS if l0 else ())
+    spec = _preset(preset)
+    allowed = spec.options + (_L0_OPTIONS if l0 else ())
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         msg = f"unknown option(s) {unknown} for preset {preset!r} (l0={l0}); allowed: {', '.join(allowed)}"
         raise ValueError(msg)
     input_shape = tuple(int(d) for d in input_shape)
-    is_conv = preset in ("lenet5", "conv4")
-    if is_conv and len(input_shape) != 3:
+    if spec.images and len(input_shape) != 3:
         msg = f"preset {preset!r} needs image inputs (channels, height, width), got input_shape={input_shape}"
         raise ValueError(msg)
-
-    default_init = "he-normal" if l0 else "glorot-uniform"
-    if preset == "binary-mlp":
-        default_init = "bernoulli"
+    default_init = spec.init or ("he-normal" if l0 else "glorot-uniform")
     b = _Builder(
         input_shape,
         backend,
@@ -495,46 +604,9 @@ def build_model(preset, *, input_shape, num_classes, backend, rng, dtype="float3
         init=options.get("init", default_init),
         l0=l0,
         l0_options={k: options[k] for k in _L0_OPTIONS if k in options},
-        first_droprate=0.2 if preset.startswith("mlp") else 0.5,
+        first_droprate=spec.first_droprate,
     )
-
-    def relu(i):
-        b.add(f"relu{i}", ReLU())
-
-    if preset in ("mlp-300-100", "mlp-1000-1000-500-200"):
-        widths = (300, 100) if preset == "mlp-300-100" else (1000, 1000, 500, 200)
-        bias = options.get("bias", preset == "mlp-300-100")
-        for i, width in enumerate(widths, 1):
-            b.dense(f"fc{i}", width, bias=bias)
-            relu(i)
-        b.dense("out", num_classes, bias=bias)
-    elif preset == "lenet5":
-        bias = options.get("bias", True)
-        padding = options.get("padding")
-        padding = _lenet5_padding(input_shape) if padding is None else int(padding)
-        for i, width in enumerate((20, 50), 1):
-            b.conv(f"conv{i}", width, 5, padding=padding, bias=bias)
-            relu(i)
-            b.add(f"pool{i}", MaxPool2d(2))
-        b.dense("fc1", 500, bias=bias)
-        relu(3)
-        b.dense("out", num_classes, bias=bias)
-    elif preset == "conv4":
-        bias = options.get("bias", True)
-        i = 0
-        for block, width in enumerate((64, 128), 1):
-            for _ in range(2):
-                i += 1
-                b.conv(f"conv{i}", width, 3, padding=1, bias=bias)
-                relu(i)
-            b.add(f"pool{block}", MaxPool2d(2))
-        for j, width in enumerate((256, 256), 1):
-            b.dense(f"fc{j}", width, bias=bias)
-            relu(i + j)
-        b.dense("out", num_classes, bias=bias)
-    else:
-        _binary_mlp(b, num_classes, options)
-
+    spec.build(b, num_classes, options)
     config = {
         "preset": preset,
         "input_shape": list(input_shape),
@@ -546,6 +618,9 @@ def build_model(preset, *, input_shape, num_classes, backend, rng, dtype="float3
     return Sequential(b.layers, config=config)
 
 
+@preset("binary-mlp", summary="4 hidden dense layers, each dense - tanh - norm, then dense - tanh - norm for the "
+        "output (the binarized-network notebook)", init="bernoulli",
+        options=("bias", "init", "hidden", "norm", "on_prob", "bn_momentum", "bn_eps"))
 def _binary_mlp(b, num_classes, options):
     """Blocks dense - tanh - norm, four hidden and the output one (the notebook's SimpleModel).
 

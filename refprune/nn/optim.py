@@ -13,8 +13,8 @@ keys are parameter names or ``fnmatch`` patterns: an exact name wins, otherwise 
 first matching pattern in the dictionary's order, so put ``"*"`` last as the
 default, e.g. ``{"*.log_alpha": 0.1, "*": 1e-3}`` gives the L0 gates a larger rate.
 
-Constraints. :func:`apply_constraints` maps patterns to functions applied after a
-step, e.g. ``{"*.log_alpha": clamp(*LOG_ALPHA_RANGE), "*.w": clamp(0, 1)}``.
+Constraints applied after a step (clipping to a range) are in
+:mod:`refprune.nn.constraints`.
 
 The formulas follow ``torch.optim.SGD`` and ``torch.optim.Adam`` (tests compare them).
 
@@ -27,8 +27,6 @@ Examples
 >>> new, state = optim.sgd(params, grads, state, lr=0.1)
 >>> new["w"], state["step"]
 (array([ 0.95, -2.05]), 1)
->>> optim.apply_constraints(new, {"w": optim.clamp(-1.0, 1.0)})["w"]
-array([ 0.95, -1.  ])
 """
 
 from __future__ import annotations
@@ -43,14 +41,8 @@ __all__ = [
     "sgd",
     "adam",
     "init_state",
-    "apply_constraints",
-    "clamp",
     "resolve",
-    "LOG_ALPHA_RANGE",
 ]
-
-#: The L0 paper's clamp of ``log_alpha`` after every step: [log 1e-2, log 1e2].
-LOG_ALPHA_RANGE = (math.log(1e-2), math.log(1e2))
 
 
 def resolve(spec, name, *, what="lr"):
@@ -202,40 +194,3 @@ def _adam_update(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, bias
     v = beta2 * v + (1.0 - beta2) * (g * g)
     denom = xp.sqrt(v) / bias2_sqrt + eps
     return p - (lr / bias1) * (m / denom), m, v
-
-
-def clamp(lo, hi):
-    """A constraint: ``x -> clip(x, lo, hi)`` (e.g. ``clamp(0, 1)`` for binarized weights)."""
-
-    def _clamp(x):
-        xp = namespace(None, x=x)
-        return xp.clip(x, float(lo), float(hi))
-
-    _clamp.__name__ = f"clamp({lo!r}, {hi!r})"
-    return _clamp
-
-
-def apply_constraints(params, constraints):
-    """Apply constraint functions to the parameters whose names match, after a step.
-
-    Parameters
-    ----------
-    params : dict
-        Parameter arrays by name.
-    constraints : dict
-        ``fnmatch`` pattern (or exact name) -> function ``array -> array``. Every
-        matching constraint is applied, in the dictionary's order.
-
-    Returns
-    -------
-    dict
-        A new dictionary; unconstrained parameters are the same arrays.
-    """
-    if not constraints:
-        return params
-    out = dict(params)
-    for name in out:
-        for pattern, fn in constraints.items():
-            if fnmatchcase(name, pattern):
-                out[name] = fn(out[name])
-    return out

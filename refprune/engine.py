@@ -1,0 +1,875 @@
+r"""The one training engine every method runs on.
+
+A method is its algorithm; everything around it is here, written once:
+
+* the epoch / step loop (:meth:`Engine.train`) with one progress bar, metrics rows,
+  early stopping, callbacks after each step and each epoch, and the validation
+  checks of the primitives switched off inside the step (:func:`~refprune._array.trusted_values`:
+  the engine made those arrays itself);
+* a stopwatch that counts training time only and survives resume;
+* a **NaN guard**: a non-finite loss or parameter stops the run with one line naming
+  the step and the last good checkpoint (:class:`Diverged`); that checkpoint and the
+  metrics so far are kept;
+* **Ctrl-C**: the step in progress finishes, a checkpoint of that exact point is
+  written and the run stops with the command that resumes it (:class:`Interrupted`);
+* **checkpoints with one schema for every method** (``checkpoint.npz``, atomic, no
+  pickle): every tracked model's parameters, buffers and masks, the optimizer state
+  and random state of the phase in progress, the position (phase, epoch, batch), the
+  step count, the metrics rows, the training time, the run's config, and the method's
+  ``extra`` state (JSON values and arrays, such as the lottery's rewind weights);
+  resuming continues the same trajectory, to the bit on NumPy;
+* the files of a run: ``result.json`` (the keys every method reports, the measures of
+  :mod:`refprune.measures`, the versions and threads that produced it),
+  ``metrics.csv`` and ``plot.png``.
+
+Random streams. ``eng.rng`` is the run's generator, seeded with the run's seed: a
+method with one training phase builds its model and trains from it (the same numbers
+as a plain loop would draw). A method with several phases gives each its own stream,
+seeded from the run's seed and a name (:meth:`Engine.rng_for`), so that a phase's
+numbers never depend on what another phase drew and a run can be resumed at any phase
+boundary; mid-phase, the stored state of the phase's generator continues it.
+
+A method uses it like this (the whole ``l0`` method is about forty lines)::
+
+    def run(eng):
+        model = eng.track(build_model(..., rng=eng.rng))
+        eng.train(model, step=partial(train_step, penalty_scale=1 / n), optimizer=adam(lr),
+                  epochs=eng.spec.epochs, measure=lambda m: {"open_gates": ...})
+        _, accuracy = eng.evaluate(model, "test")
+        return eng.finish({"test_accuracy": accuracy}, model=model)
+
+Examples
+--------
+>>> from refprune import engine
+>>> from refprune.nn import build_model, train
+>>> spec = engine.RunSpec(method="example", data="synthetic", model="mlp-300-100", epochs=1,
+...                       batch_size=100, lr=1e-3, quiet=True, out="runs/example")
+>>> eng = engine.Engine(spec)
+>>> model = eng.track(build_model("mlp-300-100", input_shape=eng.dataset.input_shape, num_classes=10,
+...                               backend=eng.backend, rng=eng.rng))
+>>> result = eng.train(model, step=train.train_step, optimizer=engine.adam(lr=1e-3), epochs=1)
+>>> result.epochs_run, len(eng.rows)
+(1, 1)
+>>> eng.evaluate(model, "test")[1] > 0.5
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from functools import partial
+
+from . import backends, io, measures
+from . import data as datasets
+from ._array import namespace, trusted_values
+from .nn import functional as F
+from .nn import optim
+
+__all__ = [
+    "RunSpec",
+    "Engine",
+    "Optimizer",
+    "adam",
+    "sgd",
+    "EarlyStopping",
+    "PhaseResult",
+    "Diverged",
+    "Interrupted",
+    "evaluate",
+    "checkpoint_path",
+    "limit_threads",
+    "environment",
+    "COMMON_KEYS",
+]
+
+#: result.json keys every method reports.
+COMMON_KEYS = (
+    "method", "dataset", "backend", "device", "seed", "model", "epochs", "steps", "train_seconds",
+    "test_accuracy", "weight_sparsity", "architecture", "architecture_string", "config", "environment",
+)
+
+CHECKPOINT = "checkpoint.npz"
+#: Version of the engine's checkpoint schema (``config["engine"]``).
+SCHEMA = 1
+
+
+# ---------------------------------------------------------------------------------- the run's settings
+
+
+@dataclass
+class RunSpec:
+    """The settings every method takes; the method's own options live in ``options``.
+
+    ``epochs``, ``batch_size``, ``lr`` and ``model`` left ``None`` take the method's
+    defaults. ``out`` None: ``runs/<method>-<data>-<model>-<backend>-seed<seed>-<key>``
+    with ``key`` a hash of every setting that changes the result (:meth:`key`).
+    ``resume``: a run folder or its ``checkpoint.npz``. ``overwrite``: replace what a
+    folder holds (a run is otherwise never written over another run's files).
+    ``checkpoint_every``: epochs between checkpoints (0: only at the end of a phase).
+    ``subset``: use only the first N examples of each split (0: all). ``threads``: cap
+    the BLAS / torch thread pools at N for the run (None: leave them as they are).
+    """
+
+    method: str
+    data: str = "digits"
+    data_dir: str | None = None
+    model: str | None = None
+    backend: str = "numpy"
+    device: str | None = None
+    seed: int = 0
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    dtype: str = "float32"
+    stream: str = "reference"
+    out: str | None = None
+    resume: str | None = None
+    overwrite: bool = False
+    quiet: bool = False
+    threads: int | None = None
+    subset: int = 0
+    checkpoint_every: int = 1
+    options: dict = field(default_factory=dict)
+
+    def config(self):
+        """The JSON-able configuration stored in checkpoints and results."""
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    def key(self):
+        """Eight hex digits of a hash of every setting that can change the result.
+
+        Where the files go, resuming, overwriting, progress bars, the thread count and
+        checkpoint spacing leave it unchanged.
+        """
+        ignored = {"out", "resume", "overwrite", "quiet", "threads", "checkpoint_every", "data_dir"}
+        settings = {k: v for k, v in self.config().items() if k not in ignored}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+    def default_out(self):
+        """The default output folder, which tells runs apart by :meth:`key`."""
+        name = f"{self.method}-{self.data}-{self.model}-{self.backend}-seed{self.seed}-{self.key()}"
+        return os.path.join("runs", name)
+
+
+def checkpoint_path(path):
+    """``path/checkpoint.npz`` for a run folder, ``path`` itself for a file."""
+    path = os.fspath(path)
+    return os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
+
+
+# ---------------------------------------------------------------------------------- small pieces
+
+
+class Stopwatch:
+    """Accumulates training time only (evaluation and I/O excluded); ``seconds`` survives resume."""
+
+    def __init__(self, seconds=0.0):
+        self.seconds = float(seconds)
+        self._start = None
+
+    def __enter__(self):
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds += time.perf_counter() - self._start
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """An update rule ``update(params, grads, state) -> (params, state)`` and its ``init(params) -> state``."""
+
+    update: object
+    init: object
+
+
+def adam(*, lr, betas=(0.9, 0.999), eps=1e-8):
+    """Adam (:func:`refprune.nn.optim.adam`); ``lr`` a number or per-parameter patterns."""
+    return Optimizer(partial(optim.adam, lr=lr, betas=betas, eps=eps), partial(optim.init_state, optimizer="adam"))
+
+
+def sgd(*, lr, momentum=0.0, nesterov=False):
+    """SGD with optional (Nesterov) momentum (:func:`refprune.nn.optim.sgd`)."""
+    return Optimizer(
+        partial(optim.sgd, lr=lr, momentum=momentum, nesterov=nesterov),
+        partial(optim.init_state, optimizer="sgd", momentum=momentum),
+    )
+
+
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved for ``patience`` epochs (the lottery notebook's rule).
+
+    An epoch improves when ``value < best`` and ``|value - best| >= min_delta``. The
+    engine keeps the parameters of the best epoch and puts them back at the end.
+    """
+
+    def __init__(self, *, patience, min_delta=0.0, monitor="val_loss"):
+        self.patience, self.min_delta, self.monitor = int(patience), float(min_delta), monitor
+        self.best, self.best_epoch, self.wait = math.inf, 0, 0
+
+    def update(self, epoch, value):
+        """Record epoch ``epoch``'s value; True when it improved."""
+        if value < self.best and abs(value - self.best) >= self.min_delta:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            return True
+        self.wait += 1
+        return False
+
+    @property
+    def stop(self):
+        return self.wait >= self.patience
+
+    def state(self):
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+
+    def set_state(self, state):
+        self.best, self.best_epoch, self.wait = float(state["best"]), int(state["best_epoch"]), int(state["wait"])
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    """What :meth:`Engine.train` returns: epochs run, the best epoch (early stopping) and its value, steps."""
+
+    epochs_run: int
+    best_epoch: int
+    best_value: float
+    steps: int
+    stopped_early: bool
+
+
+class Diverged(RuntimeError):
+    """A non-finite loss or parameter: the run stopped; the last good checkpoint is kept."""
+
+
+class Interrupted(RuntimeError):
+    """Ctrl-C: the run stopped after writing a checkpoint; the message says how to resume."""
+
+
+def evaluate(model, x, y, *, backend, batch_size=1000):
+    """Mean cross-entropy and accuracy of ``model`` on host arrays ``x``, ``y``, as Python floats.
+
+    Test mode: deterministic gates, batch-norm running statistics. The sums stay on
+    the device until the end.
+    """
+    n = len(y)
+    if n == 0:
+        msg = "evaluate needs at least one example, got an empty data set"
+        raise ValueError(msg)
+    loss_sum, correct = 0.0, 0
+    for xb, yb in datasets.batches(x, y, batch_size, backend=backend, dtype=model.dtype):
+        xp = namespace(None, xb=xb)
+        logits = model.forward(xb, train=False)
+        loss_sum = loss_sum + F.softmax_cross_entropy(logits, yb) * int(yb.shape[0])
+        correct = correct + xp.sum(xp.astype(xp.argmax(logits, axis=1) == yb, xp.int64))
+    return float(loss_sum) / n, float(correct) / n
+
+
+def _derived_seed(seed, name):
+    digest = hashlib.sha256(f"{int(seed)}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class _EpochSums:
+    """Training loss and accuracy of the epoch in progress, summed on the device; each step's loss kept for the guard."""
+
+    def __init__(self, loss=0.0, correct=0, seen=0):
+        self.loss, self.correct, self.seen, self.losses = loss, correct, seen, []
+
+    def add(self, out, yb, xp):
+        n = int(yb.shape[0])
+        self.losses.append(out.loss)
+        self.loss = self.loss + out.loss * n
+        self.correct = self.correct + xp.sum(xp.astype(xp.argmax(out.logits, axis=1) == yb, xp.int64))
+        self.seen += n
+
+    def host(self):
+        return {"loss": float(self.loss), "correct": int(self.correct), "seen": self.seen}
+
+
+class _SigintFlag:
+    """While active, the first Ctrl-C only sets ``raised``; the second interrupts at once."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.raised = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# ---------------------------------------------------------------------------------- the engine
+
+
+class Engine:
+    """One run of a method: its data, folder, random streams, clock, metrics, checkpoints and results.
+
+    Parameters
+    ----------
+    spec : RunSpec
+        The run's settings (``epochs`` etc. already filled from the method's defaults).
+    dataset : refprune.data.Dataset, optional
+        Use this data instead of loading ``spec.data``.
+
+    Attributes
+    ----------
+    spec, backend, dataset, out
+        The settings, the backend adapter, the data (host arrays), the output folder.
+    rows : list of dict
+        One metrics row per epoch (every phase), kept across resume.
+    extra : dict
+        The method's own state: JSON values, arrays and dicts of arrays (on the
+        backend). Saved with every checkpoint and restored on resume.
+    steps : int
+        Optimizer steps taken so far (every phase).
+    clock : Stopwatch
+        Training seconds so far.
+    rng : refprune generator
+        The run's main random stream (``spec.seed``, ``spec.stream``).
+    """
+
+    def __init__(self, spec, *, dataset=None):
+        self.spec = spec
+        self.backend = backends.get(spec.backend, device=spec.device)
+        self._thread_limit = limit_threads(spec.threads, spec.backend) if spec.threads else None
+        if dataset is None:
+            dataset = datasets.subset(datasets.load(spec.data, spec.data_dir, seed=spec.seed), spec.subset)
+        self.dataset = dataset
+        self.rows, self.extra, self.steps, self.clock = [], {}, 0, Stopwatch()
+        self._models, self._phases, self._position = {}, {}, None
+        self._ckpt = None
+        self.rng = self.backend.rng(spec.seed, stream=spec.stream)
+        if spec.resume:
+            self._load(checkpoint_path(spec.resume))
+        self.out = spec.out or (os.path.dirname(checkpoint_path(spec.resume)) if spec.resume else spec.default_out())
+        self._claim_folder()
+        self.checkpoint_file = os.path.join(self.out, CHECKPOINT)
+        self._good = None  # (epoch description, path) of the last checkpoint written by this run
+
+    # ------------------------------------------------------------------ folder and resume
+
+    def _claim_folder(self):
+        """Refuse to write over another run's files unless asked (``overwrite``) or continuing it (``resume``)."""
+        os.makedirs(self.out, exist_ok=True)
+        held = [f for f in ("result.json", CHECKPOINT) if os.path.exists(os.path.join(self.out, f))]
+        continuing = self.spec.resume and os.path.abspath(os.path.dirname(checkpoint_path(self.spec.resume))) == \
+            os.path.abspath(self.out)
+        if held and not (self.spec.overwrite or continuing):
+            msg = (f"{self.out} already holds a run ({', '.join(held)}); pass --overwrite to replace it, "
+                   f"--resume {self.out} to continue it, or choose another --out")
+            raise FileExistsError(msg)
+
+    def _load(self, path):
+        if not os.path.exists(path):
+            msg = f"--resume {self.spec.resume}: no checkpoint at {path}; give a run folder or its checkpoint.npz"
+            raise FileNotFoundError(msg)
+        ckpt = io.load_checkpoint(path)
+        config = ckpt.config or {}
+        engine = config.get("engine")
+        if not isinstance(engine, dict) or engine.get("schema") != SCHEMA:
+            msg = f"cannot resume {path}: not a checkpoint of a refprune run (no engine state of schema {SCHEMA})"
+            raise ValueError(msg)
+        run = config.get("run", {})
+        found, wanted = (run.get("method"), run.get("model")), (self.spec.method, self.spec.model)
+        if found != wanted:
+            msg = (f"cannot resume {path}: it is a checkpoint of method {found[0]!r} with model {found[1]!r}, "
+                   f"but this run is method {wanted[0]!r} with model {wanted[1]!r}; resume with the same method "
+                   "and --model")
+            raise ValueError(msg)
+        self._ckpt, self._ckpt_path = ckpt, path
+        self.rows = list(engine["rows"])
+        self.steps = int(ckpt.step)
+        self.clock = Stopwatch(engine["train_seconds"])
+        self._phases = dict(engine["phases"])
+        self._position = dict(engine["position"]) if engine.get("position") else None
+        arrays = ckpt.extra or {}
+        self.extra = {**config.get("extra", {}), **{k: self._to_backend(v) for k, v in arrays.items()
+                                                   if not k.startswith("_")}}
+
+    def _to_backend(self, value):
+        if isinstance(value, dict):
+            return {k: self.backend.asarray(v) for k, v in value.items()}
+        return self.backend.asarray(value)
+
+    def _stored(self, name, section="params"):
+        """``{param: host array}`` of model ``name`` in the checkpoint being resumed."""
+        prefix = f"{name}/"
+        found = getattr(self._ckpt, section) or {}
+        return {k[len(prefix):]: v for k, v in found.items() if k.startswith(prefix)}
+
+    def _restore(self, model, name):
+        """Put the checkpoint's arrays of model ``name`` into ``model`` (after checking it is the same network)."""
+        stored = self._ckpt.config["networks"].get(name)
+        _check_same_network(self._ckpt_path, stored, model.config)
+        arrays = self._stored(name)
+        params, state = model.params(), model.state()
+        expected = set(params) | set(state)
+        if set(arrays) != expected:
+            msg = (f"{self._ckpt_path}: checkpoint does not fit this model: missing {sorted(expected - set(arrays))}, "
+                   f"unexpected {sorted(set(arrays) - expected)}")
+            raise ValueError(msg)
+        wrong = [f"{k}: checkpoint {tuple(arrays[k].shape)} vs model {tuple(v.shape)}"
+                 for k, v in {**params, **state}.items() if tuple(arrays[k].shape) != tuple(v.shape)]
+        if wrong:
+            msg = f"{self._ckpt_path}: checkpoint does not fit this model: shapes differ ({'; '.join(wrong)})"
+            raise ValueError(msg)
+        model.set_params({k: self.backend.asarray(arrays[k]) for k in params})
+        model.set_state({k: self.backend.asarray(arrays[k]) for k in state})
+        model.set_masks({k: self.backend.asarray(v) for k, v in self._stored(name, "masks").items()})
+
+    # ------------------------------------------------------------------ models and random streams
+
+    def rng_for(self, name):
+        """The generator of stream ``name`` (``"init"``, a phase, ...), seeded from the run's seed and ``name``."""
+        return self.backend.rng(_derived_seed(self.spec.seed, name), stream=self.spec.stream)
+
+    def track(self, model, name="model"):
+        """Register ``model`` for checkpoints; when resuming, load its stored state into it. Returns ``model``."""
+        self._models[name] = model
+        if self._ckpt is not None and name in self._ckpt.config["networks"]:
+            self._restore(model, name)
+        return model
+
+    def _name_of(self, model):
+        return next((n for n, m in self._models.items() if m is model), None)
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self, model, *, step, optimizer, epochs, phase="train", rng=None, measure=None, stopper=None,
+              on_step=None, on_epoch=None, initial_row=False):
+        """Train ``model`` for ``epochs`` epochs of the training split; returns a :class:`PhaseResult`.
+
+        Parameters
+        ----------
+        model : Sequential
+            Trained in place.
+        step : callable
+            ``step(model, update, opt_state, xb, yb, *, rng) -> (Step, opt_state)``, e.g.
+            :func:`refprune.nn.train.train_step` (bind method options with ``partial``).
+        optimizer : Optimizer
+            Its ``init`` makes the phase's optimizer state; its ``update`` goes to ``step``.
+        epochs : int
+            Epochs of this phase.
+        phase : str
+            The phase's name: its rows' ``phase`` column, and how a resumed run finds
+            where it stopped. A phase completed before the checkpoint returns at once
+            (unless it stopped on its epoch limit and more are asked).
+        rng : refprune generator, optional
+            Draws the epochs' order and the step's noise; default ``self.rng``. A
+            method with several phases passes ``self.rng_for(phase)``.
+        measure : callable, optional
+            ``measure(model) -> dict`` of columns added to each epoch's row; without it
+            the row gets ``val_loss`` and ``val_accuracy``.
+        stopper : EarlyStopping, optional
+            Stops on the row's ``stopper.monitor``; the best epoch's parameters are
+            restored at the end.
+        on_step : callable, optional
+            ``on_step(model, steps)`` after every step (steps: the run's total so far).
+        on_epoch : callable, optional
+            ``on_epoch(model, row)`` after each epoch's row, before the checkpoint.
+        initial_row : bool
+            Add an epoch-0 row (``measure`` of the untrained model) first.
+        """
+        measure = measure or (lambda m: dict(zip(("val_loss", "val_accuracy"), self.evaluate(m, "val"))))
+        record = self._phases.get(phase)
+        resuming = self._position is not None and self._position["phase"] == phase
+        name = self._name_of(model) or "active"
+        rng = self.rng if rng is None else rng
+        if record is not None and not (resuming and record["epochs_run"] < epochs and not record["stopped_early"]):
+            if resuming:  # the checkpoint was written at this phase's end
+                self._position = None
+                if name == "active":
+                    self._restore(model, name)
+            return PhaseResult(**{k: record[k] for k in PhaseResult.__dataclass_fields__})
+        opt_state = optimizer.init(model.params())
+        start_epoch, start_batch, order, sums, best, phase_steps = 1, 0, None, _EpochSums(), None, 0
+        if resuming:
+            start_epoch, start_batch, order, sums, best, phase_steps, opt_state = self._resume_phase(
+                model, name, rng, stopper)
+        elif initial_row:
+            self.rows.append({"phase": phase, "epoch": 0, "step": self.steps, **measure(model),
+                              "train_seconds": self.clock.seconds})
+        if best is None and stopper is not None:
+            best = model.params()
+        ds, xp = self.dataset, self.backend.xp
+        n = len(ds.y_train)
+        per_epoch = datasets.num_batches(n, self.spec.batch_size)
+        epoch, stopped = start_epoch - 1, False
+        bar = _progress(total=max(0, (epochs - start_epoch + 1) * per_epoch - start_batch),
+                        desc=f"{self.spec.method} {phase}", quiet=self.spec.quiet)
+        with bar, _SigintFlag() as sigint:
+            for epoch in range(start_epoch, epochs + 1):
+                if order is None:
+                    order = datasets.shuffled_order(rng, n, backend=self.backend)
+                batches = datasets.batches(ds.x_train, ds.y_train, self.spec.batch_size, backend=self.backend,
+                                           order=order, start=start_batch, dtype=self.spec.dtype)
+                for b, (xb, yb) in enumerate(batches, start_batch):
+                    with self.clock, trusted_values(), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)  # overflow: the NaN guard reports it
+                        out, opt_state = step(model, optimizer.update, opt_state, xb, yb, rng=rng)
+                        sums.add(out, yb, xp)
+                    self.steps += 1
+                    phase_steps += 1
+                    bar.update(1)
+                    if on_step is not None:
+                        on_step(model, self.steps)
+                    if sigint.raised and b + 1 < per_epoch:
+                        self._interrupt(model, name, phase, (epoch - 1, b + 1), order, sums, opt_state, rng,
+                                        stopper, best, phase_steps, epochs)
+                start_batch = 0
+                self._guard(model, phase, epoch, sums)
+                host = sums.host()
+                row = {"phase": phase, "epoch": epoch, "step": self.steps, "loss": host["loss"] / host["seen"],
+                       "train_accuracy": host["correct"] / host["seen"], **measure(model),
+                       "train_seconds": self.clock.seconds}
+                self.rows.append(row)
+                order, sums = None, _EpochSums()
+                if stopper is not None and stopper.update(epoch, row[stopper.monitor]):
+                    best = model.params()
+                stopped = stopper is not None and stopper.stop
+                if on_epoch is not None:
+                    on_epoch(model, row)
+                bar.set_postfix_str(_postfix(epoch, row), refresh=False)
+                done = stopped or epoch == epochs
+                if done:
+                    if best is not None:
+                        model.set_params(best)
+                    self._phases[phase] = {
+                        "epochs_run": epoch, "best_epoch": stopper.best_epoch if stopper else epoch,
+                        "best_value": stopper.best if stopper else row.get("val_loss", math.nan),
+                        "steps": phase_steps, "stopped_early": bool(stopped)}
+                if done or (self.spec.checkpoint_every and epoch % self.spec.checkpoint_every == 0):
+                    self._save(model, name, {"phase": phase, "epoch": epoch, "batch": 0, "epochs": epochs,
+                                             "phase_steps": phase_steps}, opt_state, rng, stopper,
+                               None if done else best)
+                if sigint.raised and not done:
+                    self._interrupt(model, name, phase, (epoch, 0), None, sums, opt_state, rng, stopper, best,
+                                    phase_steps, epochs)
+                if done:
+                    break
+        if sigint.raised:  # Ctrl-C in the phase's last step: the phase is complete and saved
+            self._interrupt(model, name, phase, (epoch, 0), None, sums, opt_state, rng, stopper, None,
+                            phase_steps, epochs, saved=True)
+        if phase not in self._phases:  # zero epochs asked (or all run before): the phase is complete as it is
+            self._phases[phase] = {"epochs_run": epoch, "best_epoch": epoch, "best_value": math.nan,
+                                   "steps": phase_steps, "stopped_early": False}
+        result = self._phases[phase]
+        return PhaseResult(**{k: result[k] for k in PhaseResult.__dataclass_fields__})
+
+    def started(self, phase):
+        """True when ``phase`` ran (in full or in part) before the checkpoint this run resumes from."""
+        return phase in self._phases or (self._position is not None and self._position["phase"] == phase)
+
+    def _resume_phase(self, model, name, rng, stopper):
+        """Restore the phase in progress at the checkpoint: model, optimizer, generator, position."""
+        pos, ckpt = self._position, self._ckpt
+        self._position = None
+        if name == "active":  # an untracked model (a control network): its arrays are stored as "active"
+            self._restore(model, name)
+        rng.set_state(ckpt.rng_state)
+        opt_state = {}
+        for key, value in (ckpt.optimizer_state or {}).items():
+            opt_state[key] = {k: self.backend.asarray(v) for k, v in value.items()} if isinstance(value, dict) \
+                else value
+        arrays = ckpt.extra or {}
+        best = None
+        if stopper is not None and pos.get("stopper"):
+            stopper.set_state(pos["stopper"])
+            best = {k: self.backend.asarray(v) for k, v in arrays.get("_best", {}).items()} or None
+        sums, order = _EpochSums(), None
+        if pos["batch"]:
+            sums = _EpochSums(**pos["sums"])
+            order = arrays["_order"]
+        return pos["epoch"] + 1, pos["batch"], order, sums, best, pos["phase_steps"], opt_state
+
+    def _guard(self, model, phase, epoch, sums):
+        """The NaN guard: a non-finite training loss or parameter stops the run here, keeping the last checkpoint."""
+        xp = self.backend.xp
+        loss = float(sums.loss)
+        bad = [k for k, v in model.params().items() if not bool(xp.all(xp.isfinite(v)))]
+        if math.isfinite(loss) and not bad:
+            return
+        losses = [float(v) for v in sums.losses]
+        first = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        if first is None:
+            step, what = self.steps, f"parameters {', '.join(bad[:3])} became non-finite"
+        else:
+            step, what = self.steps - len(losses) + first + 1, f"the loss became {losses[first]}"
+        self._write_metrics()
+        where = (f"the last good checkpoint is {self._good[1]} ({self._good[0]})" if self._good else
+                 "no checkpoint was written before it")
+        msg = (f"{self.spec.method} diverged at step {step} ({phase}, epoch {epoch}): {what}; {where}; "
+               f"the metrics so far are in {os.path.join(self.out, 'metrics.csv')}. Lower --lr and run again")
+        raise Diverged(msg)
+
+    def _interrupt(self, model, name, phase, at, order, sums, opt_state, rng, stopper, best, steps, epochs, *,
+                   saved=False):
+        """Ctrl-C: checkpoint the exact point ``at = (epochs done, batches done)``, then stop with how to resume."""
+        epoch, batch = at
+        if not saved:
+            position = {"phase": phase, "epoch": epoch, "batch": batch, "epochs": epochs, "phase_steps": steps}
+            if batch:
+                position["sums"] = sums.host()
+            self._save(model, name, position, opt_state, rng, stopper, best, order=order)
+        self._write_metrics()
+        where = f"epoch {epoch + 1}, batch {batch}" if batch else f"after epoch {epoch}"
+        msg = (f"interrupted in {phase}, {where}; wrote {self.checkpoint_file}. "
+               f"Resume with: refprune run {self.spec.method} --resume {self.out} (and the same options)")
+        raise Interrupted(msg)
+
+    # ------------------------------------------------------------------ checkpoints and files
+
+    def _save(self, model, name, position, opt_state, rng, stopper, best, order=None):
+        """Write the checkpoint: every tracked model, the training model, optimizer, generator, position, extra."""
+        to_host = self.backend.to_numpy
+        models = dict(self._models)
+        if name == "active":
+            models["active"] = model
+        params, masks = {}, {}
+        for mname, m in models.items():
+            params.update({f"{mname}/{k}": to_host(v) for k, v in {**m.params(), **m.state()}.items()})
+            masks.update({f"{mname}/{k}": to_host(v) for k, v in m.masks().items()})
+        host_state = {k: {n: to_host(a) for n, a in v.items()} if isinstance(v, dict) else v
+                      for k, v in opt_state.items()}
+        extra_json, extra_arrays = {}, {}
+        for key, value in self.extra.items():
+            if isinstance(value, dict) and value and all(_is_array(v) for v in value.values()):
+                extra_arrays[key] = {k: to_host(v) for k, v in value.items()}
+            elif _is_array(value):
+                extra_arrays[key] = to_host(value)
+            else:
+                extra_json[key] = value
+        if stopper is not None:
+            position["stopper"] = stopper.state()
+            if best is not None:
+                extra_arrays["_best"] = {k: to_host(v) for k, v in best.items()}
+        if order is not None:
+            extra_arrays["_order"] = order
+        engine = {"schema": SCHEMA, "position": position, "phases": self._phases, "rows": self.rows,
+                  "train_seconds": self.clock.seconds}
+        config = {"run": self.spec.config(), "networks": {k: m.config for k, m in models.items()},
+                  "engine": engine, "extra": extra_json}
+        io.save_checkpoint(self.checkpoint_file, params=params, masks=masks, optimizer_state=host_state,
+                           rng_state=rng.state(), step=self.steps, config=config, extra=extra_arrays)
+        self._good = (f"{position['phase']}, epoch {position['epoch']}", self.checkpoint_file)
+
+    def evaluate(self, model, split="val", *, batch_size=1000):
+        """``(loss, accuracy)`` of ``model`` on the ``"train"``, ``"val"`` or ``"test"`` split (test mode)."""
+        if split not in ("train", "val", "test"):
+            msg = f"split must be 'train', 'val' or 'test', got split={split!r}"
+            raise ValueError(msg)
+        x, y = getattr(self.dataset, f"x_{split}"), getattr(self.dataset, f"y_{split}")
+        return evaluate(model, x, y, backend=self.backend, batch_size=batch_size)
+
+    def _write_metrics(self):
+        io.write_csv(os.path.join(self.out, "metrics.csv"), self.rows)
+
+    def write_table(self, name, rows):
+        """Write ``rows`` (dicts) as ``<out>/<name>.csv``; returns the file name."""
+        io.write_csv(os.path.join(self.out, f"{name}.csv"), rows)
+        return f"{name}.csv"
+
+    def finish(self, result, *, model, plot=None, tables=None):
+        """Write ``result.json``, ``metrics.csv``, the tables and ``plot.png``; return the result dict.
+
+        ``result`` holds the method's keys (``test_accuracy`` at least); the measures of
+        ``model`` as the test-time network computes (:func:`refprune.measures.summary`:
+        weight sparsity, architecture before -> after, nonzero weights) and the common
+        keys are added. ``plot(path)`` draws the figure (matplotlib; skipped with a note
+        when it is not installed); ``tables`` maps names to lists of row dicts.
+        """
+        spec = self.spec
+        result = {
+            "method": spec.method, "dataset": spec.data, "backend": spec.backend,
+            "device": str(self.backend.device), "seed": spec.seed, "model": spec.model, "epochs": spec.epochs,
+            "steps": self.steps, "train_seconds": self.clock.seconds, **measures.summary(model), **result,
+            "config": spec.config(), "environment": environment(spec.backend),
+        }
+        files = {"result": "result.json", "metrics": "metrics.csv"}
+        self._write_metrics()
+        for name, rows in (tables or {}).items():
+            files[name] = self.write_table(name, rows)
+        if plot is not None:
+            reason = _plot_unavailable()
+            if reason is None:
+                plot(os.path.join(self.out, "plot.png"))
+                files["plot"] = "plot.png"
+            else:
+                result["plot_skipped"] = reason
+                _warn_once(f"plot.png skipped: {reason}")
+        if os.path.exists(self.checkpoint_file):
+            files["checkpoint"] = CHECKPOINT
+        result["files"] = files
+        result["out"] = self.out
+        io.write_json(os.path.join(self.out, "result.json"), result)
+        return result
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def limit_threads(n, backend=""):
+    """Cap the BLAS / OpenMP thread pools (and torch's, for torch backends) at ``n`` for this process.
+
+    Returns the threadpoolctl limiter (keep it alive), or None when threadpoolctl is missing.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        msg = f"threads must be an int >= 1, got threads={n!r}"
+        raise ValueError(msg)
+    if backend.startswith("torch"):
+        import torch
+
+        torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(n)
+
+
+def _is_array(value):
+    return hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+#: The network config keys that fix its architecture (options such as ``lam`` may change).
+_ARCHITECTURE_KEYS = ("preset", "input_shape", "num_classes", "l0")
+
+
+def _check_same_network(path, stored, current):
+    """Refuse a checkpoint of another architecture (preset, input shape, classes, gating)."""
+    if stored is None:
+        return
+    current = json.loads(json.dumps(current))
+    keys = [k for k in _ARCHITECTURE_KEYS if stored.get(k) != current.get(k)]
+    if keys:
+        diffs = ", ".join(f"{k}: checkpoint {stored.get(k)!r} vs this model {current.get(k)!r}" for k in keys)
+        msg = f"{path}: checkpoint is of another network ({diffs}); build the model with the checkpoint's settings"
+        raise ValueError(msg)
+
+
+def _postfix(epoch, row):
+    shown = [f"epoch {epoch}"]
+    for key in ("val_accuracy", "val_accuracy_u", "loss"):
+        if key in row:
+            shown.append(f"{key} {row[key]:.3f}")
+    return ", ".join(shown)
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        pass
+
+    def set_postfix_str(self, text, refresh=True):
+        pass
+
+
+def _progress(*, total, desc, quiet):
+    """One tqdm bar over a phase's steps on a terminal; nothing otherwise."""
+    if quiet or not sys.stderr.isatty():
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, unit="step")
+
+
+def _plot_unavailable():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "matplotlib is not installed; pip install 'refprune[plot]'"
+    return None
+
+
+_WARNED = set()
+
+
+def _warn_once(message):
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"note: {message}", file=sys.stderr)
+
+
+def environment(backend_name=""):
+    """The versions and thread counts that produced a result (``result.json``'s ``environment``)."""
+    from importlib import metadata
+
+    def version(dist):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    env = {
+        "refprune": version("refprune"),
+        "python": platform.python_version(),
+        "numpy": version("numpy"),
+        "array_api_compat": version("array-api-compat"),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        from threadpoolctl import threadpool_info
+
+        env["blas_threads"] = max((p.get("num_threads", 0) for p in threadpool_info()), default=None)
+    except ImportError:
+        env["blas_threads"] = None
+    if "torch" in sys.modules or backend_name.startswith("torch"):
+        import torch
+
+        env["torch"] = torch.__version__
+        env["torch_threads"] = torch.get_num_threads()
+    if backend_name == "cupy":
+        env["cupy"] = version("cupy-cuda12x") or version("cupy-cuda13x") or version("cupy")
+    if backend_name == "jax":
+        env["jax"] = version("jax")
+    return env
+
+
+def new_figure(*, ncols=1, width=5.5, height=4.0):
+    """A matplotlib figure on the Agg backend (no display needed) and its axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def save_figure(fig, path):
+    """Save ``fig`` atomically as PNG and close it."""
+    import io as _bytes_io
+
+    import matplotlib.pyplot as plt
+
+    buffer = _bytes_io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    io.atomic_write_bytes(path, buffer.getvalue())
