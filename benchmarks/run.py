@@ -641,7 +641,10 @@ def markdown(results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10x smaller sizes, fewer repeats")
-    parser.add_argument("--out", type=Path, default=HERE, help="where results.json and results.md go")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where results.json and results.md go (default: benchmarks/ for a full run of every "
+                        "benchmark, the committed table; runs/benchmarks-quick or runs/benchmarks-partial for "
+                        "--quick or --only, so that they never replace it)")
     parser.add_argument(
         "--only",
         default="",
@@ -650,6 +653,9 @@ def main(argv=None):
     parser.add_argument("--gpu-dry-run", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = HERE if not (args.quick or args.only) else Path("runs") / (
+            "benchmarks-quick" if args.quick else "benchmarks-partial")
     if args.worker:
         kind, spec = args.worker
         print(json.dumps({"global": worker_global}[kind](json.loads(spec))))
@@ -663,7 +669,7 @@ def main(argv=None):
         ("global", bench_global),
         ("hard-concrete", bench_hard_concrete),
         ("mlp", functools.partial(bench_l0_step, preset="mlp-300-100", target=0.75)),
-        ("lenet5", functools.partial(bench_l0_step, preset="lenet5", target=2.0)),
+        ("lenet5", functools.partial(bench_l0_step, preset="lenet5", target=0.8)),
         ("gpu", bench_gpu),
     ]
     only = {s.strip() for s in args.only.split(",") if s.strip()}

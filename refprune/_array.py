@@ -33,6 +33,23 @@ __all__ = [
 ]
 
 
+_NAMESPACE_OF_TYPE = {}  # array type -> its namespace: array_namespace decides by type alone
+
+
+def _namespace_of(name, x):
+    ns = _NAMESPACE_OF_TYPE.get(type(x))
+    if ns is not None:
+        return ns
+    if not is_array_api_obj(x):
+        msg = (
+            f"{name} must be an array (numpy, torch, cupy, array-api-strict, ...), "
+            f"got {type(x).__name__}; wrap it with xp.asarray(...)"
+        )
+        raise TypeError(msg)
+    ns = _NAMESPACE_OF_TYPE[type(x)] = array_namespace(x)
+    return ns
+
+
 def namespace(xp=None, /, **arrays):
     """Return the Array API namespace shared by ``arrays``, or ``xp`` when given.
 
@@ -42,13 +59,7 @@ def namespace(xp=None, /, **arrays):
     found = None
     found_name = None
     for name, x in arrays.items():
-        if not is_array_api_obj(x):
-            msg = (
-                f"{name} must be an array (numpy, torch, cupy, array-api-strict, ...), "
-                f"got {type(x).__name__}; wrap it with xp.asarray(...)"
-            )
-            raise TypeError(msg)
-        ns = array_namespace(x)
+        ns = _namespace_of(name, x)
         if found is None:
             found, found_name = ns, name
         elif ns is not found:
@@ -65,9 +76,16 @@ def namespace(xp=None, /, **arrays):
     return found
 
 
+_REAL_FLOAT = {}  # (namespace, dtype) -> is it real floating
+
+
 def check_float(name, x, xp):
     """Raise ``TypeError`` unless ``x`` has a real floating dtype."""
-    if not xp.isdtype(x.dtype, "real floating"):
+    key = (xp, x.dtype)
+    ok = _REAL_FLOAT.get(key)
+    if ok is None:
+        ok = _REAL_FLOAT[key] = bool(xp.isdtype(x.dtype, "real floating"))
+    if not ok:
         msg = (
             f"{name} must have a real floating dtype (float32 or float64), got "
             f"{x.dtype}; convert it with xp.astype({name}, xp.float64)"

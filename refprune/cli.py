@@ -19,11 +19,47 @@ def _cmd_backends(args):
     return 0
 
 
+def _cmd_runs(args):
+    from refprune import runs
+
+    try:
+        results = runs.collect([args.folder])
+        table = runs.sort_rows(runs.rows(results), args.sort, reverse=args.reverse)
+    except (FileNotFoundError, ValueError) as exc:
+        args.parser.exit(2, f"refprune runs: error: {exc}\n")
+    print(runs.format_rows(table, "json" if args.json else "csv" if args.csv else "text"))
+    return 0
+
+
+def _cmd_compare(args):
+    import os
+
+    from refprune import runs
+    from refprune.engine import _plot_unavailable
+
+    if os.path.exists(args.out) and not args.overwrite:
+        args.parser.exit(2, f"refprune compare: error: {args.out} exists; pass --overwrite to replace it or "
+                            f"choose another --out\n")
+    try:
+        results = runs.collect(args.runs)
+    except (FileNotFoundError, ValueError) as exc:
+        args.parser.exit(2, f"refprune compare: error: {exc}\n")
+    print(runs.format_rows(runs.sort_rows(runs.rows(results), "sparsity")))
+    reason = _plot_unavailable()
+    if reason is not None:
+        print(f"no plot: {reason}")
+        return 0
+    runs.plot_compare(results, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser():
+    formatter = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(
         prog="refprune",
         description="The reference implementation of neural-network pruning.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=formatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -32,6 +68,28 @@ def build_parser():
     from refprune.methods._cli import add_commands
 
     add_commands(sub)
+    from refprune.runs import SORT_KEYS
+
+    p = sub.add_parser("runs", help="a table of every run under a folder", formatter_class=formatter,
+                       description="List every run (every result.json) under FOLDER: method, data, model, backend, "
+                       "the options that differ from the defaults, test accuracy, weight sparsity, architecture "
+                       "before -> after, training seconds and date.")
+    p.add_argument("folder", nargs="?", default="runs", metavar="FOLDER", help="where to look")
+    p.add_argument("--sort", default="date", choices=tuple(SORT_KEYS), help="column to sort by")
+    p.add_argument("--reverse", action="store_true", help="largest first")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fmt.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    p.set_defaults(func=_cmd_runs, parser=p)
+    p = sub.add_parser("compare", help="plot accuracy against sparsity for several runs", formatter_class=formatter,
+                       description="Plot test accuracy against weight sparsity for the given runs (run folders, "
+                       "result.json files, or folders of runs): one marker per run, the curves of the sweeping "
+                       "methods (magnitude's criteria, the lottery's rounds and control), binary's on-sweep in a "
+                       "second panel; the same runs as a table in the terminal.")
+    p.add_argument("runs", nargs="+", metavar="RUN_OR_FOLDER")
+    p.add_argument("--out", default="compare.png", metavar="FILE.png", help="the figure")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE.png if it exists")
+    p.set_defaults(func=_cmd_compare, parser=p)
     from refprune.conformance.cli import add_commands as add_conformance_commands
 
     add_conformance_commands(sub)
@@ -41,7 +99,11 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # the output was piped into a command that stopped reading (head)
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ float32 summation order of the BLAS in use). The counts are rounded down
 notebook's network has none.
 
 Result keys: ``curves = {"weight": [[amount, sparsity, accuracy], ...], "unit": [...]}``
-(test accuracy; ``sparsity`` the measured fraction of zero weights over the pruned
-layers) and ``curves_val`` (the same on the validation split); ``dense_accuracy``.
+(test accuracy; ``sparsity`` the model's weight sparsity, :func:`refprune.measures.weight_sparsity`:
+the output layer, which is not pruned, counts too) and ``curves_val`` (the same on the validation split); ``dense_accuracy``.
 The summary every method reports (``test_accuracy``, ``weight_sparsity``,
 ``architecture``) is that of the *chosen pruned model*: the most pruned model of the
 sweep (either criterion) whose **validation** accuracy stays within ``--tolerance``
@@ -62,7 +62,7 @@ from __future__ import annotations
 from functools import partial
 
 from refprune import criteria, engine
-from refprune.measures import zero_fraction
+from refprune.measures import weight_sparsity
 from refprune.nn import build_model, train
 
 from ._registry import Option, register_method
@@ -136,7 +136,7 @@ def run(eng, o):
             masks = prune(model, criterion, amount, rounding=o.rounding)
             model.set_masks(masks)
             val, test = eng.evaluate(model, "val")[1], eng.evaluate(model, "test")[1]
-            sparsity = zero_fraction(model.masked_params()[n] for n in names)
+            sparsity = weight_sparsity(model)[0]
             curves[criterion].append([amount, sparsity, test])
             curves_val[criterion].append([amount, sparsity, val])
             rows.append({"criterion": criterion, "amount": amount, "sparsity": sparsity, "val_accuracy": val,
@@ -164,7 +164,7 @@ def plot(path, *, curves, dense, title=""):
     for (criterion, pts), style in zip(curves.items(), ("o-", "s-", "^-", "v-", "d-")):
         ax.plot([p[1] for p in pts], [p[2] for p in pts], style, label=f"{criterion} pruning", markersize=4)
     ax.axhline(dense, color="gray", linestyle=":", linewidth=1, label=f"dense ({dense:.3f})")
-    ax.set_xlabel("sparsity (fraction of pruned-layer weights that are zero)")
+    ax.set_xlabel("weight sparsity (every dense and conv weight, output layer included)")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0.0, 1.02)
     ax.set_title(f"Magnitude pruning without retraining\n{title}", fontsize=10)
