@@ -54,9 +54,16 @@ def _cmd_compare(args):
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``refprune run l0: error: ...``) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
     formatter = argparse.ArgumentDefaultsHelpFormatter
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="refprune",
         description="The reference implementation of neural-network pruning.",
         formatter_class=formatter,

@@ -28,8 +28,7 @@ SMALL = {
     "binary": {"hidden": "64", "on_values": "0,1,2"},
 }
 BASE = {"data": "digits", "subset": 120, "batch_size": 40, "epochs": 2, "quiet": True, "threads": 1}
-BACKENDS = [("numpy", None), ("torch", None), ("array-api-strict", None), ("array-api-strict", "device1"),
-            ("torch-cuda", None), ("cupy", None)]
+BACKENDS = [(name, None) for name in backends.NAMES] + [("array-api-strict", "device1")]
 
 
 def _settings(method, **more):
