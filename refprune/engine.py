@@ -160,6 +160,12 @@ class RunSpec:
         name = f"{self.method}-{self.data}-{self.model}-{self.backend}-seed{self.seed}-{self.key()}"
         return os.path.join("runs", name)
 
+    def folder(self):
+        """Where the run writes: ``out``, else the folder of the run it resumes, else :meth:`default_out`."""
+        if self.out:
+            return self.out
+        return os.path.dirname(checkpoint_path(self.resume)) if self.resume else self.default_out()
+
 
 def checkpoint_path(path):
     """``path/checkpoint.npz`` for a run folder, ``path`` itself for a file."""
@@ -360,7 +366,7 @@ class Engine:
         self.rng = self.backend.rng(spec.seed, stream=spec.stream)
         if spec.resume:
             self._load(checkpoint_path(spec.resume))
-        self.out = spec.out or (os.path.dirname(checkpoint_path(spec.resume)) if spec.resume else spec.default_out())
+        self.out = spec.folder()
         self._claim_folder()
         self.checkpoint_file = os.path.join(self.out, CHECKPOINT)
         self._good = None  # (epoch description, path) of the last checkpoint written by this run
@@ -531,7 +537,8 @@ class Engine:
                     phase_steps += 1
                     bar.update(1)
                     if on_step is not None:
-                        on_step(model, self.steps)
+                        with self.clock:
+                            on_step(model, self.steps)
                     if sigint.raised and b + 1 < per_epoch:
                         self._interrupt(model, name, phase, (epoch - 1, b + 1), order, sums, opt_state, rng,
                                         stopper, best, phase_steps, epochs)

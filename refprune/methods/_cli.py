@@ -68,6 +68,9 @@ def _execute(parser, spec):
         _fail(parser, str(exc), EXIT_DIVERGED)
     except Interrupted as exc:
         _fail(parser, str(exc), EXIT_INTERRUPTED)
+    except KeyboardInterrupt:  # between two training phases: the last checkpoint is where to continue
+        _fail(parser, f"interrupted; resume from the last checkpoint with: refprune run {spec.method} "
+                      f"--resume {spec.folder()} (and the same options)", EXIT_INTERRUPTED)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
         _fail(parser, str(exc))
 
