@@ -21,7 +21,8 @@ __all__ = [
     "check_finite_scalar",
     "check_no_nan",
     "values_checkable",
-    "trusted_values",
+    "trusted",
+    "checking",
     "sigmoid",
     "log_sigmoid",
     "device_of",
@@ -81,6 +82,8 @@ _REAL_FLOAT = {}  # (namespace, dtype) -> is it real floating
 
 def check_float(name, x, xp):
     """Raise ``TypeError`` unless ``x`` has a real floating dtype."""
+    if not checking():
+        return
     key = (xp, x.dtype)
     ok = _REAL_FLOAT.get(key)
     if ok is None:
@@ -95,7 +98,7 @@ def check_float(name, x, xp):
 
 def check_same_shape(name_a, a, name_b, b):
     """Raise ``ValueError`` unless ``a`` and ``b`` have the same shape."""
-    if tuple(a.shape) != tuple(b.shape):
+    if checking() and tuple(a.shape) != tuple(b.shape):
         msg = (
             f"{name_a} and {name_b} must have the same shape, got "
             f"{tuple(a.shape)} and {tuple(b.shape)}"
@@ -105,29 +108,39 @@ def check_same_shape(name_a, a, name_b, b):
 
 def check_same_device(name_a, a, name_b, b):
     """Raise ``ValueError`` unless ``a`` and ``b`` live on the same device."""
+    if not checking():
+        return
     da, db = device_of(a), device_of(b)
     if da != db:
         msg = f"{name_a} is on {da} but {name_b} is on {db}; move both to one device"
         raise ValueError(msg)
 
 
-_TRUST = threading.local()  # per-thread depth of trusted_values() blocks
+_TRUST = threading.local()  # per-thread depth of trusted() blocks
 
 
 @contextlib.contextmanager
-def trusted_values():
-    """Inside the block, skip the checks that read array values back to the host.
+def trusted():
+    """Inside the block the primitives skip their argument checks: the caller vouches for the inputs.
 
-    Those checks (NaN scores, noise outside [0, 1], labels out of range) cost a device
-    synchronization each; the training engine runs its steps inside this block because
-    it made those arrays itself. Type, dtype, shape and device checks still run. Nests;
-    applies to the calling thread only.
+    The checks (kinds, dtypes, devices, shapes, finite constants, and the value checks
+    that read arrays back to the host: NaN scores, noise outside [0, 1], labels out of
+    range) run once per call of a public primitive; in a training step they are a
+    large part of the time of small networks, and each value check a device
+    synchronization. The training engine runs its steps inside this block because it
+    built those arrays itself (and its NaN guard watches the results); everything else
+    keeps validating. Nests; applies to the calling thread only.
     """
     _TRUST.depth = getattr(_TRUST, "depth", 0) + 1
     try:
         yield
     finally:
         _TRUST.depth -= 1
+
+
+def checking():
+    """False inside :func:`trusted`: whether argument checks run."""
+    return not getattr(_TRUST, "depth", 0)
 
 
 def _is_tracer(x):
@@ -138,12 +151,12 @@ def _is_tracer(x):
 def values_checkable(*arrays):
     """Whether checks that read the values of ``arrays`` may run.
 
-    False inside :func:`trusted_values` and when any array is a traced placeholder
+    False inside :func:`trusted` and when any array is a traced placeholder
     (JAX under ``jit``, ``grad`` or ``vmap``), whose values cannot be read: those
     checks are then skipped, and the documented ``ValueError`` for bad values is only
     raised on concrete arrays.
     """
-    if getattr(_TRUST, "depth", 0):
+    if not checking():
         return False
     return not any(_is_tracer(a) for a in arrays)
 
@@ -157,6 +170,8 @@ def check_no_nan(name, x, xp):
 
 def check_finite_scalar(name, value, *, positive=False, nonnegative=False):
     """Return ``value`` as a Python float, checking it is finite (and its sign)."""
+    if not checking():
+        return float(value)
     value = as_float_scalar(name, value)
     if not math.isfinite(value):
         msg = f"{name} must be finite, got {name}={value!r}"
@@ -212,6 +227,8 @@ def float_namespace(xp=None, /, **arrays):
 
         xp = float_namespace(xp, log_alpha=log_alpha, u=u)
     """
+    if not checking():
+        return xp if xp is not None else _namespace_of("", next(iter(arrays.values())))
     xp = namespace(xp, **arrays)
     first = None
     for name, x in arrays.items():

@@ -4,7 +4,7 @@ A method is its algorithm; everything around it is here, written once:
 
 * the epoch / step loop (:meth:`Engine.train`) with one progress bar, metrics rows,
   early stopping, callbacks after each step and each epoch, and the validation
-  checks of the primitives switched off inside the step (:func:`~refprune._array.trusted_values`:
+  checks of the primitives switched off inside the step (:func:`~refprune._array.trusted`:
   the engine made those arrays itself);
 * a stopwatch that counts training time only and survives resume;
 * a **NaN guard**: a non-finite loss or parameter stops the run with one line naming
@@ -71,7 +71,7 @@ from functools import partial
 
 from . import backends, io, measures
 from . import data as datasets
-from ._array import namespace, trusted_values
+from ._array import namespace, trusted
 from .nn import functional as F
 from .nn import optim
 
@@ -529,7 +529,7 @@ class Engine:
                 batches = datasets.batches(ds.x_train, ds.y_train, self.spec.batch_size, backend=self.backend,
                                            order=order, start=start_batch, dtype=self.spec.dtype)
                 for b, (xb, yb) in enumerate(batches, start_batch):
-                    with self.clock, trusted_values(), warnings.catch_warnings():
+                    with self.clock, trusted(), warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)  # overflow: the NaN guard reports it
                         out, opt_state = step(model, optimizer.update, opt_state, xb, yb, rng=rng)
                         sums.add(out, yb, xp)

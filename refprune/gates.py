@@ -41,6 +41,7 @@ from ._array import (
     check_float,
     check_same_device,
     check_same_shape,
+    checking,
     flat_size,
     float_namespace,
     namespace,
@@ -95,6 +96,8 @@ def _check_eps(eps):
 
 def _check_constants(beta, gamma, zeta, eps):
     """Validate and return the four hard-concrete constants as Python floats."""
+    if not checking():
+        return float(beta), float(gamma), float(zeta), float(eps)
     return _check_beta(beta), *_check_stretch(gamma, zeta), _check_eps(eps)
 
 

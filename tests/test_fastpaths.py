@@ -525,3 +525,33 @@ def test_unsupported_adam_inputs_fall_back():
     params, grads = {"w": a32}, {"w": a64}
     (p_fast, _), (p_ref, _) = both(optim.adam, params, grads, optim.init_state(params, "adam"), lr=0.1)
     assert p_fast["w"].dtype == p_ref["w"].dtype and np.array_equal(p_fast["w"], p_ref["w"])
+
+
+def test_trusted_steps_skip_the_checks_and_compute_the_same(backend):
+    """The engine's steps run inside ``trusted()``: no argument checks, the same numbers; outside, checks run."""
+    from refprune import engine
+    from refprune._array import trusted
+    from refprune.nn import build_model, train
+
+    def run(trust):
+        rng = backend.rng(0, stream="reference")
+        model = build_model("mlp-300-100", input_shape=(6,), num_classes=3, backend=backend, rng=rng, l0=True)
+        opt = engine.adam(lr=1e-2)
+        state = opt.init(model.params())
+        x, y = rng.uniform((8, 6), "float32"), backend.asarray(np.array([0, 1, 2, 0, 1, 2, 0, 1]))
+        for _ in range(3):
+            if trust:
+                with trusted():
+                    _, state = train.train_step(model, opt.update, state, x, y, rng=rng, penalty_scale=0.1)
+            else:
+                _, state = train.train_step(model, opt.update, state, x, y, rng=rng, penalty_scale=0.1)
+        return {k: backend.to_numpy(v) for k, v in model.params().items()}
+
+    checked, skipped = run(False), run(True)
+    for k in checked:
+        np.testing.assert_array_equal(checked[k], skipped[k], err_msg=k)
+    bad = backend.asarray(np.array([np.nan, 1.0]))
+    with trusted():
+        rp.magnitude_mask(bad, amount=1)  # not checked: the caller vouched for it
+    with pytest.raises(ValueError, match="NaN"):
+        rp.magnitude_mask(bad, amount=1)
