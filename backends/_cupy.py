@@ -26,8 +26,12 @@ class CupyGenerator(Generator):
             return self._rng.standard_normal(_shape(shape), dtype=self._float_dtype(dtype))
 
     def permutation(self, n):
+        """A uniform random permutation of ``range(n)``: the order of ``n`` uniform float64 keys.
+
+        CuPy's ``Generator`` has no ``permutation`` (cupy/cupy#4557), only distributions.
+        """
         with self._backend.device:
-            return self._rng.permutation(int(n))
+            return self._backend.cupy.argsort(self._rng.random(int(n)))
 
     def state(self):
         msg = "CuPy's native generator cannot be saved; use stream='reference' for resumable runs"

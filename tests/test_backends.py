@@ -154,11 +154,12 @@ class _FakeCupy:
 
         def default_rng(seed):
             fake.made_on.append(fake.current)
-            return np.random.default_rng(seed)
+            rng = np.random.default_rng(seed)  # CuPy's Generator has distributions only: no permutation
+            return SimpleNamespace(random=rng.random, standard_normal=rng.standard_normal, integers=rng.integers)
 
         self.cuda = SimpleNamespace(Device=Device, runtime=SimpleNamespace(getDeviceCount=lambda: count))
         self.random = SimpleNamespace(default_rng=default_rng)
-        self.asarray, self.asnumpy = np.asarray, np.asarray
+        self.asarray, self.asnumpy, self.argsort = np.asarray, np.asarray, np.argsort
 
 
 @pytest.fixture
@@ -185,6 +186,13 @@ def test_cupy_native_generator_takes_dtype_names_and_objects(fake_cupy, dtype):
         assert u.dtype == np.dtype(dtype) and np.all((u >= 2.0) & (u <= 3.0))
         assert sorted(b.to_numpy(g.permutation(5)).tolist()) == [0, 1, 2, 3, 4]
     assert b.asarray([1.0], dtype=dtype).dtype == np.dtype(dtype)
+
+
+def test_cupy_native_permutation_is_uniform(fake_cupy):
+    """CuPy's ``Generator`` has no ``permutation``: the adapter orders uniform keys instead."""
+    g = backends.get("cupy").rng(0)
+    firsts = np.bincount([int(g.permutation(4)[0]) for _ in range(4000)], minlength=4)
+    assert np.all(np.abs(firsts - 1000) < 150), firsts  # each first element ~ Binomial(4000, 1/4): sd 27
 
 
 def test_cupy_generator_is_made_on_the_backends_device(fake_cupy):
