@@ -165,9 +165,13 @@ print(json.dumps(out))
 """
 
 
-def probe(py, env):
+def probe(py, env, timeout=60):
     """Where refprune, its mapped packages and the array-api packages import from (None: not importable)."""
-    out = subprocess.run([py, "-c", _PROBE], capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False)
+    try:
+        out = subprocess.run([py, "-c", _PROBE], capture_output=True, text=True, env=env, cwd=REPO,
+                             timeout=max(5.0, timeout), check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"importing refprune took over {timeout:.0f} s"}
     try:
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -193,10 +197,15 @@ def stage_install(args, work):
     Returns ``(stage result, site folder or None)``.
     """
     t0 = time.monotonic()
+    deadline = t0 + args.timeouts["install"]  # the stage's limit, shared by its steps
+
+    def left():
+        return deadline - time.monotonic()
+
     py, log = sys.executable, work / "logs" / "install.log"
     notes = []
     site = None
-    before = probe(py, child_env(None))
+    before = probe(py, child_env(None), timeout=left())
     mine = all(_under(before.get(n), REPO / d) for n, d in
                (("refprune", "refprune"), ("refprune.backends", "backends"), ("refprune.conformance", "conformance")))
     wheels = sorted((REPO / ".whl").glob("*.whl"))
@@ -208,8 +217,7 @@ def stage_install(args, work):
         if wheels:
             cmd = [py, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
                    "--upgrade", "--target", str(site), *map(str, wheels)]
-            rc, _ = run_logged(cmd, log=work / "logs" / "install-wheels.log", timeout=args.timeouts["install"],
-                               env=child_env(None))
+            rc, _ = run_logged(cmd, log=work / "logs" / "install-wheels.log", timeout=left(), env=child_env(None))
             notes.append(f"wheels {', '.join(w.name for w in wheels)}: " + ("installed" if rc == 0 else
                          f"pip failed (rc {rc}): {tail(work / 'logs' / 'install-wheels.log')}"))
         elif missing:
@@ -219,7 +227,7 @@ def stage_install(args, work):
             cmd = [py, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-build-isolation", "--no-compile",
                    "--no-cache-dir", "--upgrade", "--target", str(site), str(REPO)]
             had_build = (REPO / "build").exists()
-            rc, _ = run_logged(cmd, log=log, timeout=args.timeouts["install"], env=child_env(None))
+            rc, _ = run_logged(cmd, log=log, timeout=left(), env=child_env(None))
             if not had_build:  # pip builds in the tree; a build/ left there would feed stale files to the next build
                 shutil.rmtree(REPO / "build", ignore_errors=True)
             if rc == 0:
@@ -227,7 +235,7 @@ def stage_install(args, work):
             else:
                 notes.append(f"pip could not build refprune (rc {rc}): {tail(log)}; linked the package-dir layout")
                 link_layout(site)
-    after = probe(py, child_env(site))
+    after = probe(py, child_env(site), timeout=max(left(), 20))
     problems = [n for n in ("refprune", "refprune.backends", "refprune.conformance", "array_api_compat")
                 if not after.get(n)]
     for n in problems:
@@ -256,15 +264,16 @@ def link_layout(site):
 
 def stage_versions(args, work, env):
     t0 = time.monotonic()
+    limit = args.timeouts["versions"]
     log = work / "logs" / "versions.log"
     parts = []
     if shutil.which("nvidia-smi"):
-        rc, _ = run_logged(["nvidia-smi"], log=work / "logs" / "nvidia-smi.log", timeout=30, env=env)
+        run_logged(["nvidia-smi"], log=work / "logs" / "nvidia-smi.log", timeout=min(20, limit / 3), env=env)
         parts.append((work / "logs" / "nvidia-smi.log").read_text(errors="replace"))
     else:
         parts.append("nvidia-smi: not found\n")
     rc, _ = run_logged([sys.executable, str(Path(__file__).resolve()), "--worker", "versions"], log=log,
-                       timeout=args.timeouts["versions"], env=env)
+                       timeout=limit - (time.monotonic() - t0), env=env)
     text = log.read_text(errors="replace")
     parts.append(text)
     status = "ok" if rc == 0 else ("TIMEOUT" if rc is None else "FAILED")
@@ -681,6 +690,9 @@ def parse_args(argv):
     p.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ", ".join(STAGES))
     p.add_argument("--timeouts", dest="timeout_overrides", default="", metavar="STAGE=S,...",
                    help="override stage time limits in seconds, e.g. tests=300,bench=180")
+    p.add_argument("--test-paths", default=None, metavar="PATH[,PATH...]", help="paths of the tests stage (default: tests)")
+    p.add_argument("--test-k", default=None, metavar="EXPR",
+                   help='pytest -k of the tests stage (default: "torch-cuda or cupy"; "" for every test)')
     p.add_argument("--serial", action="store_true", help="run tests, conformance and methods one after the other")
     p.add_argument("--workers", type=int, default=0, help="pytest-xdist workers for the pytest stages (0: none)")
     p.add_argument("--reinstall", action="store_true", help="install refprune into a fresh folder even when it imports")
@@ -698,6 +710,10 @@ def parse_args(argv):
             args.timeouts[key] = float(value)
         except ValueError:
             p.error(f"--timeouts: {item!r} is not STAGE=SECONDS")
+    if args.test_paths:
+        args.mode.test_paths = [x.strip() for x in args.test_paths.split(",") if x.strip()]
+    if args.test_k is not None:
+        args.mode.test_k = args.test_k
     args.stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in args.stages if s not in STAGES]
     if unknown:
