@@ -107,17 +107,40 @@ class Backend:
         return ReferenceGenerator(self, seed)
 
     def dtype(self, dtype):
-        """Resolve a dtype name or object to ``xp``'s dtype (``None`` stays ``None``)."""
-        if dtype is None or not isinstance(dtype, str):
-            return dtype
-        try:
-            return getattr(self.xp, dtype)
-        except AttributeError:
+        """Resolve a dtype to ``xp``'s dtype (``None`` stays ``None``).
+
+        ``dtype`` may be a name (``"float32"``) or any library's dtype object: NumPy's
+        dtypes and scalar types, torch's, array-api-strict's (see :func:`dtype_name`).
+        """
+        if dtype is None:
+            return None
+        name = dtype_name(dtype)
+        resolved = getattr(self.xp, name, None) if name.isidentifier() else None
+        if resolved is None:
             msg = f"unknown dtype {dtype!r} for backend {self.name}; use e.g. 'float32' or 'float64'"
-            raise ValueError(msg) from None
+            raise ValueError(msg)
+        return resolved
 
     def __repr__(self):
         return f"<refprune backend {self.name} on {self.device}>"
+
+
+def dtype_name(dtype):
+    """The standard name (``"float32"``) of a dtype given as a name or any library's dtype.
+
+    ``str`` of a dtype is no name: NumPy's and CuPy's ``xp.float32`` are NumPy scalar
+    types, whose ``str`` is ``"<class 'numpy.float32'>"``; torch's is ``"torch.float32"``
+    and array-api-strict's ``"array_api_strict.float32"``. NumPy 1's ``bool_`` is ``bool``.
+
+    >>> import numpy as np
+    >>> [dtype_name(d) for d in ("float32", np.float32, np.dtype("float64"), np.bool_)]
+    ['float32', 'float32', 'float64', 'bool']
+    """
+    if isinstance(dtype, str):
+        return dtype
+    if isinstance(dtype, type):  # a NumPy scalar type: NumPy's and CuPy's dtypes in array-api-compat
+        return dtype.__name__.rstrip("_")
+    return str(dtype).rsplit(".", 1)[-1]
 
 
 def _check_seed(seed):

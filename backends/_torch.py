@@ -91,6 +91,8 @@ class TorchCudaBackend(TorchBackend):
         if self.device.type != "cuda":
             msg = f"the torch-cuda backend runs on a CUDA device, got device={self.device}"
             raise ValueError(msg)
+        if self.device.index is None:  # arrays report cuda:N, and torch.device("cuda") != torch.device("cuda:0")
+            self.device = self.torch.device("cuda", self.torch.cuda.current_device())
 
     def synchronize(self):
         self.torch.cuda.synchronize(self.device)

@@ -7,6 +7,7 @@ input it does not handle, inputs never written to) are in ``refprune._dispatch``
 
 from __future__ import annotations
 
+from .._array import checking
 from ._numpy_fast import _np_select_keep
 from ._select import _xp_select_keep
 
@@ -60,7 +61,10 @@ def _torch_stretched(log_alpha, u, beta, torch):
 
 
 def _torch_unit_interval(u):
-    """True when every entry of ``u`` is in [0, 1] (False for NaN): one reduction, one sync."""
+    """True when every entry of ``u`` is in [0, 1] (False for NaN): one reduction, one sync.
+
+    Skipped inside ``refprune._array.trusted()`` (the engine's steps), where the caller vouches for ``u``.
+    """
     if u.numel() == 0:
         return True
     lo, hi = u.aminmax() if u.ndim else (u, u)
@@ -70,7 +74,7 @@ def _torch_unit_interval(u):
 def _torch_hc_sample(log_alpha, u, *, beta, gamma, zeta):
     import torch
 
-    if _torch_gate_inputs((log_alpha, u)) is None or not _torch_unit_interval(u):
+    if _torch_gate_inputs((log_alpha, u)) is None or (checking() and not _torch_unit_interval(u)):
         return None
     s = _torch_stretched(log_alpha, u, beta, torch)
     return s.mul_(zeta - gamma).add_(gamma).clamp_(0.0, 1.0)
@@ -79,7 +83,7 @@ def _torch_hc_sample(log_alpha, u, *, beta, gamma, zeta):
 def _torch_hc_sample_grad(log_alpha, u, dz, *, beta, gamma, zeta):
     import torch
 
-    if _torch_gate_inputs((log_alpha, u, dz)) is None or not _torch_unit_interval(u):
+    if _torch_gate_inputs((log_alpha, u, dz)) is None or (checking() and not _torch_unit_interval(u)):
         return None
     s = _torch_stretched(log_alpha, u, beta, torch)
     if tuple(dz.shape) != tuple(s.shape):

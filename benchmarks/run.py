@@ -21,7 +21,13 @@ switched off (``refprune._dispatch.reference_only``), once, for scale.
 3. hard-concrete sample + gradient on 10M gates vs torch autograd.
 4. one L0 training step (mlp-300-100 on 784 features; lenet5 on 1x28x28; batch 100)
    on the NumPy backend vs the same model in torch with autograd and Adam.
-5. GPU variants (torch-cuda, CuPy) of 1-4 where a GPU is present, else skipped.
+5. GPU (issue 15), where a GPU is present, else skipped: ``gpu-l0``, the L0 step of 4
+   and the hard concrete of 3 with refprune on torch-cuda and on CuPy vs torch autograd +
+   Adam on CUDA (goal <= 1.5x); ``gpu-masks``, ``magnitude_mask`` at 100M and 1B float32
+   weights and ``global_magnitude_mask`` over 10 x 100M vs ``torch.topk`` and
+   ``torch.kthvalue`` on CUDA (goal <= 1x). ``--only gpu`` runs both; ``--gpu-dry-run``
+   runs their code on the CPU (torch and numpy, tiny sizes). ``scripts/gpu_check.sh``
+   runs them with the GPU tests.
 """
 
 from __future__ import annotations
@@ -453,95 +459,251 @@ def bench_l0_step(args, preset, target):
 
 # --------------------------------------------------------------------------- 5. GPU
 
+#: Weights per array of the GPU mask benchmarks (issue 15: 100M to 1B); the global mask
+#: splits the largest size into ``_GPU_GLOBAL_ARRAYS`` arrays.
+GPU_MASK_SIZES = {"full": (100_000_000, 1_000_000_000), "quick": (10_000_000, 100_000_000), "dry": (100_000, 1_000_000)}
+_GPU_GLOBAL_ARRAYS = 10
+#: Timed L0 steps per contender (after 2 warm-up steps) and gates of the hard-concrete race.
+_GPU_STEPS = {"full": {"lenet5": 30, "mlp-300-100": 50}, "quick": {"lenet5": 15, "mlp-300-100": 25},
+              "dry": {"lenet5": 3, "mlp-300-100": 3}}
+_GPU_GATES = {"full": 10_000_000, "quick": 1_000_000, "dry": 100_000}
+#: Goals of issue 15 (refprune / torch on the same GPU).
+GPU_TARGETS = {"L0 step": 1.5, "mask": 1.0}
 
-def bench_gpu(args):
-    """The same comparisons on a GPU: refprune on torch-cuda and CuPy vs torch CUDA autograd.
 
-    ``--gpu-dry-run`` runs this code on the CPU (backend ``torch``, small sizes) so that
-    it can be checked on a machine without a GPU; its figures mean nothing.
+class _GpuRun:
+    """What a GPU benchmark compares: refprune on ``names`` against torch on ``dev``.
+
+    On a GPU: refprune on ``torch-cuda`` and ``cupy``, torch on ``cuda``. With
+    ``--gpu-dry-run``: refprune on ``torch`` and ``numpy`` (standing in for the two GPU
+    backends) and torch on the CPU, tiny sizes, so that every line runs on a machine
+    without a GPU; its figures mean nothing.
     """
-    from refprune import backends
 
-    dry = getattr(args, "gpu_dry_run", False)
-    names = ("torch",) if dry else ("torch-cuda", "cupy")
-    have = {name: backends.unavailable_reason(name) for name in names}
-    if all(reason is not None for reason in have.values()):
-        return {"name": "GPU variants", "skipped": "; ".join(f"{k}: {v}" for k, v in have.items())}
+    def __init__(self, args):
+        from refprune import backends
+
+        self.dry = bool(getattr(args, "gpu_dry_run", False))
+        self.tier = "dry" if self.dry else ("quick" if args.quick else "full")
+        self.names = ("torch", "numpy") if self.dry else ("torch-cuda", "cupy")
+        self.reasons = {name: backends.unavailable_reason(name) for name in self.names}
+        self.backends = {name: backends.get(name) for name, why in self.reasons.items() if why is None}
+        self.torch = _torch()
+        if self.torch is not None and not self.dry and not self.torch.cuda.is_available():
+            self.torch = None
+        self.dev = "cpu" if self.dry else "cuda"
+        self.notes = [f"{name} skipped: {why}" for name, why in self.reasons.items() if why is not None]
+        if self.torch is None:
+            self.notes.append("the torch peer skipped: torch " + ("is not installed" if _torch() is None else "sees no GPU"))
+        sizes = getattr(args, "gpu_mask_sizes", None)
+        self.mask_sizes = tuple(int(float(x)) for x in sizes.split(",")) if sizes else GPU_MASK_SIZES[self.tier]
+
+    def skipped(self, name):
+        """A skipped result when there is nothing to run, else None."""
+        if self.backends:
+            return None
+        return {"name": name, "skipped": "; ".join(f"{k}: {v}" for k, v in self.reasons.items())}
+
+    def result(self, name, what):
+        title = name + (" (dry run on the CPU: the figures mean nothing)" if self.dry else "")
+        return {"name": title, "what": what, "rows": {}, "ratios": {}, "targets": {}, "notes": list(self.notes)}
+
+    def sync(self):
+        for b in self.backends.values():
+            b.synchronize()
+        if self.torch is not None and self.dev == "cuda":
+            self.torch.cuda.synchronize()
+
+    def free(self):
+        """Hand cached device memory back between sizes (torch's and CuPy's pools)."""
+        import gc
+
+        gc.collect()
+        if self.torch is not None and self.dev == "cuda":
+            self.torch.cuda.empty_cache()
+        if "cupy" in self.backends:
+            self.backends["cupy"].cupy.get_default_memory_pool().free_all_blocks()
+
+    def attempt(self, what, fn, notes):
+        """``fn()``, or None with a note naming ``what`` when it raises (an error is a finding, not a crash)."""
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            notes.append(f"{what} failed: {type(exc).__name__}: {first}")
+            self.free()
+            return None
+
+    def race(self, contenders, *, rounds, notes, warmup=1):
+        """``race`` after ``warmup`` calls each; a contender that raises is dropped with a note."""
+        alive = {}
+        for name, (fn, repeats) in contenders.items():
+
+            def warm(fn=fn):
+                for _ in range(warmup):
+                    fn()
+                self.sync()
+                return True
+
+            if self.attempt(name, warm, notes):
+                alive[name] = (fn, repeats)
+        return race(alive, rounds=rounds, sync=self.sync, warmup=0)
+
+
+def bench_gpu_l0(args):
+    """One L0 training step (LeNet-5 and mlp-300-100, batch 100) and the hard-concrete
+    sample + gradient: refprune on torch-cuda and CuPy vs torch autograd + Adam on CUDA."""
+    g = _GpuRun(args)
+    skipped = g.skipped("GPU: L0 training step")
+    if skipped:
+        return skipped
     import refprune as rp
 
-    out = {"name": "GPU variants" + (" (dry run on the CPU)" if dry else ""), "rows": {}, "ratios": {}, "notes": []}
-    small = args.quick or dry
-    n_mask = 2_000_000 if small else 20_000_000
-    n_gate = 1_000_000 if small else 10_000_000
-    rng = np.random.default_rng(0)
-    w_host = rng.standard_normal(n_mask, dtype=np.float32)
-    la_h = rng.normal(0.0, 2.0, n_gate).astype(np.float32)
-    u_h = rng.uniform(1e-6, 1 - 1e-6, n_gate).astype(np.float32)
-    dz_h = rng.standard_normal(n_gate, dtype=np.float32)
-    presets = (("lenet5", 3 if dry else 10), ("mlp-300-100", 3 if dry else 20))
-    for name, reason in have.items():
-        if reason is not None:
-            out["notes"].append(f"{name} skipped: {reason}")
-            continue
-        b = backends.get(name)
-        w = b.asarray(w_host)
-        la, u, dz = b.asarray(la_h), b.asarray(u_h), b.asarray(dz_h)
-        contenders = {
-            f"magnitude_mask, refprune ({name})": (lambda w=w: rp.magnitude_mask(w, amount=0.9), 5),
-            f"hard concrete sample+grad, refprune ({name})": (
-                lambda la=la, u=u, dz=dz: (rp.hard_concrete_sample(la, u), rp.hard_concrete_sample_grad(la, u, dz)),
-                5,
-            ),
-        }
-        times = race(contenders, rounds=5, sync=b.synchronize)
-        for preset, steps in presets:
-            _, _, _, _, step = _l0_setup(preset, name)
+    out = g.result("GPU: L0 training step", "batch 100; mlp-300-100 on 784 features, lenet5 on 1x28x28; Adam, "
+                   "log_alpha clamp; hard concrete on float32 gates")
+    for preset, steps in _GPU_STEPS[g.tier].items():
+        contenders = {}
+        for name in g.backends:
             key = f"L0 step {preset}, refprune ({name})"
-            times.update(race({key: (step, steps)}, rounds=steps, sync=b.synchronize, warmup=2))
-        out["rows"].update(_rows(times))
-    torch = _torch()
-    if torch is not None and (dry or torch.cuda.is_available()):
-        import torch_l0
-        from torch.nn.utils import prune
+            setup = g.attempt(f"{key}: building the model", functools.partial(_l0_setup, preset, name), out["notes"])
+            if setup is not None:
+                contenders[key] = (setup[-1], steps)
+        if g.torch is not None:
+            import torch_l0
 
-        dev = "cpu" if dry else "cuda"
-        sync = _noop if dry else torch.cuda.synchronize
-        tw = torch.from_numpy(w_host).to(dev)
-
-        def l1():
-            m = torch.nn.Module()
-            m.weight = torch.nn.Parameter(tw, requires_grad=False)
-            prune.l1_unstructured(m, "weight", amount=0.9)
-
-        tla, tu, tdz = (torch.from_numpy(a).to(dev) for a in (la_h, u_h, dz_h))
+            model, b, hx, hy, _ = _l0_setup(preset, "numpy")
+            net = torch_l0.Net(model, b).to(g.dev)
+            tstep = torch_l0.make_step(net)
+            tx, ty = g.torch.from_numpy(hx).to(g.dev), g.torch.from_numpy(hy).to(g.dev)
+            contenders[f"L0 step {preset}, torch autograd ({g.dev})"] = (lambda s=tstep, x=tx, y=ty: s(x, y), steps)
+        out["rows"].update(_rows(g.race(contenders, rounds=steps, notes=out["notes"], warmup=2)))
+        g.free()
+    n = _GPU_GATES[g.tier]
+    rng = np.random.default_rng(0)
+    la_h = rng.normal(0.0, 2.0, n).astype(np.float32)
+    u_h = rng.uniform(1e-6, 1 - 1e-6, n).astype(np.float32)
+    dz_h = rng.standard_normal(n, dtype=np.float32)
+    contenders = {}
+    for name, b in g.backends.items():
+        la, u, dz = b.asarray(la_h), b.asarray(u_h), b.asarray(dz_h)
+        contenders[f"hard concrete sample+grad {n:,}, refprune ({name})"] = (
+            lambda la=la, u=u, dz=dz: (rp.hard_concrete_sample(la, u), rp.hard_concrete_sample_grad(la, u, dz)), 7)
+    if g.torch is not None:
+        torch = g.torch
+        tla, tu, tdz = (torch.from_numpy(a).to(g.dev) for a in (la_h, u_h, dz_h))
 
         def autograd():
             a = tla.detach().requires_grad_(True)
             s = torch.sigmoid((torch.log(tu) - torch.log1p(-tu) + a) / (2.0 / 3.0))
             torch.clamp(s * 1.2 - 0.1, 0.0, 1.0).backward(tdz)
 
-        contenders = {
-            f"magnitude_mask, torch l1_unstructured ({dev})": (l1, 5),
-            f"hard concrete sample+grad, torch autograd ({dev})": (autograd, 5),
-        }
-        for preset, steps in presets:
-            model, b, hx, hy, _ = _l0_setup(preset, "numpy")
-            net = torch_l0.Net(model, b).to(dev)
-            tstep = torch_l0.make_step(net)
-            tx, ty = torch.from_numpy(hx).to(dev), torch.from_numpy(hy).to(dev)
-            contenders[f"L0 step {preset}, torch autograd ({dev})"] = (lambda s=tstep, x=tx, y=ty: s(x, y), steps)
-        times = race(contenders, rounds=max(s for _, s in presets), sync=sync, warmup=2)
-        out["rows"].update(_rows(times))
-        ours_name = names[0]
-        for label, ours_key, peer_key in (
-            ("magnitude_mask", "magnitude_mask, refprune", "magnitude_mask, torch l1_unstructured"),
-            ("hard concrete", "hard concrete sample+grad, refprune", "hard concrete sample+grad, torch autograd"),
-            ("L0 step lenet5", "L0 step lenet5, refprune", "L0 step lenet5, torch autograd"),
-            ("L0 step mlp-300-100", "L0 step mlp-300-100, refprune", "L0 step mlp-300-100, torch autograd"),
+        contenders[f"hard concrete sample+grad {n:,}, torch autograd ({g.dev})"] = (autograd, 7)
+    out["rows"].update(_rows(g.race(contenders, rounds=7, notes=out["notes"])))
+    for name in g.backends:
+        for label, ours, peer, target in (
+            ("L0 step lenet5", "L0 step lenet5", "L0 step lenet5", GPU_TARGETS["L0 step"]),
+            ("L0 step mlp-300-100", "L0 step mlp-300-100", "L0 step mlp-300-100", GPU_TARGETS["L0 step"]),
+            ("hard concrete", f"hard concrete sample+grad {n:,}", f"hard concrete sample+grad {n:,}", None),
         ):
-            a, p = out["rows"].get(f"{ours_key} ({ours_name})"), out["rows"].get(f"{peer_key} ({dev})")
+            a = out["rows"].get(f"{ours}, refprune ({name})")
+            p = out["rows"].get(f"{peer}, torch autograd ({g.dev})")
             if a and p:
-                out["ratios"][f"{label}: refprune {ours_name} / torch {dev}"] = _ratio(a["median_s"], p["median_s"])
+                key = f"{label}: refprune {name} / torch {g.dev}"
+                out["ratios"][key] = _ratio(a["median_s"], p["median_s"])
+                if target is not None:
+                    out["targets"][key] = target
+    return out
+
+
+def _torch_topk_keep(torch, scores, k):
+    """What a torch user writes for "keep all but the k smallest": ``topk`` of the rest."""
+    keep = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    keep[torch.topk(scores, scores.numel() - k, sorted=False).indices] = True
+    return keep
+
+
+def _torch_kth_keep(torch, scores, k):
+    """The other usual way: the k-th smallest score as a threshold (ties may keep more)."""
+    return scores > torch.kthvalue(scores, k).values
+
+
+def _size(n):
+    return f"{n / 1e9:g}B" if n >= 1e9 else f"{n / 1e6:g}M" if n >= 1e6 else f"{n:,}"
+
+
+def bench_gpu_masks(args):
+    """``magnitude_mask`` and ``global_magnitude_mask`` at 100M-1B float32 weights, amount 0.9:
+    refprune on torch-cuda and CuPy vs ``torch.topk`` and ``torch.kthvalue`` on CUDA."""
+    g = _GpuRun(args)
+    skipped = g.skipped("GPU: magnitude and global masks")
+    if skipped:
+        return skipped
+    import refprune as rp
+
+    sizes = g.mask_sizes
+    total = max(sizes)
+    out = g.result(
+        "GPU: magnitude and global masks",
+        f"float32 N(0, 1) weights made on the device, amount=0.9; magnitude_mask on one array of "
+        f"{', '.join(_size(n) for n in sizes)}; global_magnitude_mask on {_GPU_GLOBAL_ARRAYS} x {_size(total // _GPU_GLOBAL_ARRAYS)}",
+    )
+    torch = g.torch
+    cases = [(f"magnitude_mask {_size(n)}", (n,)) for n in sizes]
+    cases.append((f"global_magnitude_mask {_GPU_GLOBAL_ARRAYS} x {_size(total // _GPU_GLOBAL_ARRAYS)}",
+                  (total // _GPU_GLOBAL_ARRAYS,) * _GPU_GLOBAL_ARRAYS))
+    for label, parts in cases:
+        n = sum(parts)
+        k = rp.prune_count(0.9, n)
+        rounds = 5 if n <= 200_000_000 else 3
+        contenders, masks_of = {}, {}
+        weights = {}
+        for name, b in g.backends.items():
+            gen = b.rng(0, stream="native")
+            ws = g.attempt(f"{label}, refprune ({name}): making the weights with its native generator",
+                           lambda gen=gen: [gen.normal(m, "float32") for m in parts], out["notes"])
+            if ws is None:
+                continue
+            weights[name] = ws
+            if len(ws) == 1:
+                fn = functools.partial(rp.magnitude_mask, ws[0], amount=0.9)
+            else:
+                fn = functools.partial(rp.global_magnitude_mask, ws, amount=0.9)
+            contenders[f"{label}, refprune ({name})"] = (fn, rounds)
+            masks_of[name] = fn
+        if torch is not None:
+            base = next((nm for nm in weights if nm.startswith("torch")), None)
+            if base is not None:  # the same tensors as refprune's torch row
+                tws = weights[base]
+            else:
+                gen = torch.Generator(device=g.dev).manual_seed(0)
+                tws = [torch.randn(m, generator=gen, device=g.dev) for m in parts]
+
+            def scores(tws=tws):
+                return tws[0].abs() if len(tws) == 1 else torch.cat([w.abs() for w in tws])
+
+            contenders[f"{label}, torch.topk ({g.dev})"] = (lambda k=k: _torch_topk_keep(torch, scores(), k), rounds)
+            contenders[f"{label}, torch.kthvalue ({g.dev})"] = (lambda k=k: _torch_kth_keep(torch, scores(), k), rounds)
+        times = g.race(contenders, rounds=rounds, notes=out["notes"])
+        out["rows"].update(_rows(times))
+        for name, fn in masks_of.items():
+            try:
+                mask = fn()
+                b = g.backends[name]
+                kept = sum(int(b.to_numpy(b.xp.count_nonzero(m))) for m in (mask if isinstance(mask, list) else [mask]))
+                out["notes"].append(f"{label}, refprune ({name}): keeps {kept:,} of {n:,} (exactly n - k = {n - k:,}: {kept == n - k})")
+                del mask
+            except Exception as exc:  # noqa: BLE001
+                out["notes"].append(f"{label}, refprune ({name}) failed: {type(exc).__name__}: {exc}")
+        for name in g.backends:
+            a = out["rows"].get(f"{label}, refprune ({name})")
+            for peer in ("torch.topk", "torch.kthvalue"):
+                p = out["rows"].get(f"{label}, {peer} ({g.dev})")
+                if a and p:
+                    key = f"{label}: refprune {name} / {peer} {g.dev}"
+                    out["ratios"][key] = _ratio(a["median_s"], p["median_s"])
+                    out["targets"][key] = GPU_TARGETS["mask"]
+        del contenders, masks_of, weights
+        g.free()
     return out
 
 
@@ -569,6 +731,12 @@ def machine():
     if torch is not None:
         info["torch"] = torch.__version__
         info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    try:
+        import cupy
+
+        info["cupy"] = cupy.__version__
+    except ImportError:
+        pass
     return info
 
 
@@ -595,7 +763,7 @@ def markdown(results):
         "refprune's median time (or memory) over the peer's, from alternating runs on the same machine.",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; Python {m['python']}, "
-        f"NumPy {m['numpy']}, torch {m.get('torch', '-')}; GPU: {m.get('gpu') or 'none'}. "
+        f"NumPy {m['numpy']}, torch {m.get('torch', '-')}, CuPy {m.get('cupy', '-')}; GPU: {m.get('gpu') or 'none'}. "
         f"Load average at start {m.get('load_average_at_start')}, at end {results.get('load_average_at_end')}. "
         f"{results['threads']}. Mode: {'quick' if results['quick'] else 'full'}; "
         f"whole run {results['total_seconds']:.0f} s.",
@@ -610,7 +778,7 @@ def markdown(results):
             if load[0] > (m["cores"] or 1)
             else []
         ),
-        "## Ratios against the targets of issue 6",
+        "## Ratios against the targets (issue 6; GPU: issue 15)",
         "",
         "| benchmark | ratio | value | target | |",
         "|---|---|---|---|---|",
@@ -621,8 +789,8 @@ def markdown(results):
             lines.append(f"| {b['name']} | {key} | {v} | {t} | {met} |")
     for b in results["benchmarks"]:
         lines += ["", f"## {b['name']}", ""]
-        if "skipped" in b:
-            lines.append(f"Skipped: {b['skipped']}")
+        if "skipped" in b or "error" in b:
+            lines.append(f"Skipped: {b['skipped']}" if "skipped" in b else f"**Failed**: {b['error']}")
             continue
         if b.get("what"):
             lines += [b["what"], ""]
@@ -650,9 +818,12 @@ def main(argv=None):
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: magnitude, global, hard-concrete, mlp, lenet5, gpu",
+        help="comma-separated subset: magnitude, global, hard-concrete, mlp, lenet5, gpu (= gpu-l0, gpu-masks)",
     )
-    parser.add_argument("--gpu-dry-run", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--gpu-dry-run", action="store_true",
+                        help="run the GPU benchmarks on the CPU (torch and numpy, tiny sizes) to check their code")
+    parser.add_argument("--gpu-mask-sizes", default=None, metavar="N[,N...]",
+                        help="weights per array of the GPU mask benchmarks (default 1e8,1e9; --quick 1e7,1e8)")
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.out is None:
@@ -672,28 +843,44 @@ def main(argv=None):
         ("hard-concrete", bench_hard_concrete),
         ("mlp", functools.partial(bench_l0_step, preset="mlp-300-100", target=0.75)),
         ("lenet5", functools.partial(bench_l0_step, preset="lenet5", target=0.8)),
-        ("gpu", bench_gpu),
+        ("gpu-l0", bench_gpu_l0),
+        ("gpu-masks", bench_gpu_masks),
     ]
     only = {s.strip() for s in args.only.split(",") if s.strip()}
+    failed = 0
     for key, fn in plan:
-        if only and key not in only:
+        if only and not any(key == o or key.startswith(o + "-") for o in only):  # "gpu" selects gpu-*
             continue
         t0 = time.perf_counter()
         print(f"[{key}] ...", flush=True)
-        res = fn(args)
+        try:
+            res = fn(args)
+        except Exception as exc:  # noqa: BLE001  (one broken benchmark does not lose the others)
+            import traceback
+
+            traceback.print_exc()
+            res = {"name": key, "error": f"{type(exc).__name__}: {exc}"}
+            failed += 1
         res["seconds"] = time.perf_counter() - t0
         results["benchmarks"].append(res)
         for k, v in res.get("ratios", {}).items():
             print(f"    {k}: {v:.3g}" + (f" (target <= {res['targets'][k]:g})" if k in res.get("targets", {}) else ""))
-        if "skipped" in res:
-            print(f"    skipped: {res['skipped']}")
+        for k in ("skipped", "error"):
+            if k in res:
+                print(f"    {k}: {res[k]}")
+        _write(results, args.out, start)  # after each benchmark: a run stopped later keeps these
+    path = _write(results, args.out, start)
+    print(f"wrote {path} and {path.with_suffix('.md')} in {results['total_seconds']:.0f} s")
+    return 1 if failed else 0
+
+
+def _write(results, out, start):
     results["total_seconds"] = time.perf_counter() - start
     results["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "results.md").write_text(markdown(results))
-    print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'} in {results['total_seconds']:.0f} s")
-    return 0
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    return out / "results.json"
 
 
 if __name__ == "__main__":
