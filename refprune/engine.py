@@ -592,6 +592,10 @@ class Engine:
         self._position = None
         if name == "active":  # an untracked model (a control network): its arrays are stored as "active"
             self._restore(model, name)
+        if ckpt.rng_state is None:
+            msg = (f"cannot resume {self._ckpt_path} inside a phase: its random stream ({self.spec.stream} on "
+                   f"{self.spec.backend}) could not be saved; run with --stream reference to be able to resume")
+            raise ValueError(msg)
         rng.set_state(ckpt.rng_state)
         opt_state = {}
         for key, value in (ckpt.optimizer_state or {}).items():
@@ -675,8 +679,12 @@ class Engine:
                   "train_seconds": self.clock.seconds}
         config = {"run": self.spec.config(), "networks": {k: m.config for k, m in models.items()},
                   "engine": engine, "extra": extra_json}
+        try:
+            rng_state = rng.state()
+        except NotImplementedError:  # a library generator that cannot be saved (CuPy's native stream)
+            rng_state = None
         io.save_checkpoint(self.checkpoint_file, params=params, masks=masks, optimizer_state=host_state,
-                           rng_state=rng.state(), step=self.steps, config=config, extra=extra_arrays)
+                           rng_state=rng_state, step=self.steps, config=config, extra=extra_arrays)
         self._good = (f"{position['phase']}, epoch {position['epoch']}", self.checkpoint_file)
 
     def evaluate(self, model, split="val", *, batch_size=1000):

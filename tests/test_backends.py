@@ -219,3 +219,21 @@ def test_torch_cuda_device_names_its_index(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     assert backends.get("torch-cuda").device == torch.device("cuda", 0)
     assert backends.get("torch-cuda", device="cuda:1").device == torch.device("cuda", 1)
+
+
+def test_a_stream_that_cannot_be_saved_still_finishes_but_does_not_resume(tmp_path, monkeypatch):
+    """CuPy's native generator has no state to save: the run finishes; resuming inside a phase is refused."""
+    from refprune import methods
+    from refprune.backends._base import ReferenceGenerator
+
+    def no_state(self):
+        raise NotImplementedError("cannot be saved")
+
+    monkeypatch.setattr(ReferenceGenerator, "state", no_state)
+    out = tmp_path / "run"
+    settings = {"data": "digits", "subset": 60, "epochs": 2, "batch_size": 30, "quiet": True, "threads": 1,
+                "model": "mlp-300-100", "amounts": "0,0.5"}
+    methods.run("magnitude", out=str(out), checkpoint_every=1, **settings)
+    assert (out / "result.json").exists()
+    with pytest.raises(ValueError, match="could not be saved; run with --stream reference"):
+        methods.run("magnitude", out=str(out), resume=str(out), **{**settings, "epochs": 3})
