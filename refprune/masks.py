@@ -333,11 +333,14 @@ def _slice_sums(scores, axis, xp):
     """
     s = xp.astype(scores, xp.float64)
     others = tuple(i for i in range(s.ndim) if i != axis)
-    sums = xp.sum(s, axis=others) if others else s
-    if values_checkable(sums) and bool(xp.any(xp.isnan(sums))):
-        msg = "scores: a slice holds both inf and -inf, so its sum is undefined; clip the scores to finite values"
-        raise ValueError(msg)
-    return sums
+    if not others:
+        return s
+    if values_checkable(s) and flat_size(s) and bool(xp.any(s == math.inf)) and bool(xp.any(s == -math.inf)):
+        both = (xp.max(s, axis=others) == math.inf) & (xp.min(s, axis=others) == -math.inf)
+        if bool(xp.any(both)):
+            msg = "scores: a slice holds both inf and -inf, so its sum is undefined; clip the scores to finite values"
+            raise ValueError(msg)
+    return xp.sum(s, axis=others)
 
 
 # --------------------------------------------------------------------------- masks

@@ -66,13 +66,14 @@ def _check_nm(n, m):
 
 
 def _nm_keep(groups, n, xp, *, magnitude, name):
-    """Keep mask of a ``(G, m)`` array of groups: the ``n`` best of each row by the tie rule.
+    """Keep mask of an ``(A, m, B)`` array of groups (each ``groups[a, :, b]`` is one group).
 
-    With ``magnitude`` the scores are ``|groups|`` (a NaN is a ``ValueError`` naming
-    ``name``). The step a backend may replace: ``delegate("nm_keep", xp, groups, n,
-    magnitude=...)``. Reference: the ``n``-th largest score ``t`` of each row (one sort
-    per row); scores above ``t`` are kept, and of those equal to ``t`` the first ones
-    in the row fill the remaining places (a cumulative sum along the row).
+    The ``n`` best of each group by the tie rule. With ``magnitude`` the scores are
+    ``|groups|`` (a NaN is a ``ValueError`` naming ``name``). The step a backend may
+    replace: ``delegate("nm_keep", xp, groups, n, magnitude=...)``. Reference: the
+    ``n``-th largest score ``t`` of each group (one sort along the group axis); scores
+    above ``t`` are kept, and of those equal to ``t`` the first ones in the group fill
+    the remaining places (a cumulative sum along the group axis).
     """
     keep = delegate("nm_keep", xp, groups, n, magnitude=magnitude)
     if keep is not None:
@@ -81,11 +82,10 @@ def _nm_keep(groups, n, xp, *, magnitude, name):
         check_no_nan(name, groups, xp)
         groups = xp.abs(groups)
     m = groups.shape[1]
-    dev = device_of(groups)
     if n == 0 or n == m:
         fill = xp.zeros if n == 0 else xp.ones
-        return fill(tuple(groups.shape), dtype=xp.bool, device=dev)
-    t = xp.sort(groups, axis=1)[:, m - n : m - n + 1]  # the n-th largest of each row
+        return fill(tuple(groups.shape), dtype=xp.bool, device=device_of(groups))
+    t = xp.sort(groups, axis=1)[:, m - n : m - n + 1, :]  # the n-th largest of each group
     above = groups > t
     eq = groups == t
     needed = n - xp.sum(xp.astype(above, xp.int64), axis=1, keepdims=True)
@@ -165,12 +165,11 @@ def nm_mask(w, /, *, n, m, axis=-1, scores=None, xp=None):
         s, magnitude = w, True
     else:
         s, magnitude = _check_scores(xp, w, scores), False
-    last = w.ndim - 1
-    moved = s if axis == last else xp.moveaxis(s, axis, last)
-    groups = xp.reshape(moved, (flat_size(s) // m if m else 0, m))
+    shape = tuple(int(d) for d in w.shape)
+    inner = math.prod(shape[axis + 1 :])
+    groups = xp.reshape(s, (math.prod(shape[:axis]) * (length // m), m, inner))  # no copy, no moved axis
     keep = _nm_keep(groups, n, xp, magnitude=magnitude, name="w")
-    keep = xp.reshape(keep, tuple(moved.shape))
-    return keep if axis == last else xp.moveaxis(keep, last, axis)
+    return xp.reshape(keep, shape)
 
 
 # --------------------------------------------------------------------------- blocks
@@ -210,7 +209,9 @@ def _tile_pool(s, block, pool, xp):
     a = xp.astype(s, xp.float64)
     if pool == "l1":
         a = xp.abs(a)
-    elif pool == "l2":
+    if pool != "max" and s.dtype == xp.float64:
+        a = a * _overflow_scale(a, pool, xp)
+    if pool == "l2":
         a = a * a
     dev = device_of(a)
     for axis, b in enumerate(block):
@@ -233,6 +234,23 @@ def _tile_pool(s, block, pool, xp):
     return a
 
 
+#: Largest finite |entry| for which the float64 tile sums cannot overflow (tiles below 2^60 entries).
+_SAFE = {"l1": 2.0**960, "mean": 2.0**960, "l2": 2.0**448}
+
+
+def _overflow_scale(a, pool, xp):
+    """1.0, or the power of two that brings float64 entries this large to at most 1 (an exact scaling).
+
+    Only float64 weights can be this large; scaling every entry by one power of two
+    changes no ranking, so the tile sums rank as the exact ones would.
+    """
+    finite = xp.where(xp.isfinite(a), xp.abs(a), xp.zeros_like(a))
+    big = float(xp.max(finite)) if flat_size(a) else 0.0
+    if big < _SAFE[pool]:
+        return 1.0
+    return 2.0 ** -math.frexp(big)[1]
+
+
 def _tile_sizes(shape, block, xp, dev):
     """Number of real entries of each tile (float64, the tile grid's shape): outer product of per-axis sizes."""
     sizes = None
@@ -253,6 +271,16 @@ def _expand_tiles(keep_tiles, block, shape, xp):
     big = xp.reshape(keep_tiles, inter) & xp.ones(full, dtype=xp.bool, device=device_of(keep_tiles))
     big = xp.reshape(big, tuple(t * b for t, b in zip(grid, block)))
     return big[tuple(slice(0, int(n)) for n in shape)]
+
+
+def _check_no_mixed_inf(s, block, xp):
+    """``ValueError`` when a tile holds both ``inf`` and ``-inf`` (its mean is undefined); checked before summing."""
+    if not values_checkable(s) or not (bool(xp.any(s == math.inf)) and bool(xp.any(s == -math.inf))):
+        return
+    both = (_tile_pool(s, block, "max", xp) == math.inf) & (_tile_pool(-s, block, "max", xp) == math.inf)
+    if bool(xp.any(both)):
+        msg = "scores: a tile holds both inf and -inf, so its mean is undefined; clip the scores to finite values"
+        raise ValueError(msg)
 
 
 def block_mask(w, /, *, block, amount, pool="l1", scores=None, rounding="half-even", xp=None):
@@ -346,9 +374,8 @@ def block_mask(w, /, *, block, amount, pool="l1", scores=None, rounding="half-ev
         s = xp.abs(w)
     if flat_size(w) == 0:
         return xp.ones(tuple(w.shape), dtype=xp.bool, device=device_of(w))
+    if pool == "mean" and not magnitude:
+        _check_no_mixed_inf(s, block, xp)
     tile_scores = _tile_pool(s, block, pool, xp)
-    if values_checkable(tile_scores) and bool(xp.any(xp.isnan(tile_scores))):
-        msg = "scores: a tile holds both inf and -inf, so its pooled score is undefined; clip the scores to finite values"
-        raise ValueError(msg)
     keep_tiles = xp.reshape(_keep_flat(xp.reshape(tile_scores, (-1,)), k, xp), grid)
     return _expand_tiles(keep_tiles, block, tuple(w.shape), xp)
