@@ -14,6 +14,7 @@ weight per layer under ``"half-even"``).
 from __future__ import annotations
 
 import decimal
+import fractions
 import math
 import numbers
 from collections.abc import Mapping
@@ -74,7 +75,8 @@ def layer_densities(shapes, /, *, density, distribution="uniform", power_scale=1
       RigL's TensorFlow code takes the *last* two, its kernels being ``(kh, kw, in, out)``.
 
     :math:`\epsilon` solves :math:`\sum_{l \notin D} \epsilon\, r_l N_l = B - \sum_{l \in D} N_l`
-    over the layers not in the dense set :math:`D`. Every layer whose :math:`\epsilon r_l`
+    over the layers not in the dense set :math:`D` (in exact rational arithmetic on the
+    float :math:`r_l`; each density is then the correctly rounded :math:`\epsilon r_l`). Every layer whose :math:`\epsilon r_l`
     would exceed 1 is made dense (density 1, added to :math:`D`) and
     :math:`\epsilon` is solved again, until none exceeds 1; since each re-solve only
     raises :math:`\epsilon`, this ends with the same dense set as RigL's one layer at a
@@ -150,12 +152,12 @@ def layer_densities(shapes, /, *, density, distribution="uniform", power_scale=1
     total = sum(counts)
     with decimal.localcontext() as ctx:
         ctx.prec = 80
-        budget = decimal.Decimal(repr(density)) * total
+        budget = fractions.Fraction(decimal.Decimal(repr(density)) * total)
     forced_count = sum(counts[i] for i in forced)
     if budget < forced_count:
         msg = (
             f"the layers forced dense hold {forced_count} parameters, more than the budget "
-            f"density * total = {density} * {total} = {budget}; raise density or force fewer layers dense"
+            f"density * total = {density} * {total} = {float(budget)}; raise density or force fewer layers dense"
         )
         raise ValueError(msg)
     if distribution == "uniform":
@@ -194,22 +196,27 @@ def _uniform(counts, forced, density, rest):
     if not forced:
         return [density] * len(counts)
     others = sum(c for i, c in enumerate(counts) if i not in forced)
-    d = min(1.0, float(rest) / others) if others else 1.0
-    return [1.0 if i in forced else d for i in range(len(counts))]
+    return [1.0 if i in forced else (min(1.0, float(rest / others)) if others else 1.0) for i in range(len(counts))]
 
 
 def _erk(counts, raw, forced, budget):
-    """Solve ``eps`` over the non-dense layers; make dense every layer above 1; repeat."""
+    """Solve ``eps`` over the non-dense layers; make dense every layer above 1; repeat.
+
+    In exact rational arithmetic on the (float) raw probabilities, so each density is the
+    correctly rounded ``eps * r`` and equal raw probabilities give equal, exact densities.
+    """
     dense = set(forced) | {i for i, c in enumerate(counts) if c == 0}
-    eps = 0.0
+    raw = [None if r is None else fractions.Fraction(r) for r in raw]
+    eps = fractions.Fraction(0)
     while True:
         live = [i for i in range(len(counts)) if i not in dense]
         if not live:
             break
-        rest = float(budget - sum(counts[i] for i in dense))
-        eps = max(0.0, rest) / math.fsum(raw[i] * counts[i] for i in live)
-        over = {i for i in live if eps * raw[i] > 1.0}
+        rest = max(fractions.Fraction(0), budget - sum(counts[i] for i in dense))
+        divisor = sum(raw[i] * counts[i] for i in live)
+        eps = rest / divisor if divisor else fractions.Fraction(0)
+        over = {i for i in live if eps * raw[i] > 1}
         if not over:
             break
         dense |= over
-    return [1.0 if i in dense else min(1.0, eps * raw[i]) for i in range(len(counts))]
+    return [1.0 if i in dense else float(eps * raw[i]) for i in range(len(counts))]
