@@ -1,4 +1,4 @@
-"""NumPy fast paths: exact-k mask selection, hard-concrete chains, im2col convolution, pooling, Adam.
+"""NumPy fast paths: exact-k mask selection, N:M and block masks, hard-concrete chains, im2col convolution, pooling, Adam.
 
 The rules every fast path keeps (same results as the reference path, ``None`` for an
 input it does not handle, inputs never written to) are in ``refprune._dispatch``;
@@ -491,6 +491,188 @@ def _np_adam_update(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, b
     return np.subtract(p, step, out=scratch), new_m, new_v
 
 
+# ============================================================================ N:M and block masks: NumPy
+#
+# Both work through cache-sized chunks, so that |w| (or the float64 pooled entries)
+# is never materialized in full: the extra memory is a chunk buffer, the tile scores
+# (float64, one per tile) and the output mask.
+
+_NM_PAIRWISE = 8  # groups up to this size: count the entries ranked before each one
+
+
+def _np_nm_chunk(s, n, out):
+    """Keep mask of the groups ``s`` (a, m, b) into ``out`` (a, m, b): the tie rule, exactly.
+
+    Small ``m``: entry ``i`` is kept when fewer than ``n`` entries of its group rank before
+    it (a larger score, or an equal one at a lower position). Larger ``m``: the ``n``-th
+    largest ``t`` by a partition, then the reference's rule (above ``t``, then the first
+    equal ones). Only comparisons: the result is the reference's bit for bit.
+    """
+    import numpy as np
+
+    m = s.shape[1]
+    if m <= _NM_PAIRWISE:
+        rows = [s[:, j] for j in range(m)]
+        count = np.empty(rows[0].shape, dtype=np.uint8)
+        hit = np.empty(rows[0].shape, dtype=bool)
+        for i in range(m):
+            count[...] = 0
+            for j in range(m):
+                if j != i:
+                    (np.greater_equal if j < i else np.greater)(rows[j], rows[i], out=hit)
+                    count += hit
+            np.less(count, n, out=out[:, i])
+        return
+    t = np.partition(s, m - n, axis=1)[:, m - n : m - n + 1]
+    above = s > t
+    eq = s == t
+    needed = n - np.count_nonzero(above, axis=1)[:, None]
+    np.logical_or(above, eq & (np.cumsum(eq, axis=1) <= needed), out=out)
+
+
+def _np_nm_keep(groups, n, *, magnitude):
+    """``patterns._nm_keep`` for an (A, m, B) float32/float64 NumPy array, or None (NaN: the reference raises).
+
+    Chunks of (a, m, b) groups, ``a * m * b`` scores each, so ``|w|`` is never built in full.
+    """
+    import numpy as np
+
+    if type(groups) is not np.ndarray or groups.ndim != 3 or groups.dtype.char not in "fd":
+        return None
+    big, m, inner = groups.shape
+    out = np.empty(groups.shape, dtype=bool)
+    if out.size == 0:
+        return out
+    per = max(1, _CHUNK_BYTES // groups.dtype.itemsize // m)  # entries of one group row per chunk
+    if inner == 1:  # groups along the last axis: work on a transposed (1, m, a) copy, whose rows are contiguous
+        buf = np.empty((1, m, min(per, big)), dtype=groups.dtype)
+        keep = np.empty(buf.shape, dtype=bool)
+        for a0 in range(0, big, per):
+            chunk = groups[a0 : a0 + per, :, 0]
+            a = chunk.shape[0]
+            s, dst = buf[:, :, :a], keep[:, :, :a]
+            if magnitude:
+                np.abs(chunk.T, out=s[0])
+            else:
+                s[0] = chunk.T
+            if np.isnan(s.max()):
+                return None
+            if n == 0 or n == m:
+                dst[...] = n == m
+            else:
+                _np_nm_chunk(s, n, dst)
+            out[a0 : a0 + a, :, 0] = dst[0].T
+        return out
+    step_b = min(inner, per)
+    step_a = max(1, per // step_b)
+    buf = np.empty((min(step_a, big), m, step_b), dtype=groups.dtype) if magnitude else None
+    for a0 in range(0, big, step_a):
+        for b0 in range(0, inner, step_b):
+            chunk = groups[a0 : a0 + step_a, :, b0 : b0 + step_b]
+            s = np.abs(chunk, out=buf[: chunk.shape[0], :, : chunk.shape[2]]) if magnitude else chunk
+            if np.isnan(s.max()):
+                return None
+            dst = out[a0 : a0 + step_a, :, b0 : b0 + step_b]
+            if n == 0 or n == m:
+                dst[...] = n == m
+            else:
+                _np_nm_chunk(s, n, dst)
+    return out
+
+
+_BLOCK_SAFE = {"l1": 2.0**960, "mean": 2.0**960, "l2": 2.0**448}  # patterns._SAFE
+
+
+def _np_block_entries(x, pool, magnitude, out):
+    """The float64 entries a tile pools (``patterns._tile_pool``): |x|, x*x or x, into ``out``."""
+    import numpy as np
+
+    if magnitude or pool == "l1":
+        np.abs(x, out=out)
+    else:
+        out[...] = x
+    if pool == "l2":
+        np.multiply(out, out, out=out)
+    return out
+
+
+def _np_reduce_offsets(a, axis, b, pool, out):
+    """Reduce ``a`` along ``axis`` in consecutive runs of ``b`` (the last run may be shorter), in order.
+
+    ``out`` receives one value per run: ``((x_0 + x_1) + x_2) + ...`` (or the max),
+    the reference's order, so the sums are the reference's bit for bit.
+    """
+    import numpy as np
+
+    op = np.maximum if pool == "max" else np.add
+    size = a.shape[axis]
+    full = size // b
+    if full:
+        head = a[: full * b] if axis == 0 else a[:, : full * b]
+        shape = (full, b) + head.shape[1:] if axis == 0 else (head.shape[0], full, b)
+        v = head.reshape(shape)
+        pick = (lambda o: v[:, o]) if axis == 0 else (lambda o: v[:, :, o])
+        dst = out[:full] if axis == 0 else out[:, :full]
+        if b == 1:
+            dst[...] = pick(0)
+        else:
+            op(pick(0), pick(1), out=dst)
+            for o in range(2, b):
+                op(dst, pick(o), out=dst)
+    rest = size - full * b
+    if rest:
+        tail = (lambda o: a[full * b + o]) if axis == 0 else (lambda o: a[:, full * b + o])
+        dst = out[full] if axis == 0 else out[:, full]
+        dst[...] = tail(0)
+        for o in range(1, rest):
+            op(dst, tail(o), out=dst)
+
+
+def _np_block_keep(x, block, pool, k, *, magnitude):
+    """``patterns.block_mask``'s pooling, selection and expansion for 1-D/2-D NumPy float arrays, or None."""
+    import numpy as np
+
+    if type(x) is not np.ndarray or x.ndim not in (1, 2) or x.dtype.char not in "fd":
+        return None
+    shape = x.shape
+    if x.dtype.char == "d" and pool != "max" and x.size:
+        lo, hi = x.min(), x.max()  # entries so large that the reference scales them (or inf, NaN): let it run
+        if not (np.isfinite(lo) and np.isfinite(hi) and max(-lo, hi) < _BLOCK_SAFE[pool]):
+            return None
+    if x.ndim == 1:
+        x, block = x.reshape(1, -1), (1, block[0])
+    rows, cols = x.shape
+    bh, bw = block
+    t0, t1 = -(-rows // bh), -(-cols // bw)
+    if t0 * t1 == 0:
+        return np.ones(shape, dtype=bool)
+    scores = np.empty((t0, t1), dtype=np.float64)
+    per = max(1, _CHUNK_BYTES * 2 // max(1, bh * cols * 8))  # tile rows per chunk
+    buf = np.empty((min(per, t0) * bh, cols), dtype=np.float64)
+    row = np.empty((min(per, t0), cols), dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # inf + -inf: NaN, reported by the reference
+        for r in range(0, t0, per):
+            r1 = min(t0, r + per)
+            chunk = x[r * bh : r1 * bh]
+            a = _np_block_entries(chunk, pool, magnitude, buf[: chunk.shape[0]])
+            _np_reduce_offsets(a, 0, bh, pool, row[: r1 - r])
+            _np_reduce_offsets(row[: r1 - r], 1, bw, pool, scores[r:r1])
+    if pool == "mean":
+        size0 = np.minimum(bh, rows - bh * np.arange(t0)).astype(np.float64)
+        size1 = np.minimum(bw, cols - bw * np.arange(t1)).astype(np.float64)
+        scores /= size0[:, None] * size1[None, :]
+    if np.isnan(scores).any():
+        return None
+    keeps = _np_select_keep([scores.reshape(-1)], k, False)
+    if keeps is None:
+        return None
+    tiles = keeps[0].reshape(t0, t1)
+    row_mask = np.repeat(tiles, bw, axis=1)[:, :cols]
+    out = np.empty((t0 * bh, cols), dtype=bool)
+    out.reshape(t0, bh, cols)[...] = row_mask[:, None, :]
+    return out[:rows].reshape(shape)
+
+
 FAST_PATHS = {
     "mask_keep": _np_mask_keep,
     "global_mask_keep": _np_global_mask_keep,
@@ -501,4 +683,6 @@ FAST_PATHS = {
     "max_pool2d": _np_max_pool2d,
     "max_pool2d_grad": _np_max_pool2d_grad,
     "adam_update": _np_adam_update,
+    "nm_keep": _np_nm_keep,
+    "block_keep": _np_block_keep,
 }

@@ -8,7 +8,7 @@ input it does not handle, inputs never written to) are in ``refprune._dispatch``
 from __future__ import annotations
 
 from .._array import checking
-from ._numpy_fast import _np_select_keep
+from ._numpy_fast import _np_block_keep, _np_nm_keep, _np_select_keep
 from ._select import _xp_select_keep
 
 
@@ -159,6 +159,35 @@ def _torch_max_pool2d_grad(x, dy, *, kernel, stride):
     return torch.ops.aten.max_pool2d_with_indices_backward(dy, x, list(kernel), list(stride), [0, 0], [1, 1], False, index)
 
 
+# ============================================================================ N:M and block masks: torch CPU
+
+
+def _torch_cpu_float(x):
+    import torch
+
+    return isinstance(x, torch.Tensor) and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+def _torch_nm_keep(groups, n, *, magnitude):
+    """CPU tensors: the NumPy N:M selection on the same memory; other devices run the reference."""
+    import torch
+
+    if not _torch_cpu_float(groups):
+        return None
+    keep = _np_nm_keep(groups.detach().numpy(), n, magnitude=magnitude)
+    return None if keep is None else torch.from_numpy(keep)
+
+
+def _torch_block_keep(x, block, pool, k, *, magnitude):
+    """CPU tensors: the NumPy block mask on the same memory; other devices run the reference."""
+    import torch
+
+    if not _torch_cpu_float(x):
+        return None
+    keep = _np_block_keep(x.detach().numpy(), block, pool, k, magnitude=magnitude)
+    return None if keep is None else torch.from_numpy(keep)
+
+
 FAST_PATHS = {
     "mask_keep": _torch_mask_keep,
     "global_mask_keep": _torch_global_mask_keep,
@@ -168,4 +197,6 @@ FAST_PATHS = {
     "conv2d_grad": _torch_conv2d_grad,
     "max_pool2d": _torch_max_pool2d,
     "max_pool2d_grad": _torch_max_pool2d_grad,
+    "nm_keep": _torch_nm_keep,
+    "block_keep": _torch_block_keep,
 }

@@ -28,6 +28,9 @@ switched off (``refprune._dispatch.reference_only``), once, for scale.
    ``torch.kthvalue`` on CUDA (goal <= 1x). ``--only gpu`` runs both; ``--gpu-dry-run``
    runs their code on the CPU (torch and numpy, tiny sizes). ``scripts/gpu_check.sh``
    runs them with the GPU tests.
+6. ``nm_mask`` (2:4) and ``block_mask`` (4x4 tiles, l1, 50%) on 50M float32 weights vs the
+   straightforward torch code (``topk`` per group; ``avg_pool2d`` + ``topk`` +
+   ``repeat_interleave``): time, and extra peak memory in fresh subprocesses.
 """
 
 from __future__ import annotations
@@ -707,6 +710,139 @@ def bench_gpu_masks(args):
     return out
 
 
+# --------------------------------------------------------------------------- 6. N:M and block masks (issue 12)
+
+
+def _pattern_inputs(n, seed=0):
+    """``n`` float32 weights as a (rows, 10000) matrix (rows a multiple of 4)."""
+    rng = np.random.default_rng(seed)
+    cols = 10_000
+    rows = max(4, n // cols // 4 * 4)
+    return rng.standard_normal((rows, cols), dtype=np.float32)
+
+
+def _torch_nm(torch, tw, n, m):
+    """The straightforward torch N:M: ``topk`` per group of m along the last axis, then a scatter."""
+    s = tw.abs().reshape(-1, m)
+    idx = s.topk(n, dim=1).indices
+    return torch.zeros(s.shape, dtype=torch.bool).scatter_(1, idx, True).reshape(tw.shape)
+
+
+def _torch_block(torch, tw, block, amount):
+    """The straightforward torch block mask: ``avg_pool2d`` of |w|, ``topk`` of the smallest tiles, ``repeat_interleave``."""
+    import torch.nn.functional as F
+
+    bh, bw = block
+    tiles = F.avg_pool2d(tw.abs()[None, None], block, ceil_mode=True)[0, 0]
+    flat = tiles.reshape(-1)
+    k = round(amount * flat.numel())
+    keep = torch.ones(flat.shape, dtype=torch.bool)
+    keep[flat.topk(k, largest=False).indices] = False
+    keep = keep.reshape(tiles.shape).repeat_interleave(bh, 0).repeat_interleave(bw, 1)
+    return keep[: tw.shape[0], : tw.shape[1]]
+
+
+def worker_pattern(spec):
+    """In a fresh process: build the weights, reset the peak RSS, run one mask once, report time and extra memory."""
+    _limit_threads(THREADS)
+    w = _pattern_inputs(spec["n"])
+    kind, who = spec["kind"], spec["who"]
+    if who == "torch":
+        import torch
+
+        tw = torch.from_numpy(w)
+        run = (lambda: _torch_nm(torch, tw, 2, 4)) if kind == "nm" else (lambda: _torch_block(torch, tw, (4, 4), 0.5))
+        _torch_nm(torch, tw[:4, :8].contiguous(), 2, 4) if kind == "nm" else _torch_block(torch, tw[:8, :8].contiguous(), (4, 4), 0.5)
+    else:
+        import refprune as rp
+
+        run = (lambda: rp.nm_mask(w, n=2, m=4)) if kind == "nm" else (lambda: rp.block_mask(w, block=(4, 4), amount=0.5))
+        rp.nm_mask(w[:4, :8], n=2, m=4) if kind == "nm" else rp.block_mask(w[:8, :8], block=(4, 4), amount=0.5)
+    base = _status_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    t0 = time.perf_counter()
+    out = run()
+    seconds = time.perf_counter() - t0
+    extra = (_status_kib("VmHWM") - base) * 1024
+    del out
+    return {"seconds": seconds, "extra_peak_bytes": extra, "weights_bytes": int(w.nbytes)}
+
+
+def _bench_pattern(args, kind):
+    import refprune as rp
+    from refprune._dispatch import reference_only
+
+    n = 5_000_000 if args.quick else 50_000_000
+    w = _pattern_inputs(n)
+    torch = _torch()
+    if kind == "nm":
+        ours = lambda x: rp.nm_mask(x, n=2, m=4)  # noqa: E731
+        what = f"{w.size:,} float32 weights {w.shape}, 2:4 along the last axis"
+        peer_name = "torch: topk per group of 4 + scatter"
+        peer = (lambda: _torch_nm(torch, tw, 2, 4)) if torch is not None else None
+    else:
+        ours = lambda x: rp.block_mask(x, block=(4, 4), amount=0.5)  # noqa: E731
+        what = f"{w.size:,} float32 weights {w.shape}, 4x4 tiles (l1), amount=0.5"
+        peer_name = "torch: avg_pool2d + topk + repeat_interleave"
+        peer = (lambda: _torch_block(torch, tw, (4, 4), 0.5)) if torch is not None else None
+    contenders = {"refprune (numpy)": (lambda: ours(w), 5)}
+    if torch is not None:
+        tw = torch.from_numpy(w)
+        contenders[peer_name] = (peer, 5)
+        contenders["refprune (torch backend)"] = (lambda: ours(tw), 3)
+    times = race(contenders, rounds=5)
+    mask = ours(w)
+    with reference_only():
+        t0 = time.perf_counter()
+        ref = ours(w)
+        times["refprune (reference path)"] = [time.perf_counter() - t0]
+    same = bool(np.array_equal(mask, ref))
+    del ref
+    rows = _rows(times)
+    memory = {}
+    for who, name in (("refprune", "refprune (numpy)"), ("torch", peer_name)):
+        if who == "torch" and torch is None:
+            continue
+        runs = [_spawn("pattern", {"n": n, "kind": kind, "who": who}) for _ in range(2)]
+        memory[name] = median([r["extra_peak_bytes"] for r in runs])
+        rows[name]["extra_peak_bytes"] = memory[name]
+        rows[name]["extra_peak_x_weights"] = memory[name] / w.nbytes
+    result = {
+        "name": "nm_mask (2:4)" if kind == "nm" else "block_mask (4x4)",
+        "what": what,
+        "rows": rows,
+        "weights_bytes": int(w.nbytes),
+        "ratios": {"refprune extra peak memory / weights' bytes": memory["refprune (numpy)"] / w.nbytes},
+        "targets": {"refprune extra peak memory / weights' bytes": 1.0},
+        "notes": [
+            f"refprune's mask equals the reference path's: {same}",
+            "extra peak memory = VmHWM after one call - VmRSS before it, in a fresh process per run (the bool "
+            "mask returned, 0.25 x the weights' bytes, is counted)",
+        ],
+    }
+    if torch is not None:
+        ratio = _ratio(median(times["refprune (numpy)"]), median(times[peer_name]))
+        result["ratios"]["refprune / torch (time)"] = ratio
+        result["targets"]["refprune / torch (time)"] = 0.5
+        result["ratios"]["refprune torch backend / torch (time)"] = _ratio(
+            median(times["refprune (torch backend)"]), median(times[peer_name]))
+        result["ratios"]["torch extra peak memory / weights' bytes"] = memory[peer_name] / w.nbytes
+        tmask = peer().numpy()
+        result["notes"].append(
+            f"torch's mask differs from refprune's in {int(np.count_nonzero(tmask != mask))} of {w.size:,} entries "
+            "(they may differ only among tied scores, where torch's topk order is unspecified)"
+        )
+    return result
+
+
+def bench_nm(args):
+    return _bench_pattern(args, "nm")
+
+
+def bench_block(args):
+    return _bench_pattern(args, "block")
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -818,7 +954,7 @@ def main(argv=None):
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: magnitude, global, hard-concrete, mlp, lenet5, gpu (= gpu-l0, gpu-masks)",
+        help="comma-separated subset: magnitude, global, hard-concrete, mlp, lenet5, gpu (= gpu-l0, gpu-masks), nm, block",
     )
     parser.add_argument("--gpu-dry-run", action="store_true",
                         help="run the GPU benchmarks on the CPU (torch and numpy, tiny sizes) to check their code")
@@ -831,7 +967,7 @@ def main(argv=None):
             "benchmarks-quick" if args.quick else "benchmarks-partial")
     if args.worker:
         kind, spec = args.worker
-        print(json.dumps({"global": worker_global}[kind](json.loads(spec))))
+        print(json.dumps({"global": worker_global, "pattern": worker_pattern}[kind](json.loads(spec))))
         return 0
     sys.path.insert(0, str(HERE))
     start = time.perf_counter()
@@ -845,6 +981,8 @@ def main(argv=None):
         ("lenet5", functools.partial(bench_l0_step, preset="lenet5", target=0.8)),
         ("gpu-l0", bench_gpu_l0),
         ("gpu-masks", bench_gpu_masks),
+        ("nm", bench_nm),
+        ("block", bench_block),
     ]
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     failed = 0

@@ -84,6 +84,16 @@ PROTOCOL = {
     "schedules": ("constant_sparsity", "polynomial_sparsity", "imp_sparsity"),
 }
 
+#: The oracle protocol v1 primitives (docs/protocol_v1_primitives.md): added families, and
+#: the schedule variants appended to v0's schedules.
+PROTOCOL.update({
+    "patterns": ("nm_mask", "block_mask"),
+    "budgets": ("layer_densities",),
+    "scores": ("saliency_scores", "taylor_scores", "movement_scores", "random_scores"),
+    "dst": ("drop_grow", "cosine_drop_fraction"),
+})
+PROTOCOL["schedules"] += ("is_update_step", "one_shot_sparsity", "jaxpruner_polynomial_sparsity")
+
 PROTOCOL_NAMES = tuple(name for names in PROTOCOL.values() for name in names)
 
 

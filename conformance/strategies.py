@@ -279,3 +279,78 @@ def sparsities():
 
 def powers():
     return st.one_of(st.sampled_from([3, 1, 2]), st.floats(0.1, 6.0))
+
+
+# --------------------------------------------------------------------------- v1: patterns, budgets, scores, DST
+
+#: Dyadic values: exact in float32, and their sums are exact in float64 in any order, so
+#: tile scores either tie exactly or differ clearly (float32 and float64 rank tiles alike).
+DYADIC_POOL = (0.0, -0.0, 0.125, -0.125, 0.5, -0.5, 1.0, -1.0, 1.5, -2.0, 2.0, 3.0, -4.0, 8.0)
+
+
+def nm_params():
+    """``(n, m)``: 2:4 and its neighbours first, then any ``0 <= n <= m <= 16``."""
+    common = [(2, 4), (1, 4), (3, 4), (1, 2), (4, 8), (2, 8), (1, 1), (0, 4), (4, 4)]
+    return st.one_of(st.sampled_from(common), st.integers(1, 16).flatmap(lambda m: st.tuples(st.integers(0, m), st.just(m))))
+
+
+@st.composite
+def nm_shapes(draw, m, *, max_dims=3):
+    """``(shape, axis)`` with ``shape[axis]`` a multiple of ``m`` (no group, one, several)."""
+    ndim = draw(st.integers(1, max_dims), label="ndim")
+    axis = draw(axes(ndim), label="axis")
+    shape = [draw(st.integers(0, 3), label=f"dim {i}") for i in range(ndim)]
+    shape[axis % ndim] = m * draw(st.sampled_from([1, 2, 0, 3]), label="groups along the axis")
+    return tuple(shape), axis
+
+
+@st.composite
+def block_shapes(draw, *, max_dims=3, max_size=60):
+    """``(shape, block)``: whole tiles, partial edge tiles, blocks larger than the axis, 1x1."""
+    shape = draw(shapes(min_dims=1, max_dims=max_dims, max_side=7, max_size=max_size), label="shape")
+    block = tuple(draw(st.one_of(st.sampled_from([1, 2, max(1, d)]), st.integers(1, d + 2)), label=f"block[{i}]")
+                  for i, d in enumerate(shape))
+    return shape, block
+
+
+def pools():
+    return st.sampled_from(("l1", "l2", "max", "mean"))
+
+
+@st.composite
+def dyadic_weights(draw, dtype, shape):
+    """Weights from :data:`DYADIC_POOL` (many ties), all equal, or all zero."""
+    kind = draw(st.sampled_from(["pool", "constant", "zeros"]), label="dyadic kind")
+    if kind == "zeros":
+        return np.zeros(shape, dtype=dtype)
+    if kind == "constant":
+        return np.full(shape, draw(st.sampled_from(DYADIC_POOL[2:]), label="constant"), dtype=dtype)
+    return _array(draw, dtype, shape, st.sampled_from(DYADIC_POOL))
+
+
+@st.composite
+def layer_shapes(draw, *, min_dims=1, max_layers=6):
+    """Lists of layer shapes: conv ``(out, in, kh, kw)``, dense, vectors; small and lopsided ones."""
+    one = st.one_of(
+        st.sampled_from([(4, 4), (784, 300), (300, 100), (100, 10), (64, 3, 3, 3), (128, 64, 3, 3), (10,), (3, 1)]),
+        st.lists(st.integers(1, 40), min_size=max(1, min_dims), max_size=4).map(tuple),
+    )
+    return draw(st.lists(one.filter(lambda s: len(s) >= min_dims), min_size=1, max_size=max_layers), label="shapes")
+
+
+def densities():
+    return st.one_of(st.sampled_from([0.0, 1.0, 0.5, 0.1, 0.01, 0.9, 0.99, 0.05]), st.floats(0.0, 1.0))
+
+
+def power_scales():
+    return st.one_of(st.sampled_from([1.0, 0.5, 0.0, 2.0]), st.floats(0.0, 3.0))
+
+
+@st.composite
+def dst_cases(draw, dtype):
+    """``(w, mask, grow_scores)``: ties in weights and scores, any density, infinities."""
+    shape = draw(shapes(max_size=40), label="shape")
+    w = draw(weights(dtype, shape, allow_inf=True), label="w")
+    mask = draw(st.one_of(masks(shape), st.just(np.ones(shape, dtype=bool)), st.just(np.zeros(shape, dtype=bool))), label="mask")
+    grow = draw(st.one_of(scores(dtype, shape), weights(dtype, shape, kinds=("ties", "constant", "zeros"))), label="grow_scores")
+    return w, mask, grow

@@ -179,6 +179,8 @@ def _cases():
         yield "imp_sparsity", (r,), {}
         yield "imp_sparsity", (r,), {"rate": 0.5}
 
+    yield from _cases_v1(rng)
+
     bad = [
         ("hard_concrete_sample", (np.zeros(2), np.array([0.5, 1.5])), {}),
         ("prune_count", (1.5, 10), {}),
@@ -206,7 +208,7 @@ def build():
         except (TypeError, ValueError) as exc:
             case["raises"] = type(exc).__name__
         cases.append(case)
-    missing = sorted(set(PROTOCOL_NAMES) - {c["function"] for c in cases})
+    missing = sorted(set(PROTOCOL_NAMES) - {c["function"] for c in cases} - NO_VECTORS)
     assert not missing, f"no vectors for {missing}"
     rtol, atol = TOLERANCES["float64"]
     return {"format": FORMAT, "version": VERSION, "protocol": "v0", "refprune": refprune.__version__,
@@ -290,3 +292,57 @@ def verify(path, target_module="refprune", backend="numpy"):
             entry[1] += 1
             entry[2].append(f"{case['id']}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     return results
+
+
+# --------------------------------------------------------------------------- oracle protocol v1 primitives
+
+#: Protocol names without vectors: ``random_scores`` takes a generator, not JSON data
+#: (its numbers are the reference stream's, NumPy PCG64, checked by the suite).
+NO_VECTORS = frozenset({"random_scores"})
+
+
+def _cases_v1(rng):
+    """Cases of the v1 primitives (N:M and block masks, budgets, scores, DST, schedule variants)."""
+    w = rng.normal(size=(4, 8))
+    ties = np.array([[0.1, -3.0, 2.0, 0.5, 1.0, 1.0, 1.0, 0.0]])
+    for n, m in ((2, 4), (1, 4), (3, 4), (1, 2), (4, 8)):
+        yield "nm_mask", (w,), {"n": n, "m": m}
+    yield "nm_mask", (ties,), {"n": 2, "m": 4}
+    yield "nm_mask", (np.ones((2, 8)),), {"n": 2, "m": 4}
+    yield "nm_mask", (w,), {"n": 1, "m": 2, "axis": 0}
+    yield "nm_mask", (np.ones(8),), {"n": 2, "m": 4, "scores": np.array([-1.0, 5.0, 0.0, 5.0, 2.0, -np.inf, np.inf, 2.0])}
+    wb = rng.normal(size=(7, 10))
+    for pool in ("l1", "l2", "max", "mean"):
+        yield "block_mask", (wb,), {"block": (2, 4), "amount": 0.5, "pool": pool}
+        yield "block_mask", (np.array([[1.0, 1.0, 1.2], [1.0, 1.0, 1.2]]),), {"block": 2, "amount": 1, "pool": pool}
+    yield "block_mask", (np.ones((4, 6)),), {"block": 2, "amount": 3}
+    yield "block_mask", (wb,), {"block": (3, 3), "amount": 0.25, "scores": rng.normal(size=(7, 10)), "pool": "mean"}
+    conv = [(64, 3, 7, 7), (64, 64, 3, 3), (128, 64, 3, 3), (512, 10)]
+    for distribution in ("uniform", "erk", "er"):
+        for density in (0.05, 0.2, 0.5, 0.9):
+            yield "layer_densities", (conv,), {"density": density, "distribution": distribution}
+    yield "layer_densities", ([(4, 4), (8, 8), (16, 16)],), {"density": 0.5, "distribution": "erk"}
+    yield "layer_densities", (conv,), {"density": 0.1, "distribution": "erk", "power_scale": 0.5, "dense": [0]}
+    g = rng.normal(size=w.shape)
+    yield "saliency_scores", (w, g), {}
+    yield "taylor_scores", (w, g), {}
+    yield "taylor_scores", (w, g), {"kind": "abs"}
+    yield "movement_scores", (w, g), {}
+    yield "movement_scores", (w, g), {"previous": rng.normal(size=w.shape)}
+    mask = rng.random(w.shape) < 0.4
+    for fraction in (0.1, 0.3, 0.5, 1.0, 2):
+        yield "drop_grow", (w, mask), {"drop_fraction": fraction, "grow_scores": np.abs(g)}
+    yield "drop_grow", (np.array([0.5, 0.1, 0.0, 0.0]), np.array([True, True, False, False])), {
+        "drop_fraction": 0.5, "grow_scores": np.array([0.0, 9.0, 1.0, 2.0])}
+    yield "drop_grow", (np.ones(6), np.arange(6) < 3), {"drop_fraction": 2, "grow_scores": np.zeros(6)}
+    for step in (0, 25, 50, 99, 100, 150):
+        yield "cosine_drop_fraction", (step,), {"initial": 0.3, "end": 100}
+    for step in (0, 149, 150, 199, 200, 450, 451):
+        yield "is_update_step", (step,), {"begin": 150, "end": 450, "frequency": 100}
+        yield "is_update_step", (step,), {"begin": 150, "end": 450, "frequency": 100, "counting": "absolute"}
+        yield "jaxpruner_polynomial_sparsity", (step,), {"target": 0.8, "begin": 150, "end": 450, "frequency": 100}
+        yield "one_shot_sparsity", (step,), {"target": 0.9, "at": 200}
+    yield "nm_mask", (np.ones((2, 8)),), {"n": 1, "m": 3}
+    yield "block_mask", (np.ones((2, 8)),), {"block": (2,), "amount": 1}
+    yield "layer_densities", (conv,), {"density": 0.001, "dense": [1]}
+    yield "drop_grow", (np.ones(4), np.array([True, False, True, False])), {"drop_fraction": 3, "grow_scores": np.ones(4)}

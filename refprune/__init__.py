@@ -6,12 +6,18 @@ The names exported here are the oracle protocol (DESIGN.md).
 """
 
 from . import gates, masks, regularizers, schedules, thresholds
+from . import budgets, dst, patterns, scores
 from .gates import *  # noqa: F403
 from .masks import *  # noqa: F403
 from .regularizers import *  # noqa: F403
 from .schedules import *  # noqa: F403
 from .thresholds import *  # noqa: F403
+from .patterns import *  # noqa: F403
+from .budgets import *  # noqa: F403
+from .scores import *  # noqa: F403
+from .dst import *  # noqa: F403
 
 __version__ = "0.1.0"
 
 __all__ = [*gates.__all__, *regularizers.__all__, *thresholds.__all__, *masks.__all__, *schedules.__all__]
+__all__ += [*patterns.__all__, *budgets.__all__, *scores.__all__, *dst.__all__]

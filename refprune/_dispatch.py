@@ -8,6 +8,8 @@ result, or returns ``None``, and the core then runs its reference lines:
 * ``"mask_keep"``: ``masks._keep_flat``, the keep mask that prunes exactly ``k``
   entries of a 1-D score array (tie rule included);
 * ``"global_mask_keep"``: ``masks._global_keep``, one budget over a list of them;
+* ``"nm_keep"``: ``patterns._nm_keep``, the N:M keep mask of a ``(groups, m)`` array;
+* ``"block_keep"``: the pooling, tile selection and expansion of ``patterns.block_mask``;
 * ``"hard_concrete_sample"``, ``"hard_concrete_sample_grad"``: the elementwise chains
   of ``gates.hard_concrete_sample`` and its gradient;
 * ``"conv2d"``, ``"conv2d_grad"``, ``"max_pool2d"``, ``"max_pool2d_grad"``: the

@@ -37,6 +37,7 @@ from ._array import (
     float_namespace,
     namespace,
     normalize_axis,
+    values_checkable,
 )
 from ._dispatch import delegate
 
@@ -166,19 +167,25 @@ def _count(x, xp):
     return xp.sum(xp.astype(x, xp.int64))
 
 
-def _keep_given_threshold(flats, t, n_keep, xp):
+def _keep_given_threshold(flats, t, n_keep, xp, among=None):
     """Keep masks for 1-D score arrays, given the value ``t`` at rank ``n_keep`` from the top.
 
     Everything above ``t`` is kept; among the entries equal to ``t`` the first ones
     (array order, then index) fill the remaining budget. One cumulative sum per array,
-    no scatter, no in-place writes.
+    no scatter, no in-place writes. With ``among`` (one bool array per score array)
+    only those entries are candidates: the others are never kept, and ``t`` must then
+    be the value at rank ``n_keep`` from the top among the candidates.
     """
     above = [f > t for f in flats]
+    if among is not None:
+        above = [a & c for a, c in zip(above, among)]
     needed = n_keep - sum(_count(a, xp) for a in above)
     offset = 0
     keeps = []
-    for f, a in zip(flats, above):
+    for i, (f, a) in enumerate(zip(flats, above)):
         eq = f == t
+        if among is not None:
+            eq = eq & among[i]
         rank = xp.cumulative_sum(xp.astype(eq, xp.int64)) + offset
         keeps.append(a | (eq & (rank <= needed)))
         offset = offset + _count(eq, xp)
@@ -317,6 +324,23 @@ def _slice_norms(w, axis, p, xp):
     positive = total > 0
     log_total = xp.log(xp.where(positive, total, xp.ones_like(total)))
     return xp.where(positive, xp.log(scale) + log_total / p, xp.full_like(total, -math.inf))
+
+
+def _slice_sums(scores, axis, xp):
+    """One score per index along ``axis``: the float64 sum of that slice's scores.
+
+    A slice whose sum is NaN (it holds both ``inf`` and ``-inf``) is a ``ValueError``.
+    """
+    s = xp.astype(scores, xp.float64)
+    others = tuple(i for i in range(s.ndim) if i != axis)
+    if not others:
+        return s
+    if values_checkable(s) and flat_size(s) and bool(xp.any(s == math.inf)) and bool(xp.any(s == -math.inf)):
+        both = (xp.max(s, axis=others) == math.inf) & (xp.min(s, axis=others) == -math.inf)
+        if bool(xp.any(both)):
+            msg = "scores: a slice holds both inf and -inf, so its sum is undefined; clip the scores to finite values"
+            raise ValueError(msg)
+    return xp.sum(s, axis=others)
 
 
 # --------------------------------------------------------------------------- masks
@@ -480,7 +504,7 @@ def _global_keep(flats, k, xp, *, magnitude):
     return _keep_given_threshold(flats, t, n - k, xp)
 
 
-def structured_mask(w, /, *, amount, axis, ord=2, rounding="half-even", xp=None):
+def structured_mask(w, /, *, amount, axis, ord=None, scores=None, rounding="half-even", xp=None):
     r"""Structured pruning: prune whole slices along ``axis`` with the smallest ``ord``-norm.
 
     Each index ``i`` along ``axis`` gets one score, the norm of the slice
@@ -495,6 +519,11 @@ def structured_mask(w, /, *, amount, axis, ord=2, rounding="half-even", xp=None)
     conv weight ``(out, in, kh, kw)``, ``axis=0`` prunes output channels; this is
     ``torch.nn.utils.prune.ln_structured(..., n=ord, dim=axis)``.
 
+    With ``scores`` (one per entry of ``w``, e.g. :func:`refprune.taylor_scores`) a
+    slice's score is the **sum** of its entries' scores, accumulated in float64,
+    :math:`s_i = \sum_j \text{scores}_{\ldots i \ldots}` (the group importance of
+    Molchanov et al. 2019); ``ord`` then does not apply and must be left out.
+
     Parameters
     ----------
     w : array
@@ -503,9 +532,13 @@ def structured_mask(w, /, *, amount, axis, ord=2, rounding="half-even", xp=None)
         Count or fraction of the ``w.shape[axis]`` slices.
     axis : int
         The axis whose indices are pruned (negative counts from the end).
-    ord : float
+    ord : float, optional
         Any real ``p > 0`` (``p < 1`` is allowed though not a norm), ``math.inf``
-        or ``-math.inf``.
+        or ``-math.inf``; 2 when left out.
+    scores : array, optional
+        Real floating scores of ``w``'s shape, summed per slice instead of the norm
+        of ``w`` (the smallest sums are pruned). NaN is a ``ValueError``, and so is a
+        slice holding both ``inf`` and ``-inf`` (its sum is undefined).
     rounding : {"half-even", "floor", "ceil"}
 
     Returns
@@ -530,17 +563,30 @@ def structured_mask(w, /, *, amount, axis, ord=2, rounding="half-even", xp=None)
     array([[ True, False],
            [ True, False],
            [ True, False]])
+    >>> structured_mask(w, amount=1, axis=0, scores=np.asarray([[1.0, 2.0], [0.5, 0.5], [4.0, -1.0]]))  # sums 3, 1, 3
+    array([[ True,  True],
+           [False, False],
+           [ True,  True]])
     """
     xp = float_namespace(xp, w=w)
     if w.ndim == 0:
         msg = "structured_mask needs an array with at least one axis, got a 0-d array; use magnitude_mask"
         raise ValueError(msg)
     axis = normalize_axis(axis, w.ndim)
-    p = _check_ord(ord)
-    check_no_nan("w", w, xp)
     m = w.shape[axis]
-    k = prune_count(amount, m, rounding=rounding)
-    keep = _keep_flat(_slice_norms(w, axis, p, xp), k, xp)
+    if scores is None:
+        p = _check_ord(2 if ord is None else ord)
+        check_no_nan("w", w, xp)
+        k = prune_count(amount, m, rounding=rounding)
+        slice_scores = _slice_norms(w, axis, p, xp)
+    else:
+        if ord is not None:
+            msg = f"ord applies to the norm of w; with scores a slice's score is the sum of its scores, got ord={ord!r}"
+            raise ValueError(msg)
+        score = _check_scores(xp, w, scores)
+        k = prune_count(amount, m, rounding=rounding)
+        slice_scores = _slice_sums(score, axis, xp)
+    keep = _keep_flat(slice_scores, k, xp)
     shape = tuple(m if i == axis else 1 for i in range(w.ndim))
     return xp.reshape(keep, shape) & xp.ones(tuple(w.shape), dtype=xp.bool, device=device_of(w))
 

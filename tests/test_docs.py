@@ -25,6 +25,10 @@ MODULES = [
     "refprune.nn.models",
     "refprune.nn.optim",
     "refprune.nn.train",
+    "refprune.patterns",
+    "refprune.budgets",
+    "refprune.scores",
+    "refprune.dst",
 ]
 
 

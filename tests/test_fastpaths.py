@@ -34,6 +34,8 @@ OPS = (
     "max_pool2d",
     "max_pool2d_grad",
     "adam_update",
+    "nm_keep",
+    "block_keep",
 )
 
 
@@ -555,3 +557,69 @@ def test_trusted_steps_skip_the_checks_and_compute_the_same(backend):
         rp.magnitude_mask(bad, amount=1)  # not checked: the caller vouched for it
     with pytest.raises(ValueError, match="NaN"):
         rp.magnitude_mask(bad, amount=1)
+
+
+# ----------------------------------------------------------------------------- N:M and block masks
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "constant", "inf"])
+def test_nm_mask_fast_equals_reference(backend, dtype, band, kind, rng):
+    need(backend, "nm_keep")
+    for shape, axis, nms in [((6, 16), -1, [(2, 4), (1, 4), (3, 8), (5, 16), (0, 2), (4, 4)]), ((12, 5, 3), 0, [(2, 4), (1, 3), (7, 12)]),
+                             ((4, 18, 3), 1, [(1, 2), (3, 9)]), ((40,), 0, [(2, 4), (9, 10)])]:
+        w_host = _weights(kind, int(np.prod(shape)), dtype, rng).reshape(shape)
+        w = backend.asarray(w_host)
+        s = backend.asarray(_weights("ties", int(np.prod(shape)), dtype, rng).reshape(shape))
+        for n, m in nms:
+            for kw in ({}, {"scores": s}):
+                fast, ref = both(rp.nm_mask, w, n=n, m=m, axis=axis, **kw)
+                assert np.array_equal(host(backend, fast), host(backend, ref)), (kind, shape, axis, n, m, kw)
+        assert np.array_equal(host(backend, w), w_host)
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "constant", "inf", "sorted"])
+@pytest.mark.parametrize("pool", ["l1", "l2", "max", "mean"])
+def test_block_mask_fast_equals_reference(backend, dtype, band, kind, pool, rng):
+    need(backend, "block_keep")
+    for shape, block in [((16, 24), (4, 4)), ((17, 23), (4, 5)), ((9, 10), (1, 1)), ((5, 7), (8, 8)), ((30,), (4,)), ((6, 9), (2, 9))]:
+        w_host = _weights(kind, int(np.prod(shape)), dtype, rng).reshape(shape)
+        w = backend.asarray(w_host)
+        s = backend.asarray(_weights("normal", int(np.prod(shape)), dtype, rng).reshape(shape))
+        for amount in (0, 1, 0.3, 0.5, 0.99, 1.0):
+            for kw in ({}, {"scores": s}):
+                fast, ref = both(rp.block_mask, w, block=block, amount=amount, pool=pool, **kw)
+                assert np.array_equal(host(backend, fast), host(backend, ref)), (kind, shape, block, amount, kw)
+
+
+def test_nm_and_block_nan_and_huge_values_fall_back(backend):
+    need(backend, "nm_keep")
+    w = backend.asarray(np.array([[1.0, np.nan, 2.0, 3.0]]))
+    assert lookup(backend.xp, "nm_keep")(backend.xp.reshape(w, (1, 4, 1)), 2, magnitude=True) is None
+    assert lookup(backend.xp, "block_keep")(w, (1, 2), "l1", 1, magnitude=True) is None
+    with pytest.raises(ValueError, match="w contains NaN"):
+        rp.nm_mask(w, n=2, m=4)
+    with pytest.raises(ValueError, match="w contains NaN"):
+        rp.block_mask(w, block=(1, 2), amount=1)
+    huge = backend.asarray(np.array([[1e300, 1e300, 1.0, 2e300]]))  # float64 sums that would overflow: the reference scales
+    assert lookup(backend.xp, "block_keep")(huge, (1, 2), "l2", 1, magnitude=True) is None
+    np.testing.assert_array_equal(host(backend, rp.block_mask(huge, block=(1, 2), amount=1, pool="l2")), [[False, False, True, True]])  # 1.41e300 < 2e300
+    mixed = backend.asarray(np.array([[np.inf, -np.inf, 1.0, 1.0]]))
+    ones = backend.asarray(np.ones((1, 4)))
+    with pytest.raises(ValueError, match="inf and -inf"):
+        rp.block_mask(ones, block=(1, 2), amount=1, pool="mean", scores=mixed)
+
+
+def test_unsupported_nm_and_block_inputs_fall_back():
+    assert _numpy_fast._np_nm_keep(np.ones((2, 4, 1), np.float16), 2, magnitude=True) is None
+    assert _numpy_fast._np_nm_keep(np.ones((2, 4)), 2, magnitude=True) is None  # groups are 3-d
+    assert _numpy_fast._np_block_keep(np.ones((2, 2, 2)), (1, 1, 1), "l1", 1, magnitude=True) is None
+    assert _numpy_fast._np_block_keep(np.ones((4, 4), np.float16), (2, 2), "l1", 1, magnitude=True) is None
+    w16 = np.asarray([[3.0, 1.0, 2.0, 1.0]], dtype=np.float16)
+    fast, ref = both(rp.nm_mask, w16, n=2, m=4)
+    assert np.array_equal(fast, ref) and fast.tolist() == [[True, False, True, False]]
+    fast, ref = both(rp.block_mask, np.arange(24.0).reshape(2, 3, 4), block=(1, 2, 2), amount=0.5)
+    assert np.array_equal(fast, ref)
+    torch = pytest.importorskip("torch")
+    wt = torch.tensor([[3.0, 1.0, 2.0, 1.0]], dtype=torch.bfloat16)
+    assert _torch_fast._torch_nm_keep(wt.reshape(1, 4, 1), 2, magnitude=True) is None
+    assert rp.nm_mask(wt, n=2, m=4).tolist() == [[True, False, True, False]]

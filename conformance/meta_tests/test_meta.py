@@ -31,6 +31,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 FAMILIES = ["test_gates", "test_regularizers", "test_thresholds", "test_masks", "test_schedules"]
+FAMILIES += ["test_patterns", "test_budgets", "test_scores", "test_dst", "test_schedule_variants"]  # oracle protocol v1
 IMPL = "refprune.conformance.meta_tests.torch_impl"
 TORCH_PRUNE = "refprune.conformance.targets.torch_prune"
 

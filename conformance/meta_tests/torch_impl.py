@@ -499,3 +499,314 @@ def imp_sparsity(round, *, rate=0.2):
     round = _int("round", round, lo=0)
     rate = _fraction("rate", rate)
     return 1.0 - (1.0 - rate) ** round
+
+
+# =========================================================================== oracle protocol v1 primitives
+#
+# Written from docs/protocol_v1_primitives.md alone (never calling refprune). Where a v0
+# function gained a keyword in v1 (``structured_mask(scores=)``, the schedules'
+# ``counting=``) it is redefined here, wrapping the v0 version above.
+
+_structured_mask_v0 = structured_mask
+_constant_sparsity_v0 = constant_sparsity
+_polynomial_sparsity_v0 = polynomial_sparsity
+
+
+def _rank_keep(scores_2d, n_keep):
+    """Rows of scores: keep the first n_keep of each row ranked by score descending, earlier first."""
+    order = torch.sort(scores_2d, dim=1, descending=True, stable=True).indices
+    keep = torch.zeros_like(scores_2d, dtype=torch.bool)
+    if n_keep:
+        keep.scatter_(1, order[:, :n_keep], True)
+    return keep
+
+
+def _scores_for(w, scores):
+    return _scores(w, scores)
+
+
+def structured_mask(w, *, amount, axis, ord=None, scores=None, rounding="half-even"):
+    if scores is None:
+        return _structured_mask_v0(w, amount=amount, axis=axis, ord=2 if ord is None else ord, rounding=rounding)
+    _tensor("w", w)
+    if w.dim() == 0:
+        raise ValueError("structured_mask needs at least one axis")
+    if ord is not None:
+        raise ValueError("ord does not apply with scores")
+    s = _scores(w, scores).to(torch.float64)
+    axis = _axis(axis, w.dim())
+    m = w.shape[axis]
+    others = tuple(i for i in range(w.dim()) if i != axis)
+    if others:
+        both = (s == math.inf).any(dim=others) & (s == -math.inf).any(dim=others) if s.numel() else torch.zeros(m, dtype=torch.bool)
+        if bool(both.any()):
+            raise ValueError("a slice holds both inf and -inf")
+        sums = s.sum(dim=others)
+    else:
+        sums = s
+    k = prune_count(amount, m, rounding=rounding)
+    view = tuple(m if i == axis else 1 for i in range(w.dim()))
+    return _keep(sums, k).reshape(view).expand(w.shape).clone()
+
+
+def _count_arg(name, v, lo):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be an int")
+    if v < lo:
+        raise ValueError(f"{name} must be >= {lo}")
+    return int(v)
+
+
+def nm_mask(w, *, n, m, axis=-1, scores=None):
+    _tensor("w", w)
+    if w.dim() == 0:
+        raise ValueError("nm_mask needs at least one axis")
+    m = _count_arg("m", m, 1)
+    n = _count_arg("n", n, 0)
+    if n > m:
+        raise ValueError("n must be <= m")
+    axis = _axis(axis, w.dim())
+    if w.shape[axis] % m:
+        raise ValueError(f"w.shape[{axis}] is not a multiple of m={m}")
+    s = _scores(w, scores)
+    moved = s.movedim(axis, -1)
+    keep = _rank_keep(moved.reshape(-1, m), n) if moved.numel() else torch.zeros(moved.shape, dtype=torch.bool)
+    return keep.reshape(moved.shape).movedim(-1, axis).contiguous()
+
+
+_POOLS = ("l1", "l2", "max", "mean")
+
+
+def _tiles(x, block, fill):
+    """(tiles..., entries) view of x padded with fill to whole tiles."""
+    pads = []
+    for size, b in zip(reversed(x.shape), reversed(block)):
+        pads += [0, (-size) % b]
+    x = torch.nn.functional.pad(x, pads, value=fill) if any(pads) else x
+    grid = [size // b for size, b in zip(x.shape, block)]
+    inter = [d for g, b in zip(grid, block) for d in (g, b)]
+    nd = len(block)
+    perm = list(range(0, 2 * nd, 2)) + list(range(1, 2 * nd, 2))
+    return x.reshape(inter).permute(perm).reshape(*grid, -1), grid
+
+
+def block_mask(w, *, block, amount, pool="l1", scores=None, rounding="half-even"):
+    _tensor("w", w)
+    if w.dim() == 0:
+        raise ValueError("block_mask needs at least one axis")
+    if isinstance(block, numbers.Integral) and not isinstance(block, bool):
+        block = (int(block),) * w.dim()
+    if not isinstance(block, (tuple, list)):
+        raise TypeError("block must be an int or a tuple")
+    if len(block) != w.dim():
+        raise ValueError("block needs one size per axis")
+    block = tuple(_count_arg("block", b, 1) for b in block)
+    if pool not in _POOLS:
+        raise ValueError(f"unknown pool {pool!r}")
+    grid = [-(-size // b) for size, b in zip(w.shape, block)]
+    k = prune_count(amount, math.prod(grid), rounding=rounding)
+    s = _scores(w, scores).to(torch.float64)
+    if w.numel() == 0:
+        return torch.ones(w.shape, dtype=torch.bool)
+    if pool == "max":
+        t, _ = _tiles(s, block, -math.inf)
+        tile = t.amax(dim=-1)
+    else:
+        a = s.abs() if pool == "l1" else s
+        if pool == "mean":
+            hi, _ = _tiles(s, block, 0.0)
+            if bool(((hi == math.inf).any(-1) & (hi == -math.inf).any(-1)).any()):
+                raise ValueError("a tile holds both inf and -inf")
+        t, _ = _tiles(a * a if pool == "l2" else a, block, 0.0)
+        tile = t.sum(dim=-1)
+        if pool == "l2":
+            tile = tile.sqrt()
+        if pool == "mean":
+            ones, _ = _tiles(torch.ones_like(s), block, 0.0)
+            tile = tile / ones.sum(dim=-1)
+    keep = _keep(tile.reshape(-1), k).reshape(grid)
+    for axis, b in enumerate(block):
+        keep = keep.repeat_interleave(b, dim=axis)
+    return keep[tuple(slice(0, size) for size in w.shape)].contiguous()
+
+
+def layer_densities(shapes, *, density, distribution="uniform", power_scale=1.0, dense=()):
+    if isinstance(shapes, dict):
+        keys, values = list(shapes), list(shapes.values())
+    elif isinstance(shapes, (list, tuple)):
+        keys, values = None, list(shapes)
+    else:
+        raise TypeError("shapes must be a list or a dict")
+    dims = []
+    for s in values:
+        if not isinstance(s, (list, tuple)) or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) for d in s):
+            raise TypeError("a shape is a tuple of ints")
+        if any(d < 0 for d in s):
+            raise ValueError("negative size")
+        dims.append(tuple(int(d) for d in s))
+    density = _fraction("density", density)
+    if distribution not in ("uniform", "erk", "er"):
+        raise ValueError("unknown distribution")
+    power_scale = _real("power_scale", power_scale, lo=0.0)
+    if isinstance(dense, (str, bytes)):
+        raise TypeError("dense must be a list")
+    forced = set()
+    for d in dense:
+        if keys is not None:
+            if d not in keys:
+                raise ValueError(f"unknown layer {d!r}")
+            forced.add(keys.index(d))
+        else:
+            if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+                raise TypeError("dense holds indices")
+            if not -len(dims) <= d < len(dims):
+                raise ValueError("index out of range")
+            forced.add(d % len(dims))
+    counts = [math.prod(s) for s in dims]
+    with decimal.localcontext() as ctx:
+        ctx.prec = 80
+        budget = decimal.Decimal(repr(density)) * sum(counts)
+    if budget < sum(counts[i] for i in forced):
+        raise ValueError("the forced dense layers exceed the budget")
+    if distribution == "uniform":
+        if not forced:
+            out = [density] * len(dims)
+        else:
+            rest = sum(c for i, c in enumerate(counts) if i not in forced)
+            d = min(1.0, float(budget - sum(counts[i] for i in forced)) / rest) if rest else 1.0
+            out = [1.0 if i in forced else d for i in range(len(dims))]
+    else:
+        raw = {}
+        for i, s in enumerate(dims):
+            if distribution == "er" and len(s) < 2 or distribution == "erk" and len(s) == 0:
+                raise ValueError("shape has too few dims")
+            if counts[i]:
+                use = s[:2] if distribution == "er" else s
+                raw[i] = (sum(use) / math.prod(use)) ** power_scale
+        dense_set = set(forced) | {i for i, c in enumerate(counts) if c == 0}
+        eps = 0.0
+        while True:  # RigL's order: densify the largest raw probability, solve again
+            live = [i for i in range(len(dims)) if i not in dense_set]
+            if not live:
+                break
+            rhs = float(budget) - sum(counts[i] for i in dense_set)
+            eps = max(rhs, 0.0) / sum(raw[i] * counts[i] for i in live)
+            top = max(raw[i] for i in live)
+            if eps * top > 1.0:
+                dense_set |= {i for i in live if raw[i] == top}
+            else:
+                break
+        out = [1.0 if i in dense_set else min(1.0, eps * raw[i]) for i in range(len(dims))]
+    return out if keys is None else dict(zip(keys, out))
+
+
+def _pair(w, g):
+    _tensor("w", w), _tensor("g", g)
+    _same_shape(w, g, ("w", "g"))
+
+
+def saliency_scores(w, g):
+    _pair(w, g)
+    return (w * g).abs()
+
+
+def taylor_scores(w, g, *, kind="squared"):
+    if kind not in ("squared", "abs"):
+        raise ValueError("unknown kind")
+    _pair(w, g)
+    return (w * g) ** 2 if kind == "squared" else (w * g).abs()
+
+
+def movement_scores(w, g, *, previous=None):
+    _pair(w, g)
+    if previous is None:
+        return -(w * g)
+    _tensor("previous", previous)
+    _same_shape(w, previous, ("w", "previous"))
+    return previous - w * g
+
+
+def random_scores(w, *, rng):
+    _tensor("w", w)
+    if not callable(getattr(rng, "uniform", None)):
+        raise TypeError("rng must have uniform()")
+    return rng.uniform(tuple(w.shape), w.dtype, 0.0, 1.0)
+
+
+def drop_grow(w, mask, *, drop_fraction, grow_scores, drop_scores=None, rounding="half-even"):
+    _tensor("w", w), _tensor("grow_scores", grow_scores)
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        raise TypeError("mask must be a bool tensor")
+    _same_shape(w, mask, ("w", "mask"))
+    _same_shape(w, grow_scores, ("w", "grow_scores"))
+    if drop_scores is not None:
+        _tensor("drop_scores", drop_scores)
+        _same_shape(w, drop_scores, ("w", "drop_scores"))
+    flat = mask.reshape(-1)
+    kept = torch.nonzero(flat).reshape(-1)
+    pruned = torch.nonzero(~flat).reshape(-1)
+    k = min(prune_count(drop_fraction, kept.numel(), rounding=rounding), pruned.numel())
+    ds = (w.abs() if drop_scores is None else drop_scores).reshape(-1)[kept]
+    gs = grow_scores.reshape(-1)[pruned]
+    if bool(torch.isnan(ds).any()) or bool(torch.isnan(gs).any()):
+        raise ValueError("NaN among the ranked scores")
+    new = torch.zeros_like(flat)
+    survivors = kept[torch.sort(ds, descending=True, stable=True).indices[: kept.numel() - k]]
+    grown = pruned[torch.sort(gs, descending=True, stable=True).indices[:k]]
+    new[survivors] = True
+    new[grown] = True
+    return new.reshape(mask.shape)
+
+
+def cosine_drop_fraction(step, *, initial, end):
+    step = _int("step", step, lo=0)
+    end = _int("end", end, lo=1)
+    initial = _fraction("initial", initial)
+    return 0.0 if step >= end else 0.5 * initial * (1.0 + math.cos(math.pi * step / end))
+
+
+def _counting(counting):
+    if counting not in ("relative", "absolute"):
+        raise ValueError("counting must be 'relative' or 'absolute'")
+    return counting
+
+
+def _on_grid(step, begin, end, frequency, counting):
+    origin = begin if counting == "relative" else 0
+    return begin <= step and (end == -1 or step <= end) and (step - origin) % frequency == 0
+
+
+def is_update_step(step, *, begin=0, end=-1, frequency=100, counting="relative"):
+    step = _int("step", step)
+    begin, end, frequency = _span(begin, end, frequency, open_end=True)
+    return _on_grid(step, begin, end, frequency, _counting(counting))
+
+
+def constant_sparsity(step, *, target, begin=0, end=-1, frequency=100, counting="relative"):
+    _, s = _constant_sparsity_v0(step, target=target, begin=begin, end=end, frequency=frequency)
+    return _on_grid(step, begin, end, frequency, _counting(counting)), s
+
+
+def polynomial_sparsity(step, *, initial, final, begin, end, power=3, frequency=100, counting="relative"):
+    _, s = _polynomial_sparsity_v0(step, initial=initial, final=final, begin=begin, end=end, power=power, frequency=frequency)
+    return _on_grid(step, begin, end, frequency, _counting(counting)), s
+
+
+def one_shot_sparsity(step, *, target, at):
+    step = _int("step", step)
+    target = _fraction("target", target)
+    at = _int("at", at, lo=0)
+    return step == at, target
+
+
+def jaxpruner_polynomial_sparsity(step, *, target, begin, end, power=3, frequency=100):
+    step = _int("step", step)
+    target = _fraction("target", target)
+    power = _real("power", power, lo=0.0, lo_open=True)
+    begin = _int("begin", begin, lo=0)
+    end = _int("end", end)
+    frequency = _int("frequency", frequency, lo=1)
+    if end < begin:
+        raise ValueError("end must be >= begin")
+    p = 1.0 if end == begin else min(max(step + 1 - begin, 0), end - begin) / (end - begin)
+    return _on_grid(step, begin, end, frequency, "absolute"), target * (1.0 - (1.0 - p) ** power)
