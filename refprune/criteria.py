@@ -14,12 +14,22 @@ for ``weight`` those entries count towards ``amount``). Every method
 that prunes (``magnitude``, ``lottery``, ...) takes ``--criterion NAME`` and looks it up
 here, so a new criterion is one function and one :func:`register_criterion` entry.
 
-==========  ===========================================================================
-``weight``  unstructured: the smallest scores among single weights
-            (:func:`refprune.magnitude_mask`); also global over layers
-``unit``    structured: whole output units (dense columns, conv filters) with the
-            smallest L2 norm (:func:`refprune.structured_mask`)
-==========  ===========================================================================
+================  =====================================================================
+``weight``        unstructured: the smallest scores among single weights
+                  (:func:`refprune.magnitude_mask`); also global over layers
+``unit``          structured: whole output units (dense columns, conv filters) with the
+                  smallest L2 norm (:func:`refprune.structured_mask`)
+``N:M``           e.g. ``2:4``: in every group of ``M`` consecutive inputs of a unit keep
+                  the ``N`` largest (:func:`refprune.nm_mask`; dense ``(in, out)`` groups
+                  along ``in``, conv ``(out, in, kh, kw)`` along ``in``). The pattern
+                  fixes the sparsity at ``1 - N/M``: ``amount`` is not used
+``block:AxB[:P]`` e.g. ``block:4x4``: whole ``A x B`` tiles of the first two axes (a conv's
+                  tiles span its whole kernels) with the smallest pooled score, ``P`` one
+                  of ``l1`` (default), ``l2``, ``max``, ``mean`` (:func:`refprune.block_mask`)
+================  =====================================================================
+
+Names with parameters are patterns: :func:`register_family` registers a regular
+expression and a factory that builds the criterion from the match.
 
 Examples
 --------
@@ -37,12 +47,15 @@ array([[False,  True,  True],
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from functools import partial
 
 from ._array import namespace
 from .masks import apply_mask, global_magnitude_mask, magnitude_mask, structured_mask
+from .patterns import block_mask, nm_mask
 
-__all__ = ["Criterion", "CRITERIA", "register_criterion", "get", "unit_axis"]
+__all__ = ["Criterion", "CRITERIA", "FAMILIES", "register_criterion", "register_family", "get", "unit_axis"]
 
 
 @dataclass(frozen=True)
@@ -77,12 +90,31 @@ def register_criterion(name, *, summary, global_mask=None):
     return register
 
 
+#: Criteria with parameters: ``(regular expression, factory(match) -> Criterion, example)``.
+FAMILIES: list = []
+
+
+def register_family(pattern, example):
+    """Register ``factory(match) -> Criterion`` for the names matching ``pattern`` (e.g. ``2:4``)."""
+
+    def register(factory):
+        FAMILIES.append((re.compile(pattern), factory, example))
+        return factory
+
+    return register
+
+
 def get(name):
-    """The criterion ``name``; a ``ValueError`` listing the registered ones otherwise."""
-    if name not in CRITERIA:
-        msg = f"unknown criterion {name!r}; choose one of {', '.join(CRITERIA)}"
-        raise ValueError(msg)
-    return CRITERIA[name]
+    """The criterion ``name`` (or one of a family, such as ``2:4``); a ``ValueError`` listing them otherwise."""
+    if name in CRITERIA:
+        return CRITERIA[name]
+    for pattern, factory, _ in FAMILIES:
+        match = pattern.fullmatch(str(name))
+        if match:
+            return factory(match)
+    known = [*CRITERIA, *(example for _, _, example in FAMILIES)]
+    msg = f"unknown criterion {name!r}; choose one of {', '.join(known)}"
+    raise ValueError(msg)
 
 
 def unit_axis(w):
@@ -119,3 +151,42 @@ def _unit(w, /, *, amount, scores=None, keep=None, rounding="half-even"):
     if keep is None:
         return structured_mask(base, amount=amount, axis=unit_axis(w), ord=2, rounding=rounding)
     return structured_mask(apply_mask(base, keep), amount=amount, axis=unit_axis(w), ord=2, rounding=rounding) & keep
+
+
+def _nested(mask, keep):
+    return mask if keep is None else mask & keep
+
+
+def _input_axis(w):
+    """The axis of ``w`` indexing a unit's inputs: 0 for dense ``(in, out)``, 1 for conv ``(out, in, kh, kw)``."""
+    return 0 if w.ndim == 2 else 1
+
+
+@register_family(r"(\d+):(\d+)", "N:M (e.g. 2:4)")
+def _nm_family(match):
+    n, m = int(match.group(1)), int(match.group(2))
+
+    def nm(w, /, *, amount=None, scores=None, keep=None, rounding="half-even"):
+        xp = namespace(None, w=w)
+        ranked = None if scores is None and keep is None else _ranking(w, scores, keep, xp)
+        return _nested(nm_mask(w, n=n, m=m, axis=_input_axis(w), scores=ranked), keep)
+
+    return Criterion(f"{n}:{m}", nm, f"in every {m} consecutive inputs of a unit, the {n} largest kept")
+
+
+_POOLS = ("l1", "l2", "max", "mean")
+
+
+@register_family(r"block:(\d+)x(\d+)(?::(l1|l2|max|mean))?", "block:AxB[:l1|l2|max|mean] (e.g. block:4x4)")
+def _block_family(match):
+    a, b, pool = int(match.group(1)), int(match.group(2)), match.group(3) or "l1"
+
+    def block(w, /, *, amount, scores=None, keep=None, rounding="half-even"):
+        tile = (a, b) + tuple(int(d) for d in w.shape[2:])
+        base = w if scores is None else scores
+        if keep is not None:
+            base = apply_mask(base, keep)
+        return _nested(block_mask(w, block=tile, amount=amount, pool=pool, scores=None if base is w else base,
+                                  rounding=rounding), keep)
+
+    return Criterion(f"block:{a}x{b}:{pool}", block, f"whole {a}x{b} tiles with the smallest {pool} score")

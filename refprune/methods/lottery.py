@@ -78,6 +78,7 @@ from refprune import criteria, engine
 from refprune._array import flat_size
 from refprune.measures import nonzero_weights, weight_sparsity
 from refprune.nn import build_model, train
+from refprune.budgets import layer_densities
 from refprune.schedules import imp_sparsity
 
 from ._registry import Option, register_method
@@ -93,8 +94,12 @@ OPTIONS = (
            flag="--global"),
     Option("global_rate", 0.2, "fraction of all remaining weights pruned per round with --global", low=0, high=1,
            metavar="P"),
-    Option("criterion", "weight", "what is ranked (refprune.criteria): weight (the paper) or unit",
-           type=lambda name: criteria.get(name).name, metavar="NAME"),
+    Option("criterion", "weight", "what is ranked (refprune.criteria): weight (the paper), unit, N:M such as 2:4 "
+           "(the pattern fixes the sparsity), block:AxB such as block:4x4", type=lambda name: criteria.get(name) and
+           name, metavar="NAME"),
+    Option("distribution", "layerwise", "how a round's sparsity is split over the layers: layerwise (the paper's "
+           "per-kind rates), or the round's total imp_sparsity(round, --global-rate) split uniform, erk or er "
+           "(refprune.layer_densities)", choices=("layerwise", "uniform", "erk", "er")),
     Option("rewind_step", 0, "rewind survivors to the weights after this many steps of dense training (0 = init)",
            low=0, metavar="K"),
     Option("patience", 3, "early stopping: epochs without improvement of the validation loss", low=1, metavar="E"),
@@ -117,7 +122,27 @@ def layer_rates(model, *, conv_rate, dense_rate, output_rate):
     return {name: float(rates[model.weight_kind(name)]) for name in model.prunable(include_output=True)}
 
 
-def next_masks(weights, masks, round, *, rates=None, global_rate=None, criterion="weight"):
+def round_amounts(weights, round, *, rates=None, rate=0.2, distribution="layerwise"):
+    """The fraction of each weight pruned after ``round`` (>= 1): ``{name: amount}``.
+
+    ``"layerwise"``: :func:`refprune.imp_sparsity` of the layer's own rate. Otherwise the
+    round's total :math:`1-(1-p)^r` (``p = rate``) split over the layers by
+    :func:`refprune.layer_densities` (``"uniform"``, ``"erk"``, ``"er"``).
+
+    >>> import numpy as np
+    >>> w = {"a": np.ones((4, 4)), "b": np.ones((16, 16))}
+    >>> round_amounts(w, 1, rate=0.5, distribution="erk")  # half of 272 kept: 'a' dense, 'b' keeps 120 of 256
+    {'a': 0.0, 'b': 0.53125}
+    """
+    if distribution == "layerwise":
+        return {n: imp_sparsity(round, rate=rates[n]) for n in weights}
+    shapes = {n: tuple(int(d) for d in w.shape) for n, w in weights.items()}
+    densities = layer_densities(shapes, density=1.0 - imp_sparsity(round, rate=rate), distribution=distribution)
+    return {n: max(0.0, 1.0 - d) for n, d in densities.items()}
+
+
+def next_masks(weights, masks, round, *, rates=None, global_rate=None, criterion="weight", distribution="layerwise",
+               rate=0.2):
     r"""The masks of pruning round ``round`` (>= 1), nested in ``masks`` (those of round - 1).
 
     Layerwise, each weight keeps all but a fraction
@@ -142,6 +167,8 @@ def next_masks(weights, masks, round, *, rates=None, global_rate=None, criterion
         One rate over all weights together; overrides ``rates``.
     criterion : str
         A registered criterion (:mod:`refprune.criteria`).
+    distribution, rate
+        How the round's sparsity is split over the layers (:func:`round_amounts`).
 
     Returns
     -------
@@ -166,14 +193,16 @@ def next_masks(weights, masks, round, *, rates=None, global_rate=None, criterion
         kept = crit.global_mask([weights[n] for n in names], amount=imp_sparsity(round, rate=global_rate),
                                 keeps=[masks.get(n) for n in names])
         return dict(zip(names, kept))
-    return {n: crit(weights[n], amount=imp_sparsity(round, rate=rates[n]), keep=masks.get(n)) for n in names}
+    amounts = round_amounts(weights, round, rates=rates, rate=rate, distribution=distribution)
+    return {n: crit(weights[n], amount=amounts[n], keep=masks.get(n)) for n in names}
 
 
 def expected_sparsity(sizes, round, *, rates=None, global_rate=None):
     """The schedule's sparsity after ``round``: each layer's ``imp_sparsity`` weighted by its size.
 
     ``sizes`` and ``rates`` map weight names to element counts and per-round rates;
-    ``global_rate`` gives ``imp_sparsity(round, rate=global_rate)`` for the whole.
+    ``global_rate`` gives ``imp_sparsity(round, rate=global_rate)`` for the whole (also
+    when a distribution splits it over the layers).
     """
     total = sum(sizes.values())
     if global_rate is not None:
@@ -196,7 +225,10 @@ def run(eng, o):
     names = model.prunable(include_output=True)
     sizes = {n: flat_size(w) for n, w in model.params().items() if n in names}
     rates = layer_rates(model, conv_rate=o.conv_rate, dense_rate=o.dense_rate, output_rate=o.output_rate)
-    global_rate = o.global_rate if o.global_pruning else None
+    if o.global_pruning and o.distribution != "layerwise":
+        msg = "--global ranks all layers together; it does not take --distribution (keep it layerwise)"
+        raise ValueError(msg)
+    global_rate = o.global_rate if o.global_pruning or o.distribution != "layerwise" else None
     x.setdefault("tickets", [])
     x.setdefault("controls", [])
     if o.rewind_step == 0:
@@ -223,7 +255,8 @@ def run(eng, o):
             if r > 0 and not eng.started(f"round {r}"):
                 trained = model.masked_params()
                 masks = next_masks({n: trained[n] for n in names}, model.masks(), r, rates=rates,
-                                   global_rate=global_rate, criterion=o.criterion)
+                                   global_rate=global_rate if o.global_pruning else None, criterion=o.criterion,
+                                   distribution=o.distribution, rate=o.global_rate)
                 model.set_params(x["rewind"])
                 model.set_masks(masks)
             result = fit(model, f"round {r}", on_step=capture if r == 0 and o.rewind_step else None)
@@ -248,6 +281,7 @@ def run(eng, o):
         "dense_accuracy": tickets[0]["test_accuracy"],
         "pruning": {"global_rate": global_rate} if global_rate is not None else {"rates": rates},
         "criterion": o.criterion,
+        "distribution": o.distribution,
         "rounds": tickets,
         "random_reinit": controls,
     }

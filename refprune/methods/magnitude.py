@@ -62,6 +62,7 @@ from __future__ import annotations
 from functools import partial
 
 from refprune import criteria, engine
+from refprune.budgets import layer_densities
 from refprune.measures import weight_sparsity
 from refprune.nn import build_model, train
 
@@ -101,8 +102,10 @@ def parse_criteria(names):
 OPTIONS = (
     Option("amounts", ",".join(f"{a:g}" for a in AMOUNTS), "comma-separated fractions in [0, 1] pruned from every "
            "layer but the output one", type=parse_amounts, metavar="LIST"),
-    Option("criteria", "weight,unit", "mask criteria to sweep (refprune.criteria: weight, unit, ...)",
-           type=parse_criteria, metavar="LIST"),
+    Option("criteria", "weight,unit", "mask criteria to sweep (refprune.criteria: weight, unit, N:M such as 2:4, "
+           "block:AxB such as block:4x4)", type=parse_criteria, metavar="LIST"),
+    Option("distribution", "uniform", "how an amount is split over the layers: uniform (the same in every layer, the "
+           "notebook), erk or er (refprune.layer_densities: small layers keep more)", choices=("uniform", "erk", "er")),
     Option("rounding", "floor", "how amount * n becomes a count ('floor' is the notebook's int())",
            choices=("floor", "half-even", "ceil")),
     Option("tolerance", 0.02, "the chosen model: the most pruned one whose validation accuracy is within this of "
@@ -110,11 +113,21 @@ OPTIONS = (
 )
 
 
-def prune(model, criterion, amount, *, rounding="floor"):
-    """Masks of every prunable layer but the output one by ``criterion`` (a name) at ``amount``."""
+def prune(model, criterion, amount, *, rounding="floor", distribution="uniform"):
+    """Masks of every prunable layer but the output one by ``criterion`` (a name) at ``amount``.
+
+    ``distribution`` ``"uniform"`` prunes ``amount`` of every layer; ``"erk"`` and ``"er"``
+    prune ``amount`` of those layers together, split by :func:`refprune.layer_densities`.
+    """
     params = model.params()
     crit = criteria.get(criterion)
-    return {n: crit(params[n], amount=amount, rounding=rounding) for n in model.prunable()}
+    names = model.prunable()
+    amounts = dict.fromkeys(names, amount)
+    if distribution != "uniform":
+        shapes = {n: tuple(int(d) for d in params[n].shape) for n in names}
+        densities = layer_densities(shapes, density=1.0 - amount, distribution=distribution)
+        amounts = {n: max(0.0, 1.0 - d) for n, d in densities.items()}
+    return {n: crit(params[n], amount=amounts[n], rounding=rounding) for n in names}
 
 
 @register_method("magnitude", summary="train dense, then prune by weight magnitude and by unit L2 norm over a sweep "
@@ -133,7 +146,7 @@ def run(eng, o):
     curves, curves_val, rows, chosen = {c: [] for c in o.criteria}, {c: [] for c in o.criteria}, [], None
     for criterion in o.criteria:
         for amount in o.amounts:
-            masks = prune(model, criterion, amount, rounding=o.rounding)
+            masks = prune(model, criterion, amount, rounding=o.rounding, distribution=o.distribution)
             model.set_masks(masks)
             val, test = eng.evaluate(model, "val")[1], eng.evaluate(model, "test")[1]
             sparsity = weight_sparsity(model)[0]
@@ -143,7 +156,8 @@ def run(eng, o):
                          "test_accuracy": test})
             if val >= dense_val - o.tolerance and (chosen is None or sparsity > chosen["sparsity"]):
                 chosen = {"criterion": criterion, "amount": amount, "sparsity": sparsity, "test_accuracy": test}
-    model.set_masks(prune(model, chosen["criterion"], chosen["amount"], rounding=o.rounding) if chosen else {})
+    model.set_masks(prune(model, chosen["criterion"], chosen["amount"], rounding=o.rounding,
+                          distribution=o.distribution) if chosen else {})
     result = {
         "test_accuracy": chosen["test_accuracy"] if chosen else dense_test,
         "dense_accuracy": dense_test,
