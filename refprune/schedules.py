@@ -106,8 +106,9 @@ def _check_counting(counting):
 def is_update_step(step, *, begin=0, end=-1, frequency=100, counting="relative"):
     r"""Whether masks are updated at ``step``: inside ``[begin, end]`` and on the frequency grid.
 
-    .. math:: 	ext{begin} \le 	ext{step} \le 	ext{end}\ (	ext{or end} = -1) \ \wedge              (	ext{step} - o) mod 	ext{frequency} = 0, \quad
-              o = 	ext{begin}\ (	ext{"relative"}, 	ext{TFMOT}) 	ext{ or } 0\ (	ext{"absolute"}, 	ext{JaxPruner})
+    .. math:: \text{begin} \le \text{step} \le \text{end}\ (\text{or end} = -1) \ \wedge
+              (\text{step} - o) \bmod \text{frequency} = 0, \quad
+              o = \text{begin}\ (\text{"relative"}, \text{TFMOT}) \text{ or } 0\ (\text{"absolute"}, \text{JaxPruner})
 
     Parameters
     ----------
@@ -230,7 +231,7 @@ def polynomial_sparsity(step, *, initial, final, begin, end, power=3, frequency=
 def one_shot_sparsity(step, *, target, at):
     r"""One-shot pruning: the masks are computed once, at step ``at``, to ``target``.
 
-    .. math:: 	ext{update} = (	ext{step} = 	ext{at}), \qquad s = 	ext{target}
+    .. math:: \text{update} = (\text{step} = \text{at}), \qquad s = \text{target}
 
     JaxPruner's ``OneShotSchedule``; the same as
     ``constant_sparsity(step, target=target, begin=at, end=at)``. The sparsity is
@@ -265,9 +266,9 @@ def jaxpruner_polynomial_sparsity(step, *, target, begin, end, power=3, frequenc
     r"""JaxPruner's ``PolynomialSchedule``: from 0 to ``target``, progress counted from ``step + 1``.
 
     .. math::
-        p = \operatorname{clip}\!\Big(rac{	ext{step} + 1 - 	ext{begin}}{	ext{end} - 	ext{begin}}, 0, 1\Big)
-        \ (p = 1 	ext{ when end} = 	ext{begin}), \qquad
-        s = 	ext{target}\,ig(1 - (1 - p)^{	ext{power}}ig)
+        p = \operatorname{clip}\!\Big(\frac{\text{step} + 1 - \text{begin}}{\text{end} - \text{begin}}, 0, 1\Big)
+        \ (p = 1 \text{ when end} = \text{begin}), \qquad
+        s = \text{target}\,\big(1 - (1 - p)^{\text{power}}\big)
 
     with updates on JaxPruner's absolute grid: ``begin <= step <= end`` and
     ``step % frequency == 0``. Compared with TFMOT's
