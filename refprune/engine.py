@@ -361,7 +361,7 @@ class Engine:
             dataset = datasets.subset(datasets.load(spec.data, spec.data_dir, seed=spec.seed), spec.subset)
         self.dataset = dataset
         self.rows, self.extra, self.steps, self.clock = [], {}, 0, Stopwatch()
-        self._models, self._phases, self._position = {}, {}, None
+        self._models, self._phases, self._position, self._streams, self._stored_streams = {}, {}, None, {}, {}
         self._ckpt = None
         self.rng = self.backend.rng(spec.seed, stream=spec.stream)
         if spec.resume:
@@ -406,6 +406,7 @@ class Engine:
         self.steps = int(ckpt.step)
         self.clock = Stopwatch(engine["train_seconds"])
         self._phases = dict(engine["phases"])
+        self._stored_streams = dict(engine.get("streams", {}))
         self._position = dict(engine["position"]) if engine.get("position") else None
         arrays = ckpt.extra or {}
         self.extra = {**config.get("extra", {}), **{k: self._to_backend(v) for k, v in arrays.items()
@@ -444,9 +445,22 @@ class Engine:
 
     # ------------------------------------------------------------------ models and random streams
 
-    def rng_for(self, name):
-        """The generator of stream ``name`` (``"init"``, a phase, ...), seeded from the run's seed and ``name``."""
-        return self.backend.rng(_derived_seed(self.spec.seed, name), stream=self.spec.stream)
+    def rng_for(self, name, *, seed_name=None):
+        """The generator of stream ``name`` (a phase, a method's own draws), seeded from the run's seed and ``name``.
+
+        The same object for the same name. Its state is saved with every checkpoint and,
+        when the run resumes, restored on the first call, so its draws continue as in
+        an uninterrupted run. ``seed_name`` seeds it as stream ``seed_name`` instead:
+        two streams that draw the same numbers (the minibatch order of a pruned run and
+        of its dense baseline).
+        """
+        if name not in self._streams:
+            seed = _derived_seed(self.spec.seed, seed_name or name)
+            generator = self.backend.rng(seed, stream=self.spec.stream)
+            if name in self._stored_streams:
+                generator.set_state(self._stored_streams[name])
+            self._streams[name] = generator
+        return self._streams[name]
 
     def track(self, model, name="model"):
         """Register ``model`` for checkpoints; when resuming, load its stored state into it. Returns ``model``."""
@@ -676,7 +690,7 @@ class Engine:
         if order is not None:
             extra_arrays["_order"] = order
         engine = {"schema": SCHEMA, "position": position, "phases": self._phases, "rows": self.rows,
-                  "train_seconds": self.clock.seconds}
+                  "train_seconds": self.clock.seconds, "streams": _stream_states(self._streams)}
         config = {"run": self.spec.config(), "networks": {k: m.config for k, m in models.items()},
                   "engine": engine, "extra": extra_json}
         try:
@@ -759,6 +773,17 @@ def limit_threads(n, backend=""):
     except ImportError:
         return None
     return threadpool_limits(n)
+
+
+def _stream_states(streams):
+    """The saved states of the named generators (those whose library can save one)."""
+    states = {}
+    for name, generator in streams.items():
+        try:
+            states[name] = generator.state()
+        except NotImplementedError:
+            pass
+    return states
 
 
 def _is_array(value):

@@ -226,6 +226,7 @@ class Method:
     doc: str
     defaults: dict
     options: tuple
+    sparsity_option: str | None = None
 
     def option(self, name):
         return next(o for o in self.options if o.name == name)
@@ -236,12 +237,14 @@ METHODS: dict[str, Method] = {}
 _LOADED = False
 
 
-def register_method(name, *, summary, defaults, options=(), doc=None):
+def register_method(name, *, summary, defaults, options=(), doc=None, sparsity_option=None):
     """Register the decorated ``run(eng, o)`` as method ``name`` (see the module docstring).
 
     ``defaults`` fills ``model``, ``epochs``, ``batch_size`` and ``lr`` when a run does
     not set them; ``options`` are the method's own :class:`Option` s; ``doc`` defaults
-    to the module's docstring (the method's ``--help``).
+    to the module's docstring (the method's ``--help``); ``sparsity_option`` names the
+    option that sets the method's target sparsity, if it has one (``refprune sweep
+    --sparsity`` sets it).
     """
     missing = {"model", "epochs", "batch_size", "lr"} - set(defaults)
     if missing:
@@ -250,7 +253,7 @@ def register_method(name, *, summary, defaults, options=(), doc=None):
 
     def register(fn):
         text = doc if doc is not None else (import_module(fn.__module__).__doc__ or "")
-        METHODS[name] = Method(name, fn, summary, text, dict(defaults), tuple(options))
+        METHODS[name] = Method(name, fn, summary, text, dict(defaults), tuple(options), sparsity_option)
         return fn
 
     return register

@@ -1,0 +1,160 @@
+"""What the methods that train to a target sparsity share: the sparsity option, layer budgets, the dense baseline.
+
+``gmp``, ``snip``, ``set`` and ``rigl`` each take ``--sparsity S``, the final weight
+sparsity of the prunable layers (every dense and conv weight, the output layer
+included: what :func:`refprune.measures.weight_sparsity` reports), split over the
+layers by ``--distribution`` (:func:`refprune.layer_densities`), and report
+``dense_accuracy``: the same network, from the same initial weights, trained dense
+for the same epochs on the same stream of minibatches.
+"""
+
+from __future__ import annotations
+
+from refprune import engine
+from refprune._array import namespace
+from refprune.budgets import layer_densities
+from refprune.data import batches, num_batches
+from refprune.dst import cosine_drop_fraction, drop_grow
+from refprune.masks import apply_mask, random_mask
+from refprune.measures import zero_fraction
+from refprune.nn import build_model, train
+
+from ._registry import Option, integer
+
+DEFAULTS = {"model": "mlp-300-100", "epochs": 30, "batch_size": 60, "lr": 1.2e-3}
+
+SPARSITY = Option("sparsity", 0.9, "final weight sparsity of the prunable layers (every dense and conv weight, "
+                  "output layer included)", low=0, high=1)
+DENSE_BASELINE = Option("dense_baseline", True, "skip training the dense network of the same seed and epochs "
+                        "(dense_accuracy)", flag="--no-dense-baseline")
+
+
+def distribution_option(default):
+    """``--distribution``: how the sparsity is split over the layers."""
+    return Option("distribution", default, "how the sparsity is split over the layers (refprune.layer_densities): "
+                  "uniform (the same in every layer), erk (Erdos-Renyi-Kernel, RigL: small layers keep more) or er",
+                  choices=("uniform", "erk", "er"))
+
+
+def layer_amounts(model, sparsity, distribution, names=None):
+    """``{weight name: fraction pruned}`` so that the layers together are ``sparsity`` sparse."""
+    params = model.params()
+    names = list(names or model.prunable(include_output=True))
+    shapes = {n: tuple(int(d) for d in params[n].shape) for n in names}
+    densities = layer_densities(shapes, density=1.0 - sparsity, distribution=distribution)
+    return {n: max(0.0, 1.0 - d) for n, d in densities.items()}
+
+
+def build(eng, rng=None):
+    """The run's network, its initial weights drawn first from the run's seed (``rng``: a fresh such stream)."""
+    spec, ds = eng.spec, eng.dataset
+    return build_model(spec.model, input_shape=ds.input_shape, num_classes=ds.num_classes, backend=eng.backend,
+                       rng=rng or eng.rng, dtype=spec.dtype)
+
+
+def dense_accuracy(eng, o):
+    """Train the same network dense (phase ``dense``); its test accuracy, or None when ``--no-dense-baseline``.
+
+    Built from a fresh stream of the run's seed, it starts from the pruned network's initial weights.
+    """
+    if not o.dense_baseline:
+        return None
+    spec = eng.spec
+    dense = eng.track(build(eng, eng.backend.rng(spec.seed, stream=spec.stream)), "dense")
+    eng.train(dense, phase="dense", rng=eng.rng_for("data:dense", seed_name="data"), step=train.train_step,
+              optimizer=engine.adam(lr=spec.lr), epochs=spec.epochs)
+    return eng.evaluate(dense, "test")[1]
+
+
+def train_sparse(eng, model, *, phase="train", on_step=None, measure=None):
+    """Train ``model`` with its masks (masked forward and gradient) on the same minibatches as the baseline."""
+    spec = eng.spec
+    return eng.train(model, phase=phase, rng=eng.rng_for("data:sparse", seed_name="data"), step=train.train_step,
+                     optimizer=engine.adam(lr=spec.lr), epochs=spec.epochs, on_step=on_step, measure=measure)
+
+
+def mask_densities(model):
+    """``{weight name: kept fraction}`` of the model's masks."""
+    return {name: 1.0 - zero_fraction([mask]) for name, mask in model.masks().items()}
+
+
+# ------------------------------------------------------------------------- dynamic sparse training
+
+
+def dynamic_sparse_options(*, drop_fraction=0.3):
+    """The options SET and RigL share."""
+    return (
+        SPARSITY,
+        distribution_option("erk"),
+        Option("drop_fraction", drop_fraction, "fraction of the kept weights dropped (and as many grown) at the "
+               "first update; decays to 0 on RigL's cosine schedule", low=0, high=1),
+        Option("update_every", 0, "steps between mask updates (0: once per epoch)", type=integer, low=0),
+        Option("end_fraction", 0.75, "the last mask update, as a fraction of all training steps", low=0, high=1),
+        DENSE_BASELINE,
+    )
+
+
+def train_dynamic(eng, o, *, grow_scores):
+    """Random sparse start, then periodic drop/grow: SET and RigL, which differ only in ``grow_scores``.
+
+    ``grow_scores(model, names) -> {name: scores}`` ranks the pruned weights to grow.
+    Returns the trained model and the update history.
+    """
+    model = eng.track(build(eng))
+    names = list(model.prunable(include_output=True))
+    if not eng.started("train"):
+        amounts = layer_amounts(model, o.sparsity, o.distribution, names)
+        rng, params = eng.rng_for("initial masks"), model.params()
+        masks = {n: random_mask(rng.uniform(tuple(params[n].shape), model.dtype), amount=amounts[n]) for n in names}
+        model.set_masks(masks)
+        model.set_params({n: apply_mask(params[n], masks[n]) for n in names})  # pruned weights are 0
+    per_epoch = num_batches(len(eng.dataset.y_train), eng.spec.batch_size)
+    end = int(o.end_fraction * per_epoch * eng.spec.epochs)
+    every = o.update_every or per_epoch
+    history = eng.extra.setdefault("updates", [])
+
+    def update(m, steps):
+        fraction = cosine_drop_fraction(steps, initial=o.drop_fraction, end=max(1, end))
+        if steps % every or steps > end or fraction <= 0:
+            return
+        masks, params, scores = m.masks(), m.params(), grow_scores(m, names)
+        record = {"step": steps, "drop_fraction": fraction, "grown": {}}
+        new_masks, new_params = {}, {}
+        for n in names:
+            new = drop_grow(params[n], masks[n], drop_fraction=fraction, grow_scores=scores[n])
+            grown = new & ~masks[n]
+            new_masks[n], new_params[n] = new, apply_mask(params[n], ~grown)  # grown weights start at zero
+            record["grown"][n] = int(namespace(None, grown=grown).count_nonzero(grown))
+        m.set_params(new_params)
+        m.set_masks(new_masks)
+        history.append(record)
+
+    train_sparse(eng, model, on_step=update)
+    return model, history
+
+
+def dense_gradients(eng, model, names):
+    """``{name: dL/dw}`` of every weight, pruned ones too, at the masked weights, on one minibatch (RigL's grow)."""
+    ds, rng = eng.dataset, eng.rng_for("grow batches")
+    xb, yb = next(iter(batches(ds.x_train, ds.y_train, eng.spec.batch_size, backend=eng.backend, rng=rng,
+                               dtype=eng.spec.dtype)))
+    masks = model.masks()
+    model.set_masks({})
+    try:
+        with model.using({n: apply_mask(model.params()[n], masks[n]) for n in masks}):
+            grads = train.loss_and_grads(model, xb, yb, rng=rng).grads
+    finally:
+        model.set_masks(masks)
+    return {n: grads[n] for n in names}
+
+
+def dst_result(eng, model, history, o):
+    """The result keys SET and RigL report."""
+    return {
+        "test_accuracy": eng.evaluate(model, "test")[1],
+        "dense_accuracy": dense_accuracy(eng, o),
+        "target_sparsity": o.sparsity,
+        "updates": history,
+        "mask_densities": mask_densities(model),
+        "mask_note": "the masks themselves are in checkpoint.npz (masks/model/<layer>.w)",
+    }
