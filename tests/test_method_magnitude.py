@@ -158,7 +158,7 @@ def test_help_teaches_the_method(capsys):
 
 
 def test_prune_masks_every_layer_but_the_output(backend):
-    b = backends.get(backend.name)
+    b = backend
     model = build_model("mlp-300-100", input_shape=(10,), num_classes=3, backend=b, rng=b.rng(0), dtype="float64")
     params = {k: b.to_numpy(v) for k, v in model.params().items()}
     masks = {k: b.to_numpy(v) for k, v in magnitude.prune(model, "weight", 0.37).items()}

@@ -16,7 +16,7 @@ import os
 import numpy as np
 import pytest
 
-from refprune import backends, engine, io, methods
+from refprune import backends, data, engine, io, methods
 from refprune.nn import functional as F
 
 #: Small settings per method so that a run takes a second or two.
@@ -98,7 +98,7 @@ def test_method_contract(method, backend_name, device, tmp_path, monkeypatch):
         assert json.load(f)["test_accuracy"] == straight["test_accuracy"]
 
     # 2. interrupted (mid-epoch), then resumed: the same trajectory as straight through
-    n_train = min(settings["subset"], 1077)
+    n_train = min(settings["subset"], len(data.load("digits").y_train))
     per_epoch = math.ceil(n_train / settings["batch_size"])
     _interrupt_after(monkeypatch, per_epoch + 1)
     with pytest.raises(engine.Interrupted, match="Resume with: refprune run"):
