@@ -176,32 +176,14 @@ def test_the_cli_refuses_another_method_with_exit_2(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "cannot resume" in err and "method 'magnitude'" in err
 
 
-def _interrupt_after(monkeypatch, steps):
-    class Flag:
-        polls = 0
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        @property
-        def raised(self):
-            Flag.polls += 1
-            return Flag.polls >= steps
-
-    monkeypatch.setattr(engine, "_SigintFlag", Flag)
-
-
-def test_started_tells_which_phases_ran_before_the_checkpoint(tmp_path, digits, monkeypatch):
+def test_started_tells_which_phases_ran_before_the_checkpoint(tmp_path, digits, monkeypatch, interrupt_after):
     eng = engine.Engine(_spec(tmp_path / "run", epochs=2), dataset=digits)
     model = eng.track(_model(eng))
     assert not eng.started("a")
     _train(eng, model, phase="a")
     assert eng.started("a") and not eng.started("b")
     per_epoch = math.ceil(len(digits.y_train) / BATCH)
-    _interrupt_after(monkeypatch, per_epoch)  # Ctrl-C during the last step of phase b's first epoch
+    interrupt_after(per_epoch)  # Ctrl-C during the last step of phase b's first epoch
     with pytest.raises(engine.Interrupted, match="interrupted in b, after epoch 1"):
         _train(eng, model, epochs=2, phase="b")
     monkeypatch.undo()

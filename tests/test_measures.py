@@ -207,7 +207,7 @@ def test_liveness_needs_the_input_shape(backend):
     assert measures.liveness(_net([("relu", ReLU())], (3,))) == []
 
 
-def test_random_sparse_mlps_against_a_reference(backend):
+def test_random_sparse_mlps_against_a_reference(backend, alive_in_dense_chain):
     """Heavily masked MLPs: the units alive equal a plain NumPy computation over the chain of masks."""
     gen = np.random.default_rng(7)
     for trial in range(5):
@@ -217,13 +217,6 @@ def test_random_sparse_mlps_against_a_reference(backend):
         for i, m in enumerate(masks):
             layers += [(f"fc{i}", _dense(backend, gen.normal(size=m.shape) * m)), (f"relu{i}", ReLU())]
         model = _net(layers[:-1], (widths[0],))
-        live_in = [np.ones(widths[0], dtype=bool)]
-        for m in masks:
-            live_in.append((m & live_in[-1][:, None]).any(axis=0))
-        live_out = [np.ones(widths[-1], dtype=bool)]
-        for m in reversed(masks):
-            live_out.insert(0, (m & live_out[0][None, :]).any(axis=1))
-        expected = [int((i & o).sum()) for i, o in zip(live_in[:-1], live_out[:-1])]
-        assert _after(model) == expected, trial
+        assert _after(model) == alive_in_dense_chain(masks), trial
         assert math.isclose(measures.weight_sparsity(model)[0],
                             1 - sum(m.sum() for m in masks) / sum(m.size for m in masks))

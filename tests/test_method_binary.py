@@ -27,17 +27,6 @@ def _count_on(params, names):
     return on / sum(params[n].size for n in names)
 
 
-def _alive_in_a_dense_chain(weights):
-    """Units alive per dense layer (its input features) of a chain of (in, out) weights, by hand."""
-    live_in = [np.ones(weights[0].shape[0], dtype=bool)]
-    for w in weights:
-        live_in.append((w & live_in[-1][:, None]).any(axis=0))
-    live_out = [np.ones(weights[-1].shape[1], dtype=bool)]
-    for w in reversed(weights):
-        live_out.insert(0, (w & live_out[0][None, :]).any(axis=1))
-    return [int((i & o).sum()) for i, o in zip(live_in[:-1], live_out[:-1])]
-
-
 # ----------------------------------------------------------------------------- (a) default run
 
 
@@ -85,7 +74,7 @@ def test_default_sweep_steps_and_files(default_run):
     assert lines[0].startswith("phase,epoch,step,loss,train_accuracy,val_accuracy,fraction_on")
 
 
-def test_default_checkpoint_bookkeeping(default_run):
+def test_default_checkpoint_bookkeeping(default_run, alive_in_dense_chain):
     """The fractions on and the units alive, recomputed from the stored real weights."""
     out, result = default_run
     ckpt = io.load_checkpoint(out / "checkpoint.npz")
@@ -98,7 +87,7 @@ def test_default_checkpoint_bookkeeping(default_run):
     # hard-invert (1 - x) passes a unit's status on: the units alive are those of the chain of on-weights
     arch = result["architecture"]
     assert arch["before"] == [64, 512, 512, 512, 512]
-    assert arch["after"] == _alive_in_a_dense_chain([params[n] >= 0.5 for n in LAYERS])
+    assert arch["after"] == alive_in_dense_chain([params[n] >= 0.5 for n in LAYERS])
     assert arch["after"] != arch["before"]
     assert ckpt.config["run"]["method"] == "binary" and ckpt.config["run"]["model"] == "binary-mlp"
 
@@ -394,9 +383,7 @@ def test_cli_help_and_run(tmp_path, capsys):
         cli.main(["run", "binary", "--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--hidden", "--norm", "--on-prob", "--epsilon", "--random-mag", "--on-values", "--bn-eval",
-                 "--no-binarize-input"):
-        assert flag in text
+    assert "straight-through" in text and "binary-mlp" in text
     code = cli.main(["run", "binary", "--data", "digits", "--epochs", "1", "--hidden", "8", "--on-values", "0,1",
                      "--out", str(tmp_path), "--quiet", "--checkpoint-every", "1"])
     assert code == 0

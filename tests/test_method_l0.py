@@ -130,9 +130,6 @@ def test_help_teaches_the_method(capsys):
         cli.main(["run", "l0", "--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--lam", "--weight-decay", "--droprate-init", "--gate-lr", "--temperature", "--local-rep",
-                 "--penalty-n", "--optimizer", "--momentum"):
-        assert flag in text, flag
     assert "hard-concrete" in text and "20-25-45-462" in text  # the method and the paper's result
 
 

@@ -181,9 +181,6 @@ def test_help_teaches_the_method(capsys):
         cli.main(["run", "lottery", "--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--rounds", "--conv-rate", "--dense-rate", "--output-rate", "--global", "--global-rate",
-                 "--criterion", "--rewind-step", "--patience", "--min-delta", "--no-control"):
-        assert flag in text, flag
     assert "rewind" in text and "Frankle" in text
 
 

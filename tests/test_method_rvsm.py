@@ -55,8 +55,8 @@ def test_defaults_result_files_and_metrics(default_run):
     for name in sizes:
         assert r["weight_sparsity_by_layer"][name] == r["sparsity_u_by_layer"][name], name
     assert r["weight_sparsity_by_layer"]["out.w"] == 0.0
-    out_size = 500 * 10
-    assert r["weight_sparsity"] == pytest.approx(r["sparsity_u"] * sum(sizes.values()) / (sum(sizes.values()) + out_size))
+    split, out_size = sum(sizes.values()), 500 * 10
+    assert r["weight_sparsity"] == pytest.approx(r["sparsity_u"] * split / (split + out_size))
     for name in ("result.json", "metrics.csv", "plot.png", "checkpoint.npz"):
         assert os.path.getsize(out / name) > 0, name
     with open(out / "result.json") as f:
@@ -123,8 +123,6 @@ def test_help_teaches_the_method(capsys):
         cli.main(["run", "rvsm", "--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--variant", "--layers", "--lam", "--beta", "--init", "--optimizer"):
-        assert flag in text, flag
     assert "t = sqrt(2 * lam / beta)" in text and "gradient-at-u" in text
 
 

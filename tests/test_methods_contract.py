@@ -42,26 +42,6 @@ def _available(name):
         pytest.skip(f"backend {name}: {reason}")
 
 
-def _interrupt_after(monkeypatch, steps):
-    """Make the engine see a Ctrl-C after ``steps`` optimizer steps (the flag is polled once per step)."""
-
-    class Flag:
-        polls = 0
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        @property
-        def raised(self):
-            Flag.polls += 1
-            return Flag.polls >= steps
-
-    monkeypatch.setattr(engine, "_SigintFlag", Flag)
-
-
 def _rows(out):
     with open(os.path.join(out, "metrics.csv")) as f:
         return [{k: v for k, v in row.items() if k != "train_seconds"} for row in csv.DictReader(f)]
@@ -79,7 +59,7 @@ def _params(out):
 
 @pytest.mark.parametrize("backend_name,device", BACKENDS, ids=[f"{b}{'-' + d if d else ''}" for b, d in BACKENDS])
 @pytest.mark.parametrize("method", methods.names())
-def test_method_contract(method, backend_name, device, tmp_path, monkeypatch):
+def test_method_contract(method, backend_name, device, tmp_path, monkeypatch, interrupt_after):
     _available(backend_name)
     settings = _settings(method, backend=backend_name, device=device)
 
@@ -100,7 +80,7 @@ def test_method_contract(method, backend_name, device, tmp_path, monkeypatch):
     # 2. interrupted (mid-epoch), then resumed: the same trajectory as straight through
     n_train = min(settings["subset"], len(data.load("digits").y_train))
     per_epoch = math.ceil(n_train / settings["batch_size"])
-    _interrupt_after(monkeypatch, per_epoch + 1)
+    interrupt_after(per_epoch + 1)
     with pytest.raises(engine.Interrupted, match="Resume with: refprune run"):
         methods.run(method, out=str(tmp_path / "resumed"), **settings)
     monkeypatch.undo()
