@@ -197,6 +197,32 @@ def test_started_tells_which_phases_ran_before_the_checkpoint(tmp_path, digits, 
     assert [(r["phase"], r["epoch"]) for r in again.rows] == [("a", 1), ("b", 1), ("b", 2)]
 
 
+@pytest.mark.parametrize(("every", "saved"), [(1, [1, 2, 3, 4, 5]), (2, [2, 4, 5]), (0, [5])])
+def test_checkpoint_every(tmp_path, digits, monkeypatch, every, saved):
+    written = []
+    real = io.save_checkpoint
+
+    def spy(path, **kw):
+        written.append(kw["config"]["engine"]["position"]["epoch"])
+        return real(path, **kw)
+
+    monkeypatch.setattr(io, "save_checkpoint", spy)
+    _trained_run(tmp_path, digits, epochs=5, checkpoint_every=every)
+    assert written == saved  # every N epochs, and always at the end of the phase
+
+
+def test_resuming_a_finished_run_trains_nothing_and_reports_the_same(tmp_path):
+    """Lottery: several phases, controls and method state (extra); resumed at its end, the same result."""
+    kw = dict(data="digits", subset=80, epochs=2, batch_size=40, rounds=1, quiet=True, threads=1)
+    first = methods.run("lottery", out=str(tmp_path), **kw)
+    rows = (tmp_path / "metrics.csv").read_text()
+    again = methods.run("lottery", resume=str(tmp_path), **kw)
+    assert again["steps"] == first["steps"] and again["train_seconds"] == first["train_seconds"]
+    for key in ("test_accuracy", "rounds", "random_reinit", "architecture", "weight_sparsity"):
+        assert again[key] == first[key], key
+    assert (tmp_path / "metrics.csv").read_text() == rows
+
+
 # ---------------------------------------------------------------------- random streams
 
 
