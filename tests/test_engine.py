@@ -233,9 +233,14 @@ def test_rng_for_streams_are_reproducible_and_independent(tmp_path, digits):
 
     a = engine.Engine(_spec(tmp_path / "a"), dataset=digits)
     b = engine.Engine(_spec(tmp_path / "b"), dataset=digits)
-    np.testing.assert_array_equal(draws(a, "round 1"), draws(b, "round 1"))  # reproducible
-    np.testing.assert_array_equal(draws(a, "round 1"), draws(a, "round 1"))  # a fresh generator each call
+    first = draws(a, "round 1")
+    np.testing.assert_array_equal(first, draws(b, "round 1"))  # reproducible
+    assert a.rng_for("round 1") is a.rng_for("round 1")  # one generator per name: its draws continue
+    assert not np.array_equal(draws(a, "round 1"), first)
     assert not np.array_equal(draws(a, "round 1"), draws(a, "round 2"))
+    same = engine.Engine(_spec(tmp_path / "e"), dataset=digits)  # seed_name: another name, the same numbers
+    np.testing.assert_array_equal(same.rng_for("x", seed_name="data").uniform((3,), "float64"),
+                                  same.rng_for("y", seed_name="data").uniform((3,), "float64"))
     assert not np.array_equal(draws(a, "round 1"), draws(a))  # not the run's own stream
     # drawing from a named stream leaves the run's stream where it was
     c = engine.Engine(_spec(tmp_path / "c"), dataset=digits)
