@@ -17,6 +17,8 @@ from .budgets import *  # noqa: F403
 from .scores import *  # noqa: F403
 from .dst import *  # noqa: F403
 
+from .compaction import compact  # noqa: E402  (not part of the oracle protocol: a tool on models)
+
 __version__ = "0.1.0"
 
 __all__ = [*gates.__all__, *regularizers.__all__, *thresholds.__all__, *masks.__all__, *schedules.__all__]

@@ -47,7 +47,10 @@ from __future__ import annotations
 
 from ._array import device_of, flat_size, namespace
 
-__all__ = ["zero_fraction", "weight_sparsity", "nonzero_weights", "architecture", "liveness", "summary"]
+__all__ = [
+    "zero_fraction", "weight_sparsity", "nonzero_weights", "architecture", "liveness", "activations_at_zero",
+    "flops", "summary",
+]
 
 
 def zero_fraction(arrays, /, *, xp=None):
@@ -110,12 +113,16 @@ def liveness(model):
         return []
     xp = namespace(None, w=first)
     dev = device_of(first)
+    padded_next = _padded_convs_next(layers)
+    constants = activations_at_zero(model) if any(n is not None for n in padded_next) else None
     live = xp.ones((shape[0],), dtype=xp.bool, device=dev)
     inputs, shapes = [], []
-    for ln, layer in layers:  # forward: live-in of every layer's input
+    for i, (ln, layer) in enumerate(layers):  # forward: live-in of every layer's input
         inputs.append(live)
         shapes.append(shape)
         live = _forward(layer, params[ln], live, shape, xp)
+        if padded_next[i] is not None:  # a nonzero constant that a zero-padded convolution reads varies with position
+            live = live | xp.any(constants[padded_next[i]] != 0, axis=(0, 2, 3))
         shape = tuple(layer.output_shape(shape))
     outs = [None] * len(layers)
     back = xp.ones(live.shape, dtype=xp.bool, device=dev)
@@ -132,6 +139,50 @@ def liveness(model):
             live_in = inputs[i + 1] if i + 1 < len(layers) else _forward(layer, params[ln], inputs[i], shapes[i], xp)
             result.append((ln, "conv", live_in, outs[i]))
     return result
+
+
+def _padded_convs_next(layers):
+    """For each convolution whose output channels the next weighted layer, a zero-padded convolution, reads
+    (through channel-wise layers): that convolution's index; else None."""
+    out = [None] * len(layers)
+    for i, (_, layer) in enumerate(layers):
+        if layer.kind != "conv":
+            continue
+        n = next((j for j in range(i + 1, len(layers)) if layers[j][1].kind is not None), None)
+        nxt = layers[n][1] if n is not None else None
+        if nxt is not None and nxt.kind == "conv" and _padding(nxt) != (0, 0):
+            out[i] = n
+    return out
+
+
+def _padding(layer):
+    p = layer.padding
+    return (int(p), int(p)) if isinstance(p, int) else tuple(int(v) for v in p)
+
+
+def activations_at_zero(model):
+    r"""The input of every layer when the network runs (test mode) on one all-zero example.
+
+    A unit that is not live-in computes the same value for every input, so its entry
+    here *is* that constant (its bias at most, through the activations, pooling and
+    normalization that follow): :func:`liveness` reads it where a zero-padded
+    convolution follows, :func:`refprune.compact` folds it into the next layer's bias.
+    Returns a list of arrays ``(1, *shape)``, one per layer, on the model's backend.
+    The layers' caches are left as they were.
+    """
+    shape = tuple(int(d) for d in model.config["input_shape"])
+    first = next(v for v in model.params().values())
+    xp = namespace(None, first=first)
+    x = xp.zeros((1, *shape), dtype=first.dtype, device=device_of(first))
+    out = []
+    for layer in model.layers.values():
+        out.append(x)
+        cache = layer._cache
+        try:
+            x = layer.forward(x, train=False)
+        finally:
+            layer._cache = cache
+    return out
 
 
 def _nonzero_map(layer, p, xp):
@@ -152,9 +203,16 @@ def _constant_outputs(layer, p, xp):
     return None
 
 
+def _selected(layer):
+    """The feature index of a :class:`~refprune.nn.SelectFeatures` layer, else None."""
+    return getattr(layer, "index", None)
+
+
 def _forward(layer, p, live, shape, xp):
     if layer.kind is not None:
         return xp.any(_nonzero_map(layer, p, xp) & live[:, None], axis=0)
+    if _selected(layer) is not None:  # a selected feature has its source's status
+        return xp.take(live, xp.asarray(layer.index, dtype=xp.int64, device=device_of(live)), axis=0)
     if len(shape) == 3 and len(layer.output_shape(shape)) == 1:  # flatten: a channel's status to its features
         c, h, w = shape
         return xp.reshape(xp.broadcast_to(live[:, None], (c, h * w)), (-1,))
@@ -165,10 +223,54 @@ def _forward(layer, p, live, shape, xp):
 def _backward(layer, p, live, shape, xp):
     if layer.kind is not None:
         return xp.any(_nonzero_map(layer, p, xp) & live[None, :], axis=1)
+    if _selected(layer) is not None:  # a feature is read when it is selected and its selection is read
+        position = {int(i): k for k, i in enumerate(layer.index)}
+        inverse = [position.get(i, len(position)) for i in range(int(shape[0]))]
+        padded = xp.concat([live, xp.zeros((1,), dtype=xp.bool, device=device_of(live))])
+        return xp.take(padded, xp.asarray(inverse, dtype=xp.int64, device=device_of(live)), axis=0)
     if len(shape) == 3 and len(layer.output_shape(shape)) == 1:  # flatten: a feature read reads its channel
-        return xp.any(xp.reshape(live, (shape[0], -1)), axis=1)
+        return xp.any(xp.reshape(live, (shape[0], shape[1] * shape[2])), axis=1)
     constant = _constant_outputs(layer, p, xp)
     return live if constant is None else live & ~constant
+
+
+def flops(model):
+    r"""Floating-point operations of one example's forward pass through the dense and conv layers.
+
+    The L0 paper's count (its ``count_expected_flops_and_l0``, here with every unit
+    the layer stores): a dense layer with ``n`` inputs and ``m`` outputs costs
+    :math:`(2n - 1)\,m` (+ :math:`m` with a bias); a convolution with ``n = in*kh*kw``
+    weights per filter, ``m`` filters and ``P`` output positions costs
+    :math:`P\,(2n - 1)\,m` (+ :math:`P m` with a bias). Zeros inside the arrays are
+    counted (this is the arithmetic a dense implementation does); activations, pooling
+    and normalization are not. The measure compaction reduces.
+
+    Returns
+    -------
+    dict
+        ``{"total": int, "by_layer": {name: int}}``.
+
+    Examples
+    --------
+    >>> from refprune import backends, measures
+    >>> from refprune.nn import build_model
+    >>> b = backends.get("numpy")
+    >>> model = build_model("mlp-300-100", input_shape=(64,), num_classes=10, backend=b, rng=b.rng(0))
+    >>> measures.flops(model)["by_layer"]  # (2*64 - 1)*300 + 300, ...
+    {'fc1': 38400, 'fc2': 60000, 'out': 2000}
+    """
+    shape = tuple(int(d) for d in model.config["input_shape"])
+    by_layer = {}
+    for ln, layer in model.layers.items():
+        out_shape = tuple(layer.output_shape(shape))
+        if layer.kind is not None:
+            w = layer.params["w"]
+            n = flat_size(w) // int(w.shape[1 if layer.kind == "dense" else 0])
+            m = int(w.shape[1 if layer.kind == "dense" else 0])
+            positions = 1 if layer.kind == "dense" else out_shape[1] * out_shape[2]
+            by_layer[ln] = positions * m * (2 * n - 1 + (1 if "b" in layer.params else 0))
+        shape = out_shape
+    return {"total": sum(by_layer.values()), "by_layer": by_layer}
 
 
 def architecture(model):

@@ -21,10 +21,11 @@ from .layers import (
     Layer,
     MaxPool2d,
     ReLU,
+    SelectFeatures,
     SoftInvert,
     Tanh,
 )
-from .models import PRESETS, Sequential, build_model, format_architecture, preset
+from .models import PRESETS, Sequential, build_like, build_model, describe, format_architecture, preset
 from .optim import adam, init_state, sgd
 from .train import Step, loss_and_grads, train_step
 
@@ -42,6 +43,7 @@ __all__ = [
     "ReLU",
     "Tanh",
     "Flatten",
+    "SelectFeatures",
     "BatchNorm1d",
     "SoftInvert",
     "HardInvert",
@@ -49,6 +51,8 @@ __all__ = [
     "L0Conv2d",
     "Sequential",
     "build_model",
+    "build_like",
+    "describe",
     "preset",
     "PRESETS",
     "format_architecture",

@@ -65,6 +65,9 @@ __all__ = [
     "batch_norm_grad",
     "flatten",
     "flatten_grad",
+    "feature_index",
+    "select_features",
+    "select_features_grad",
 ]
 
 
@@ -119,6 +122,13 @@ def _pair(name, value, *, minimum):
         msg = f"{name} must be >= {minimum} on both axes, got {name}={value!r}"
         raise ValueError(msg)
     return items
+
+
+def _size(x):
+    size = 1
+    for d in _shape(x):
+        size *= d
+    return size
 
 
 def _zeros(xp, shape, like):
@@ -368,7 +378,8 @@ def conv2d(x, w, b, /, *, stride=1, padding=0, xp=None):
     y : array, shape (N, O, Ho, Wo)
     """
     xp, kernel, stride, padding, (ho, wo) = _conv_args(x, w, b, stride, padding, xp, fn="conv2d")
-    y = delegate("conv2d", xp, x, w, b, stride=stride, padding=padding)
+    # an empty filter bank or input (a compacted layer that lost every channel) takes the reference path
+    y = delegate("conv2d", xp, x, w, b, stride=stride, padding=padding) if _size(w) and _size(x) else None
     if y is not None:
         return y
     n, c, o = int(x.shape[0]), int(x.shape[1]), int(w.shape[0])
@@ -453,7 +464,7 @@ def max_pool2d(x, /, *, kernel, stride=None, xp=None):
     y : array, shape (N, C, Ho, Wo) with :math:`H_o = \lfloor (H - k_h)/s_h \rfloor + 1`.
     """
     xp, kernel, stride, _ = _pool_args(x, kernel, stride, xp, fn="max_pool2d")
-    y = delegate("max_pool2d", xp, x, kernel=kernel, stride=stride)
+    y = delegate("max_pool2d", xp, x, kernel=kernel, stride=stride) if _size(x) else None  # empty: reference
     if y is not None:
         return y
     y = xp.max(_pool_windows(x, kernel, stride, xp), axis=1)  # (C, Ho, Wo, N)
@@ -793,3 +804,69 @@ def flatten_grad(x, dy, /, *, xp=None):
         size *= d
     _check_shape("dy", dy, (n, size), " (the shape of flatten's output)")
     return xp.reshape(dy, _shape(x))
+
+
+# ----------------------------------------------------------------------- feature selection
+
+
+def feature_index(index, /, *, n, like, xp=None):
+    """``index`` (strictly increasing ints in ``[0, n)``) as an int64 array on ``like``'s device.
+
+    What :func:`select_features` takes; a layer converts its index once and keeps it.
+    """
+    xp = namespace(xp, like=like)
+    index = [int(i) for i in index]
+    if any(b <= a for a, b in zip(index, index[1:])) or (index and (index[0] < 0 or index[-1] >= n)):
+        shown = f"{index[:8]}{'...' if len(index) > 8 else ''}"
+        msg = f"index must be strictly increasing feature numbers in [0, {n}), got index={shown}"
+        raise ValueError(msg)
+    return xp.asarray(index, dtype=xp.int64, device=device_of(like))
+
+
+def select_features(x, /, *, index, xp=None):
+    r"""The features ``index`` of every example: ``(N, n) -> (N, len(index))``.
+
+    .. math:: y_{n,k} = x_{n, \mathrm{index}_k}
+
+    ``index``: strictly increasing ints in ``[0, n)``, as a sequence or as the int
+    array :func:`feature_index` makes of it. A compacted network reads only the
+    features that are alive (:mod:`refprune.compaction`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refprune.nn import functional as F
+    >>> F.select_features(np.array([[1.0, 2.0, 3.0]]), index=[0, 2])
+    array([[1., 3.]])
+    """
+    xp = namespace(xp, x=x)
+    _check_ndim("x", x, 2, "(batch, features)")
+    if not hasattr(index, "dtype"):
+        index = feature_index(index, n=int(x.shape[1]), like=x, xp=xp)
+    return xp.take(x, index, axis=1)
+
+
+def select_features_grad(x, dy, /, *, index, xp=None):
+    r"""Gradient of :func:`select_features`: ``dy`` put back at the selected features, 0 elsewhere.
+
+    .. math:: dx_{n,i} = dy_{n,k} \text{ where } i = \mathrm{index}_k, \text{ else } 0
+
+    ``index`` is a sequence of ints here. Written as a ``take`` from ``dy`` with a zero
+    column appended (no scatter, so immutable arrays work).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refprune.nn import functional as F
+    >>> F.select_features_grad(np.zeros((1, 3)), np.array([[5.0, 7.0]]), index=[0, 2])
+    array([[5., 0., 7.]])
+    """
+    xp = namespace(xp, x=x, dy=dy)
+    _check_ndim("x", x, 2, "(batch, features)")
+    n, index = int(x.shape[1]), [int(i) for i in index]
+    feature_index(index, n=n, like=x, xp=xp)
+    _check_shape("dy", dy, (int(x.shape[0]), len(index)), " (the shape of select_features' output)")
+    position = {i: k for k, i in enumerate(index)}
+    inverse = [position.get(i, len(index)) for i in range(n)]
+    padded = xp.concat([dy, _zeros(xp, (int(dy.shape[0]), 1), dy)], axis=1)
+    return xp.take(padded, xp.asarray(inverse, dtype=xp.int64, device=device_of(dy)), axis=1)

@@ -56,6 +56,7 @@ __all__ = [
     "ReLU",
     "Tanh",
     "Flatten",
+    "SelectFeatures",
     "BatchNorm1d",
     "SoftInvert",
     "HardInvert",
@@ -288,6 +289,44 @@ class Flatten(Layer):
 
     def output_shape(self, shape):
         return (math.prod(int(d) for d in shape),)
+
+
+class SelectFeatures(Layer):
+    """Keep the features ``index`` of ``(n, features)``: ``y = x[:, index]``.
+
+    A compacted network (:func:`refprune.compact`) reads through it the features of a
+    flattened feature map (or of the input) that are alive; ``index`` is a tuple of
+    strictly increasing ints.
+    """
+
+    def __init__(self, index):
+        super().__init__()
+        self.index = tuple(int(i) for i in index)
+        self._arrays = {}
+
+    def _index(self, x):
+        xp = namespace(None, x=x)
+        key = (xp.__name__, str(getattr(x, "device", "")))
+        if key not in self._arrays:
+            self._arrays[key] = F.feature_index(self.index, n=int(x.shape[1]), like=x, xp=xp)
+        return self._arrays[key]
+
+    def forward(self, x, *, train=False, rng=None):
+        self._cache = x
+        return F.select_features(x, index=self._index(x))
+
+    def backward(self, dy, *, input_grad=True):
+        return F.select_features_grad(self._cached(), dy, index=self.index)
+
+    def output_shape(self, shape):
+        if len(shape) != 1 or (self.index and self.index[-1] >= int(shape[0])):
+            need = max(self.index, default=-1) + 1
+            msg = f"SelectFeatures needs (features,) inputs with at least {need} features, got {tuple(shape)}"
+            raise ValueError(msg)
+        return (len(self.index),)
+
+    def __repr__(self):
+        return f"SelectFeatures({len(self.index)} features)"
 
 
 class HardInvert(Layer):

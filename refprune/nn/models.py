@@ -69,12 +69,14 @@ from .layers import (
     L0Dense,
     MaxPool2d,
     ReLU,
+    SelectFeatures,
     SoftInvert,
     Tanh,
     dtype_name,
 )
 
-__all__ = ["Sequential", "build_model", "preset", "Preset", "PRESETS", "INITS", "NORMS", "format_architecture"]
+__all__ = ["Sequential", "build_model", "build_like", "describe", "preset", "Preset", "PRESETS", "INITS", "NORMS",
+           "format_architecture"]
 
 INITS = ("glorot-uniform", "glorot-normal", "he-normal", "torch-uniform", "bernoulli")
 NORMS = ("batch-norm", "soft-invert", "hard-invert", "none")
@@ -433,17 +435,18 @@ class _Builder:
         else:
             self.add(name, Dense(w, b))
 
-    def conv(self, name, n_out, kernel, *, padding, bias=True):
+    def conv(self, name, n_out, kernel, *, padding, bias=True, stride=1):
         c, h, w_ = self.shape
-        shape = (n_out, c, kernel, kernel)
-        fan_in, fan_out = c * kernel * kernel, n_out * kernel * kernel
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else (int(kernel[0]), int(kernel[1]))
+        shape = (n_out, c, kh, kw)
+        fan_in, fan_out = c * kh * kw, n_out * kh * kw
         w = _init_weight(self.rng, self.init, shape, fan_in, fan_out, self.dtype, **self.init_kw)
         b = self._zeros(n_out) if bias else None
         if self.l0:
             log_alpha, kwargs = self._l0_kwargs(n_out)
-            self.add(name, L0Conv2d(w, b, log_alpha, padding=padding, input_hw=(h, w_), **kwargs))
+            self.add(name, L0Conv2d(w, b, log_alpha, stride=stride, padding=padding, input_hw=(h, w_), **kwargs))
         else:
-            self.add(name, Conv2d(w, b, padding=padding))
+            self.add(name, Conv2d(w, b, stride=stride, padding=padding))
 
 
 _L0_OPTIONS = ("lam", "weight_decay", "droprate_init", "temperature", "local_rep")
@@ -654,3 +657,111 @@ def _binary_mlp(b, num_classes, options):
             b.add(f"inv{i}", SoftInvert(b.rng.uniform((1,), b.dtype)))
         elif norm == "hard-invert":
             b.add(f"inv{i}", HardInvert())
+
+
+# ---------------------------------------------------------------------- any stack of layers
+
+#: The layer ``type`` of :func:`describe` for each layer class (a gated layer is its plain kind).
+LAYER_TYPES = {
+    Dense: "dense", L0Dense: "dense", Conv2d: "conv", L0Conv2d: "conv", MaxPool2d: "max_pool", ReLU: "relu",
+    Tanh: "tanh", Flatten: "flatten", SelectFeatures: "select", BatchNorm1d: "batch_norm",
+    SoftInvert: "soft_invert", HardInvert: "hard_invert",
+}
+
+
+def describe(model):
+    """The layers of ``model`` as JSON-able dicts, in order: what the ``sequential`` preset builds from.
+
+    Each dict has ``name`` and ``type`` (:data:`LAYER_TYPES`) and the layer's geometry:
+    ``out`` and ``bias`` (dense, conv), ``kernel``, ``stride``, ``padding`` (conv),
+    ``kernel``, ``stride`` (max_pool), ``index`` (select), ``momentum``, ``eps``
+    (batch_norm). Gates are not described: ``build_model(..., l0=True)`` gates every
+    dense and conv layer.
+
+    Examples
+    --------
+    >>> from refprune import backends
+    >>> from refprune.nn import build_model, describe
+    >>> b = backends.get("numpy")
+    >>> model = build_model("mlp-300-100", input_shape=(64,), num_classes=10, backend=b, rng=b.rng(0))
+    >>> [layer["type"] for layer in describe(model)]
+    ['dense', 'relu', 'dense', 'relu', 'dense']
+    >>> again = build_model("sequential", input_shape=(64,), num_classes=10, backend=b, rng=b.rng(0),
+    ...                     layers=describe(model))
+    >>> describe(again) == describe(model)
+    True
+    """
+    out = []
+    for name, layer in model.layers.items():
+        kind = LAYER_TYPES.get(type(layer))
+        if kind is None:
+            msg = f"describe knows the layers {sorted(set(LAYER_TYPES.values()))}; layer {name} is {type(layer).__name__}"
+            raise TypeError(msg)
+        spec = {"name": name, "type": kind}
+        if kind in ("dense", "conv"):
+            spec["out"] = int(layer.params["w"].shape[1 if kind == "dense" else 0])
+            spec["bias"] = "b" in layer.params
+        if kind == "conv":
+            spec["kernel"] = [int(d) for d in layer.params["w"].shape[2:]]
+            spec["stride"], spec["padding"] = layer.stride, layer.padding
+        elif kind == "max_pool":
+            spec["kernel"], spec["stride"] = layer.kernel, layer.stride
+        elif kind == "select":
+            spec["index"] = list(layer.index)
+        elif kind == "batch_norm":
+            spec["momentum"], spec["eps"] = layer.momentum, layer.eps
+        out.append(spec)
+    return out
+
+
+def build_like(config, *, backend, rng, **changes):
+    """A new network of the architecture ``config`` describes (a model's ``config``), parameters from ``rng``.
+
+    ``changes`` override entries (``dtype=``, ``l0=``) or options (``lam=``, ...).
+    """
+    config = {**config, **{k: v for k, v in changes.items() if k in ("dtype", "l0")}}
+    options = {**config.get("options", {}), **{k: v for k, v in changes.items() if k not in ("dtype", "l0")}}
+    return build_model(config["preset"], input_shape=config["input_shape"], num_classes=config["num_classes"],
+                       backend=backend, rng=rng, dtype=config.get("dtype", "float32"), l0=config.get("l0", False),
+                       **options)
+
+
+@preset("sequential", summary="any stack of the layers of refprune.nn, listed in options['layers'] "
+        "(refprune.nn.describe); what refprune.compact returns", options=("layers", "init"))
+def _sequential(b, num_classes, options):
+    """The layers of ``options["layers"]`` (dicts of :func:`describe`), parameters drawn as the presets do."""
+    layers = options.get("layers")
+    if not isinstance(layers, (list, tuple)) or not layers:
+        msg = ("preset 'sequential' needs layers=[{'name': ..., 'type': ...}, ...] (refprune.nn.describe(model)); "
+               "it is the architecture of a compacted network: load one with --init-from FILE")
+        raise ValueError(msg)
+    for spec in layers:
+        name, kind = spec.get("name"), spec.get("type")
+        if kind == "dense":
+            if len(b.shape) != 1:
+                msg = f"sequential: dense layer {name} needs (features,) inputs, got {b.shape}; add a flatten layer"
+                raise ValueError(msg)
+            b.dense(name, int(spec["out"]), bias=bool(spec.get("bias", True)))
+        elif kind == "conv":
+            b.conv(name, int(spec["out"]), spec["kernel"], padding=int(spec.get("padding", 0)),
+                   bias=bool(spec.get("bias", True)), stride=int(spec.get("stride", 1)))
+        elif kind == "max_pool":
+            b.add(name, MaxPool2d(int(spec["kernel"]), int(spec.get("stride", spec["kernel"]))))
+        elif kind == "batch_norm":
+            width = b.shape[0]
+            ones = b.backend.asarray([1.0] * width, dtype=b.dtype)
+            b.add(name, BatchNorm1d(ones, b._zeros(width), b._zeros(width), ones,
+                                    momentum=spec.get("momentum", 0.1), eps=spec.get("eps", 1e-5)))
+        elif kind == "select":
+            b.add(name, SelectFeatures(spec["index"]))
+        elif kind == "soft_invert":
+            b.add(name, SoftInvert(b.rng.uniform((1,), b.dtype)))
+        else:
+            simple = {"relu": ReLU, "tanh": Tanh, "flatten": Flatten, "hard_invert": HardInvert}
+            if kind not in simple:
+                msg = f"sequential: layer {name} has unknown type {kind!r}; types: {sorted(set(LAYER_TYPES.values()))}"
+                raise ValueError(msg)
+            b.add(name, simple[kind]())
+    if b.shape != (num_classes,):
+        msg = f"sequential: the last layer outputs {b.shape}, but num_classes={num_classes}"
+        raise ValueError(msg)
