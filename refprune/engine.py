@@ -20,7 +20,8 @@ A method is its algorithm; everything around it is here, written once:
   resuming continues the same trajectory, to the bit on NumPy;
 * the files of a run: ``result.json`` (the keys every method reports, the measures of
   :mod:`refprune.measures`, the versions and threads that produced it),
-  ``metrics.csv`` and ``plot.png``.
+  ``metrics.csv``, ``plot.png`` and ``final.npz`` (the network the result describes, as
+  deployed: what ``refprune compact`` and ``refprune export`` read).
 
 Random streams. ``eng.rng`` is the run's generator, seeded with the run's seed: a
 method with one training phase builds its model and trains from it (the same numbers
@@ -116,6 +117,9 @@ class RunSpec:
     ``resume``: a run folder or its ``checkpoint.npz``. ``overwrite``: replace what a
     folder holds (a run is otherwise never written over another run's files).
     ``checkpoint_every``: epochs between checkpoints (0: only at the end of a phase).
+    ``init_from``: a weights file (a run folder's ``final.npz``, a compacted ``model.npz``,
+    a torch ``.pt`` state_dict or ``.safetensors``) the tracked model starts from
+    (:meth:`Engine.track`).
     ``subset``: use only the first N examples of each split (0: all). ``threads``: cap
     the BLAS / torch thread pools at N for the run (None: leave them as they are).
     """
@@ -134,6 +138,7 @@ class RunSpec:
     stream: str = "reference"
     out: str | None = None
     resume: str | None = None
+    init_from: str | None = None
     overwrite: bool = False
     quiet: bool = False
     threads: int | None = None
@@ -463,7 +468,15 @@ class Engine:
         return self._streams[name]
 
     def track(self, model, name="model"):
-        """Register ``model`` for checkpoints; when resuming, load its stored state into it. Returns ``model``."""
+        """Register ``model`` for checkpoints; when resuming, load its stored state into it. Returns the model to use.
+
+        With ``spec.init_from``, the network named ``"model"`` starts from that file's
+        weights (:func:`refprune.io.init_model`); a compacted network brings its own
+        architecture, and the model returned is then that network (methods train what
+        ``track`` returns).
+        """
+        if self.spec.init_from and name == "model":
+            model = io.init_model(model, self.spec.init_from, backend=self.backend, rng=self.rng_for("init-from"))
         self._models[name] = model
         if self._ckpt is not None and name in self._ckpt.config["networks"]:
             self._restore(model, name)
@@ -701,6 +714,19 @@ class Engine:
                            rng_state=rng_state, step=self.steps, config=config, extra=extra_arrays)
         self._good = (f"{position['phase']}, epoch {position['epoch']}", self.checkpoint_file)
 
+    def _save_final(self, model):
+        """Write ``final.npz``: the network this run's result describes, as ``finish`` got it.
+
+        Its parameters as they are at that moment (inside ``model.using(...)`` for a
+        method that deploys transformed weights: RVSM's ``u``, the binarized weights),
+        its buffers and masks, in the checkpoint schema (one network, ``model``; no
+        optimizer state, so it does not resume). ``refprune compact`` and ``refprune
+        export`` read it, ``--init-from`` starts from it: every method, present or
+        registered later, records its deployed network here by calling ``finish``.
+        """
+        io.save_model(os.path.join(self.out, io.FINAL), model, config={"run": self.spec.config(), "final": True})
+        return io.FINAL
+
     def evaluate(self, model, split="val", *, batch_size=1000):
         """``(loss, accuracy)`` of ``model`` on the ``"train"``, ``"val"`` or ``"test"`` split (test mode)."""
         if split not in ("train", "val", "test"):
@@ -745,6 +771,7 @@ class Engine:
             else:
                 result["plot_skipped"] = reason
                 _warn_once(f"plot.png skipped: {reason}")
+        files["final"] = self._save_final(model)
         if os.path.exists(self.checkpoint_file):
             files["checkpoint"] = CHECKPOINT
         result["files"] = files

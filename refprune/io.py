@@ -439,3 +439,18 @@ def _state_from_manifest(section, entries, arrays):
         else:
             raise ValueError(f"unknown {section} entry kind {kind!r}")
     return state
+
+
+# Weights for and from other frameworks (torch state_dicts, safetensors) and a model's own file: io_interop.
+from .io_interop import (  # noqa: E402
+    FINAL,
+    init_model,
+    load_weights,
+    read_network,
+    save_model,
+    save_safetensors,
+    save_torch,
+    torch_module,
+    torch_names,
+    torch_state_dict,
+)

@@ -241,7 +241,8 @@ def flops(model):
     the layer stores): a dense layer with ``n`` inputs and ``m`` outputs costs
     :math:`(2n - 1)\,m` (+ :math:`m` with a bias); a convolution with ``n = in*kh*kw``
     weights per filter, ``m`` filters and ``P`` output positions costs
-    :math:`P\,(2n - 1)\,m` (+ :math:`P m` with a bias). Zeros inside the arrays are
+    :math:`P\,(2n - 1)\,m` (+ :math:`P m` with a bias; a layer left with no inputs,
+    :math:`n = 0`, costs its bias at most). Zeros inside the arrays are
     counted (this is the arithmetic a dense implementation does); activations, pooling
     and normalization are not. The measure compaction reduces.
 
@@ -264,11 +265,10 @@ def flops(model):
     for ln, layer in model.layers.items():
         out_shape = tuple(layer.output_shape(shape))
         if layer.kind is not None:
-            w = layer.params["w"]
-            n = flat_size(w) // int(w.shape[1 if layer.kind == "dense" else 0])
-            m = int(w.shape[1 if layer.kind == "dense" else 0])
+            w = [int(d) for d in layer.params["w"].shape]
+            n, m = (w[0], w[1]) if layer.kind == "dense" else (w[1] * w[2] * w[3], w[0])
             positions = 1 if layer.kind == "dense" else out_shape[1] * out_shape[2]
-            by_layer[ln] = positions * m * (2 * n - 1 + (1 if "b" in layer.params else 0))
+            by_layer[ln] = positions * m * (max(2 * n - 1, 0) + (1 if "b" in layer.params else 0))
         shape = out_shape
     return {"total": sum(by_layer.values()), "by_layer": by_layer}
 

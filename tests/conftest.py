@@ -82,3 +82,31 @@ def alive_in_dense_chain():
         return [int((i & o).sum()) for i, o in zip(live_in[:-1], live_out[:-1])]
 
     return alive
+
+
+#: Short runs on digits, in float64, with settings that remove units, for the tests of every
+#: method's final network (compaction, export); a method registered later runs with its defaults.
+#: (Two epochs close no L0 gate: the gated layers' compaction is tested on random gates.)
+SHORT_RUN = {"data": "digits", "subset": 200, "epochs": 2, "dtype": "float64", "quiet": True, "threads": 1}
+METHOD_SETTINGS = {
+    "rvsm": {"lam": 2e-3},
+    "magnitude": {"model": "mlp-300-100", "criteria": "weight,unit", "tolerance": 1.0},
+    "lottery": {"rounds": 2, "dense_rate": 0.5, "criterion": "unit"},
+    "binary": {"hidden": "64", "on_values": "1"},
+}
+
+
+@pytest.fixture(scope="session")
+def method_run(tmp_path_factory):
+    """``method_run(name) -> result``: the method's short run (:data:`SHORT_RUN`), run once per session."""
+    from refprune import methods
+
+    done = {}
+
+    def get(name):
+        if name not in done:
+            out = tmp_path_factory.mktemp(f"run-{name}")
+            done[name] = methods.run(name, out=str(out), overwrite=True, **SHORT_RUN, **METHOD_SETTINGS.get(name, {}))
+        return done[name]
+
+    return get

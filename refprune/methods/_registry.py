@@ -206,6 +206,9 @@ COMMON_OPTIONS = (
            "settings>)", type=str, metavar="DIR"),
     Option("resume", None, "continue the run in this folder (or from this checkpoint.npz)", type=str,
            metavar="RUN"),
+    Option("init_from", None, "start from the weights in FILE: a run folder or its final.npz, a compacted model.npz "
+           "(refprune compact; its architecture replaces the preset's), a torch .pt state_dict or .safetensors "
+           "(names: see the README's interop section)", type=str, metavar="FILE"),
     Option("overwrite", False, "replace the files of a run already in --out"),
     Option("quiet", False, "no progress bars"),
     Option("threads", 1, "BLAS / torch threads; 1 is fastest for these small models on a few cores (measured: "
@@ -227,6 +230,17 @@ class Method:
     defaults: dict
     options: tuple
     sparsity_option: str | None = None
+    inputs: object = None
+
+    def prepare(self, dataset, options, *, backend, dtype):
+        """The data as the method's network reads it (its ``inputs`` hook; the data itself without one).
+
+        ``options``: the method's options as attributes (a run's ``o``) or a dict.
+        """
+        if self.inputs is None:
+            return dataset
+        o = SimpleNamespace(**options) if isinstance(options, dict) else options
+        return self.inputs(dataset, o, backend=backend, dtype=dtype)
 
     def option(self, name):
         return next(o for o in self.options if o.name == name)
@@ -237,14 +251,17 @@ METHODS: dict[str, Method] = {}
 _LOADED = False
 
 
-def register_method(name, *, summary, defaults, options=(), doc=None, sparsity_option=None):
+def register_method(name, *, summary, defaults, options=(), doc=None, sparsity_option=None, inputs=None):
     """Register the decorated ``run(eng, o)`` as method ``name`` (see the module docstring).
 
     ``defaults`` fills ``model``, ``epochs``, ``batch_size`` and ``lr`` when a run does
     not set them; ``options`` are the method's own :class:`Option` s; ``doc`` defaults
     to the module's docstring (the method's ``--help``); ``sparsity_option`` names the
     option that sets the method's target sparsity, if it has one (``refprune sweep
-    --sparsity`` sets it).
+    --sparsity`` sets it). ``inputs(dataset, o, *, backend, dtype) -> dataset``, for a
+    method whose network reads transformed data (binary's binarized pixels): the method
+    applies it in ``run``, and tools that evaluate the run's network later (``refprune
+    compact``, ``refprune export``) apply it too.
     """
     missing = {"model", "epochs", "batch_size", "lr"} - set(defaults)
     if missing:
@@ -253,7 +270,7 @@ def register_method(name, *, summary, defaults, options=(), doc=None, sparsity_o
 
     def register(fn):
         text = doc if doc is not None else (import_module(fn.__module__).__doc__ or "")
-        METHODS[name] = Method(name, fn, summary, text, dict(defaults), tuple(options), sparsity_option)
+        METHODS[name] = Method(name, fn, summary, text, dict(defaults), tuple(options), sparsity_option, inputs)
         return fn
 
     return register

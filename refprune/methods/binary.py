@@ -338,12 +338,21 @@ def _sweep(eng, model, names, split, on_values, **kw):
     return rows
 
 
+def network_inputs(dataset, o, *, backend, dtype):
+    """The data as the network reads it: every split's pixels binarized (>= 0.5 -> 1, else 0) unless
+    ``--no-binarize-input`` (the method's ``inputs`` hook)."""
+    if not o.binarize_input:
+        return dataset
+    return replace(dataset, **{f"x_{k}": _binary_inputs(backend, getattr(dataset, f"x_{k}"), dtype)
+                               for k in ("train", "val", "test")})
+
+
 # ---------------------------------------------------------------------------------- the run
 
 
 @register_method("binary", summary="weight-invariant self-pruning binarized nets: weights on/off, straight-through "
                  "updates", defaults={"model": "binary-mlp", "epochs": 30, "batch_size": 32, "lr": 0.002},
-                 options=OPTIONS)
+                 options=OPTIONS, inputs=network_inputs)
 def run(eng, o):
     """Train a binarized ``binary-mlp`` (straight-through), sweep the "on" value, report the binarized network."""
     spec = eng.spec
@@ -358,9 +367,7 @@ def run(eng, o):
     names = binarized_names(model, bias=o.bias)
     weights = [n for n in names if n.endswith(".w")]
     layers = [n.split(".")[0] for n in weights]
-    if o.binarize_input:
-        eng.dataset = replace(ds, **{f"x_{k}": _binary_inputs(eng.backend, getattr(ds, f"x_{k}"), spec.dtype)
-                                     for k in ("train", "val", "test")})
+    eng.dataset = network_inputs(ds, o, backend=eng.backend, dtype=spec.dtype)
     eval_kw = {"batch_size": o.eval_batch_size, "bn_eval": o.bn_eval}
 
     def step(m, update, opt_state, xb, yb, *, rng):

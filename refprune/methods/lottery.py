@@ -77,7 +77,7 @@ from functools import partial
 from refprune import criteria, engine
 from refprune._array import flat_size
 from refprune.measures import nonzero_weights, weight_sparsity
-from refprune.nn import build_model, train
+from refprune.nn import build_like, build_model, train
 from refprune.budgets import layer_densities
 from refprune.schedules import imp_sparsity
 
@@ -266,7 +266,7 @@ def run(eng, o):
                 raise ValueError(msg)
             x["tickets"].append(record(model, r, result))
         if r > 0 and o.control and len(x["controls"]) < r:
-            control = build(rng=eng.rng_for(f"control init {r}"))
+            control = build_like(model.config, backend=eng.backend, rng=eng.rng_for(f"control init {r}"))
             control.set_masks(model.masks())
             x["controls"].append(record(control, r, fit(control, f"round {r} control")))
 
