@@ -89,6 +89,7 @@ import io as _stdio
 import json
 import os
 import pickle
+import warnings
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -196,7 +197,9 @@ def _read_torch(path):
     import torch
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about protocols before it refuses a foreign pickle
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         msg = (f"{path}: not a plain torch state_dict: torch.load(weights_only=True) refused it ({first}); save "
@@ -499,6 +502,7 @@ def torch_module(model, *, prune=True, dtype=None):
     """
     import torch
     from torch import nn
+    from torch.nn.utils import prune as torch_prune
 
     from .nn.models import describe
 
@@ -544,7 +548,7 @@ def torch_module(model, *, prune=True, dtype=None):
         if prune:
             for key in layer.masks:
                 name = {"w": "weight", "b": "bias"}.get(key, key)
-                torch.nn.utils.prune.identity(module, name)
+                torch_prune.identity(module, name)
         modules.append((spec["name"], module))
         shape = tuple(layer.output_shape(shape))
     net = nn.Sequential(OrderedDict(modules))

@@ -717,10 +717,13 @@ def describe(model):
 def build_like(config, *, backend, rng, **changes):
     """A new network of the architecture ``config`` describes (a model's ``config``), parameters from ``rng``.
 
-    ``changes`` override entries (``dtype=``, ``l0=``) or options (``lam=``, ...).
+    ``changes`` override entries (``dtype=``, ``l0=``) or options (``lam=``, ...); with
+    ``l0=False`` the gate settings of a gated network's config are dropped.
     """
     config = {**config, **{k: v for k, v in changes.items() if k in ("dtype", "l0")}}
     options = {**config.get("options", {}), **{k: v for k, v in changes.items() if k not in ("dtype", "l0")}}
+    if not config.get("l0", False):  # a plain network of a gated one's architecture: no gate settings
+        options = {k: v for k, v in options.items() if k not in _L0_OPTIONS}
     return build_model(config["preset"], input_shape=config["input_shape"], num_classes=config["num_classes"],
                        backend=backend, rng=rng, dtype=config.get("dtype", "float32"), l0=config.get("l0", False),
                        **options)
