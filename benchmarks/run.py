@@ -31,6 +31,8 @@ switched off (``refprune._dispatch.reference_only``), once, for scale.
 6. ``nm_mask`` (2:4) and ``block_mask`` (4x4 tiles, l1, 50%) on 50M float32 weights vs the
    straightforward torch code (``topk`` per group; ``avg_pool2d`` + ``topk`` +
    ``repeat_interleave``): time, and extra peak memory in fresh subprocesses.
+7. ``compact``: inference of the compacted L0 LeNet-5 and lottery MLP (digits, the methods'
+   defaults) against the masked dense networks in refprune and in torch eager, batch 1 and 256.
 """
 
 from __future__ import annotations
@@ -843,6 +845,108 @@ def bench_block(args):
     return _bench_pattern(args, "block")
 
 
+# --------------------------------------------------------------------------- 7. compaction
+
+
+def _compact_source(args, method, given):
+    """The final network of ``method``'s default run on digits: from ``given`` (a run folder), else a run
+    trained here with the method's defaults (kept under runs/benchmarks-compact/ and reused)."""
+    from refprune import methods
+
+    if given:
+        return given, "loaded"
+    settings = ({"epochs": 10, "rounds": 3} if method == "lottery" else {"epochs": 10}) if args.quick else {}
+    out = Path("runs") / ("benchmarks-compact-quick" if args.quick else "benchmarks-compact") / method
+    how = f"with the defaults but {settings}" if settings else "with the method's defaults"
+    if (out / "final.npz").exists():
+        return str(out), f"reused, trained earlier {how}"
+    methods.run(method, data="digits", quiet=True, threads=1, out=str(out), overwrite=True, **settings)  # as refprune run
+    return str(out), f"trained here {how}"
+
+
+def bench_compact(args):
+    """Inference of the compacted network vs the masked dense one (refprune, NumPy) and torch eager.
+
+    The L0 LeNet-5 and the lottery-ticket MLP of the methods' default runs on digits, batch 1 and
+    256, float32, one thread each (these networks are small; on a loaded machine more threads only
+    add stalls). Contenders: the run's network as it is (masks applied and L0 gates computed at
+    every call, as torch.nn.utils.prune's hooks do), the same dense arrays with the zeros baked in
+    (what the FLOP count describes), the compacted network, and torch eager on the baked dense
+    network. The goal: a speed-up over the baked dense network of at least 70% of the FLOP
+    reduction, i.e. FLOP reduction / speed-up <= 1/0.7.
+    """
+    from refprune import backends, compact, measures
+    from refprune._array import trusted
+    from refprune.cli_compact import load_run_network, run_test_data
+    from refprune.io import torch_module, torch_state_dict
+    from refprune.nn import build_like
+
+    torch = _torch()
+    out = {"name": "compaction: inference time", "rows": {}, "ratios": {}, "targets": {}, "notes": [],
+           "what": "refprune on the NumPy backend (argument checks off, as in training), torch eager under no_grad; "
+           "float32, 1 thread each; times per forward pass"}
+    target = 1 / 0.7
+    numpy_backend = backends.get("numpy")
+    _limit_threads(1)
+    try:
+        for method, given, label in (("l0", args.l0_run, "L0 LeNet-5"), ("lottery", args.lottery_run, "lottery MLP")):
+            folder, how = _compact_source(args, method, given)
+            model, info = load_run_network(folder, backend=numpy_backend)
+            baked = build_like(model.config, backend=numpy_backend, rng=numpy_backend.rng(0), l0=False)
+            baked.set_params(model.effective_params())
+            small = compact(model)
+            ds = run_test_data(info["run"], backend=numpy_backend, dtype=model.dtype)
+            flops = measures.flops(model)["total"], measures.flops(small)["total"]
+            arch = measures.architecture(model)
+            out["notes"].append(f"{label} ({folder}, {how}): architecture {measures._join(arch['before'])} -> "
+                                f"{measures._join(arch['after'])}, FLOPs {flops[0]} -> {flops[1]} "
+                                f"({flops[0] / flops[1]:.2f}x fewer)")
+            net = None
+            if torch is not None:
+                net = torch_module(model, prune=False).eval()
+                net.load_state_dict(torch_state_dict(model, masks="baked"))
+            for batch in (1, 256):
+                x = ds.x_test[:batch].astype(model.dtype)
+                diff = float(np.max(np.abs(model(x) - small(x))))
+                inner = max(1, (200 if batch == 1 else 10) // (4 if args.quick else 1))
+
+                def run(m, x=x, inner=inner):
+                    with trusted():
+                        for _ in range(inner):
+                            m(x)
+
+                contenders = {"refprune masked (masks and gates applied per call)": functools.partial(run, model),
+                              "refprune dense, zeros baked in": functools.partial(run, baked),
+                              "refprune compacted": functools.partial(run, small)}
+                if net is not None:
+                    def eager(tx=torch.from_numpy(x), inner=inner):
+                        with torch.no_grad():
+                            for _ in range(inner):
+                                net(tx)
+
+                    contenders["torch eager, dense with zeros baked in"] = eager
+                rounds = 5 if args.quick else 15
+                times = race({k: (fn, rounds) for k, fn in contenders.items()}, rounds=rounds, warmup=1)
+                times = {f"{label}, batch {batch}: {k}": [t / inner for t in v] for k, v in times.items()}
+                out["rows"].update(_rows(times))
+                t = {k.rsplit(": ", 1)[1]: median(v) for k, v in times.items()}
+                speedup = _ratio(t["refprune dense, zeros baked in"], t["refprune compacted"])
+                key = f"{label}, batch {batch}: FLOP reduction / speed-up"
+                out["ratios"][key] = (flops[0] / flops[1]) / speedup
+                out["targets"][key] = target
+                if "torch eager, dense with zeros baked in" in t:
+                    out["ratios"][f"{label}, batch {batch}: refprune compacted / torch eager dense"] = _ratio(
+                        t["refprune compacted"], t["torch eager, dense with zeros baked in"])
+                out["notes"].append(
+                    f"{label}, batch {batch}: speed-up {speedup:.2f}x over the baked dense network "
+                    f"({_ratio(t['refprune masked (masks and gates applied per call)'], t['refprune compacted']):.2f}x "
+                    f"over the masked one) for {flops[0] / flops[1]:.2f}x fewer FLOPs; the logits differ by at most "
+                    f"{diff:.2g} (float32)")
+    finally:
+        _limit_threads(THREADS)
+    return out
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -954,12 +1058,16 @@ def main(argv=None):
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: magnitude, global, hard-concrete, mlp, lenet5, gpu (= gpu-l0, gpu-masks), nm, block",
+        help="comma-separated subset: magnitude, global, hard-concrete, mlp, lenet5, gpu (= gpu-l0, gpu-masks), nm, block, compact",
     )
     parser.add_argument("--gpu-dry-run", action="store_true",
                         help="run the GPU benchmarks on the CPU (torch and numpy, tiny sizes) to check their code")
     parser.add_argument("--gpu-mask-sizes", default=None, metavar="N[,N...]",
                         help="weights per array of the GPU mask benchmarks (default 1e8,1e9; --quick 1e7,1e8)")
+    parser.add_argument("--l0-run", default=None, metavar="DIR",
+                        help="compact: the L0 LeNet-5 run to use (default: train one with refprune run l0's defaults)")
+    parser.add_argument("--lottery-run", default=None, metavar="DIR",
+                        help="compact: the lottery MLP run to use (default: train one with the defaults)")
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.out is None:
@@ -983,6 +1091,7 @@ def main(argv=None):
         ("gpu-masks", bench_gpu_masks),
         ("nm", bench_nm),
         ("block", bench_block),
+        ("compact", bench_compact),
     ]
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     failed = 0

@@ -64,18 +64,11 @@ def _out_folder(args, default_name, files):
 def load_run_network(path, *, backend):
     """``(model, info)``: the network in ``path`` (a run folder, its final.npz, or a compacted model.npz) rebuilt
     on ``backend``, and ``info`` = ``{"file", "run", "method"}`` (``run`` the run's config when recorded)."""
-    from refprune import backends, io, io_interop
-    from refprune.nn import build_like
+    from refprune import io, io_interop
 
     file = io_interop.resolve(path)
     ckpt = io.load_checkpoint(file) if file.suffix == ".npz" else None
-    _, _, network, _ = io.read_network(file)
-    if network is None:
-        msg = f"{file}: no network description in it; compact and export read refprune files (final.npz, model.npz)"
-        raise ValueError(msg)
-    b = backends.get(backend) if isinstance(backend, str) else backend
-    model = build_like(network, backend=b, rng=b.rng(0))
-    io.load_weights(model, file)
+    model = io.load_model(file, backend=backend)
     config = (ckpt.config or {}) if ckpt is not None else {}
     run = config.get("run") or (config.get("compact") or {}).get("run")
     return model, {"file": str(file), "run": run, "method": (run or {}).get("method")}

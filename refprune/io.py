@@ -445,6 +445,7 @@ def _state_from_manifest(section, entries, arrays):
 from .io_interop import (  # noqa: E402
     FINAL,
     init_model,
+    load_model,
     load_weights,
     read_network,
     save_model,

@@ -105,6 +105,7 @@ __all__ = [
     "save_model",
     "load_weights",
     "init_model",
+    "load_model",
     "torch_names",
     "torch_state_dict",
     "save_torch",
@@ -469,6 +470,20 @@ def _backend_of(model):
     raise TypeError(msg)
 
 
+def load_model(path, *, backend="numpy"):
+    """The network stored in a refprune file (a run folder or its ``final.npz``, a compacted ``model.npz``,
+    refprune safetensors), rebuilt from its ``config`` on ``backend`` (a name or an adapter), weights and masks in."""
+    from . import backends
+    from .nn.models import build_like
+
+    _, _, network, _ = read_network(path)
+    if network is None:
+        msg = f"{resolve(path)}: holds no network description (a torch state_dict?); build the model and use load_weights"
+        raise ValueError(msg)
+    b = backends.get(backend) if isinstance(backend, str) else backend
+    return load_weights(build_like(network, backend=b, rng=b.rng(0)), path)
+
+
 def init_model(model, path, *, backend, rng):
     """``model`` started from the weights in ``path`` (``--init-from``); returns the network to train.
 
@@ -495,11 +510,14 @@ def init_model(model, path, *, backend, rng):
 def torch_module(model, *, prune=True, dtype=None):
     """The equivalent ``torch.nn.Sequential`` of ``model``'s architecture (parameters uninitialized).
 
+    ``model``: a refprune ``Sequential``, or a file or run folder (:func:`load_model`).
     Built from :func:`refprune.nn.describe`, one module per refprune layer under the same
     name. With ``prune``, ``torch.nn.utils.prune.identity`` is applied to every
     parameter ``model`` masks, so the module loads :func:`torch_state_dict` with
     ``masks="prune"``. ``dtype``: a torch dtype (default: the model's).
     """
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model)
     import torch
     from torch import nn
     from torch.nn.utils import prune as torch_prune

@@ -25,8 +25,14 @@ input is live-in; a convolution compares whole filters per input channel), and a
 input :math:`i` is live-out when :math:`W_{ij} \ne 0` for some live-out output
 :math:`j` (every logit is live-out). Activations and pooling keep a unit's status;
 flatten spreads a channel's status over its features (and a feature's live-out to
-its channel); batch norm with :math:`\gamma_j = 0` and a soft invert at
-:math:`a = 1/2` make their outputs constant. Alive = live-in and live-out.
+its channel); a feature selection (:class:`~refprune.nn.SelectFeatures`, in compacted
+networks) passes the status of the features it selects; batch norm with
+:math:`\gamma_j = 0` and a soft invert at :math:`a = 1/2` make their outputs constant.
+One exception keeps removal exact: a channel that is not live-in holds a constant
+(:func:`activations_at_zero`), and where a *zero-padded* convolution reads a nonzero
+constant its effect varies at the borders, which no bias can hold; such a channel
+counts as live-in. Alive = live-in and live-out; :func:`refprune.compact` removes
+exactly the units that are not alive and folds the constants into the next bias.
 
 Examples
 --------

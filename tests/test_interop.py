@@ -122,6 +122,19 @@ def test_torch_export_computes_refprunes_outputs_and_accuracy(name, method_run, 
         np.testing.assert_allclose(own.eval()(torch.from_numpy(x)).numpy(), theirs, rtol=0, atol=1e-12)
 
 
+def test_the_readme_torch_lines(method_run, tmp_path):
+    result = method_run("lottery")
+    path = _export(result, tmp_path, "--format", "torch") / "model.pt"
+    net = io.torch_module(result["out"])
+    net.load_state_dict(torch.load(path, weights_only=True))
+    assert prune.is_pruned(net)
+    prune.remove(net.fc1, "weight")
+    model, ds = _network(result)
+    x = ds.x_test.astype(np.float64)
+    with torch.no_grad():
+        assert np.max(np.abs(net.eval()(torch.from_numpy(x)).numpy() - model(x))) <= 1e-6
+
+
 def test_baked_masks_load_into_a_plain_module(method_run, tmp_path):
     result = method_run("lottery")
     model, ds = _network(result)
@@ -186,18 +199,31 @@ def _assert_same_arrays(a, b):
         np.testing.assert_array_equal(m, b.masks()[k], err_msg=k)
 
 
-def test_the_readme_safetensors_lines_run_with_numpy_in_place_of_jax(method_run, tmp_path):
-    """The README's three JAX lines, with numpy standing in (jax itself is not needed for the tests)."""
+@pytest.mark.parametrize("library", ["jax", "numpy"])
+def test_the_readme_jax_lines(library, method_run, tmp_path):
+    """The README's three lines that load an export in JAX (numpy stands in where jax is not installed)."""
     pytest.importorskip("safetensors")
     result = method_run("lottery")
-    path = _export(result, tmp_path, "--format", "safetensors") / "model.safetensors"
-    jnp = np  # the README: import jax.numpy as jnp
-    from safetensors.numpy import load_file
-
-    params = {k: jnp.asarray(v) for k, v in load_file(path).items()}
-    w1 = jnp.where(params["masks/fc1.w"], params["fc1.w"], 0)
-    model, ds = _network(result)
-    np.testing.assert_array_equal(w1, model.masked_params()["fc1.w"])
+    path = str(_export(result, tmp_path, "--format", "safetensors") / "model.safetensors")
+    if library == "jax":
+        pytest.importorskip("jax")
+        import jax.numpy as jnp
+        from safetensors.flax import load_file
+    else:
+        jnp = np
+        from safetensors.numpy import load_file
+    p = load_file(path)
+    w = {k: jnp.where(p["masks/" + k], v, 0) if "masks/" + k in p else v for k, v in p.items() if "masks/" not in k}
+    model, ds = _network(result)  # float64; jax computes in float32 unless jax_enable_x64
+    tol = 1e-6 if library == "jax" else 0.0
+    for k, v in model.masked_params().items():
+        np.testing.assert_allclose(np.asarray(w[k]), v, rtol=tol, atol=0)
+    x = jnp.asarray(ds.x_test.reshape(len(ds.x_test), -1).astype(np.float64))
+    relu = lambda a: jnp.maximum(a, 0)  # noqa: E731
+    logits = relu(relu(x @ w["fc1.w"] + w["fc1.b"]) @ w["fc2.w"] + w["fc2.b"]) @ w["out.w"] + w["out.b"]
+    ours = model(np.asarray(x, dtype=np.float64))
+    assert np.max(np.abs(np.asarray(logits) - ours)) <= (1e-4 if library == "jax" else 1e-12)
+    assert np.array_equal(np.asarray(logits).argmax(1), ours.argmax(1))
 
 
 # ------------------------------------------------------------------ --init-from
