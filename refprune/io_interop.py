@@ -288,13 +288,8 @@ def _deployed_arrays(model):
 
 
 def _to_host(x):
-    if isinstance(x, np.ndarray):
-        return x
-    if hasattr(x, "detach"):  # torch
-        return x.detach().cpu().numpy()
-    if hasattr(x, "get"):  # cupy
-        return x.get()
-    return np.asarray(x)
+    """A host NumPy array of ``x``, by the adapter of the backend ``x`` lives on."""
+    return x if isinstance(x, np.ndarray) else _backend_for(x).to_numpy(x)
 
 
 def _namespace(x):
@@ -453,20 +448,23 @@ def load_weights(model, path, *, masks=True):
 
 
 def _backend_of(model):
-    """The refprune backend adapter the model's arrays live on."""
+    """The refprune backend adapter (and device) the model's arrays live on."""
+    return _backend_for(next(iter(model.params().values())))
+
+
+def _backend_for(x):
     from . import backends
 
-    first = next(iter(model.params().values()))
-    if isinstance(first, np.ndarray):
+    if isinstance(x, np.ndarray):
         return backends.get("numpy")
-    module = type(first).__module__.split(".")[0]
+    module = type(x).__module__.split(".")[0]
     if module == "torch":
-        return backends.get("torch-cuda" if first.is_cuda else "torch", device=str(first.device))
+        return backends.get("torch-cuda" if x.is_cuda else "torch", device=x.device)
     if module == "cupy":
         return backends.get("cupy")
     if module == "array_api_strict":
-        return backends.get("array-api-strict")
-    msg = f"cannot tell the backend of {type(first).__name__} arrays"
+        return backends.get("array-api-strict", device=x.device)
+    msg = f"cannot tell the refprune backend of {type(x).__name__} arrays"
     raise TypeError(msg)
 
 

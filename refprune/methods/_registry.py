@@ -192,7 +192,7 @@ def numbers(value):
 COMMON_OPTIONS = (
     Option("data", "digits", "data set", choices=DATA_NAMES),
     Option("data_dir", None, "folder with the IDX / CIFAR binary files", type=str, metavar="DIR"),
-    Option("model", None, "network preset", type=str, choices=tuple(PRESETS)),
+    Option("model", None, "network preset", type=str, choices=tuple(n for n, p in PRESETS.items() if not p.required)),
     Option("backend", "numpy", "array backend", choices=backends.NAMES),
     Option("device", None, "backend device (e.g. cuda:1, device1 for array-api-strict)", type=str),
     Option("seed", 0, "seed of every random stream", low=0),

@@ -460,7 +460,8 @@ class Preset:
     ``options`` are the keyword options it takes besides the L0 ones; ``images``: it
     needs ``(channels, height, width)`` inputs; ``init`` its default initializer (None:
     Glorot uniform, He normal for L0); ``first_droprate`` the initial drop rate of the
-    first L0 gate layer (0.2 for the MLPs' input units, as ``L0MLP``).
+    first L0 gate layer (0.2 for the MLPs' input units, as ``L0MLP``); ``required`` the
+    options it cannot do without (such a preset is no choice of ``--model``).
     """
 
     name: str
@@ -470,13 +471,14 @@ class Preset:
     images: bool = False
     init: str | None = None
     first_droprate: float = 0.5
+    required: tuple = ()
 
 
 #: The registered presets by name (:func:`preset` adds one).
 PRESETS: dict[str, Preset] = {}
 
 
-def preset(name, *, summary, options=("bias", "init"), images=False, init=None, first_droprate=0.5):
+def preset(name, *, summary, options=("bias", "init"), images=False, init=None, first_droprate=0.5, required=()):
     """Register ``fn(builder, num_classes, options)`` as the network preset ``name``.
 
     A new preset is one decorated function: it becomes a choice of ``build_model``,
@@ -484,7 +486,7 @@ def preset(name, *, summary, options=("bias", "init"), images=False, init=None, 
     """
 
     def register(fn):
-        PRESETS[name] = Preset(name, fn, summary, tuple(options), images, init, first_droprate)
+        PRESETS[name] = Preset(name, fn, summary, tuple(options), images, init, first_droprate, tuple(required))
         return fn
 
     return register
@@ -593,6 +595,10 @@ def build_model(preset, *, input_shape, num_classes, backend, rng, dtype="float3
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         msg = f"unknown option(s) {unknown} for preset {preset!r} (l0={l0}); allowed: {', '.join(allowed)}"
+        raise ValueError(msg)
+    missing = [k for k in spec.required if k not in options]
+    if missing:
+        msg = f"preset {preset!r} needs the option(s) {missing}"
         raise ValueError(msg)
     input_shape = tuple(int(d) for d in input_shape)
     if spec.images and len(input_shape) != 3:
@@ -730,7 +736,7 @@ def build_like(config, *, backend, rng, **changes):
 
 
 @preset("sequential", summary="any stack of the layers of refprune.nn, listed in options['layers'] "
-        "(refprune.nn.describe); what refprune.compact returns", options=("layers", "init"))
+        "(refprune.nn.describe); what refprune.compact returns", options=("layers", "init"), required=("layers",))
 def _sequential(b, num_classes, options):
     """The layers of ``options["layers"]`` (dicts of :func:`describe`), parameters drawn as the presets do."""
     layers = options.get("layers")
