@@ -73,7 +73,7 @@ def test_every_preset_compacts_to_the_same_outputs(preset, options, l0):
     assert parameter_count(small)[0] < parameter_count(model)[0]
 
 
-@pytest.mark.parametrize("backend_name", ["array-api-strict", "torch"])
+@pytest.mark.parametrize("backend_name", ["array-api-strict", "torch", "torch-cuda", "cupy"])
 def test_compaction_runs_on_other_backends(backend_name):
     reason = backends.unavailable_reason(backend_name)
     if reason is not None:
@@ -233,6 +233,19 @@ def test_select_features_gradient_by_central_differences_and_torch():
     xt = torch.tensor(x, requires_grad=True)
     (xt[:, index] * torch.tensor(dy)).sum().backward()
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=0, atol=0)
+
+
+def test_select_features_on_every_backend(backend, close):
+    rng = np.random.default_rng(1)
+    x, dy, index = rng.standard_normal((4, 9)), rng.standard_normal((4, 3)), [1, 4, 8]
+    bx, bdy = backend.asarray(x, dtype="float64"), backend.asarray(dy, dtype="float64")
+    close(F.select_features(bx, index=index), x[:, index])
+    expected = np.zeros_like(x)
+    expected[:, index] = dy
+    close(F.select_features_grad(bx, bdy, index=index), expected)
+    layer = SelectFeatures(index)
+    close(layer.forward(bx), x[:, index])
+    close(layer.backward(bdy), expected)
 
 
 def test_select_features_rejects_a_bad_index():
