@@ -122,11 +122,17 @@ def test_a_dead_filter_with_a_bias(padding, size, bias, kept):
     _check_equal(model, small, x)
 
 
-def test_batch_norm_with_zero_gamma_is_folded():
+def _binary_mlp(norm):
+    """A binary-mlp of width 16 with normal weights (its own init leaves almost all of them 0)."""
     model = build_model("binary-mlp", input_shape=(64,), num_classes=10, backend=NP, rng=NP.rng(0), dtype="float64",
-                        hidden=16, norm="batch-norm")
+                        hidden=16, norm=norm)
     rng = np.random.default_rng(0)
     model.set_params({k: rng.standard_normal(v.shape) for k, v in model.params().items() if k.endswith(".w")})
+    return model, rng
+
+
+def test_batch_norm_with_zero_gamma_is_folded():
+    model, rng = _binary_mlp("batch-norm")
     gamma = rng.standard_normal(16)
     gamma[[2, 5]] = 0.0
     model.set_params({"bn1.gamma": gamma, "bn1.beta": rng.standard_normal(16)})
@@ -137,10 +143,7 @@ def test_batch_norm_with_zero_gamma_is_folded():
 
 
 def test_soft_invert_at_one_half_makes_everything_after_it_constant():
-    model = build_model("binary-mlp", input_shape=(64,), num_classes=10, backend=NP, rng=NP.rng(0), dtype="float64",
-                        hidden=16, norm="soft-invert")
-    rng = np.random.default_rng(0)
-    model.set_params({k: rng.standard_normal(v.shape) for k, v in model.params().items() if k.endswith(".w")})
+    model, rng = _binary_mlp("soft-invert")
     model.set_params({"inv2.a": np.array([0.5])})
     small = compact(model)
     assert measures.architecture(model)["after"] == [0, 0, 0, 0, 0]  # the output is a constant
@@ -149,10 +152,7 @@ def test_soft_invert_at_one_half_makes_everything_after_it_constant():
 
 def test_constants_into_a_layer_without_bias_give_it_one():
     """Hard invert turns a dead unit into the constant 1; the bias-free next layer gets a bias to hold it."""
-    model = build_model("binary-mlp", input_shape=(64,), num_classes=10, backend=NP, rng=NP.rng(0), dtype="float64",
-                        hidden=16, norm="hard-invert")
-    rng = np.random.default_rng(0)
-    model.set_params({k: rng.standard_normal(v.shape) for k, v in model.params().items() if k.endswith(".w")})
+    model, rng = _binary_mlp("hard-invert")
     keep = np.ones((64, 16), dtype=bool)
     keep[:, 4] = False  # fc1 unit 4 reads nothing: 1 - tanh(0) = 1 for every input
     model.set_masks({"fc1.w": keep})
