@@ -66,7 +66,7 @@ def test_default_sweep_steps_and_files(default_run):
     assert val[round(result["best_on"], 1)] == max(val.values())  # best_on is chosen on validation
 
     files = {name: out / path for name, path in result["files"].items()}
-    assert set(files) == {"result", "metrics", "plot", "checkpoint"}
+    assert set(files) == {"result", "metrics", "plot", "checkpoint", "final"}
     assert files["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert io.read_json(files["result"])["test_accuracy"] == result["test_accuracy"]
     lines = files["metrics"].read_text().splitlines()

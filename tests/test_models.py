@@ -383,7 +383,7 @@ def test_effective_params_apply_masks_and_test_time_gates(backend):
 
 
 def test_preset_registry(monkeypatch):
-    assert list(PRESETS) == ["mlp-300-100", "mlp-1000-1000-500-200", "lenet5", "conv4", "binary-mlp"]
+    assert list(PRESETS) == ["mlp-300-100", "mlp-1000-1000-500-200", "lenet5", "conv4", "binary-mlp", "sequential"]
     assert all(isinstance(p, Preset) and p.name == name and p.summary for name, p in PRESETS.items())
     assert PRESETS["lenet5"].images and not PRESETS["mlp-300-100"].images
     monkeypatch.setattr("refprune.nn.models.PRESETS", dict(PRESETS))
