@@ -106,6 +106,24 @@ class Backend:
     def _native_rng(self, seed):
         return ReferenceGenerator(self, seed)
 
+    def limit_threads(self, n):
+        """Cap this process's BLAS / OpenMP thread pools (and the library's own) at ``n``.
+
+        Returns what keeps the limit alive (a threadpoolctl limiter), or None without threadpoolctl.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            msg = f"threads must be an int >= 1, got threads={n!r}"
+            raise ValueError(msg)
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return None
+        return threadpool_limits(n)
+
+    def versions(self):
+        """The array library's version and thread count, for ``result.json`` (NumPy's is always there)."""
+        return {}
+
     def dtype(self, dtype):
         """Resolve a dtype to ``xp``'s dtype (``None`` stays ``None``).
 

@@ -98,5 +98,8 @@ class CupyBackend(Backend):
     def synchronize(self):
         self.device.synchronize()
 
+    def versions(self):
+        return {"cupy": self.cupy.__version__, "cuda_runtime": self.cupy.cuda.runtime.runtimeGetVersion()}
+
     def _native_rng(self, seed):
         return CupyGenerator(self, seed)

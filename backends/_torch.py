@@ -63,6 +63,14 @@ class TorchBackend(Backend):
             msg = f"the torch backend runs on the CPU; use 'torch-cuda' for device={self.device}"
             raise ValueError(msg)
 
+    def limit_threads(self, n):
+        limiter = super().limit_threads(n)
+        self.torch.set_num_threads(n)
+        return limiter
+
+    def versions(self):
+        return {"torch": self.torch.__version__, "torch_threads": self.torch.get_num_threads()}
+
     def asarray(self, host_array, dtype=None):
         host = np.asarray(host_array)
         if not host.flags.c_contiguous:  # np.ascontiguousarray would turn 0-d into 1-d

@@ -877,7 +877,7 @@ def bench_compact(args):
     """
     from refprune import backends, compact, measures
     from refprune._array import trusted
-    from refprune.cli_compact import load_run_network, run_test_data
+    from refprune.cli.compact import load_run_network, run_test_data
     from refprune.io import torch_module, torch_state_dict
     from refprune.nn import build_like
 

@@ -88,7 +88,6 @@ __all__ = [
     "Interrupted",
     "evaluate",
     "checkpoint_path",
-    "limit_threads",
     "environment",
     "COMMON_KEYS",
 ]
@@ -361,7 +360,7 @@ class Engine:
     def __init__(self, spec, *, dataset=None):
         self.spec = spec
         self.backend = backends.get(spec.backend, device=spec.device)
-        self._thread_limit = limit_threads(spec.threads, spec.backend) if spec.threads else None
+        self._thread_limit = self.backend.limit_threads(spec.threads) if spec.threads else None
         if dataset is None:
             dataset = datasets.subset(datasets.load(spec.data, spec.data_dir, seed=spec.seed), spec.subset)
         self.dataset = dataset
@@ -757,7 +756,7 @@ class Engine:
             "method": spec.method, "dataset": spec.data, "backend": spec.backend,
             "device": str(self.backend.device), "seed": spec.seed, "model": spec.model, "epochs": spec.epochs,
             "steps": self.steps, "train_seconds": self.clock.seconds, **measures.summary(model), **result,
-            "config": spec.config(), "environment": environment(spec.backend),
+            "config": spec.config(), "environment": environment(self.backend),
         }
         files = {"result": "result.json", "metrics": "metrics.csv"}
         self._write_metrics()
@@ -781,25 +780,6 @@ class Engine:
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-def limit_threads(n, backend=""):
-    """Cap the BLAS / OpenMP thread pools (and torch's, for torch backends) at ``n`` for this process.
-
-    Returns the threadpoolctl limiter (keep it alive), or None when threadpoolctl is missing.
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        msg = f"threads must be an int >= 1, got threads={n!r}"
-        raise ValueError(msg)
-    if backend.startswith("torch"):
-        import torch
-
-        torch.set_num_threads(n)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(n)
 
 
 def _stream_states(streams):
@@ -881,8 +861,11 @@ def _warn_once(message):
         print(f"note: {message}", file=sys.stderr)
 
 
-def environment(backend_name=""):
-    """The versions and thread counts that produced a result (``result.json``'s ``environment``)."""
+def environment(backend=None):
+    """The versions and thread counts that produced a result (``result.json``'s ``environment``).
+
+    ``backend`` (an adapter) adds its library's version and threads.
+    """
     from importlib import metadata
 
     def version(dist):
@@ -906,15 +889,8 @@ def environment(backend_name=""):
         env["blas_threads"] = max((p.get("num_threads", 0) for p in threadpool_info()), default=None)
     except ImportError:
         env["blas_threads"] = None
-    if "torch" in sys.modules or backend_name.startswith("torch"):
-        import torch
-
-        env["torch"] = torch.__version__
-        env["torch_threads"] = torch.get_num_threads()
-    if backend_name == "cupy":
-        env["cupy"] = version("cupy-cuda12x") or version("cupy-cuda13x") or version("cupy")
-    if backend_name == "jax":
-        env["jax"] = version("jax")
+    if backend is not None:
+        env.update(backend.versions())
     return env
 
 

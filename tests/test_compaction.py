@@ -266,7 +266,7 @@ def test_every_methods_final_network_compacts(name, method_run):
     # final.npz is the network the result describes: its measures are the result's
     assert measures.architecture(model) == result["architecture"]
     assert measures.weight_sparsity(model)[0] == pytest.approx(result["weight_sparsity"])
-    from refprune.cli_compact import run_test_data
+    from refprune.cli.compact import run_test_data
     from refprune.engine import evaluate
 
     run = result["config"]

@@ -34,7 +34,7 @@ MUST_HAVE_EXAMPLES = {
     "refprune.engine",
     "refprune.data",
     "refprune.io",
-    "refprune.io_interop",
+    "refprune.io.interop",
     "refprune.compaction",
     "refprune.measures",
     "refprune.backends",

@@ -10,8 +10,9 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from refprune import backends, cli, compact, io, io_interop, methods
-from refprune.cli_compact import load_run_network, run_test_data
+from refprune import backends, cli, compact, io, methods
+from refprune.io import interop as io_interop
+from refprune.cli.compact import load_run_network, run_test_data
 from refprune.engine import evaluate
 from refprune.nn import build_like, build_model, describe
 

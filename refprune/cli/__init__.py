@@ -97,7 +97,7 @@ def build_parser():
     p.add_argument("--out", default="compare.png", metavar="FILE.png", help="the figure")
     p.add_argument("--overwrite", action="store_true", help="replace FILE.png if it exists")
     p.set_defaults(func=_cmd_compare, parser=p)
-    from refprune.cli_compact import add_commands as add_compact_commands
+    from refprune.cli.compact import add_commands as add_compact_commands
 
     add_compact_commands(sub)
     from refprune.conformance.cli import add_commands as add_conformance_commands

@@ -441,8 +441,8 @@ def _state_from_manifest(section, entries, arrays):
     return state
 
 
-# Weights for and from other frameworks (torch state_dicts, safetensors) and a model's own file: io_interop.
-from .io_interop import (  # noqa: E402
+# Weights for and from other frameworks (torch state_dicts, safetensors) and a model's own file: io.interop.
+from .interop import (  # noqa: E402
     FINAL,
     init_model,
     load_model,

@@ -128,7 +128,7 @@ _LAYOUT = ("refprune: dense weights (in, out), conv weights (out, in, kh, kw), i
 
 def _io():
     """:mod:`refprune.io`, which imports this module at its end (so not imported here at the top)."""
-    from . import io
+    from refprune import io
 
     return io
 
@@ -293,7 +293,7 @@ def _to_host(x):
 
 
 def _namespace(x):
-    from ._array import namespace
+    from refprune._array import namespace
 
     return namespace(None, x=x)
 
@@ -353,7 +353,7 @@ def save_safetensors(path, model, *, metadata=None):
         raise RuntimeError(reason)
     from safetensors.numpy import save
 
-    from .nn.models import describe
+    from refprune.nn.models import describe
 
     tensors = {k: np.ascontiguousarray(_to_host(v)) for k, v in {**model.params(), **model.state()}.items()}
     tensors.update({f"masks/{k}": np.ascontiguousarray(_to_host(v)) for k, v in model.masks().items()})
@@ -436,7 +436,7 @@ def load_weights(model, path, *, masks=True):
         parts = [f"missing {missing}" if missing else "", f"unexpected {sorted(unexpected)}" if unexpected else "",
                  f"shapes differ ({'; '.join(wrong)})" if wrong else ""]
         msg = (f"{Path(os.fspath(path))}: does not fit this {preset} network: {', '.join(p for p in parts if p)}; "
-               f"names follow refprune's mapping (refprune.io_interop)")
+               f"names follow refprune's mapping (refprune.io.interop)")
         raise ValueError(msg)
     backend = _backend_of(model)
     dtype = model.dtype
@@ -453,7 +453,7 @@ def _backend_of(model):
 
 
 def _backend_for(x):
-    from . import backends
+    from refprune import backends
 
     if isinstance(x, np.ndarray):
         return backends.get("numpy")
@@ -471,8 +471,8 @@ def _backend_for(x):
 def load_model(path, *, backend="numpy"):
     """The network stored in a refprune file (a run folder or its ``final.npz``, a compacted ``model.npz``,
     refprune safetensors), rebuilt from its ``config`` on ``backend`` (a name or an adapter), weights and masks in."""
-    from . import backends
-    from .nn.models import build_like
+    from refprune import backends
+    from refprune.nn.models import build_like
 
     _, _, network, _ = read_network(path)
     if network is None:
@@ -491,7 +491,7 @@ def init_model(model, path, *, backend, rng):
     returned instead of ``model``. Anything else loads into ``model``
     (:func:`load_weights`).
     """
-    from .nn.models import _L0_OPTIONS, build_like, describe
+    from refprune.nn.models import _L0_OPTIONS, build_like, describe
 
     _, _, network, _ = read_network(path)
     if network is not None and network.get("preset") == "sequential" and \
@@ -520,7 +520,7 @@ def torch_module(model, *, prune=True, dtype=None):
     from torch import nn
     from torch.nn.utils import prune as torch_prune
 
-    from .nn.models import describe
+    from refprune.nn.models import describe
 
     class SoftInvert(nn.Module):
         def __init__(self):

@@ -64,7 +64,8 @@ def _out_folder(args, default_name, files):
 def load_run_network(path, *, backend):
     """``(model, info)``: the network in ``path`` (a run folder, its final.npz, or a compacted model.npz) rebuilt
     on ``backend``, and ``info`` = ``{"file", "run", "method"}`` (``run`` the run's config when recorded)."""
-    from refprune import io, io_interop
+    from refprune import io
+    from refprune.io import interop as io_interop
 
     file = io_interop.resolve(path)
     ckpt = io.load_checkpoint(file) if file.suffix == ".npz" else None
@@ -87,7 +88,8 @@ def run_test_data(run, *, backend, dtype):
 def _cmd_compact(args):
     import numpy as np
 
-    from refprune import backends, compact, io, io_interop
+    from refprune import backends, compact, io
+    from refprune.io import interop as io_interop
     from refprune.compaction import compaction_summary
     from refprune.engine import evaluate
 
@@ -136,7 +138,8 @@ def _cmd_compact(args):
 
 
 def _cmd_export(args):
-    from refprune import backends, io, io_interop, measures
+    from refprune import backends, io, measures
+    from refprune.io import interop as io_interop
     from refprune.nn import describe
 
     name = "model.pt" if args.format == "torch" else "model.safetensors"
@@ -153,7 +156,7 @@ def _cmd_export(args):
         io.save_torch(os.path.join(out, name), model, masks=args.masks)
         described["masks"] = args.masks
         described["keys"] = list(io.torch_state_dict(model, masks=args.masks))
-        described["mapping"] = ("refprune.io_interop: torch.nn.Sequential of the layers under their refprune names; "
+        described["mapping"] = ("refprune.io.interop: torch.nn.Sequential of the layers under their refprune names; "
                                 "dense weight = w.T (torch (out, in)); L0 gates folded into weight and bias")
     else:
         reason = io_interop.safetensors_unavailable()
