@@ -134,7 +134,8 @@ def _global_weight(ws, /, *, amount, scores=None, keeps=None, rounding="half-eve
     scores = scores or [None] * len(ws)
     keeps = keeps or [None] * len(ws)
     ranked = [_ranking(w, s, k, xp) for w, s, k in zip(ws, scores, keeps)]
-    return global_magnitude_mask(ws, amount=amount, scores=ranked, rounding=rounding)
+    masks = global_magnitude_mask(ws, amount=amount, scores=ranked, rounding=rounding)
+    return [m if k is None else m & k for m, k in zip(masks, keeps)]
 
 
 @register_criterion("weight", summary="single weights with the smallest |w| (or scores)", global_mask=_global_weight)
@@ -142,7 +143,8 @@ def _weight(w, /, *, amount, scores=None, keep=None, rounding="half-even"):
     xp = namespace(None, w=w)
     if scores is None and keep is None:
         return magnitude_mask(w, amount=amount, rounding=rounding)
-    return magnitude_mask(w, amount=amount, scores=_ranking(w, scores, keep, xp), rounding=rounding)
+    mask = magnitude_mask(w, amount=amount, scores=_ranking(w, scores, keep, xp), rounding=rounding)
+    return mask if keep is None else mask & keep  # an amount below what keep prunes brings nothing back
 
 
 @register_criterion("unit", summary="whole output units (dense columns, conv filters) with the smallest L2 norm")

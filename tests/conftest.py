@@ -1,4 +1,4 @@
-"""One fixture runs every test on every backend; unavailable ones skip with the reason."""
+"""One fixture runs every test on every backend (unavailable ones skip with the reason), and shared helpers."""
 
 from __future__ import annotations
 
@@ -37,3 +37,48 @@ def close(backend):
         assert_close(backend.to_numpy(actual), expected, dtype=dtype, context=context, scale=scale)
 
     return check
+
+
+@pytest.fixture
+def interrupt_after(monkeypatch):
+    """``interrupt_after(steps)``: the engine sees a Ctrl-C at its ``steps``-th poll (once per step, once per epoch end).
+
+    ``monkeypatch.undo()`` ends it.
+    """
+    from refprune import engine
+
+    def arm(steps):
+        class Flag:
+            polls = 0
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            @property
+            def raised(self):
+                Flag.polls += 1
+                return Flag.polls >= steps
+
+        monkeypatch.setattr(engine, "_SigintFlag", Flag)
+
+    return arm
+
+
+@pytest.fixture
+def alive_in_dense_chain():
+    """A plain NumPy reference: units alive per layer (its input features) of a chain of boolean
+    ``(in, out)`` nonzero patterns: reachable from every input and reaching every output."""
+
+    def alive(patterns):
+        live_in = [np.ones(patterns[0].shape[0], dtype=bool)]
+        for p in patterns:
+            live_in.append((p & live_in[-1][:, None]).any(axis=0))
+        live_out = [np.ones(patterns[-1].shape[1], dtype=bool)]
+        for p in reversed(patterns):
+            live_out.insert(0, (p & live_out[0][None, :]).any(axis=1))
+        return [int((i & o).sum()) for i, o in zip(live_in[:-1], live_out[:-1])]
+
+    return alive

@@ -1,7 +1,12 @@
-"""The magnitude method: the notebook's weight-vs-unit pruning sweep, end to end and piece by piece."""
+"""The magnitude method: the notebook's weight-vs-unit pruning sweep, end to end and piece by piece.
+
+What every method shares (a short run on every backend, resume, the NaN guard) is in
+``test_methods_contract.py``; the criteria themselves in ``test_criteria.py``.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -9,9 +14,9 @@ import os
 import numpy as np
 import pytest
 
-from refprune import backends, io, methods
+from refprune import backends, cli, data, engine, measures, methods
 from refprune.methods import magnitude
-from refprune.nn import build_model, optim, train
+from refprune.nn import build_model
 
 # ---------------------------------------------------------------------- (a) defaults on digits
 
@@ -19,54 +24,90 @@ from refprune.nn import build_model, optim, train
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("magnitude-digits")
-    return out, methods.run("magnitude", data="digits", seed=0, out=str(out), quiet=True)
+    return out, methods.run("magnitude", data="digits", seed=0, threads=1, out=str(out), quiet=True)
+
+
+def _curve(result, criterion, key="curves"):
+    return {a: acc for a, _, acc in result[key][criterion]}
 
 
 def test_defaults_on_digits_meet_the_quality_bar(default_run):
-    out, result = default_run
+    _, result = default_run
     assert result["model"] == "mlp-1000-1000-500-200"
-    weight = {a: acc for a, _, acc in result["curves"]["weight"]}
-    unit = {a: acc for a, _, acc in result["curves"]["unit"]}
+    weight, unit = _curve(result, "weight"), _curve(result, "unit")
     assert list(weight) == list(unit) == list(magnitude.AMOUNTS)
     # the notebook's finding: at 80% sparsity weight pruning keeps the accuracy, unit pruning does not
     assert weight[0.8] >= 0.85, weight
     assert unit[0.8] < weight[0.8], (unit, weight)
-    assert result["test_accuracy"] >= 0.93  # 0.972 with 1 BLAS thread, 0.958 with 2 (float32 summation order)
+    assert result["dense_accuracy"] >= 0.93  # 0.972 with 1 BLAS thread, 0.958 with 2 (float32 summation order)
     # amount 0 is the dense model; the heaviest pruning is near chance
-    assert weight[0.0] == unit[0.0] == result["test_accuracy"]
+    assert weight[0.0] == unit[0.0] == result["dense_accuracy"]
     assert weight[0.99] < 0.5 and unit[0.99] < 0.5
 
 
-def test_defaults_result_keys_and_files(default_run):
+def test_the_reported_model_is_the_most_pruned_within_tolerance_on_validation(default_run):
+    _, result = default_run
+    chosen = result["chosen"]
+    assert chosen is not None and chosen["sparsity"] > 0.5
+    val = {(c, a): (sp, acc) for c, pts in result["curves_val"].items() for a, sp, acc in pts}
+    dense_val = val[("weight", 0.0)][1]
+    allowed = [(sp, key) for key, (sp, acc) in val.items() if acc >= dense_val - 0.02]
+    assert max(sp for sp, _ in allowed) == chosen["sparsity"]
+    assert val[(chosen["criterion"], chosen["amount"])][1] >= dense_val - 0.02
+    assert result["test_accuracy"] == chosen["test_accuracy"] == \
+        _curve(result, chosen["criterion"])[chosen["amount"]]
+    # the curves' sparsity is the model's weight sparsity: the output layer (not pruned) counts too
+    assert result["weight_sparsity"] == pytest.approx(chosen["sparsity"], abs=1e-12)
+
+
+def test_defaults_result_files_and_tables(default_run):
     out, result = default_run
-    for key in ("method", "dataset", "backend", "device", "seed", "model", "epochs", "steps", "train_seconds",
-                "test_accuracy", "weight_sparsity", "architecture", "curves"):
-        assert key in result, key
-    assert result["method"] == "magnitude" and result["dataset"] == "digits" and result["backend"] == "numpy"
-    assert result["steps"] == result["epochs"] * math.ceil(1077 / 32)
-    assert result["weight_sparsity"] == 0.0  # the saved model is the dense one
+    n = len(data.load("digits").y_train)
+    assert result["steps"] == result["epochs"] * math.ceil(n / 32)
     arch = result["architecture"]
-    assert arch["before"] == [1000, 1000, 500, 200]
-    assert arch["layers"] == ["fc1.w", "fc2.w", "fc3.w", "fc4.w"]
-    # 'after': unit pruning at after_amount, floor rounding
-    assert arch["after"] == [n - math.floor(arch["after_amount"] * n) for n in arch["before"]]
-    unit = {a: acc for a, _, acc in result["curves"]["unit"]}
-    assert unit[arch["after_amount"]] >= result["test_accuracy"] - 0.02
-    for name in ("result.json", "metrics.csv", "epochs.csv", "plot.png", "checkpoint.npz"):
+    assert arch["layers"] == ["fc1", "fc2", "fc3", "fc4", "out"]
+    assert arch["before"] == [64, 1000, 1000, 500, 200]  # input features of each dense layer
+    assert result["pruned_layers"] == ["fc1.w", "fc2.w", "fc3.w", "fc4.w"]
+    for name in ("result.json", "metrics.csv", "sweep.csv", "plot.png", "checkpoint.npz"):
         assert os.path.getsize(out / name) > 0, name
     with open(out / "result.json") as f:
         assert json.load(f)["curves"] == result["curves"]
-    lines = (out / "metrics.csv").read_text().splitlines()
-    assert lines[0] == "structure,amount,sparsity,test_accuracy" and len(lines) == 1 + 2 * len(magnitude.AMOUNTS)
-    # the measured sparsity is the pruned fraction of fc1..fc4 (floor counts per layer)
+    with open(out / "sweep.csv") as f:
+        sweep = list(csv.DictReader(f))
+    assert list(sweep[0]) == ["criterion", "amount", "sparsity", "val_accuracy", "test_accuracy"]
+    assert len(sweep) == 2 * len(magnitude.AMOUNTS)
+    assert [float(r["test_accuracy"]) for r in sweep if r["criterion"] == "unit"] == \
+        [acc for _, _, acc in result["curves"]["unit"]]
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, result["epochs"] + 1))
+    # the measured sparsity: the pruned weights of fc1..fc4 (floor counts per layer) over every weight,
+    # the output layer's included (the model's weight sparsity, as every method reports it)
     sizes = [64 * 1000, 1000 * 1000, 1000 * 500, 500 * 200]
-    for structure in ("weight", "unit"):
-        for amount, sp, _ in result["curves"][structure]:
-            if structure == "weight":
+    units = [1000, 1000, 500, 200]  # output units of fc1..fc4
+    total = sum(sizes) + 200 * 10
+    for criterion in ("weight", "unit"):
+        for amount, sp, _ in result["curves"][criterion]:
+            if criterion == "weight":
                 pruned = sum(math.floor(amount * n) for n in sizes)
             else:
-                pruned = sum(math.floor(amount * u) * (n // u) for n, u in zip(sizes, arch["before"]))
-            assert sp == pytest.approx(pruned / sum(sizes), abs=1e-12), (structure, amount)
+                pruned = sum(math.floor(amount * u) * (n // u) for n, u in zip(sizes, units))
+            assert sp == pytest.approx(pruned / total, abs=1e-12), (criterion, amount)
+
+
+def test_defaults_checkpoint_is_the_dense_model_and_reproduces_the_choice(default_run):
+    out, result = default_run
+    eng = engine.Engine(methods.make_spec("magnitude", resume=str(out), threads=1, quiet=True))
+    ds = eng.dataset
+    model = eng.track(build_model(result["model"], input_shape=ds.input_shape, num_classes=ds.num_classes,
+                                  backend=eng.backend, rng=eng.rng))
+    assert not model.masks() and eng.evaluate(model, "test")[1] == result["dense_accuracy"]
+    chosen = result["chosen"]
+    model.set_masks(magnitude.prune(model, chosen["criterion"], chosen["amount"]))
+    assert eng.evaluate(model, "test")[1] == result["test_accuracy"]
+    summary = measures.summary(model)
+    assert summary["weight_sparsity"] == result["weight_sparsity"]
+    assert summary["architecture"] == result["architecture"]
 
 
 # ---------------------------------------------------------------------- (b) the paper presets, tiny
@@ -74,13 +115,17 @@ def test_defaults_result_keys_and_files(default_run):
 
 def test_conv4_on_synthetic_prunes_output_channels(tmp_path):
     result = methods.run("magnitude", data="synthetic", model="conv4", epochs=1, batch_size=8, subset=16,
-                         amounts="0,0.5,1", out=str(tmp_path), quiet=True)
-    assert result["architecture"]["layers"] == ["conv1.w", "conv2.w", "conv3.w", "conv4.w", "fc1.w", "fc2.w"]
-    assert result["architecture"]["before"] == [64, 64, 128, 128, 256, 256]
+                         amounts="0,0.5,1", out=str(tmp_path), quiet=True, threads=1)
+    assert result["pruned_layers"] == ["conv1.w", "conv2.w", "conv3.w", "conv4.w", "fc1.w", "fc2.w"]
+    arch = result["architecture"]
+    assert arch["layers"] == ["conv1", "conv2", "conv3", "conv4", "fc1", "fc2", "out"]
+    assert arch["before"] == [64, 64, 128, 128, 128 * 7 * 7, 256, 256]  # channels; then input features
     assert result["steps"] == 2
-    for structure in ("weight", "unit"):
-        sparsities = [sp for _, sp, _ in result["curves"][structure]]
-        assert sparsities == [0.0, 0.5, 1.0]
+    pruned = 64 * 9 + 64 * 64 * 9 + 64 * 128 * 9 + 128 * 128 * 9 + 128 * 49 * 256 + 256 * 256  # all but out
+    total = pruned + 256 * 10
+    for criterion in ("weight", "unit"):
+        sparsities = [sp for _, sp, _ in result["curves"][criterion]]
+        assert sparsities == pytest.approx([0.0, 0.5 * pruned / total, pruned / total], abs=1e-3)
     # everything pruned but the output layer: the logits are the output bias (0) for every input
     assert result["curves"]["weight"][-1][2] == result["curves"]["unit"][-1][2]
     assert (tmp_path / "plot.png").exists()
@@ -88,7 +133,8 @@ def test_conv4_on_synthetic_prunes_output_channels(tmp_path):
 
 def _tiny(backend, out):
     return methods.run("magnitude", data="digits", model="mlp-300-100", backend=backend, dtype="float64",
-                       epochs=1, batch_size=16, subset=48, amounts=[0.0, 0.5, 0.9], out=str(out), quiet=True)
+                       epochs=1, batch_size=16, subset=48, amounts=[0.0, 0.5, 0.9], out=str(out), quiet=True,
+                       threads=1)
 
 
 def test_torch_follows_numpy(tmp_path):
@@ -98,100 +144,48 @@ def test_torch_follows_numpy(tmp_path):
     b = _tiny("torch", tmp_path / "torch")
     assert b["backend"] == "torch"
     assert a["curves"] == b["curves"]  # same reference stream, float64: same masks, same predictions
-    assert a["architecture"] == b["architecture"]
+    assert a["chosen"] == b["chosen"] and a["architecture"] == b["architecture"]
 
 
-# ---------------------------------------------------------------------- (c) resume
-
-
-def _digits_small(out, **kw):
-    options = dict(data="digits", model="mlp-300-100", epochs=2, batch_size=50, subset=200,
-                   amounts="0,0.5,0.9", out=str(out), quiet=True)
-    options.update(kw)
-    return methods.run("magnitude", **options)
-
-
-def test_resume_continues_the_same_trajectory(tmp_path):
-    _digits_small(tmp_path / "first", epochs=1)
-    resumed = _digits_small(tmp_path / "resumed", epochs=2, resume=str(tmp_path / "first" / "checkpoint.npz"))
-    straight = _digits_small(tmp_path / "straight", epochs=2)
-    assert resumed["steps"] == straight["steps"] == 8
-    assert resumed["curves"] == straight["curves"]
-    a = io.load_checkpoint(tmp_path / "resumed" / "checkpoint.npz")
-    b = io.load_checkpoint(tmp_path / "straight" / "checkpoint.npz")
-    assert a.step == b.step == 8 and a.rng_state == b.rng_state
-    for got, want in ((a.params, b.params), (a.optimizer_state["exp_avg_sq"], b.optimizer_state["exp_avg_sq"])):
-        assert sorted(got) == sorted(want) and want
-        for k in want:
-            np.testing.assert_array_equal(got[k], want[k])
-
-
-def test_resume_refuses_another_method_or_model(tmp_path):
-    b = backends.get("numpy")
-    model = build_model("mlp-300-100", input_shape=(1, 8, 8), num_classes=10, backend=b, rng=b.rng(0))
-    path = str(tmp_path / "other.npz")
-    train.save(path, model=model, backend=b, opt_state=optim.init_state(model.params()), rng=None, step=0,
-               config={"method": "lottery", "model": "mlp-300-100"})
-    with pytest.raises(ValueError, match="method 'lottery'"):
-        _digits_small(tmp_path / "a", resume=path)
-    _digits_small(tmp_path / "b", epochs=1)
-    with pytest.raises(ValueError, match="model 'mlp-300-100'.*'mlp-1000-1000-500-200'"):
-        _digits_small(tmp_path / "c", model="mlp-1000-1000-500-200", resume=str(tmp_path / "b" / "checkpoint.npz"))
-
-
-def test_cli_refusal_is_exit_2(tmp_path, capsys):
-    from refprune import cli
-
-    _digits_small(tmp_path / "b", epochs=1)
+def test_help_teaches_the_method(capsys):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["run", "magnitude", "--model", "conv4", "--subset", "8", "--quiet", "--out", str(tmp_path / "c"),
-                  "--resume", str(tmp_path / "b" / "checkpoint.npz")])
-    assert exc.value.code == 2
-    assert "cannot resume" in capsys.readouterr().err
+        cli.main(["run", "magnitude", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "k = floor(a n)" in text and "unit pruning" in text.lower()
 
 
-# ---------------------------------------------------------------------- (d) the method's math
+# ---------------------------------------------------------------------- (c) the method's pieces
 
 
-def test_weight_and_unit_masks_by_hand(backend):
-    w = np.asarray([[0.1, -2.0, 0.3], [0.4, 0.05, -0.6]])
-    xw = backend.asarray(w, dtype="float64")
-    # weight pruning, amount 0.5 of 6 -> 3 smallest |w|: 0.05, 0.1, 0.3
-    keep = backend.to_numpy(magnitude.prune(xw, structure="weight", amount=0.5))
-    np.testing.assert_array_equal(keep, [[False, True, False], [True, False, True]])
-    # unit pruning: column L2 norms 0.412, 2.0006, 0.671; floor(0.5 * 3) = 1 column: the first
-    keep = backend.to_numpy(magnitude.prune(xw, structure="unit", amount=0.5))
-    np.testing.assert_array_equal(keep, [[False, True, True], [False, True, True]])
-    # 0.7 * 3 = 2.1 -> floor 2 columns (the notebook's int()); half-even also 2, ceil 3
-    keep = backend.to_numpy(magnitude.prune(xw, structure="unit", amount=0.7))
-    np.testing.assert_array_equal(keep.any(axis=0), [False, True, False])
-    keep = backend.to_numpy(magnitude.prune(xw, structure="unit", amount=0.7, rounding="ceil"))
-    assert not keep.any()
-    assert magnitude.units_alive(backend.asarray(w * np.asarray([1.0, 0.0, 1.0]))) == 2
-    assert magnitude.zero_fraction([backend.asarray(np.asarray([0.0, 1.0, 0.0, 2.0]))]) == 0.5
+def test_prune_masks_every_layer_but_the_output(backend):
+    b = backend
+    model = build_model("mlp-300-100", input_shape=(10,), num_classes=3, backend=b, rng=b.rng(0), dtype="float64")
+    params = {k: b.to_numpy(v) for k, v in model.params().items()}
+    masks = {k: b.to_numpy(v) for k, v in magnitude.prune(model, "weight", 0.37).items()}
+    assert list(masks) == ["fc1.w", "fc2.w"]
+    for name, mask in masks.items():
+        n = params[name].size
+        assert (~mask).sum() == math.floor(0.37 * n)  # the notebook's int(), not half-even
+        assert np.abs(params[name][~mask]).max() <= np.abs(params[name][mask]).min()
+    ceil = magnitude.prune(model, "weight", 0.37, rounding="ceil")
+    assert (~b.to_numpy(ceil["fc1.w"])).sum() == math.ceil(0.37 * params["fc1.w"].size)
+    units = {k: b.to_numpy(v) for k, v in magnitude.prune(model, "unit", 0.5).items()}
+    assert units["fc1.w"].all(axis=0).sum() == 150 and (~units["fc1.w"]).all(axis=0).sum() == 150  # columns
+    with pytest.raises(ValueError, match="unknown criterion 'channel'; choose one of weight, unit"):
+        magnitude.prune(model, "channel", 0.5)
 
 
-def test_conv_units_are_output_channels(backend):
-    rng = np.random.default_rng(1)
-    w = rng.normal(size=(4, 3, 3, 3))
-    w[2] *= 0.01  # the weakest output channel
-    keep = backend.to_numpy(magnitude.prune(backend.asarray(w), structure="unit", amount=0.25))
-    assert magnitude.unit_axis(w) == 0
-    assert not keep[2].any() and keep[[0, 1, 3]].all()
-
-
-def test_bad_options_are_value_errors():
+def test_bad_options_are_value_errors(tmp_path):
     assert magnitude.parse_amounts("0, .5,0.99") == (0.0, 0.5, 0.99)
     assert magnitude.parse_amounts([0, 1]) == (0.0, 1.0)
     for bad in ("0,1.5", "", "a,b", [-0.1]):
         with pytest.raises(ValueError, match="amounts"):
             magnitude.parse_amounts(bad)
-    with pytest.raises(ValueError, match="structure"):
-        magnitude.prune(np.ones((2, 2)), structure="channel", amount=0.5)
-
-
-def test_docstring_examples():
-    import doctest
-
-    result = doctest.testmod(magnitude, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)
-    assert result.attempted > 0 and result.failed == 0
+    assert magnitude.parse_criteria("unit, weight") == ("unit", "weight")
+    with pytest.raises(ValueError, match="weight, unit"):
+        magnitude.parse_criteria("weight,channel")
+    with pytest.raises(ValueError, match="criteria.*channel"):
+        methods.make_spec("magnitude", criteria="channel")
+    with pytest.raises(ValueError, match="tolerance"):
+        methods.make_spec("magnitude", tolerance=2.0)

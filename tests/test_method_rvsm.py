@@ -1,9 +1,12 @@
-"""The rvsm method: the quality bar on digits, the conv path, resume, and the update by hand."""
+"""The rvsm method: the quality bar on digits, the conv path, and the update by hand.
+
+What every method shares (a short run on every backend, resume, the NaN guard) is in
+``test_methods_contract.py``.
+"""
 
 from __future__ import annotations
 
 import csv
-import doctest
 import json
 import math
 import os
@@ -13,11 +16,11 @@ import numpy as np
 import pytest
 
 import refprune as rp
-from refprune import backends, cli, data, io, methods
+from refprune import backends, cli, data, engine, measures, methods
 from refprune.methods import rvsm
-from refprune.nn import Dense, ReLU, Sequential, build_model, optim, train
+from refprune.nn import Dense, ReLU, Sequential, build_model, optim
 
-TINY = {"data": "synthetic", "subset": 100, "epochs": 1, "batch_size": 50, "quiet": True}
+TINY = {"data": "synthetic", "subset": 100, "epochs": 1, "batch_size": 50, "quiet": True, "threads": 1}
 
 
 # ---------------------------------------------------------------------- (a) defaults on digits
@@ -26,7 +29,7 @@ TINY = {"data": "synthetic", "subset": 100, "epochs": 1, "batch_size": 50, "quie
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("rvsm-digits")
-    return out, methods.run("rvsm", data="digits", seed=0, out=str(out), quiet=True)
+    return out, methods.run("rvsm", data="digits", seed=0, threads=1, out=str(out), quiet=True)
 
 
 def test_defaults_on_digits_meet_the_quality_bar(default_run):
@@ -38,19 +41,22 @@ def test_defaults_on_digits_meet_the_quality_bar(default_run):
     assert r["test_accuracy"] == r["accuracy_u"]  # the deployed network is u
 
 
-def test_defaults_result_keys_files_and_metrics(default_run):
+def test_defaults_result_files_and_metrics(default_run):
     out, r = default_run
-    for key in ("method", "dataset", "backend", "device", "seed", "model", "epochs", "steps", "train_seconds",
-                "test_accuracy", "weight_sparsity", "architecture", "accuracy_w", "accuracy_u",
-                "accuracy_complement", "sparsity_u"):
-        assert key in r, key
-    assert r["steps"] == r["epochs"] * math.ceil(1077 / 128)
-    assert r["split_layers"] == ["conv1.w", "conv2.w", "fc1.w"] == r["weight_sparsity_over"]
-    assert r["architecture"]["before"] == [20, 50, 500]
-    # every prunable weight is split here, so both sparsities agree; weighted by layer sizes
+    n = len(data.load("digits").y_train)
+    assert r["steps"] == r["epochs"] * math.ceil(n / 128)
+    assert r["split_layers"] == ["conv1.w", "conv2.w", "fc1.w"]
+    assert r["architecture"]["before"] == [20, 50, 200, 500]
+    # sparsity_u is over the split weights, weighted by layer sizes
     sizes = {"conv1.w": 20 * 25, "conv2.w": 50 * 20 * 25, "fc1.w": 200 * 500}
     by_size = sum(r["sparsity_u_by_layer"][n] * k for n, k in sizes.items()) / sum(sizes.values())
-    assert r["sparsity_u"] == pytest.approx(by_size) and r["weight_sparsity"] == pytest.approx(by_size)
+    assert r["sparsity_u"] == pytest.approx(by_size)
+    # the reported measures are those of the deployed network, u in place of w; out.w is not split
+    for name in sizes:
+        assert r["weight_sparsity_by_layer"][name] == r["sparsity_u_by_layer"][name], name
+    assert r["weight_sparsity_by_layer"]["out.w"] == 0.0
+    split, out_size = sum(sizes.values()), 500 * 10
+    assert r["weight_sparsity"] == pytest.approx(r["sparsity_u"] * split / (split + out_size))
     for name in ("result.json", "metrics.csv", "plot.png", "checkpoint.npz"):
         assert os.path.getsize(out / name) > 0, name
     with open(out / "result.json") as f:
@@ -67,15 +73,19 @@ def test_defaults_result_keys_files_and_metrics(default_run):
 
 def test_defaults_checkpoint_reproduces_the_reported_accuracies(default_run):
     out, r = default_run
-    b = backends.get("numpy")
-    ds = data.load("digits")
-    model = build_model("lenet5", input_shape=ds.input_shape, num_classes=10, backend=b, rng=b.rng(0))
-    _, step, config = train.resume(str(out / "checkpoint.npz"), model=model, backend=b)
-    assert step == r["steps"] and config["method"] == "rvsm" and config["split"] == r["split_layers"]
-    accs = rvsm.evaluate_splits(model, ds.x_test, ds.y_test, names=r["split_layers"], threshold=r["threshold"],
-                                backend=b)
+    eng = engine.Engine(methods.make_spec("rvsm", resume=str(out), threads=1, quiet=True))
+    ds = eng.dataset
+    model = eng.track(build_model("lenet5", input_shape=ds.input_shape, num_classes=ds.num_classes,
+                                  backend=eng.backend, rng=eng.rng, init="he-normal"))
+    assert eng.steps == r["steps"]
+    names, t = r["split_layers"], r["threshold"]
+    accs = rvsm.evaluate_splits(eng, model, names=names, threshold=t, split="test")
     assert (accs["w"][1], accs["u"][1], accs["complement"][1]) == (
         r["accuracy_w"], r["accuracy_u"], r["accuracy_complement"])
+    assert rvsm.sparsity_of_u(model, names=names, threshold=t)[0] == r["sparsity_u"]
+    with model.using(rvsm.deployed(model, names=names, threshold=t)):
+        assert measures.weight_sparsity(model)[0] == r["weight_sparsity"]
+        assert measures.architecture(model)["after"] == r["architecture"]["after"]
 
 
 # ---------------------------------------------------------------------- (b) conv path on synthetic, tiny
@@ -87,12 +97,14 @@ def test_conv_path_on_synthetic(tmp_path, backend, variant):
     r = methods.run("rvsm", model="lenet5", backend=backend.name, layers="conv1,conv2", variant=variant,
                     out=str(tmp_path), **TINY)
     assert r["split_layers"] == ["conv1.w", "conv2.w"] and r["steps"] == 2
-    assert r["architecture"]["before"] == [20, 50, 500] and r["weight_sparsity_over"] == ["conv1.w", "conv2.w", "fc1.w"]
+    assert r["architecture"]["before"] == [20, 50, 800, 500]
     for key in ("accuracy_w", "accuracy_u", "accuracy_complement", "sparsity_u", "weight_sparsity"):
         assert 0.0 <= r[key] <= 1.0, key
     # the He-normal conv2 filters (std sqrt(2/500) = 0.063) are mostly below t = 0.1
     assert r["sparsity_u_by_layer"]["conv2.w"] > 0.8
-    assert r["weight_sparsity"] < r["sparsity_u"]  # fc1 is not split, so it adds no zeros
+    assert r["weight_sparsity_by_layer"]["conv2.w"] == r["sparsity_u_by_layer"]["conv2.w"]
+    assert r["weight_sparsity_by_layer"]["fc1.w"] == 0.0  # fc1 is not split, so it adds no zeros
+    assert r["weight_sparsity"] < r["sparsity_u"]
 
 
 def test_notebook_command_through_the_cli(tmp_path, capsys):
@@ -106,50 +118,18 @@ def test_notebook_command_through_the_cli(tmp_path, capsys):
     assert r["split_layers"] == ["fc1.w"] and r["threshold"] == pytest.approx(0.1) and r["steps"] == 1
 
 
+def test_help_teaches_the_method(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", "rvsm", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "t = sqrt(2 * lam / beta)" in text and "gradient-at-u" in text
+
+
 def test_largest_dense_and_mlp(tmp_path):
     r = methods.run("rvsm", model="mlp-300-100", layers="largest-dense", out=str(tmp_path), **TINY)
     assert r["split_layers"] == ["fc1.w"]  # 784 x 300 beats 300 x 100
-    assert r["architecture"]["before"] == [300, 100]
-
-
-# ---------------------------------------------------------------------- (c) resume
-
-
-def test_resume_continues_the_same_trajectory(tmp_path):
-    common = {"data": "digits", "subset": 300, "batch_size": 100, "quiet": True}
-    straight = methods.run("rvsm", epochs=2, out=str(tmp_path / "straight"), **common)
-    methods.run("rvsm", epochs=1, out=str(tmp_path / "first"), **common)
-    resumed = methods.run("rvsm", epochs=2, out=str(tmp_path / "resumed"),
-                          resume=str(tmp_path / "first" / "checkpoint.npz"), **common)
-    assert resumed["steps"] == straight["steps"] == 2 * 3
-    a = io.load_checkpoint(str(tmp_path / "straight" / "checkpoint.npz"))
-    b = io.load_checkpoint(str(tmp_path / "resumed" / "checkpoint.npz"))
-    for k in a.params:
-        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
-    for key in ("accuracy_w", "accuracy_u", "accuracy_complement", "sparsity_u"):
-        assert resumed[key] == straight[key], key
-    strip = [{k: v for k, v in row.items() if k != "train_seconds"} for row in a.config["metrics"]]
-    assert strip == [{k: v for k, v in row.items() if k != "train_seconds"} for row in b.config["metrics"]]
-
-
-def test_resume_refuses_another_method_or_model(tmp_path):
-    methods.run("rvsm", data="digits", subset=100, model="mlp-300-100", epochs=1, quiet=True,
-                out=str(tmp_path / "first"))
-    ckpt = str(tmp_path / "first" / "checkpoint.npz")
-    with pytest.raises(ValueError, match="model 'mlp-300-100'.*lenet5"):
-        methods.run("rvsm", data="digits", subset=100, model="lenet5", epochs=2, quiet=True,
-                    out=str(tmp_path / "x"), resume=ckpt)
-    with pytest.raises(ValueError, match="method 'rvsm'"):
-        methods.run("l0", data="digits", subset=100, model="mlp-300-100", epochs=2, quiet=True,
-                    out=str(tmp_path / "y"), resume=ckpt)
-    b = backends.get("numpy")
-    model = build_model("mlp-300-100", input_shape=(1, 8, 8), num_classes=10, backend=b, rng=b.rng(0))
-    other = str(tmp_path / "magnitude.npz")
-    train.save(other, model=model, backend=b, opt_state=optim.init_state(model.params()), rng=None, step=0,
-               config={"method": "magnitude", "model": "mlp-300-100"})
-    with pytest.raises(ValueError, match="method 'magnitude'"):
-        methods.run("rvsm", data="digits", subset=100, model="mlp-300-100", epochs=2, quiet=True,
-                    out=str(tmp_path / "z"), resume=other)
+    assert r["architecture"]["before"] == [784, 300, 100]
 
 
 # ---------------------------------------------------------------------- (d) the update by hand
@@ -237,37 +217,50 @@ def test_gradient_at_u_agrees_with_torch_autograd():
     np.testing.assert_allclose(host["out.w"] - got["out.w"], p["out.w"].grad.numpy(), rtol=1e-10, atol=1e-13)
 
 
-def test_split_and_evaluate_restore_w(backend):
+def _host_forward(p, x):
+    return np.maximum(x @ p["fc1.w"] + p["fc1.b"], 0) @ p["out.w"] + p["out.b"]
+
+
+def test_split_and_evaluate_restore_w(backend, tmp_path):
     model, host, *_ = _tiny_problem(backend)
     w = model.params()["fc1.w"]
-    u, c = rvsm.split(w, threshold=0.3)
+    u, c = rvsm.split_weights(w, threshold=0.3)
     u_h, c_h = backend.to_numpy(u), backend.to_numpy(c)
     np.testing.assert_array_equal(u_h + c_h, host["fc1.w"])
     assert not np.any((u_h != 0) & (c_h != 0))  # disjoint supports
     np.testing.assert_array_equal(u_h, backend.to_numpy(rp.hard_threshold(w, threshold=0.3)))
     assert np.all(np.abs(c_h) <= 0.3)
     g = np.random.default_rng(3)
-    x, y = g.normal(0, 1, (20, 5)).astype(np.float64), g.integers(0, 3, 20)
-    accs = rvsm.evaluate_splits(model, x, y, names=["fc1.w"], threshold=0.3, backend=backend)
-    assert set(accs) == {"w", "u", "complement"}
-    np.testing.assert_array_equal(backend.to_numpy(model.params()["fc1.w"]), host["fc1.w"])
+    x, y = g.normal(0, 1, (40, 5)), g.integers(0, 3, 40)
+    ds = data.Dataset(x, y, x, y, x, y, name="tiny", num_classes=3)
+    eng = engine.Engine(engine.RunSpec(method="rvsm", backend=backend.name, out=str(tmp_path), quiet=True,
+                                       dtype="float64", batch_size=16), dataset=ds)
+    accs = rvsm.evaluate_splits(eng, model, names=["fc1.w"], threshold=0.3, split="val")
+    for key, fc1 in (("w", host["fc1.w"]), ("u", u_h), ("complement", c_h)):
+        logits = _host_forward({**host, "fc1.w": fc1}, x)
+        assert accs[key][1] == pytest.approx(np.mean(logits.argmax(1) == y)), key
+        assert accs[key][0] == pytest.approx(_loss({**host, "fc1.w": fc1}, x, y), rel=1e-9), key
+    np.testing.assert_array_equal(backend.to_numpy(model.params()["fc1.w"]), host["fc1.w"])  # w again
+    # the deployed network and the sparsity of u
+    deployed = rvsm.deployed(model, names=["fc1.w"], threshold=0.3)
+    assert list(deployed) == ["fc1.w"]
+    np.testing.assert_array_equal(backend.to_numpy(deployed["fc1.w"]), u_h)
+    overall, by_layer = rvsm.sparsity_of_u(model, names=["fc1.w"], threshold=0.3)
+    assert overall == by_layer["fc1.w"] == np.mean(u_h == 0)
 
 
-def test_pruned_names_and_units():
+def test_pruned_names():
     b = backends.get("numpy")
     model = build_model("lenet5", input_shape=(1, 8, 8), num_classes=10, backend=b, rng=b.rng(0))
     assert rvsm.pruned_names(model, "all") == ["conv1.w", "conv2.w", "fc1.w"]
     assert rvsm.pruned_names(model, "largest-dense") == ["fc1.w"]
     assert rvsm.pruned_names(model, "conv2, fc1.w") == ["conv2.w", "fc1.w"]
     assert rvsm.pruned_names(model, ["out"]) == ["out.w"]  # the output layer only when named
-    with pytest.raises(ValueError, match="fc9"):
+    assert rvsm.pruned_names(model, "fc1,fc1.w") == ["fc1.w"]
+    with pytest.raises(ValueError, match="fc9.*conv1, conv2, fc1, out"):
         rvsm.pruned_names(model, "fc9")
-    w = np.zeros((4, 3))
-    w[1, 2] = 1.0
-    assert rvsm.units_alive(b.asarray(w), "dense") == 1
-    f = np.zeros((5, 2, 3, 3))
-    f[[0, 4], 1, 2, 2] = 1.0
-    assert rvsm.units_alive(b.asarray(f), "conv") == 2
+    conv = build_model("conv4", input_shape=(1, 8, 8), num_classes=10, backend=b, rng=b.rng(0))
+    assert rvsm.pruned_names(conv, "largest-dense") == ["fc1.w"]  # 512 x 256 beats 256 x 256
 
 
 def test_option_errors(tmp_path):
@@ -277,8 +270,5 @@ def test_option_errors(tmp_path):
         methods.run("rvsm", out=str(tmp_path), variant="proximal", **TINY)
     with pytest.raises(ValueError, match="not prunable"):
         methods.run("rvsm", out=str(tmp_path), layers="conv9", **TINY)
-
-
-def test_docstring_examples():
-    result = doctest.testmod(rvsm, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
+    with pytest.raises(ValueError, match="variant"):
+        rvsm.train_step(None, None, {}, None, None, names=[], threshold=0.1, variant="proximal")

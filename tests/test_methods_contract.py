@@ -16,7 +16,7 @@ import os
 import numpy as np
 import pytest
 
-from refprune import backends, engine, io, methods
+from refprune import backends, data, engine, io, methods
 from refprune.nn import functional as F
 
 #: Small settings per method so that a run takes a second or two.
@@ -41,26 +41,6 @@ def _available(name):
         pytest.skip(f"backend {name}: {reason}")
 
 
-def _interrupt_after(monkeypatch, steps):
-    """Make the engine see a Ctrl-C after ``steps`` optimizer steps (the flag is polled once per step)."""
-
-    class Flag:
-        polls = 0
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        @property
-        def raised(self):
-            Flag.polls += 1
-            return Flag.polls >= steps
-
-    monkeypatch.setattr(engine, "_SigintFlag", Flag)
-
-
 def _rows(out):
     with open(os.path.join(out, "metrics.csv")) as f:
         return [{k: v for k, v in row.items() if k != "train_seconds"} for row in csv.DictReader(f)]
@@ -78,7 +58,7 @@ def _params(out):
 
 @pytest.mark.parametrize("backend_name,device", BACKENDS, ids=[f"{b}{'-' + d if d else ''}" for b, d in BACKENDS])
 @pytest.mark.parametrize("method", methods.names())
-def test_method_contract(method, backend_name, device, tmp_path, monkeypatch):
+def test_method_contract(method, backend_name, device, tmp_path, monkeypatch, interrupt_after):
     _available(backend_name)
     settings = _settings(method, backend=backend_name, device=device)
 
@@ -97,9 +77,9 @@ def test_method_contract(method, backend_name, device, tmp_path, monkeypatch):
         assert json.load(f)["test_accuracy"] == straight["test_accuracy"]
 
     # 2. interrupted (mid-epoch), then resumed: the same trajectory as straight through
-    n_train = min(settings["subset"], 1077)
+    n_train = min(settings["subset"], len(data.load("digits").y_train))
     per_epoch = math.ceil(n_train / settings["batch_size"])
-    _interrupt_after(monkeypatch, per_epoch + 1)
+    interrupt_after(per_epoch + 1)
     with pytest.raises(engine.Interrupted, match="Resume with: refprune run"):
         methods.run(method, out=str(tmp_path / "resumed"), **settings)
     monkeypatch.undo()

@@ -1,4 +1,5 @@
-"""Presets, the Sequential container (names, state, masks, penalties) and the training core."""
+"""Presets and their registry, the Sequential container (names, state, masks, penalties, temporary and
+effective parameters) and the training step."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from refprune import backends, data
+from refprune import backends, data, engine
 from refprune.masks import apply_mask
-from refprune.nn import PRESETS, Sequential, build_model, optim, train
+from refprune.nn import PRESETS, Sequential, build_model, optim, preset, train
+from refprune.nn.constraints import clamp
 from refprune.nn.layers import BatchNorm1d, Dense, HardInvert, L0Conv2d, L0Dense, ReLU, SoftInvert
-from refprune.nn.models import format_architecture
+from refprune.nn.models import Preset, format_architecture
 
 SMALL = {"binary-mlp": {"hidden": 16}}
 
@@ -309,14 +311,14 @@ def test_train_step_applies_constraints_and_evaluate():
     xb, yb = next(data.batches(ds.x_train, ds.y_train, 64, backend=b, rng=rng))
     step, state = train.train_step(
         model, lambda p, g, s: optim.adam(p, g, s, lr=big), state, xb, yb, rng=rng, penalty_scale=1e-3,
-        constraints={"*.w": optim.clamp(-0.05, 0.05)},
+        constraints={"*.w": clamp(-0.05, 0.05)},
     )
     assert state["step"] == 1 and tuple(step.logits.shape) == (64, 10)
     for name, layer in model.gated():
         la = np.asarray(layer.params["log_alpha"])
         assert la.min() >= math.log(1e-2) - 1e-6 and la.max() <= math.log(1e2) + 1e-6, name
         assert np.abs(np.asarray(layer.params["w"])).max() <= 0.05
-    loss, acc = train.evaluate(model, ds.x_val, ds.y_val, backend=b, batch_size=100)
+    loss, acc = engine.evaluate(model, ds.x_val, ds.y_val, backend=b, batch_size=100)
     logits = np.asarray(model.forward(b.asarray(ds.x_val), train=False))
     assert acc == pytest.approx(np.mean(logits.argmax(1) == ds.y_val))
     shifted = logits - logits.max(1, keepdims=True)
@@ -334,3 +336,68 @@ def test_sequential_from_layers():
     with pytest.raises(ValueError, match="rng"):
         conv.forward(b.asarray(np.ones((1, 1, 2, 2))), train=True)
     np.testing.assert_array_equal(apply_mask(b.asarray([1.0, 2.0]), b.asarray([True, False])), [1.0, 0.0])
+
+
+def test_using_holds_params_inside_the_block_only(backend):
+    model = _build("mlp-300-100", (6,), backend=backend)
+    own = {k: backend.to_numpy(v) for k, v in model.params().items()}
+    zeros = backend.xp.zeros_like(model.params()["fc1.w"])
+    with model.using({"fc1.w": zeros}) as inside:
+        assert inside is model
+        assert not backend.to_numpy(model.params()["fc1.w"]).any()
+        np.testing.assert_array_equal(backend.to_numpy(model.params()["fc2.w"]), own["fc2.w"])  # a subset only
+    for k, v in model.params().items():
+        np.testing.assert_array_equal(backend.to_numpy(v), own[k], err_msg=k)
+    with pytest.raises(RuntimeError, match="boom"), model.using({"fc1.w": zeros}):
+        raise RuntimeError("boom")
+    np.testing.assert_array_equal(backend.to_numpy(model.params()["fc1.w"]), own["fc1.w"])  # back after an error
+    with pytest.raises(ValueError, match="unknown name"), model.using({"fc9.w": zeros}):
+        pass
+    np.testing.assert_array_equal(backend.to_numpy(model.params()["fc1.w"]), own["fc1.w"])
+
+
+def test_effective_params_apply_masks_and_test_time_gates(backend):
+    """Masks zero their entries; a closed L0 gate zeroes its input row (dense) or its filter and bias (conv)."""
+    model = _build("lenet5", (1, 8, 8), l0=True, backend=backend)
+    w = {k: backend.to_numpy(v) for k, v in model.params().items()}
+    la = {name: np.full(layer.n_gates, 3.0) for name, layer in model.gated()}
+    la["conv1"][[1, 4]] = -5.0  # test-time gate clip(sigmoid(-5) * 1.2 - 0.1, 0, 1) = 0
+    la["fc1"][7] = -5.0
+    model.set_params({f"{n}.log_alpha": backend.asarray(v, dtype="float64") for n, v in la.items()})
+    mask = np.ones(w["conv2.w"].shape, dtype=bool)
+    mask[3, 2] = False
+    model.set_masks({"conv2.w": backend.asarray(mask)})
+    eff = {k: backend.to_numpy(v) for k, v in model.effective_params().items()}
+    assert not any(k.endswith("log_alpha") for k in eff)
+    assert set(eff) == {k for k in w if not k.endswith("log_alpha")}
+    z = min(1.0, 1.2 / (1.0 + math.exp(-3.0)) - 0.1)  # an open gate's test value
+    np.testing.assert_allclose(eff["conv1.w"][0], z * w["conv1.w"][0])
+    assert not eff["conv1.w"][[1, 4]].any() and not eff["conv1.b"][[1, 4]].any()
+    assert not eff["fc1.w"][7].any() and eff["fc1.w"][6].all()
+    assert not eff["conv2.w"][3, 2].any()
+    np.testing.assert_allclose(eff["conv2.w"][3, 1], z * w["conv2.w"][3, 1])
+    np.testing.assert_array_equal(eff["fc1.b"], w["fc1.b"])  # the dense bias is not gated
+    dense = _build("mlp-300-100", (6,), backend=backend)
+    for k, v in dense.effective_params().items():  # no masks, no gates: the parameters themselves
+        np.testing.assert_array_equal(backend.to_numpy(v), backend.to_numpy(dense.params()[k]))
+
+
+def test_preset_registry(monkeypatch):
+    assert list(PRESETS) == ["mlp-300-100", "mlp-1000-1000-500-200", "lenet5", "conv4", "binary-mlp"]
+    assert all(isinstance(p, Preset) and p.name == name and p.summary for name, p in PRESETS.items())
+    assert PRESETS["lenet5"].images and not PRESETS["mlp-300-100"].images
+    monkeypatch.setattr("refprune.nn.models.PRESETS", dict(PRESETS))
+    from refprune.nn import models
+
+    @preset("tiny", summary="dense 3 - classes", options=("bias", "init", "width"))
+    def _tiny(b, num_classes, options):
+        b.dense("fc1", options.get("width", 3))
+        b.add("relu1", ReLU())
+        b.dense("out", num_classes)
+
+    assert "tiny" in models.PRESETS and "tiny" not in PRESETS
+    model = build_model("tiny", input_shape=(5,), num_classes=2, backend=_numpy(), rng=_numpy().rng(0), width=4)
+    assert [tuple(v.shape) for v in model.params().values()] == [(5, 4), (4,), (4, 2), (2,)]
+    assert model.config["preset"] == "tiny" and model.config["options"] == {"width": 4}
+    with pytest.raises(ValueError, match="allowed: bias, init, width"):
+        build_model("tiny", input_shape=(5,), num_classes=2, backend=_numpy(), rng=_numpy().rng(0), depth=2)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from refprune import io
-from refprune.nn import optim
+from refprune.nn import LOG_ALPHA_RANGE, optim
+from refprune.nn.constraints import apply_constraints, clamp
 
 torch = pytest.importorskip("torch")
 
@@ -153,14 +154,19 @@ def test_constraints(backend):
         "fc1.w": backend.asarray([-0.5, 0.5, 1.5]),
         "fc1.b": backend.asarray([-3.0, 3.0]),
     }
-    constraints = {"*.log_alpha": optim.clamp(*optim.LOG_ALPHA_RANGE), "*.w": optim.clamp(0, 1)}
-    out = optim.apply_constraints(params, constraints)
+    constraints = {"*.log_alpha": clamp(*LOG_ALPHA_RANGE), "*.w": clamp(0, 1)}
+    out = apply_constraints(params, constraints)
     lo, hi = math.log(1e-2), math.log(1e2)
     np.testing.assert_allclose(backend.to_numpy(out["fc1.log_alpha"]), [lo, 0.0, hi])
     np.testing.assert_allclose(backend.to_numpy(out["fc1.w"]), [0.0, 0.5, 1.0])
     assert out["fc1.b"] is params["fc1.b"]
     np.testing.assert_allclose(backend.to_numpy(params["fc1.w"]), [-0.5, 0.5, 1.5])  # input untouched
-    assert optim.apply_constraints(params, {}) is params
+    assert apply_constraints(params, {}) is params
+    # every matching constraint applies, in the dictionary's order
+    double = {"*.w": clamp(0, 1), "fc1.w": lambda x: 2 * x}
+    np.testing.assert_allclose(backend.to_numpy(apply_constraints(params, double)["fc1.w"]), [0.0, 1.0, 2.0])
+    reverse = {"fc1.w": lambda x: 2 * x, "*.w": clamp(0, 1)}
+    np.testing.assert_allclose(backend.to_numpy(apply_constraints(params, reverse)["fc1.w"]), [0.0, 1.0, 1.0])
 
 
 def test_state_round_trips_through_a_checkpoint(tmp_path, rng):

@@ -1,33 +1,38 @@
-"""Resuming from a checkpoint continues the same trajectory, to the bit on NumPy.
+"""Resuming a run on the engine continues the same trajectory, to the bit on NumPy.
 
-A run of two epochs straight through is compared with one epoch, a checkpoint, and a
-second epoch run by a fresh model, optimizer state and generator loaded from it.
+Two epochs straight through are compared with one epoch, a checkpoint, and a second
+epoch run by a fresh engine and a freshly built model (other initial values, no masks)
+resumed from it. The cases add what the methods' contract test does not reach: batch-norm
+running statistics, masks restored from the checkpoint, SGD momentum buffers, extra
+constraints and per-parameter learning rates. A checkpoint of another network is refused.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from functools import partial
 
 import numpy as np
 import pytest
 
-from refprune import backends, data, io
-from refprune.nn import build_model, optim, train
+from refprune import data, engine, io
+from refprune.nn import build_model, train
+from refprune.nn.constraints import clamp
 
 CASES = {
     # L0 gates (noise drawn from the generator between minibatch orders), Adam with a gate lr
     "l0-mlp": {
         "preset": "mlp-300-100",
         "options": {"l0": True, "lam": 0.1, "weight_decay": 1e-4},
-        "opt": ("adam", partial(optim.adam, lr={"*.log_alpha": 0.1, "*": 1e-3})),
+        "opt": engine.adam(lr={"*.log_alpha": 0.1, "*": 1e-3}),
         "masks": False,
     },
     # batch-norm running statistics, masks, SGD momentum buffers, extra constraints
     "bn-masked": {
         "preset": "binary-mlp",
         "options": {"hidden": 32, "init": "torch-uniform", "norm": "batch-norm"},
-        "opt": ("sgd", partial(optim.sgd, lr=0.05, momentum=0.9, nesterov=True)),
+        "opt": engine.sgd(lr=0.05, momentum=0.9, nesterov=True),
         "masks": True,
     },
 }
@@ -35,88 +40,83 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def digits():
-    ds = data.load("digits")
-    return ds.x_train[:512], ds.y_train[:512]
+    return data.subset(data.load("digits"), 512)
 
 
-def _fresh(case, x, seed):
-    b = backends.get("numpy")
-    rng = b.rng(seed, stream="reference")
-    model = build_model(
-        case["preset"], input_shape=x.shape[1:], num_classes=10, backend=b, rng=rng, dtype="float64", **case["options"]
-    )
-    opt_name, _ = case["opt"]
-    state = optim.init_state(model.params(), opt_name, momentum=0.9 if opt_name == "sgd" else 0.0)
-    return b, rng, model, state
+def _engine(case, out, dataset, *, epochs, resume=None):
+    spec = engine.RunSpec(method="resume-test", model=case["preset"], epochs=epochs, batch_size=64,
+                          dtype="float64", quiet=True, out=str(out), resume=resume)
+    return engine.Engine(spec, dataset=dataset)
 
 
-def _epoch(case, b, rng, model, state, x, y):
-    _, opt = case["opt"]
-    for xb, yb in data.batches(x, y, 64, backend=b, rng=rng, dtype="float64"):
-        _, state = train.train_step(
-            model, opt, state, xb, yb, rng=rng, penalty_scale=1.0 / len(y), constraints={"*.w": optim.clamp(-1, 1)}
-        )
-    return state
+def _build(case, eng, rng, **options):
+    ds = eng.dataset
+    return build_model(case["preset"], input_shape=ds.input_shape, num_classes=10, backend=eng.backend, rng=rng,
+                       dtype="float64", **{**case["options"], **options})
 
 
-def _set_masks(case, b, model):
-    if case["masks"]:
+def _run(case, out, dataset, *, epochs, resume=None):
+    eng = _engine(case, out, dataset, epochs=epochs, resume=resume)
+    b = eng.backend
+    # resumed: built from another generator (other initial values) and without masks; the checkpoint decides
+    model = eng.track(_build(case, eng, eng.rng_for("elsewhere") if resume else eng.rng))
+    if case["masks"] and not resume:
         gen = np.random.default_rng(1)
         model.set_masks({n: b.asarray(gen.uniform(size=model.params()[n].shape) < 0.7) for n in model.prunable()})
+    step = partial(train.train_step, penalty_scale=1.0 / len(dataset.y_train), constraints={"*.w": clamp(-1, 1)})
+    eng.train(model, step=step, optimizer=case["opt"], epochs=epochs)
+    eng._write_metrics()
+    return eng, model
+
+
+def _rows(out):
+    with open(os.path.join(out, "metrics.csv")) as f:
+        return [{k: v for k, v in row.items() if k != "train_seconds"} for row in csv.DictReader(f)]
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_resume_equals_straight_through(tmp_path, digits, name):
     case = CASES[name]
-    x, y = digits
+    straight_eng, straight = _run(case, tmp_path / "straight", digits, epochs=2)
+    _run(case, tmp_path / "resumed", digits, epochs=1)
+    eng, resumed = _run(case, tmp_path / "resumed", digits, epochs=2, resume=str(tmp_path / "resumed"))
 
-    b, rng, model, state = _fresh(case, x, seed=0)
-    _set_masks(case, b, model)
-    for _ in range(2):
-        state = _epoch(case, b, rng, model, state, x, y)
-    straight = {**model.params(), **model.state()}
-
-    b, rng, model, state = _fresh(case, x, seed=0)
-    _set_masks(case, b, model)
-    state = _epoch(case, b, rng, model, state, x, y)
-    path = os.path.join(tmp_path, "ckpt.npz")
-    train.save(path, model=model, backend=b, opt_state=state, rng=rng, step=state["step"], config={"method": "test"})
-
-    # a fresh model (other initial values, no masks), optimizer state and generator
-    b, rng, model, _ = _fresh(case, x, seed=123)
-    state, step, config = train.resume(path, model=model, backend=b, rng=rng)
-    assert step == state["step"] == -(-len(y) // 64)
-    assert config["method"] == "test" and config["network"]["preset"] == case["preset"]
-    assert bool(model.masks()) == case["masks"]
-    state = _epoch(case, b, rng, model, state, x, y)
-    resumed = {**model.params(), **model.state()}
-
-    assert set(resumed) == set(straight)
-    for k, v in straight.items():
-        assert np.array_equal(np.asarray(resumed[k]), np.asarray(v)), k  # to the bit
+    assert eng.steps == straight_eng.steps == 2 * -(-len(digits.y_train) // 64)
+    assert bool(resumed.masks()) == case["masks"]
+    for section in ("params", "state", "masks"):
+        want, got = getattr(straight, section)(), getattr(resumed, section)()
+        assert set(got) == set(want), section
+        for k, v in want.items():
+            assert np.array_equal(np.asarray(got[k]), np.asarray(v)), f"{section} {k}"  # to the bit
+    assert _rows(tmp_path / "resumed") == _rows(tmp_path / "straight")
+    a = io.load_checkpoint(tmp_path / "straight" / "checkpoint.npz")
+    b = io.load_checkpoint(tmp_path / "resumed" / "checkpoint.npz")
+    assert a.rng_state == b.rng_state and a.optimizer_state["step"] == b.optimizer_state["step"]
+    buffers = [k for k, v in a.optimizer_state.items() if isinstance(v, dict)]
+    assert buffers  # Adam's moments or the momentum buffers
+    for buf in buffers:
+        for k, v in a.optimizer_state[buf].items():
+            np.testing.assert_array_equal(b.optimizer_state[buf][k], v, err_msg=f"{buf} {k}")
 
 
-def test_resume_refuses_another_model(tmp_path, digits):
-    x, _ = digits
-    case = CASES["l0-mlp"]
-    b, rng, model, state = _fresh(case, x, seed=0)
-    path = os.path.join(tmp_path, "ckpt.npz")
-    train.save(path, model=model, backend=b, opt_state=state, rng=rng, step=0)
-    _, _, other, _ = _fresh(CASES["bn-masked"], x, seed=0)
-    with pytest.raises(ValueError, match=r"another network \(.*preset: checkpoint 'mlp-300-100' vs this model 'binary-mlp'"):
-        train.resume(path, model=other, backend=b)
-    train.resume(path, model=_fresh({**CASES["l0-mlp"], "options": {"l0": True, "lam": 0.2}}, x, seed=0)[2],
-                 backend=b)  # another lam: the same architecture, accepted
-    bn = CASES["bn-masked"]
-    train.save(path, model=other, backend=b, opt_state=_fresh(bn, x, seed=0)[3], rng=rng, step=0)
-    wider = _fresh({**bn, "options": {**bn["options"], "hidden": 48}}, x, seed=0)[2]
+def test_resume_refuses_another_network(tmp_path, digits):
+    l0, bn = CASES["l0-mlp"], CASES["bn-masked"]
+    _run(l0, tmp_path / "l0", digits, epochs=1)
+    eng = _engine(l0, tmp_path / "l0", digits, epochs=2, resume=str(tmp_path / "l0"))
+    with pytest.raises(ValueError, match=r"another network \(.*preset: checkpoint 'mlp-300-100' vs this model "
+                                         r"'binary-mlp'"):
+        eng.track(_build(bn, eng, eng.rng))
+    eng = _engine(l0, tmp_path / "l0", digits, epochs=2, resume=str(tmp_path / "l0"))
+    eng.track(_build(l0, eng, eng.rng, lam=0.2))  # another lam: the same architecture, accepted
+    eng = _engine(l0, tmp_path / "l0", digits, epochs=2, resume=str(tmp_path / "l0"))
+    with pytest.raises(ValueError, match=r"another network \(l0: checkpoint True vs this model False"):
+        eng.track(build_model("mlp-300-100", input_shape=(1, 8, 8), num_classes=10, backend=eng.backend,
+                              rng=eng.rng))
+
+    _run(bn, tmp_path / "bn", digits, epochs=1)
+    eng = _engine(bn, tmp_path / "bn", digits, epochs=2, resume=str(tmp_path / "bn"))
     with pytest.raises(ValueError, match=r"shapes differ \(.*\(64, 32\) vs model \(64, 48\)"):
-        train.resume(path, model=wider, backend=b)
-    train.save(path, model=model, backend=b, opt_state=state, rng=rng, step=0)
-    ckpt = io.load_checkpoint(path)  # a checkpoint without a network config: the arrays decide
-    io.save_checkpoint(path, params=ckpt.params, step=0, config={})
-    with pytest.raises(ValueError, match="does not fit this model: missing"):
-        train.resume(path, model=other, backend=b)
-    train.save(path, model=model, backend=b, opt_state=state, rng=None, step=0)
-    with pytest.raises(ValueError, match="no RNG state"):
-        train.resume(path, model=model, backend=b, rng=rng)
+        eng.track(_build(bn, eng, eng.rng, hidden=48))
+    eng = _engine(bn, tmp_path / "bn", digits, epochs=2, resume=str(tmp_path / "bn"))
+    with pytest.raises(ValueError, match=r"does not fit this model: missing \['fc1.b', .*\], unexpected \[\]"):
+        eng.track(_build(bn, eng, eng.rng, bias=True))  # the same preset with other parameters
