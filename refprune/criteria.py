@@ -14,19 +14,19 @@ for ``weight`` those entries count towards ``amount``). Every method
 that prunes (``magnitude``, ``lottery``, ...) takes ``--criterion NAME`` and looks it up
 here, so a new criterion is one function and one :func:`register_criterion` entry.
 
-================  =====================================================================
-``weight``        unstructured: the smallest scores among single weights
-                  (:func:`refprune.magnitude_mask`); also global over layers
-``unit``          structured: whole output units (dense columns, conv filters) with the
-                  smallest L2 norm (:func:`refprune.structured_mask`)
-``N:M``           e.g. ``2:4``: in every group of ``M`` consecutive inputs of a unit keep
-                  the ``N`` largest (:func:`refprune.nm_mask`; dense ``(in, out)`` groups
-                  along ``in``, conv ``(out, in, kh, kw)`` along ``in``). The pattern
-                  fixes the sparsity at ``1 - N/M``: ``amount`` is not used
-``block:AxB[:P]`` e.g. ``block:4x4``: whole ``A x B`` tiles of the first two axes (a conv's
-                  tiles span its whole kernels) with the smallest pooled score, ``P`` one
-                  of ``l1`` (default), ``l2``, ``max``, ``mean`` (:func:`refprune.block_mask`)
-================  =====================================================================
+==================  =====================================================================
+``weight``          unstructured: the smallest scores among single weights
+                    (:func:`refprune.magnitude_mask`); also global over layers
+``unit``            structured: whole output units (dense columns, conv filters) with the
+                    smallest L2 norm (:func:`refprune.structured_mask`)
+``N:M``             e.g. ``2:4``: in every group of ``M`` consecutive inputs of a unit keep
+                    the ``N`` largest (:func:`refprune.nm_mask`; dense ``(in, out)`` groups
+                    along ``in``, conv ``(out, in, kh, kw)`` along ``in``). The pattern
+                    fixes the sparsity at ``1 - N/M``: ``amount`` is not used
+``block:AxB[:P]``   e.g. ``block:4x4``: whole ``A x B`` tiles of the first two axes (a conv's
+                    tiles span its whole kernels) with the smallest pooled score, ``P`` one
+                    of ``l1`` (default), ``l2``, ``max``, ``mean`` (:func:`refprune.block_mask`)
+==================  =====================================================================
 
 Names with parameters are patterns: :func:`register_family` registers a regular
 expression and a factory that builds the criterion from the match.

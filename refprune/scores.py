@@ -8,14 +8,14 @@ floating dtype); every mask (:func:`refprune.magnitude_mask`,
 ``g`` is the gradient of the loss with respect to ``w`` (for masked weights: with
 respect to the masked weight, as autograd gives it).
 
-==========================  ==========================================  ==========================
-function                    score                                       from
-==========================  ==========================================  ==========================
-:func:`saliency_scores`     :math:`|w \odot g|`                         SNIP (Lee et al. 2019)
-:func:`taylor_scores`       :math:`(w \odot g)^2` or :math:`|w \odot g|` Molchanov et al. 2019 / 2017
-:func:`movement_scores`     :math:`S - w \odot g`, accumulated          Sanh et al. 2020
-:func:`random_scores`       uniform noise in [0, 1) from a generator    random pruning, SET's growth
-==========================  ==========================================  ==========================
+==========================  ============================================  ==========================
+function                    score                                         from
+==========================  ============================================  ==========================
+:func:`saliency_scores`     :math:`|w \odot g|`                           SNIP (Lee et al. 2019)
+:func:`taylor_scores`       :math:`(w \odot g)^2` or :math:`|w \odot g|`   Molchanov et al. 2019 / 2017
+:func:`movement_scores`     :math:`S - w \odot g`, accumulated            Sanh et al. 2020
+:func:`random_scores`       uniform noise in [0, 1) from a generator      random pruning, SET's growth
+==========================  ============================================  ==========================
 
 NaN or infinite inputs give NaN or infinite scores (the masks then raise on NaN);
 nothing here raises on values.

@@ -6,7 +6,7 @@ target with ``os.replace``. A crash or an exception at any point leaves either t
 file or the new one, never half of one, and the temporary file is removed on failure.
 
 Checkpoint format (``.npz``, read with ``np.load(..., allow_pickle=False)``)
---------------------------------------------------------------------------
+----------------------------------------------------------------------------
 One member ``__refprune_checkpoint__`` holds a UTF-8 JSON manifest in a uint8 array:
 the format marker ``"refprune-checkpoint"``, the format ``version`` (1), ``step``,
 ``rng_state`` (a string, e.g. a refprune generator's ``state()``), ``config`` (any

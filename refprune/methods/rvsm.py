@@ -5,7 +5,7 @@ couples them by a quadratic term: minimise
 
     f(w) + lam * ||u||_0 + beta / 2 * ||w - u||^2.
 
-For fixed w the minimising u is the hard threshold of w,
+For fixed w the minimising u is the hard threshold of w::
 
     u = H_t(w) = w where |w| > t, else 0,     t = sqrt(2 * lam / beta)
 
