@@ -260,6 +260,11 @@ def pytest_sessionfinish(session, exitstatus):
         "environment": cfg.environ_settings(),
         "xfails_file": str(state.xfails_path) if state.xfails_path else None,
         "unmatched_xfails": [e.test_id for e in state.xfails if (state.modules[0], e.test_id) not in state.used],
+        "xfails_files": {m: str(p) if p else None for m, p in state.xfails_paths.items()},
+        "unmatched_xfails_by_target": {
+            m: [e.test_id for e in entries if (m, e.test_id) not in state.used]
+            for m, entries in state.xfails_by_module.items()
+        },
         "exitstatus": int(exitstatus),
         "tests": tests,
     }

@@ -96,7 +96,7 @@ def _cases():
     from refprune.conformance import edges
 
     for fname in PROTOCOL_NAMES:
-        for dtype in ("float64", "float32"):
+        for dtype in ("float64", "float32") if fname not in _KINKED else ("float64",):
             for cls, args, kwargs in edges.cases(fname, dtype):
                 if cls != "subnormal":  # a flush-to-zero device may treat them as 0 (protocol)
                     yield cls, fname, args, kwargs
@@ -104,6 +104,12 @@ def _cases():
         yield "random", fname, args, kwargs
     for fname, args, kwargs in _BAD:
         yield "bad input", fname, args, kwargs
+
+
+#: Gradients with a jump (a clip or a clamp): a float32 evaluation at the jump may land on
+#: the other side than the float64 reference; the suite masks those entries, the vectors
+#: hold only their float64 edge cases.
+_KINKED = ("hard_concrete_sample_grad", "hard_concrete_prob_nonzero_grad", "l0_penalty_grad")
 
 
 def _random_cases():
