@@ -43,8 +43,8 @@ def missing_dependencies():
 
 
 def install_hint(missing):
-    return (f"refprune check needs {' and '.join(missing)}, which are not installed; "
-            "install them with: pip install 'refprune[check]'")
+    return (f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed; install the check "
+            "extra: pip install 'refprune[check]' (in a checkout: pip install -e '.[check]')")
 
 
 def target_problem(target, backend):
@@ -93,6 +93,8 @@ def run(*, target, backend=None, profile=None, max_examples=None, xfails=None, c
             env[name] = str(value)
     if max_examples is not None:
         env[cfg.ENV_MAX_EXAMPLES] = str(max_examples)
+    if "jax" in (backend or "").split(",") and "JAX_ENABLE_X64" not in env:
+        env["JAX_ENABLE_X64"] = "1"  # the float64 half of the suite needs JAX's 64-bit mode
     # the target may live in the caller's directory: keep it importable from the temp cwd
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory(prefix="refprune-check-") as tmp:
@@ -235,7 +237,7 @@ def main(args):
         return 2
     log = _log_path(args.target, getattr(args, "log", None))
     shown_backend = backend or ("every backend" if args.target == cfg.DEFAULT_TARGET else "numpy")
-    print(f"refprune check: oracle protocol {cfg.PROTOCOL_VERSION} (docs/protocol.md); target {args.target} "
+    print(f"refprune check: oracle protocol {cfg.PROTOCOL_VERSION} ({cfg.protocol_document()}); target {args.target} "
           f"on {shown_backend}; profile {args.profile}; running the suite (log: {log}) ...", flush=True)
     status, report = run(
         target=args.target,

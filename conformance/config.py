@@ -4,9 +4,10 @@
 ``REFPRUNE_TARGET``        module (or ``module:attribute``) implementing the oracle
                            protocol; default ``refprune`` on every backend
 ``REFPRUNE_TARGET_BACKEND`` array type the target takes and returns: ``numpy``,
-                           ``torch``, ``torch-cuda``, ``cupy``, ``array-api-strict``
-                           (comma-separated for several); default ``numpy`` for a
-                           named target and every backend for ``refprune``
+                           ``torch``, ``torch-cuda``, ``cupy``, ``array-api-strict``,
+                           ``jax`` (comma-separated for several); default ``numpy``
+                           for a named target and every backend but the opt-in ones
+                           (``jax``) for ``refprune``
 ``REFPRUNE_PROFILE``       ``ci`` (default: few derandomized examples) or ``thorough``
                            (``quick``: ``ci`` without shrinking, for the meta-tests)
 ``REFPRUNE_MAX_EXAMPLES``  override the profile's examples per test
@@ -35,8 +36,27 @@ ENV_REPORT = "REFPRUNE_REPORT"
 ENV_CHECKS = "REFPRUNE_CHECKS"
 
 #: The version of the oracle protocol this suite checks (``docs/protocol.md``, shipped
-#: in the wheel as ``refprune/conformance/protocol.md``).
+#: in the wheel as ``refprune/conformance/protocol.md``; its ``protocol-version:`` line).
 PROTOCOL_VERSION = "v1"
+
+
+def protocol_document():
+    """The path of the protocol document shipped with the suite (``refprune/conformance/protocol.md``)."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent / "protocol.md"
+
+
+def documented_version(path=None):
+    """The version the protocol document declares on its ``protocol-version:`` line (``None`` if absent)."""
+    path = protocol_document() if path is None else path
+    try:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("protocol-version:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
 
 #: The kinds of check, the columns of ``refprune check``: values against the float64
 #: reference, properties (laws that need no reference: exact counts, idempotence,
@@ -200,7 +220,7 @@ def target_specs(environ=None):
     if raw:
         names = [b.strip() for b in raw.split(",") if b.strip()]
     elif modules == [DEFAULT_TARGET]:
-        names = list(backends.NAMES)
+        names = list(backends.DEFAULT_TEST_NAMES)
     else:
         names = ["numpy"]
     check_backend_names(names, setting=f"{ENV_BACKEND}={raw!r}")

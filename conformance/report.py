@@ -50,7 +50,13 @@ def assert_dtype(call, actual, dtype, *, what="result", kind=None):
     """The result has the NumPy dtype named ``dtype`` (after ``to_numpy``)."""
     got = np.asarray(actual).dtype.name
     if got != dtype:
-        fail(call, f"{what} has dtype {got}, expected {dtype} (outputs keep the input's floating dtype)", kind=kind)
+        hint = ""
+        if got == "float32" and dtype == "float64" and call.target.backend_name == "jax":
+            from refprune.backends._jax import X64_HINT
+
+            hint = f"; {X64_HINT}"
+        fail(call, f"{what} has dtype {got}, expected {dtype} (outputs keep the input's floating dtype){hint}",
+             kind=kind)
 
 
 def assert_values(call, actual, expected, *, dtype=None, where=None, scale=1.0, what="result", kind=None, atol=None):

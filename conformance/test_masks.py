@@ -206,7 +206,7 @@ def _a(*v):
 
 
 MASK_CASES = {
-    # id: (function, args, kwargs)  -- ties and counts worked by hand in DESIGN.md's rule
+    # id: (function, args, kwargs)  -- ties and counts worked by hand in the protocol's rule (docs/protocol.md)
     "magnitude-ties-1d": ("magnitude_mask", (_a(3, 1, 1, 1, 2),), {"amount": 2}),
     "magnitude-sign-ties": ("magnitude_mask", (_a(-1, 1, -1, 1),), {"amount": 2}),
     "magnitude-all-equal": ("magnitude_mask", (np.full(10, 0.5),), {"amount": 0.3}),

@@ -36,7 +36,7 @@ def test_each_method_help_shows_its_defaults(method, capsys):
     [
         (["run", "l0", "--data", "nope"], "digits, mnist, fashion-mnist, cifar10, synthetic"),
         (["run", "rvsm", "--model", "resnet"], "mlp-300-100"),
-        (["run", "magnitude", "--backend", "jax"], "numpy, array-api-strict, torch"),
+        (["run", "magnitude", "--backend", "jaxx"], "numpy, array-api-strict, torch"),
         (["run", "lottery", "--data", "mnist"], "train-images-idx3-ubyte"),
     ],
 )
