@@ -53,7 +53,10 @@ def pytest_configure(config):
         "(a test of x_grad counts under x); checks: the kinds of check it makes (values, properties, "
         "gradients, errors), by default errors for bad-input tests, gradients for a _grad, else values",
     )
-    state = _State()
+    try:
+        state = _State()
+    except (ValueError, FileNotFoundError) as exc:  # a bad REFPRUNE_* setting: one line, no INTERNALERROR
+        raise pytest.UsageError(f"refprune conformance: {exc}") from None
     config.stash[_STATE] = state
     _CURRENT[:] = [state]
     cfg.load_profile()

@@ -306,3 +306,16 @@ def test_protocol_document_is_shipped_and_versioned():
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     if pyproject.exists():  # the repository
         assert '"protocol.md"' in pyproject.read_text(encoding="utf-8")
+
+
+def test_unknown_backend_in_the_environment_is_a_usage_error(tmp_path):
+    """REFPRUNE_TARGET_BACKEND=jaxx under plain pytest: one error line, no INTERNALERROR / KeyError."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, cfg.ENV_BACKEND: "jaxx"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "refprune.conformance.test_schedules", "-q",
+                           "-p", "no:cacheprovider"], env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4 and "INTERNALERROR" not in out and "KeyError" not in out, out
+    assert "unknown backend 'jaxx'; known backends:" in out
