@@ -100,8 +100,10 @@ def run(*, target, backend=None, profile=None, max_examples=None, xfails=None, c
     with tempfile.TemporaryDirectory(prefix="refprune-check-") as tmp:
         report_path = Path(tmp) / "report.json"
         env[cfg.ENV_REPORT] = str(report_path)
+        # --confcutdir: only the suite's own conftest, as in an installed wheel (not a checkout's root one)
         cmd = [sys.executable, "-m", "pytest", "--pyargs", "refprune.conformance", "-p", "no:cacheprovider",
-               "--import-mode=importlib", "-q", "--tb=short", *(["--no-header", "-rN"] if quiet else []), *pytest_args]
+               "--import-mode=importlib", f"--confcutdir={cfg.protocol_document().parent}", "-q", "--tb=short",
+               *(["--no-header", "-rN"] if quiet else []), *pytest_args]
         if log is None:
             status = subprocess.run(cmd, env=env, cwd=tmp, check=False).returncode
         else:

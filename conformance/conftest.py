@@ -46,6 +46,15 @@ def _ours(item):
         return False
 
 
+def pytest_ignore_collect(collection_path, config):
+    """The meta-tests test the suite itself, only for the default target: for any other target
+    they are not even collected (collecting them imports torch)."""
+    if cfg.target_name() != cfg.DEFAULT_TARGET and collection_path.name == "meta_tests" and \
+            _HERE in collection_path.resolve().parents:
+        return True
+    return None
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",

@@ -155,17 +155,19 @@ def test_check_table_verdicts():
 
 
 def test_check_two_function_module(tmp_path, monkeypatch, capfd):
-    """A correct forward-only module passes with gradients 'not implemented'; a short table, exit 0."""
+    """A correct forward-only module passes with gradients 'not implemented'; a short table, exit 0.
+    (The tests of the threshold and magnitude functions only, to keep this fast.)"""
     from refprune.cli import main
 
     _two_function_module(tmp_path, monkeypatch, "twofn_ok")
-    status = main(["check", "--target", "twofn_ok"])
+    status = main(["check", "--target", "twofn_ok", "--", "-k", "threshold or magnitude_mask"])
     out = capfd.readouterr().out
     assert status == 0, out
     assert f"oracle protocol {cfg.PROTOCOL_VERSION}" in out and len(out.splitlines()) < 15, out
     row = next(line for line in out.splitlines() if line.startswith("hard_threshold "))
     assert row.split()[1:] == ["pass", "pass", "not", "implemented", "pass"], row
     assert "overall: pass" in out and (tmp_path / "refprune-check-twofn_ok.log").exists()
+    assert "magnitude_mask" in next(line for line in out.splitlines() if line.startswith("not implemented"))
 
 
 def test_check_catches_a_forward_only_bug(tmp_path, monkeypatch, capfd):
@@ -174,7 +176,7 @@ def test_check_catches_a_forward_only_bug(tmp_path, monkeypatch, capfd):
     from refprune.cli import main
 
     _two_function_module(tmp_path, monkeypatch, "twofn_bug", cond="w > threshold")
-    status = main(["check", "--target", "twofn_bug", "--log", str(tmp_path / "check.log")])
+    status = main(["check", "--target", "twofn_bug", "--log", str(tmp_path / "check.log"), "--", "-k", "threshold"])
     out = capfd.readouterr().out
     assert status == 1, out
     row = next(line for line in out.splitlines() if line.startswith("hard_threshold "))
@@ -315,7 +317,8 @@ def test_unknown_backend_in_the_environment_is_a_usage_error(tmp_path):
 
     env = {**os.environ, cfg.ENV_BACKEND: "jaxx"}
     proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "refprune.conformance.test_schedules", "-q",
-                           "-p", "no:cacheprovider"], env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
+                           "-p", "no:cacheprovider", f"--confcutdir={cfg.protocol_document().parent}"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 4 and "INTERNALERROR" not in out and "KeyError" not in out, out
     assert "unknown backend 'jaxx'; known backends:" in out
