@@ -20,9 +20,17 @@ _REGISTRY = {
     "torch": ("._torch", "TorchBackend"),
     "torch-cuda": ("._torch", "TorchCudaBackend"),
     "cupy": ("._cupy", "CupyBackend"),
+    "jax": ("._jax", "JaxBackend"),
 }
 
 NAMES = tuple(_REGISTRY)
+
+#: Backends the default test runs leave out (``pytest``, and ``pytest conformance`` with no
+#: ``REFPRUNE_TARGET_BACKEND``): JAX runs the core eagerly, one dispatch per operation, far
+#: too slow for the training tests. Name one to test it (``REFPRUNE_TARGET_BACKEND=jax``;
+#: ``tests/test_jax.py`` tests the adapter and jit / grad / vmap).
+OPT_IN = ("jax",)
+DEFAULT_TEST_NAMES = tuple(n for n in NAMES if n not in OPT_IN)
 
 #: The module holding each Array API namespace's fast paths (``refprune._dispatch``),
 #: by the namespace's ``__name__``; imported the first time the core asks for one.
@@ -34,7 +42,8 @@ FAST_PATH_MODULES = {
 }
 
 __all__ = [
-    "get", "available", "unavailable_reason", "fast_paths_for", "NAMES", "FAST_PATH_MODULES", "Backend", "Generator",
+    "get", "available", "unavailable_reason", "fast_paths_for", "NAMES", "OPT_IN", "DEFAULT_TEST_NAMES",
+    "FAST_PATH_MODULES", "Backend", "Generator",
     "ReferenceGenerator",
 ]
 
@@ -50,7 +59,7 @@ def _adapter_class(name):
 
 
 def get(name, device=None):
-    """Return the adapter for backend ``name`` (``numpy``, ``torch``, ``torch-cuda``, ``cupy``, ``array-api-strict``).
+    """Return the adapter for backend ``name`` (``numpy``, ``torch``, ``torch-cuda``, ``cupy``, ``array-api-strict``, ``jax``).
 
     Raises ``ValueError`` for an unknown name and ``RuntimeError`` when the backend's
     library is not installed or it has no device here.

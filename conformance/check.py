@@ -1,15 +1,27 @@
-"""``refprune check``: run the conformance suite against a target, then tabulate by function.
+"""``refprune check``: run the conformance suite against a target, then say what it found.
 
 Runs ``python -m pytest --pyargs refprune.conformance`` in a subprocess with the
-``REFPRUNE_*`` environment set and a JSON report requested, then prints one line per
-protocol function: how many of its tests passed, failed, were expected failures
-(the xfails file) or were skipped, and a verdict (``pass``, ``FAIL``, ``missing``
-when the target does not implement the name, ``skip``). A test counts for the first
-function its ``protocol`` marker names.
+``REFPRUNE_*`` environment set and a JSON report requested, its output going to a log
+file, and prints:
+
+* the protocol version, the target, its backend and the profile;
+* one row per protocol function the target implements, with a column per kind of
+  check (``values``, ``properties``, ``gradients``, ``errors``), each ``pass``,
+  ``FAIL``, ``not implemented`` (the name, or for ``gradients`` the ``_grad``, is
+  missing), ``skip`` (could not run here) or ``-`` (the protocol has no such check);
+  the functions the target does not implement on one line;
+* one overall line;
+* when something failed, the first failure of each function with its reproducer,
+  and the name of the log file with everything.
+
+A misspelt target or an unknown backend is one line, before the suite runs. The exit
+status is 0 when every check of every implemented function passes (a target need not
+implement every name, nor every ``_grad``), 1 when one fails, 2 when the suite cannot run.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -19,78 +31,242 @@ from pathlib import Path
 
 from refprune.conformance import config as cfg
 
+PASS, FAIL, MISSING, SKIP, NONE = "pass", "FAIL", "not implemented", "skip", "-"
 
-def run(*, target, backend=None, profile=None, max_examples=None, xfails=None, pytest_args=(), quiet=False):
-    """Run the suite; return ``(pytest exit status, report dict or None)``."""
+#: Lines of each function's first failure printed (the log file has all of it).
+FAILURE_LINES = 40
+
+
+def missing_dependencies():
+    """The packages ``refprune check`` needs that are not installed (the ``check`` extra)."""
+    return [name for name in ("pytest", "hypothesis") if importlib.util.find_spec(name) is None]
+
+
+def install_hint(missing):
+    return (f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed; install the check "
+            "extra: pip install 'refprune[check]' (in a checkout: pip install -e '.[check]')")
+
+
+def target_problem(target, backend):
+    """One line saying why ``target`` on ``backend`` cannot be checked here, or ``None``."""
+    from refprune import backends
+
+    names = [b.strip() for b in (backend or "").split(",") if b.strip()]
+    try:
+        cfg.check_backend_names(names, setting=f"--target-backend {backend}")
+    except ValueError as exc:
+        return str(exc)
+    for name in names:
+        reason = backends.unavailable_reason(name)
+        if reason is not None:
+            return f"--target-backend {name} cannot run here: {reason}"
+    for module in cfg.target_modules({cfg.ENV_TARGET: target}):
+        sys.path.insert(0, os.getcwd())
+        try:
+            from refprune.conformance.target import load_module
+
+            load_module(module)
+        except ImportError as exc:
+            cause = exc.__cause__ or exc
+            return (f"cannot import the target {module!r} ({type(cause).__name__}: {cause}); give an importable "
+                    f"module name (the current directory {os.getcwd()} is searched)")
+        except AttributeError as exc:
+            return f"the target {module!r} has no such attribute: {exc}"
+        except Exception as exc:  # noqa: BLE001 - whatever the target's import raises is the answer
+            return f"importing the target {module!r} raised {type(exc).__name__}: {exc}"
+        finally:
+            sys.path.remove(os.getcwd())
+    return None
+
+
+def run(*, target, backend=None, profile=None, max_examples=None, xfails=None, checks=None, pytest_args=(),
+        log=None, quiet=False):
+    """Run the suite; return ``(pytest exit status, report dict or None)``.
+
+    The suite's output goes to the file ``log`` (to the terminal when ``None``).
+    """
     env = dict(os.environ)
     env[cfg.ENV_TARGET] = target
-    for name, value in ((cfg.ENV_BACKEND, backend), (cfg.ENV_PROFILE, profile), (cfg.ENV_XFAILS, xfails)):
+    for name, value in ((cfg.ENV_BACKEND, backend), (cfg.ENV_PROFILE, profile), (cfg.ENV_XFAILS, xfails),
+                        (cfg.ENV_CHECKS, checks)):
         if value:
             env[name] = str(value)
     if max_examples is not None:
         env[cfg.ENV_MAX_EXAMPLES] = str(max_examples)
+    if "jax" in (backend or "").split(",") and "JAX_ENABLE_X64" not in env:
+        env["JAX_ENABLE_X64"] = "1"  # the float64 half of the suite needs JAX's 64-bit mode
     # the target may live in the caller's directory: keep it importable from the temp cwd
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory(prefix="refprune-check-") as tmp:
         report_path = Path(tmp) / "report.json"
         env[cfg.ENV_REPORT] = str(report_path)
+        # --confcutdir: only the suite's own conftest, as in an installed wheel (not a checkout's root one)
         cmd = [sys.executable, "-m", "pytest", "--pyargs", "refprune.conformance", "-p", "no:cacheprovider",
-               "--import-mode=importlib", "-q", "--tb=short", *(["--no-header", "-rN"] if quiet else []), *pytest_args]
-        status = subprocess.run(cmd, env=env, cwd=tmp, check=False).returncode
+               "--import-mode=importlib", f"--confcutdir={cfg.protocol_document().parent}", "-q", "--tb=short",
+               *(["--no-header", "-rN"] if quiet else []), *pytest_args]
+        if log is None:
+            status = subprocess.run(cmd, env=env, cwd=tmp, check=False).returncode
+        else:
+            with open(log, "w", encoding="utf-8") as out:
+                out.write(f"$ {' '.join(cmd)}\n")
+                out.flush()
+                status = subprocess.run(cmd, env=env, cwd=tmp, stdout=out, stderr=subprocess.STDOUT,
+                                        check=False).returncode
         report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else None
     return status, report
 
 
-def table(report):
-    """Rows ``(function, passed, failed, xfailed, skipped, verdict)`` in protocol order."""
-    counts = {name: {"passed": 0, "failed": 0, "xfailed": 0, "skipped": 0, "missing": 0} for name in cfg.PROTOCOL_NAMES}
+def _empty():
+    return {"passed": 0, "failed": 0, "missing": 0, "xfailed": 0, "skipped": 0}
+
+
+def cells(report):
+    """``{row: {kind: counts}}`` and ``{row: first failing test}`` from a report."""
+    counts = {row: {kind: _empty() for kind in cfg.KINDS} for row in cfg.rows()}
+    first = {}
     for test in report["tests"]:
-        if not test["functions"]:
+        row = test.get("row") or (cfg.row_of(test["functions"][0]) if test.get("functions") else None)
+        if row is None:
             continue
-        c = counts.setdefault(test["functions"][0], {"passed": 0, "failed": 0, "xfailed": 0, "skipped": 0, "missing": 0})
+        kinds = test.get("kinds") or list(cfg.test_kinds(test["functions"], test["id"]))
+        c = counts.setdefault(row, {kind: _empty() for kind in cfg.KINDS})
         outcome = test["outcome"]
         if outcome in ("failed", "error", "xpassed"):
-            c["failed"] += 1
-            if "does not implement" in test.get("message", ""):
-                c["missing"] += 1
-        elif outcome in c:
-            c[outcome] += 1
-    rows = []
-    for name, c in counts.items():
-        if c["failed"] and c["missing"] == c["failed"] and not c["passed"]:
-            verdict = "missing"
-        elif c["failed"]:
-            verdict = "FAIL"
-        elif c["passed"] or c["xfailed"]:
-            verdict = "pass" if not c["xfailed"] else "pass (xfails)"
-        elif c["skipped"]:
-            verdict = "skip"
-        else:
-            verdict = "no tests"
-        rows.append((name, c["passed"], c["failed"], c["xfailed"], c["skipped"], verdict))
-    return rows
+            kind = test.get("kind") or kinds[0]
+            missing = test.get("missing", "does not implement" in test.get("message", ""))
+            c[kind]["missing" if missing else "failed"] += 1
+            if not missing:
+                first.setdefault(row, test)
+        elif outcome in ("passed", "xfailed", "skipped"):
+            for kind in kinds:
+                c[kind][outcome] += 1
+    return counts, first
+
+
+def verdict(c):
+    """``pass`` / ``FAIL`` / ``not implemented`` / ``skip`` / ``-`` for one cell's counts."""
+    if c["failed"]:
+        return FAIL
+    if c["passed"] or c["xfailed"]:  # a _grad's bad-input cases may be missing where the function's pass
+        return PASS + (" (xfails)" if c["xfailed"] else "")
+    if c["missing"]:
+        return MISSING
+    if c["skipped"]:
+        return SKIP
+    return NONE
+
+
+def table(report):
+    """Rows ``(function, {kind: verdict})`` for every protocol function, in protocol order."""
+    counts, _ = cells(report)
+    return [(row, {kind: verdict(c[kind]) for kind in cfg.KINDS}) for row, c in counts.items()]
+
+
+def implemented(verdicts):
+    return any(v not in (MISSING, NONE, SKIP) for v in verdicts.values()) and verdicts["values"] != MISSING
+
+
+def summarize(rows):
+    """``(lines of the table, overall line, exit status)``."""
+    shown = [(n, v) for n, v in rows if implemented(v)]
+    absent = [n for n, v in rows if not implemented(v)]
+    width = max([len(n) for n, _ in shown] + [len("function")])
+    lines = [f"{'function':{width}s}  " + "  ".join(f"{k:16s}" for k in cfg.KINDS).rstrip()]
+    for name, v in shown:
+        lines.append(f"{name:{width}s}  " + "  ".join(f"{v[k]:16s}" for k in cfg.KINDS).rstrip())
+    if absent:
+        lines.append(f"not implemented ({len(absent)} of {len(rows)}): {', '.join(absent)}")
+    failing = [n for n, v in shown if FAIL in v.values()]
+    no_grad = [n for n, v in shown if v["gradients"] == MISSING]
+    if failing:
+        overall = (f"overall: FAIL - {len(failing)} of {len(shown)} implemented functions fail a check: "
+                   f"{', '.join(failing)}")
+        status = 1
+    elif shown:
+        overall = f"overall: pass - every check of the {len(shown)} implemented functions passes"
+        if no_grad:
+            overall += f" (gradients not implemented: {', '.join(no_grad)})"
+        status = 0
+    else:
+        overall = "overall: nothing to check - the target implements no protocol function"
+        status = 1
+    return lines, overall, status
 
 
 def format_table(rows):
-    lines = [f"{'function':34s} {'passed':>6s} {'failed':>6s} {'xfail':>6s} {'skip':>6s}  verdict"]
-    lines += [f"{n:34s} {p:6d} {f:6d} {x:6d} {s:6d}  {v}" for n, p, f, x, s, v in rows]
-    return "\n".join(lines)
+    lines, overall, _ = summarize(rows)
+    return "\n".join([*lines, overall])
+
+
+def first_failures(report, limit=FAILURE_LINES):
+    """The first failure of each failing function: its test id and message (with the reproducer)."""
+    _, first = cells(report)
+    out = []
+    for row in cfg.rows():
+        test = first.get(row)
+        if test is None:
+            continue
+        text = (test.get("error") or test.get("message") or "").strip().splitlines()
+        more = f"\n    ... ({len(text) - limit} more lines in the log)" if len(text) > limit else ""
+        body = "\n".join("    " + line for line in text[:limit])
+        out.append(f"{row}: first failure in {test['id']}\n{body}{more}")
+    return out
+
+
+def _log_path(target, log):
+    if log:
+        return Path(log)
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in target)[:80]
+    path = Path.cwd() / f"refprune-check-{safe}.log"
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError:
+        path = Path(tempfile.gettempdir()) / path.name
+    return path
 
 
 def main(args):
     """The ``refprune check`` command (``args`` from argparse)."""
+    missing = missing_dependencies()
+    if missing:
+        print(f"refprune check: {install_hint(missing)}", file=sys.stderr)
+        return 2
+    backend = args.target_backend
+    problem = target_problem(args.target, backend)
+    if problem is not None:
+        print(f"refprune check: {problem}", file=sys.stderr)
+        return 2
+    log = _log_path(args.target, getattr(args, "log", None))
+    shown_backend = backend or ("every backend" if args.target == cfg.DEFAULT_TARGET else "numpy")
+    print(f"refprune check: oracle protocol {cfg.PROTOCOL_VERSION} ({cfg.protocol_document()}); target {args.target} "
+          f"on {shown_backend}; profile {args.profile}; running the suite (log: {log}) ...", flush=True)
     status, report = run(
         target=args.target,
-        backend=args.target_backend,
+        backend=backend,
         profile=args.profile,
         max_examples=args.max_examples,
         xfails=args.xfails,
+        checks=getattr(args, "checks", None),
         pytest_args=args.pytest_args,
+        log=log,
     )
     if report is None:
-        print(f"refprune check: the suite did not run (pytest exit status {status})", file=sys.stderr)
-        return status or 2
+        tail = Path(log).read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+        print(f"refprune check: the suite did not run (pytest exit status {status}); the end of {log}:", file=sys.stderr)
+        for line in tail:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    lines, overall, code = summarize(table(report))
     print()
-    print(f"refprune check: target {report['target']} on {', '.join(report['backends'])}, profile {report['profile']}")
-    print(format_table(table(report)))
-    return status
+    print("\n".join(lines))
+    print(overall)
+    failures = first_failures(report)
+    if failures:
+        print()
+        print("\n\n".join(failures))
+    if report.get("unmatched_xfails"):
+        print(f"\nlines of {report['xfails_file']} that matched no test: {', '.join(report['unmatched_xfails'])}")
+        code = code or 1
+    print(f"\nfull log: {log}")
+    return code

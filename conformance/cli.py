@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from refprune.conformance import config as cfg
 
@@ -16,17 +17,22 @@ def _cmd_check(args):
 
 
 def _cmd_vectors(args):
-    from refprune.conformance import check, vectors
+    from refprune.conformance import vectors
 
     if args.action == "export":
         n = vectors.export(args.file)
-        print(f"wrote {n} golden vectors for {len(cfg.PROTOCOL_NAMES)} protocol functions to {args.file}")
+        print(f"wrote {n} golden vectors of oracle protocol {cfg.PROTOCOL_VERSION} for {len(cfg.PROTOCOL_NAMES)} "
+              f"protocol functions to {args.file} (format: docs/protocol.md, 'Golden vectors')")
         return 0
-    results = vectors.verify(args.file, args.target, args.target_backend or "numpy")
-    rows = [(name, ok, bad, 0, 0, "pass" if not bad else "FAIL") for name, (ok, bad, _) in results.items()]
-    print(f"refprune vectors verify: {args.file} against {args.target} on {args.target_backend or 'numpy'}")
-    print(check.format_table(rows))
-    failures = [m for _, (_, _, messages) in results.items() for m in messages]
+    backend = args.target_backend or "numpy"
+    try:
+        results = vectors.verify(args.file, args.target, backend)
+    except (ImportError, ValueError, OSError, RuntimeError) as exc:
+        print(f"refprune vectors verify: {exc}", file=sys.stderr)
+        return 2
+    print(f"refprune vectors verify: {args.file} against {args.target} on {backend}")
+    print(vectors.format_results(results))
+    failures = [m for r in results.values() for m in r.messages]
     for message in failures[:20]:
         print(f"  {message[:300]}")
     if len(failures) > 20:
@@ -46,12 +52,16 @@ def add_commands(sub):
     p.add_argument("--target", default=cfg.DEFAULT_TARGET, metavar="MODULE",
                    help="importable module (or module:attribute) with protocol functions")
     p.add_argument("--target-backend", default=None, metavar="NAME",
-                   help="array type the target takes: numpy, torch, torch-cuda, cupy, array-api-strict "
+                   help="array type the target takes: numpy, torch, torch-cuda, cupy, array-api-strict, jax "
                    "(default: numpy; every backend for refprune itself)")
     p.add_argument("--profile", choices=["ci", "thorough"], default="ci", help="examples per test")
     p.add_argument("--max-examples", type=int, default=None, help="override the profile's examples per test")
     p.add_argument("--xfails", default=None, metavar="FILE",
                    help="known deviations, one test id a line with '# reason' (default: xfails/<target>.txt; 'none')")
+    p.add_argument("--checks", default=None, metavar="KINDS",
+                   help="only these kinds of check, comma-separated: values, properties, gradients, errors (default: all)")
+    p.add_argument("--log", default=None, metavar="FILE",
+                   help="write the suite's full output here (default: ./refprune-check-<target>.log)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="further pytest arguments, after --")
     p.set_defaults(func=_cmd_check)
 
@@ -62,7 +72,8 @@ def add_commands(sub):
     )
     p.add_argument("action", choices=["export", "verify"])
     p.add_argument("file", metavar="FILE.json")
-    p.add_argument("--target", default=cfg.DEFAULT_TARGET, metavar="MODULE", help="verify: the implementation to check")
+    p.add_argument("--target", default=cfg.DEFAULT_TARGET, metavar="MODULE",
+                   help="verify: the implementation to check (the current directory is searched)")
     p.add_argument("--target-backend", default=None, metavar="NAME", help="verify: its array type (default numpy)")
     p.set_defaults(func=_cmd_vectors)
 

@@ -1,7 +1,7 @@
 """Closed forms in float64 NumPy that the tests use to locate kinks and check laws.
 
-These are the DESIGN.md equations evaluated directly on the host, independent of any
-target: where a function jumps (the clamp of P(z != 0), the clip of a gate), a float32
+These are the equations of the oracle protocol (docs/protocol.md) evaluated directly on
+the host, independent of any target: where a function jumps (the clamp of P(z != 0), the clip of a gate), a float32
 and a float64 evaluation may legitimately land on different sides, so comparisons
 leave those entries out.
 """
@@ -13,6 +13,25 @@ import math
 import numpy as np
 
 DEFAULTS = {"beta": 2.0 / 3.0, "gamma": -0.1, "zeta": 1.1, "eps": 1e-6}
+
+#: ``(amount, n)`` where the binary product ``amount * n`` falls on the other side of a
+#: half or an integer than the decimal one: ``0.7 * 45 = 31.499999999999996`` (31.5 in
+#: decimal), ``0.14 * 75 = 10.500000000000002`` (10.5), ``0.07 * 100 = 7.000000000000001`` (7).
+DECIMAL_TRAPS = (
+    (0.7, 45), (0.14, 75), (0.35, 90), (0.55, 110), (0.07, 150), (0.82, 75),
+    (0.07, 100), (0.28, 25), (0.56, 25), (0.58, 50), (0.14, 50),
+)
+
+
+def log_alpha_edges(beta=2.0 / 3.0, gamma=-0.1, zeta=1.1, eps=1e-6):
+    """``log_alpha`` values on the edges: clamps of P(z != 0), clips of the mode, +-50."""
+    shift = beta * math.log(-gamma / zeta)
+    edges = [0.0, 50.0, -50.0, math.log(1e2), math.log(1e-2)]
+    edges += [math.log(-gamma / zeta), math.log((1 - gamma) / (zeta - 1))]  # mode hits 0 / 1
+    if eps > 0:
+        logit = math.log(eps) - math.log1p(-eps)
+        edges += [logit + shift, -logit + shift]  # P(z != 0) hits eps / 1 - eps
+    return edges
 
 
 def sigmoid(t):
@@ -50,7 +69,7 @@ def away_from_clip(s_bar, shape, margin):
 
 
 def prune_count(amount, n, rounding="half-even"):
-    """``k`` by DESIGN.md: an int is a count; a float's shortest repr times ``n``, rounded exactly."""
+    """``k`` by the protocol: an int is a count; a float's shortest repr times ``n``, rounded exactly."""
     from fractions import Fraction
 
     if isinstance(amount, int):

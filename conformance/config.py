@@ -4,16 +4,22 @@
 ``REFPRUNE_TARGET``        module (or ``module:attribute``) implementing the oracle
                            protocol; default ``refprune`` on every backend
 ``REFPRUNE_TARGET_BACKEND`` array type the target takes and returns: ``numpy``,
-                           ``torch``, ``torch-cuda``, ``cupy``, ``array-api-strict``
-                           (comma-separated for several); default ``numpy`` for a
-                           named target and every backend for ``refprune``
+                           ``torch``, ``torch-cuda``, ``cupy``, ``array-api-strict``,
+                           ``jax`` (comma-separated for several); default ``numpy``
+                           for a named target and every backend but the opt-in ones
+                           (``jax``) for ``refprune``
 ``REFPRUNE_PROFILE``       ``ci`` (default: few derandomized examples) or ``thorough``
                            (``quick``: ``ci`` without shrinking, for the meta-tests)
 ``REFPRUNE_MAX_EXAMPLES``  override the profile's examples per test
 ``REFPRUNE_XFAILS``        an xfails file to use instead of ``xfails/<target>.txt``;
                            ``none`` for none
 ``REFPRUNE_REPORT``        write a JSON report of every conformance test's outcome here
+``REFPRUNE_CHECKS``        the kinds of check to run, comma-separated, of ``values``,
+                           ``properties``, ``gradients``, ``errors`` (default: all)
 ========================== ===========================================================
+
+``REFPRUNE_TARGET`` may name several modules, comma-separated: each is then a target
+of its own (test ids ``<module>-<backend>``), for comparing implementations in one run.
 """
 
 from __future__ import annotations
@@ -27,6 +33,36 @@ ENV_PROFILE = "REFPRUNE_PROFILE"
 ENV_MAX_EXAMPLES = "REFPRUNE_MAX_EXAMPLES"
 ENV_XFAILS = "REFPRUNE_XFAILS"
 ENV_REPORT = "REFPRUNE_REPORT"
+ENV_CHECKS = "REFPRUNE_CHECKS"
+
+#: The version of the oracle protocol this suite checks (``docs/protocol.md``, shipped
+#: in the wheel as ``refprune/conformance/protocol.md``; its ``protocol-version:`` line).
+PROTOCOL_VERSION = "v1"
+
+
+def protocol_document():
+    """The path of the protocol document shipped with the suite (``refprune/conformance/protocol.md``)."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent / "protocol.md"
+
+
+def documented_version(path=None):
+    """The version the protocol document declares on its ``protocol-version:`` line (``None`` if absent)."""
+    path = protocol_document() if path is None else path
+    try:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("protocol-version:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+#: The kinds of check, the columns of ``refprune check``: values against the float64
+#: reference, properties (laws that need no reference: exact counts, idempotence,
+#: ranges, monotonicity, the sampler's law), gradients (a ``_grad`` function's values
+#: and central differences / autograd), errors (the documented exceptions for bad input).
+KINDS = ("values", "properties", "gradients", "errors")
 
 DEFAULT_TARGET = "refprune"
 
@@ -38,7 +74,7 @@ PROFILES = {
     "quick": {"max_examples": 15, "derandomize": True, "shrink": False},
 }
 
-#: The oracle protocol v0 (DESIGN.md), family by family: what a target may implement.
+#: The oracle protocol (docs/protocol.md), family by family: what a target may implement.
 PROTOCOL = {
     "gates": (
         "hard_concrete_quantile",
@@ -84,7 +120,7 @@ PROTOCOL = {
     "schedules": ("constant_sparsity", "polynomial_sparsity", "imp_sparsity"),
 }
 
-#: The oracle protocol v1 primitives (docs/protocol_v1_primitives.md): added families, and
+#: The oracle protocol v1 primitives (docs/protocol.md): added families, and
 #: the schedule variants appended to v0's schedules.
 PROTOCOL.update({
     "patterns": ("nm_mask", "block_mask"),
@@ -97,6 +133,49 @@ PROTOCOL["schedules"] += ("is_update_step", "one_shot_sparsity", "jaxpruner_poly
 PROTOCOL_NAMES = tuple(name for names in PROTOCOL.values() for name in names)
 
 
+def row_of(name):
+    """The function a protocol name is reported under: ``x_grad`` under ``x``, any other name under itself."""
+    if name.endswith("_grad") and name[: -len("_grad")] in PROTOCOL_NAMES:
+        return name[: -len("_grad")]
+    return name
+
+
+def rows():
+    """The rows of the ``refprune check`` table: every protocol name that is not a ``_grad``, in order."""
+    return tuple(n for n in PROTOCOL_NAMES if row_of(n) == n)
+
+
+def test_kinds(names, test_name, declared=None):
+    """The kinds of check a test makes: ``declared`` (the ``protocol`` marker's ``checks=``), else
+    ``errors`` for bad-input tests, ``gradients`` when its first name is a ``_grad``, else ``values``."""
+    if declared:
+        kinds = tuple(k.strip() for k in (declared.split(",") if isinstance(declared, str) else declared))
+        unknown = [k for k in kinds if k not in KINDS]
+        if unknown:
+            msg = f"checks={declared!r}: unknown kind(s) {unknown}; use {', '.join(KINDS)}"
+            raise ValueError(msg)
+        return kinds
+    if "bad_input" in test_name:
+        return ("errors",)
+    if names and row_of(names[0]) != names[0]:
+        return ("gradients",)
+    return ("values",)
+
+
+def checks_selected(environ=None):
+    """The kinds ``REFPRUNE_CHECKS`` selects (every kind when unset)."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(ENV_CHECKS, "").strip()
+    if not raw:
+        return KINDS
+    kinds = tuple(k.strip() for k in raw.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        msg = f"{ENV_CHECKS}={raw!r}: unknown kind(s) {', '.join(unknown)}; use {', '.join(KINDS)}"
+        raise ValueError(msg)
+    return kinds
+
+
 @dataclass(frozen=True)
 class TargetSpec:
     """One thing to test: a target module on one backend."""
@@ -104,9 +183,11 @@ class TargetSpec:
     module: str
     backend: str
 
+    several: bool = False
+
     @property
     def id(self):
-        return self.backend
+        return f"{self.module}-{self.backend}" if self.several else self.backend
 
 
 def environ_settings(environ=None):
@@ -120,6 +201,21 @@ def target_name(environ=None):
     return environ.get(ENV_TARGET, "").strip() or DEFAULT_TARGET
 
 
+def target_modules(environ=None):
+    """The target modules ``REFPRUNE_TARGET`` names (one, or several comma-separated)."""
+    return [m.strip() for m in target_name(environ).split(",") if m.strip()] or [DEFAULT_TARGET]
+
+
+def check_backend_names(names, *, setting=ENV_BACKEND):
+    """Raise ``ValueError`` naming the known backends for any unknown name in ``names``."""
+    from refprune import backends
+
+    for name in names:
+        if name not in backends.NAMES:
+            msg = f"{setting}: unknown backend {name!r}; known backends: {', '.join(backends.NAMES)}"
+            raise ValueError(msg)
+
+
 def target_specs(environ=None):
     """The (module, backend) pairs this run tests, from the environment.
 
@@ -129,19 +225,17 @@ def target_specs(environ=None):
     from refprune import backends
 
     environ = os.environ if environ is None else environ
-    module = target_name(environ)
+    modules = target_modules(environ)
     raw = environ.get(ENV_BACKEND, "").strip()
     if raw:
         names = [b.strip() for b in raw.split(",") if b.strip()]
-    elif module == DEFAULT_TARGET:
-        names = list(backends.NAMES)
+    elif modules == [DEFAULT_TARGET]:
+        names = list(backends.DEFAULT_TEST_NAMES)
     else:
         names = ["numpy"]
-    for name in names:
-        if name not in backends.NAMES:
-            msg = f"{ENV_BACKEND}={raw!r}: unknown backend {name!r}; known backends: {', '.join(backends.NAMES)}"
-            raise ValueError(msg)
-    return [TargetSpec(module, name) for name in names]
+    check_backend_names(names, setting=f"{ENV_BACKEND}={raw!r}")
+    several = len(modules) > 1
+    return [TargetSpec(m, name, several) for m in modules for name in names]
 
 
 def profile_name(environ=None):

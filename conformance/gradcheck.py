@@ -91,11 +91,13 @@ def check_target_grad(target, fname, gname, arrays, *, dy=None, where=None, auto
 
     ``arrays`` are the forward's array inputs (host float64); the gradient function
     takes them (plus ``dy`` when given) and returns one gradient per array (a tuple
-    when several). ``where`` (one mask per gradient, or one for all) keeps entries
+    when several); fewer or more is a failure, never a shorter check. ``where`` (one mask per gradient, or one for all) keeps entries
     away from kinks. When torch is installed the gradients are also compared with
     ``torch.autograd`` through the independent torch implementation's ``fname``.
     """
     from refprune.conformance.report import assert_values
+
+    from refprune.conformance.report import fail
 
     wrt = list(range(len(arrays)))
     extra = [] if dy is None else [dy]
@@ -103,7 +105,8 @@ def check_target_grad(target, fname, gname, arrays, *, dy=None, where=None, auto
     call = target.last
     analytic = analytic if isinstance(analytic, tuple) else (analytic,)
     if len(analytic) != len(arrays):
-        wrt = wrt[: len(analytic)]
+        fail(call, f"returned {len(analytic)} gradient(s) for the {len(arrays)} array inputs of {fname}; a _grad "
+             "returns one gradient per array input of its forward (a tuple when several)", kind="gradients")
     masks = where if isinstance(where, (tuple, list)) else [where] * len(wrt)
     numeric = numeric_grads(lambda *a: target(fname, *a, **kwargs), arrays, wrt, dy)
     for i, (a, n) in enumerate(zip(analytic, numeric)):

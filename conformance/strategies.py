@@ -20,11 +20,14 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+# fixed values shared with edges.py and vectors.py, which must not need hypothesis
+from refprune.conformance.closed_forms import DECIMAL_TRAPS, DEFAULTS, log_alpha_edges  # noqa: F401
+
 FLOAT_DTYPES = ("float32", "float64")
 ROUNDINGS = ("half-even", "floor", "ceil")
 
-#: Hard-concrete defaults (DESIGN.md): beta, gamma, zeta, eps.
-GATE_DEFAULTS = {"beta": 2.0 / 3.0, "gamma": -0.1, "zeta": 1.1, "eps": 1e-6}
+#: Hard-concrete defaults (docs/protocol.md): beta, gamma, zeta, eps.
+GATE_DEFAULTS = DEFAULTS
 
 #: Python floats that are exactly representable in float32 (thresholds, bounds).
 EXACT_SMALL = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 0.125)
@@ -49,7 +52,13 @@ def nonempty_shapes(*, min_dims=1, max_dims=3, max_side=5, max_size=40):
 
 
 def _floats(dtype, lo, hi, **kw):
-    return st.floats(lo, hi, width=32 if dtype == "float32" else 64, allow_nan=False, **kw)
+    """Floats in ``[lo, hi]`` exactly representable in ``dtype``, never subnormal.
+
+    Subnormal numbers are left out of every random draw (the protocol's subnormal rule:
+    a flush-to-zero device may treat them as 0); they are checked in one edge class,
+    ``subnormal``, only where the device keeps them (``edges.py``).
+    """
+    return st.floats(lo, hi, width=32 if dtype == "float32" else 64, allow_nan=False, allow_subnormal=False, **kw)
 
 
 def _array(draw, dtype, shape, elements):
@@ -73,17 +82,6 @@ def gate_constants(names=("beta", "gamma", "zeta", "eps")):
     }
     each = st.fixed_dictionaries({}, optional={n: values[n] for n in names})
     return st.one_of(st.just({}), each)
-
-
-def log_alpha_edges(beta=2.0 / 3.0, gamma=-0.1, zeta=1.1, eps=1e-6):
-    """``log_alpha`` values on the edges: clamps of P(z != 0), clips of the mode, +-50."""
-    shift = beta * math.log(-gamma / zeta)
-    edges = [0.0, 50.0, -50.0, math.log(1e2), math.log(1e-2)]
-    edges += [math.log(-gamma / zeta), math.log((1 - gamma) / (zeta - 1))]  # mode hits 0 / 1
-    if eps > 0:
-        logit = math.log(eps) - math.log1p(-eps)
-        edges += [logit + shift, -logit + shift]  # P(z != 0) hits eps / 1 - eps
-    return edges
 
 
 def log_alphas(dtype, shape, constants=None):
@@ -146,16 +144,26 @@ def slice_weights(draw, dtype, shape, axis):
     """Weights whose slices along ``axis`` tie only exactly: copies with per-entry sign flips.
 
     A few distinct base slices are drawn and each index along ``axis`` takes one of
-    them, so equal norms are bit-for-bit equal in any summation order; or the whole
-    array is zero or constant (every slice tied).
+    them, so equal norms are bit-for-bit equal in any summation order; or slices whose
+    ranking differs between norm orders (``rankings``); or the whole array is zero or
+    constant (every slice tied).
     """
-    kind = draw(st.sampled_from(["copies", "zeros", "constant"]), label="slices kind")
+    kind = draw(st.sampled_from(["copies", "rankings", "zeros", "constant"]), label="slices kind")
     if kind == "zeros":
         return np.zeros(shape, dtype=dtype)
     if kind == "constant":
         return np.full(shape, draw(st.sampled_from([1.0, -0.5, 3.0]), label="constant"), dtype=dtype)
     m = shape[axis]
     rest = tuple(d for i, d in enumerate(shape) if i != axis)
+    if kind == "rankings" and math.prod(rest) >= 2:
+        # slices c*e_0 and (1, 1, 0, ...): the norm of the second is 2**(1/p), so which of them
+        # ranks higher depends on the order p (1.1, 1.3, 1.8, 3 lie between the orders' values)
+        r = math.prod(rest)
+        pool = [np.eye(1, r, 0)[0] * c for c in (1.1, 1.3, 1.5, 1.8, 3.0)] + [np.eye(1, r, 0)[0] + np.eye(1, r, 1)[0]]
+        picks = draw(st.lists(st.integers(0, len(pool) - 1), min_size=m, max_size=m), label="ranking slices")
+        signs = _array(draw, "float64", (m, r), st.sampled_from([1.0, -1.0]))
+        stacked = (np.stack([pool[p] for p in picks]) * signs).reshape((m, *rest)) if m else np.zeros((0, *rest))
+        return np.moveaxis(stacked.astype(dtype), 0, axis)
     n_bases = draw(st.integers(1, max(1, m)), label="distinct slices")
     bases = [_array(draw, dtype, rest, _floats(dtype, -5.0, 5.0)) for _ in range(n_bases)]
     picks = draw(st.lists(st.integers(0, n_bases - 1), min_size=m, max_size=m), label="slice picks")
@@ -176,15 +184,6 @@ def masks(shape):
 
 
 # --------------------------------------------------------------------------- amounts
-
-
-#: ``(amount, n)`` where the binary product ``amount * n`` falls on the other side of a
-#: half or an integer than the decimal one: ``0.7 * 45 = 31.499999999999996`` (31.5 in
-#: decimal), ``0.14 * 75 = 10.500000000000002`` (10.5), ``0.07 * 100 = 7.000000000000001`` (7).
-DECIMAL_TRAPS = (
-    (0.7, 45), (0.14, 75), (0.35, 90), (0.55, 110), (0.07, 150), (0.82, 75),
-    (0.07, 100), (0.28, 25), (0.56, 25), (0.58, 50), (0.14, 50),
-)
 
 
 @functools.lru_cache(maxsize=None)

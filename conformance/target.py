@@ -20,6 +20,8 @@ import os
 
 import numpy as np
 
+from refprune.conformance.config import PROTOCOL_VERSION
+
 __all__ = ["Target", "Call", "Host", "MissingFunction", "load_module", "reference"]
 
 
@@ -232,7 +234,7 @@ class Target:
         f = getattr(self.module, fname, None)
         if not callable(f):
             msg = (
-                f"the target {self.module_name} does not implement {fname} (oracle protocol v0); "
+                f"the target {self.module_name} does not implement {fname} (oracle protocol {PROTOCOL_VERSION}); "
                 f"the tests that use {fname} fail, the others still run"
             )
             raise MissingFunction(msg)
@@ -291,7 +293,7 @@ class Target:
         return self.to_host(out, call)
 
     def _check_unchanged(self, call, host, given):
-        """The target must not write to its inputs (DESIGN.md: inputs are never mutated)."""
+        """The target must not write to its inputs (docs/protocol.md: inputs are never mutated)."""
         for i, (h, g) in enumerate(zip(host, given)):
             if isinstance(h, (list, tuple)) and isinstance(g, (list, tuple)):
                 self._check_unchanged(call, h, g)

@@ -44,7 +44,7 @@ def _margin(dtype):
 # --------------------------------------------------------------------------- values
 
 
-@protocol("hard_concrete_quantile")
+@protocol("hard_concrete_quantile", checks="values,properties")
 @given(data=st.data())
 def test_quantile(target, ref, data):
     dtype, c, la, u = _draw_gate(data, SAMPLER)
@@ -54,7 +54,7 @@ def test_quantile(target, ref, data):
         fail(target.last, f"s_bar must lie in [gamma, zeta] = [{g}, {z}]", actual=out)
 
 
-@protocol("hard_concrete_sample", "hard_concrete_quantile")
+@protocol("hard_concrete_sample", checks="values,properties")
 @given(data=st.data())
 def test_sample(target, ref, data):
     dtype, c, la, u = _draw_gate(data, SAMPLER)
@@ -62,6 +62,8 @@ def test_sample(target, ref, data):
     call = target.last
     if z.size and not (np.all(z >= 0) and np.all(z <= 1)):
         fail(call, "samples must lie in [0, 1]", actual=z)
+    if not target.has("hard_concrete_quantile"):
+        return
     s_bar = target("hard_concrete_quantile", la, u, **c)
     assert_values(call, z, np.clip(s_bar, 0, 1), dtype=dtype, what="sample vs clip(quantile, 0, 1) of the target")
 
@@ -76,7 +78,7 @@ def test_sample_grad(target, ref, data):
     compare(target, ref, "hard_concrete_sample_grad", la, u, dz, **c, where=cf.away_from_clip(s_bar, la.shape, _margin(dtype)))
 
 
-@protocol("hard_concrete_mode")
+@protocol("hard_concrete_mode", checks="values,properties")
 @given(data=st.data())
 def test_mode(target, ref, data):
     dtype, c, la, _ = _draw_gate(data, ("gamma", "zeta"), batch=False)
@@ -88,7 +90,7 @@ def test_mode(target, ref, data):
         fail(target.last, "the mode must be nondecreasing in log_alpha", actual=out)
 
 
-@protocol("hard_concrete_cdf")
+@protocol("hard_concrete_cdf", checks="values,properties")
 @given(data=st.data())
 def test_cdf(target, ref, data):
     dtype, c, la, _ = _draw_gate(data, ALL, batch=False)
@@ -102,7 +104,7 @@ def test_cdf(target, ref, data):
         fail(target.last, f"the cdf must lie in [eps, 1-eps] with eps={eps}", actual=out)
 
 
-@protocol("hard_concrete_cdf")
+@protocol("hard_concrete_cdf", checks="properties")
 @given(data=st.data())
 def test_cdf_monotone(target, data):
     """Nondecreasing in ``x`` for fixed ``log_alpha``, nonincreasing in ``log_alpha`` for fixed ``x``."""
@@ -120,7 +122,7 @@ def test_cdf_monotone(target, data):
         fail(target.last, "the cdf must be nonincreasing in log_alpha", actual=out)
 
 
-@protocol("hard_concrete_prob_nonzero", "hard_concrete_cdf")
+@protocol("hard_concrete_prob_nonzero", checks="values,properties")
 @given(data=st.data())
 def test_prob_nonzero(target, ref, data):
     dtype, c, la, _ = _draw_gate(data, ALL, batch=False)
@@ -128,7 +130,10 @@ def test_prob_nonzero(target, ref, data):
     call = target.last
     eps = c.get("eps", cs.GATE_DEFAULTS["eps"])
     closed = np.clip(cf.prob_nonzero_unclamped(la, c), eps, 1 - eps)
-    assert_values(call, p, closed, dtype=dtype, what="P(z != 0) vs sigmoid(log_alpha - beta*log(-gamma/zeta)), clamped")
+    assert_values(call, p, closed, dtype=dtype, what="P(z != 0) vs sigmoid(log_alpha - beta*log(-gamma/zeta)), clamped",
+                  kind="values")
+    if not target.has("hard_concrete_cdf"):
+        return
     one_minus_cdf0 = 1.0 - target("hard_concrete_cdf", la, 0.0, **c)
     assert_values(call, p, one_minus_cdf0, dtype=dtype, scale=10.0, what="P(z != 0) vs 1 - cdf(0) of the target")
 
@@ -145,7 +150,7 @@ def _away_from_clamp(la, c, dtype):
     return cf.away_from_clamp(la, c, 1e-4 if dtype == "float32" else 1e-9)
 
 
-@protocol("expected_l0", "hard_concrete_prob_nonzero")
+@protocol("expected_l0", checks="values,properties")
 @given(data=st.data())
 def test_expected_l0(target, ref, data):
     dtype, c, la, _ = _draw_gate(data, ALL, batch=False)
@@ -157,35 +162,27 @@ def test_expected_l0(target, ref, data):
         fail(target.last, f"expected_l0 must lie in [0, group_size*n] = [0, {gs * la.size}]", actual=out)
 
 
-# --------------------------------------------------------------------------- edges
+#: float32 inputs where ``u`` is within ~1e-5 (relative) of ``exp(-log_alpha)``: ``log u - log(1-u)
+#: + log_alpha`` cancels, so a correctly rounded float32 evaluation is off by far more than the
+#: table's tolerance; the comparison widens it by the computation's condition (tolerances.condition_atol).
+ILL_CONDITIONED = [
+    (57.83118, 7.660139e-26, {"beta": 0.05}),
+    (53.206352, 7.8122426e-24, {}),
+    (-0.0, 0.5, {"beta": 0.05}),
+]
 
 
-EDGE_LOG_ALPHA = np.array(cs.log_alpha_edges() + [-60.0, 60.0, 1e-300, -7.5])
-EDGE_U = np.array([0.0, 1.0, 0.5, 1e-300, 1 - 2**-53, 0.25])
+@protocol("hard_concrete_quantile")
+@pytest.mark.parametrize("case", range(len(ILL_CONDITIONED)), ids=[f"cancel{i}" for i in range(len(ILL_CONDITIONED))])
+def test_quantile_ill_conditioned(target, ref, case):
+    la, u, c = ILL_CONDITIONED[case]
+    la = np.array([la, la, -la], dtype=np.float32)
+    u = np.array([u, np.nextafter(np.float32(u), np.float32(1)), u], dtype=np.float32)
+    compare(target, ref, "hard_concrete_quantile", la, u, **c)
 
 
-@protocol("hard_concrete_quantile", "hard_concrete_sample", "hard_concrete_sample_grad", "hard_concrete_mode")
-@pytest.mark.parametrize("dtype", cs.FLOAT_DTYPES)
-def test_gate_edges(target, ref, dtype):
-    """Every edge ``log_alpha`` against every edge ``u``: the limits, never NaN."""
-    la = EDGE_LOG_ALPHA.astype(dtype)
-    u = EDGE_U.astype(dtype)[:, None] * np.ones_like(la)
-    compare(target, ref, "hard_concrete_quantile", la, u)
-    compare(target, ref, "hard_concrete_sample", la, u)
-    s_bar = ref("hard_concrete_quantile", la, u)
-    compare(target, ref, "hard_concrete_sample_grad", la, u, np.ones_like(u), where=cf.away_from_clip(s_bar, la.shape, _margin(dtype)))
-    compare(target, ref, "hard_concrete_mode", la)
-
-
-@protocol("hard_concrete_cdf", "hard_concrete_prob_nonzero", "hard_concrete_prob_nonzero_grad", "expected_l0")
-@pytest.mark.parametrize("dtype", cs.FLOAT_DTYPES)
-def test_clamp_edges(target, ref, dtype):
-    la = EDGE_LOG_ALPHA.astype(dtype)
-    for x in (0.0, 1.0, -0.1, 1.1, -5.0, 5.0, 0.3):
-        compare(target, ref, "hard_concrete_cdf", la, x)
-    compare(target, ref, "hard_concrete_prob_nonzero", la)
-    compare(target, ref, "hard_concrete_prob_nonzero_grad", la, np.ones_like(la), where=_away_from_clamp(la, {}, dtype))
-    compare(target, ref, "expected_l0", la, group_size=7, scale=4.0)
+# Edge classes of every gate function (every edge log_alpha against every edge u, the
+# clamps, huge and tiny values, empty and 0-d arrays) are in edges.py / test_edges.py.
 
 
 # --------------------------------------------------------------------------- gradients
@@ -202,13 +199,13 @@ def _grad_inputs(data, names, *, batch=True):
 
 @protocol("hard_concrete_sample_grad", "hard_concrete_sample")
 @given(data=st.data())
-def test_sample_grad_central_differences(target, data):
+def test_sample_grad_central_differences(target, ref, data):
     c, la, u = _grad_inputs(data, SAMPLER)
     dz = data.draw(cs.weights("float64", np.broadcast_shapes(la.shape, u.shape), kinds=("distinct",)), label="dz")
     analytic = target("hard_concrete_sample_grad", la, u, dz, **c)
     call = target.last
     (numeric,) = numeric_grads(lambda a, b: target("hard_concrete_sample", a, b, **c), [la, u], [0], dz)
-    s_bar = target("hard_concrete_quantile", la, u, **c)
+    s_bar = ref("hard_concrete_quantile", la, u, **c)
     assert_values(call, analytic, numeric, dtype="float64", scale=1e5,
                   where=cf.away_from_clip(s_bar, la.shape, 1e-5), what="gradient vs central differences")
 
@@ -216,7 +213,7 @@ def test_sample_grad_central_differences(target, data):
 @needs_torch
 @protocol("hard_concrete_sample_grad")
 @given(data=st.data())
-def test_sample_grad_autograd(target, data):
+def test_sample_grad_autograd(target, ref, data):
     from refprune.conformance.meta_tests import torch_impl
 
     c, la, u = _grad_inputs(data, SAMPLER)
@@ -224,7 +221,7 @@ def test_sample_grad_autograd(target, data):
     analytic = target("hard_concrete_sample_grad", la, u, dz, **c)
     call = target.last
     (auto,) = autograd_grads(torch_impl.hard_concrete_sample, [la, u], [0], dz, **c)
-    s_bar = target("hard_concrete_quantile", la, u, **c)
+    s_bar = ref("hard_concrete_quantile", la, u, **c)
     assert_values(call, analytic, auto, dtype="float64", scale=100.0,
                   where=cf.away_from_clip(s_bar, la.shape, 1e-9), what="gradient vs torch autograd")
 
@@ -261,10 +258,11 @@ def test_prob_nonzero_grad_autograd(target, data):
 LAW_CASES = [(0.0, {}), (-2.0, {}), (2.5, {}), (1.0, {"beta": 0.3, "gamma": -0.3, "zeta": 1.4})]
 
 
-@protocol("hard_concrete_quantile", "hard_concrete_sample", "hard_concrete_cdf")
+@protocol("hard_concrete_quantile", checks="properties")
 @pytest.mark.parametrize("case", range(len(LAW_CASES)), ids=[f"law{i}" for i in range(len(LAW_CASES))])
 def test_sampler_law(target, case):
-    """The sampler's distribution against its analytic CDF (Kolmogorov-Smirnov, fixed seed)."""
+    """The sampler's distribution against its analytic CDF (Kolmogorov-Smirnov, fixed seed);
+    then, where the target has them, the sample's atoms at 0 and 1 and the cdf against the draws."""
     from scipy import stats
 
     log_alpha, c = LAW_CASES[case]
@@ -278,6 +276,8 @@ def test_sampler_law(target, case):
     ks = stats.kstest(inside, lambda x: cf.concrete_cdf(x, log_alpha, c))
     if ks.pvalue < 1e-3:
         fail(call, f"quantile draws do not follow the hard-concrete law: KS statistic {ks.statistic:.4f}, p={ks.pvalue:.2e}")
+    if not (target.has("hard_concrete_sample") and target.has("hard_concrete_cdf")):
+        return
     z = target("hard_concrete_sample", la, u, **c)
     p0 = cf.concrete_cdf(0.0, log_alpha, c)
     p1 = 1 - cf.concrete_cdf(1.0, log_alpha, c)

@@ -31,7 +31,7 @@ def _k(kw, n):
 def _check_mask(target, actual, expected, scores, k):
     """Same mask as the reference, exactly ``k`` pruned, and the tie rule on ``scores``."""
     call = target.last
-    assert_equal(call, actual, expected, what="mask")
+    assert_equal(call, actual, expected, what="mask", kind="values")
     pruned = int(np.size(actual) - np.count_nonzero(actual))
     if pruned != k:
         fail(call, f"pruned {pruned} entries, expected exactly k = {k}", actual=actual)
@@ -86,7 +86,7 @@ def test_prune_count_cases(target, case):
 # --------------------------------------------------------------------------- masks
 
 
-@protocol("magnitude_mask")
+@protocol("magnitude_mask", checks="values,properties")
 @given(data=st.data())
 def test_magnitude_mask(target, ref, data):
     dtype = data.draw(cs.dtypes(), label="dtype")
@@ -100,7 +100,7 @@ def test_magnitude_mask(target, ref, data):
     _check_mask(target, out, expected, kw.get("scores", np.abs(w)), _k(kw, w.size))
 
 
-@protocol("random_mask")
+@protocol("random_mask", checks="values,properties")
 @given(data=st.data())
 def test_random_mask(target, ref, data):
     dtype = data.draw(cs.dtypes(), label="dtype")
@@ -111,7 +111,7 @@ def test_random_mask(target, ref, data):
     _check_mask(target, out, ref("random_mask", u, **kw), u, _k(kw, u.size))
 
 
-@protocol("global_magnitude_mask")
+@protocol("global_magnitude_mask", checks="values,properties")
 @given(data=st.data())
 def test_global_magnitude_mask(target, ref, data):
     dtype = data.draw(cs.dtypes(), label="dtype")
@@ -129,7 +129,7 @@ def test_global_magnitude_mask(target, ref, data):
     flat = cf.keep_mask(np.concatenate([np.abs(w.astype(np.float64)).reshape(-1) for w in ws]), k)
     pos = 0
     for i, (a, e, w) in enumerate(zip(out, expected, ws)):
-        assert_equal(call, a, e, what=f"mask {i}")
+        assert_equal(call, a, e, what=f"mask {i}", kind="values")
         assert_equal(call, a, flat[pos : pos + w.size].reshape(w.shape), what=f"mask {i} vs the global tie rule (list order, then flat index)")
         pos += w.size
     pruned = sum(int(a.size - np.count_nonzero(a)) for a in out)
@@ -137,7 +137,7 @@ def test_global_magnitude_mask(target, ref, data):
         fail(call, f"pruned {pruned} entries in all, expected exactly k = {k}")
 
 
-@protocol("structured_mask")
+@protocol("structured_mask", checks="values,properties")
 @given(data=st.data())
 def test_structured_mask(target, ref, data):
     dtype = data.draw(cs.dtypes(), label="dtype")
@@ -158,22 +158,22 @@ def test_structured_mask(target, ref, data):
     expected_slices = cf.keep_mask(norms, k)
     view = [1] * w.ndim
     view[axis % w.ndim] = shape[axis]
-    assert_equal(call, out, ref("structured_mask", w, **kw), what="mask")
+    assert_equal(call, out, ref("structured_mask", w, **kw), what="mask", kind="values")
     assert_equal(call, out, np.broadcast_to(expected_slices.reshape(view), w.shape).copy(),
                  what="mask vs whole slices pruned by the tie rule on the slices' norms")
 
 
-@protocol("mask_from_weights")
+@protocol("mask_from_weights", checks="values,properties")
 @given(data=st.data())
 def test_mask_from_weights(target, ref, data):
     dtype = data.draw(cs.dtypes(), label="dtype")
     w = data.draw(cs.weights(dtype, data.draw(cs.shapes(), label="shape"), allow_inf=True), label="w")
     out = target("mask_from_weights", w)
-    assert_equal(target.last, out, ref("mask_from_weights", w))
+    assert_equal(target.last, out, ref("mask_from_weights", w), kind="values")
     assert_equal(target.last, out, w != 0, what="w != 0")
 
 
-@protocol("apply_mask")
+@protocol("apply_mask", checks="values,properties")
 @given(data=st.data())
 def test_apply_mask(target, ref, data):
     dtype = data.draw(cs.dtypes(), label="dtype")
@@ -181,7 +181,7 @@ def test_apply_mask(target, ref, data):
     w = data.draw(cs.weights(dtype, shape, allow_inf=True), label="w")
     mask = data.draw(cs.masks(shape), label="mask")
     out = target("apply_mask", w, mask)
-    assert_equal(target.last, out, ref("apply_mask", w, mask).astype(dtype))
+    assert_equal(target.last, out, ref("apply_mask", w, mask).astype(dtype), kind="values")
     assert_equal(target.last, out, np.where(mask, w, np.zeros_like(w)), what="where(mask, w, 0) (never w*mask: 0*inf is NaN)")
 
 
@@ -206,7 +206,7 @@ def _a(*v):
 
 
 MASK_CASES = {
-    # id: (function, args, kwargs)  -- ties and counts worked by hand in DESIGN.md's rule
+    # id: (function, args, kwargs)  -- ties and counts worked by hand in the protocol's rule (docs/protocol.md)
     "magnitude-ties-1d": ("magnitude_mask", (_a(3, 1, 1, 1, 2),), {"amount": 2}),
     "magnitude-sign-ties": ("magnitude_mask", (_a(-1, 1, -1, 1),), {"amount": 2}),
     "magnitude-all-equal": ("magnitude_mask", (np.full(10, 0.5),), {"amount": 0.3}),
@@ -338,12 +338,19 @@ LARGE = [("distinct", 0.3), ("ties", 0.5), ("ties", 0.0001), ("constant", 0.9)]
 
 
 @pytest.mark.parametrize("kind,amount", LARGE, ids=[f"{k}-{a}" for k, a in LARGE])
-@pytest.mark.protocol("magnitude_mask", "global_magnitude_mask")
+@protocol("magnitude_mask")
 def test_large_masks(target, ref, kind, amount):
     """Arrays past the size where native selection paths switch strategy (sampling, chunks)."""
     w = _large(kind, 300_003)
     out = target("magnitude_mask", w, amount=amount)
     assert_equal(target.last, out, ref("magnitude_mask", w, amount=amount), what="mask")
+
+
+@pytest.mark.parametrize("kind,amount", LARGE, ids=[f"{k}-{a}" for k, a in LARGE])
+@protocol("global_magnitude_mask")
+def test_large_global_masks(target, ref, kind, amount):
+    """The global selection past the sizes where it samples and chunks."""
+    w = _large(kind, 300_003)
     parts = [w[:100_000].reshape(1000, 100), w[100_000:100_001], w[100_001:]]
     outs = target("global_magnitude_mask", parts, amount=amount)
     for i, (a, e) in enumerate(zip(outs, ref("global_magnitude_mask", parts, amount=amount))):

@@ -90,7 +90,7 @@ def _lam_kw(data):
     return {} if lam is None else {"lam": lam}
 
 
-@protocol("l2_penalty", "l2_penalty_grad")
+@protocol("l2_penalty")
 @given(data=st.data())
 def test_l2_penalty(target, ref, data):
     dtype, w = _draw_w(data, min_dims=0)
@@ -98,10 +98,9 @@ def test_l2_penalty(target, ref, data):
     out, _ = compare(target, ref, "l2_penalty", w, **kw, scale=max(1.0, w.size / 4))
     closed = kw.get("lam", 1.0) / 2 * np.sum(w.astype(np.float64) ** 2)
     assert_values(target.last, out, closed, scale=max(10.0, w.size), what="lam/2 * sum w^2")
-    compare(target, ref, "l2_penalty_grad", w, **kw)
 
 
-@protocol("l1_penalty", "l1_penalty_grad")
+@protocol("l1_penalty")
 @given(data=st.data())
 def test_l1_penalty(target, ref, data):
     dtype, w = _draw_w(data, min_dims=0)
@@ -109,10 +108,9 @@ def test_l1_penalty(target, ref, data):
     out, _ = compare(target, ref, "l1_penalty", w, **kw, scale=max(1.0, w.size / 4))
     closed = kw.get("lam", 1.0) * np.sum(np.abs(w.astype(np.float64)))
     assert_values(target.last, out, closed, scale=max(10.0, w.size), what="lam * sum |w|")
-    compare(target, ref, "l1_penalty_grad", w, **kw)
 
 
-@protocol("group_lasso_penalty", "group_lasso_penalty_grad")
+@protocol("group_lasso_penalty")
 @given(data=st.data())
 def test_group_lasso_penalty(target, ref, data):
     dtype, w = _draw_w(data)
@@ -122,10 +120,9 @@ def test_group_lasso_penalty(target, ref, data):
     others = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
     norms = np.sqrt(np.sum(w.astype(np.float64) ** 2, axis=others)) if others else np.abs(w.astype(np.float64))
     assert_values(target.last, out, kw.get("lam", 1.0) * np.sum(norms), scale=max(10.0, w.size), what="lam * sum_g ||w_g||_2")
-    compare(target, ref, "group_lasso_penalty_grad", w, **kw)
 
 
-@protocol("rvsm_penalty", "rvsm_penalty_grad")
+@protocol("rvsm_penalty", checks="values,properties")
 @given(data=st.data())
 def test_rvsm_penalty(target, ref, data):
     dtype, w = _draw_w(data, min_dims=0)
@@ -133,23 +130,43 @@ def test_rvsm_penalty(target, ref, data):
     beta = data.draw(cs.lams(), label="beta")
     out, _ = compare(target, ref, "rvsm_penalty", w, u, beta=beta, scale=max(1.0, w.size / 4))
     closed = beta / 2 * np.sum((w.astype(np.float64) - u) ** 2)
-    assert_values(target.last, out, closed, scale=max(10.0, w.size), what="beta/2 * ||w - u||^2")
-    compare(target, ref, "rvsm_penalty_grad", w, u, beta=beta)
+    assert_values(target.last, out, closed, scale=max(10.0, w.size), what="beta/2 * ||w - u||^2", kind="values")
     zero = target("rvsm_penalty", w, w, beta=beta)
     if float(zero) != 0.0:
         fail(target.last, "rvsm_penalty(w, w) must be 0", actual=zero)
 
 
-@protocol("l2_penalty_grad", "l1_penalty_grad", "rvsm_penalty_grad", "l2_penalty", "l1_penalty", "rvsm_penalty")
+def _grad_params(names):
+    return [pytest.param(n, id=n, marks=protocol(f"{n}_grad", n)) for n in names]
+
+
+@pytest.mark.parametrize("fname", [
+    pytest.param(n, id=n, marks=protocol(f"{n}_grad")) for n in ("l2_penalty", "l1_penalty", "group_lasso_penalty", "rvsm_penalty")
+])
 @given(data=st.data())
-def test_elementwise_penalty_gradients(target, data):
-    _, w = _draw_w(data, dtype="float64", kinds=("distinct",), max_size=10, min_dims=0)
+def test_penalty_grad_values(target, ref, fname, data):
+    """Each penalty's ``_grad`` against the reference's (float32 and float64)."""
+    dtype, w = _draw_w(data, min_dims=1 if fname == "group_lasso_penalty" else 0)
+    if fname == "rvsm_penalty":
+        u = data.draw(cs.weights(dtype, w.shape), label="u")
+        compare(target, ref, "rvsm_penalty_grad", w, u, beta=data.draw(cs.lams(), label="beta"))
+        return
     kw = _lam_kw(data)
-    check_target_grad(target, "l2_penalty", "l2_penalty_grad", [w], **kw)
-    check_target_grad(target, "l1_penalty", "l1_penalty_grad", [w], where=np.abs(w) > 1e-4, **kw)
-    u = data.draw(cs.weights("float64", w.shape, kinds=("distinct", "zeros")), label="u")
-    beta = data.draw(cs.lams(), label="beta")
-    check_target_grad(target, "rvsm_penalty", "rvsm_penalty_grad", [w, u], beta=beta)
+    if fname == "group_lasso_penalty":
+        kw["axis"] = data.draw(cs.axes(w.ndim), label="axis")
+    compare(target, ref, f"{fname}_grad", w, **kw)
+
+
+@pytest.mark.parametrize("fname", _grad_params(("l2_penalty", "l1_penalty", "rvsm_penalty")))
+@given(data=st.data())
+def test_elementwise_penalty_gradients(target, fname, data):
+    _, w = _draw_w(data, dtype="float64", kinds=("distinct",), max_size=10, min_dims=0)
+    if fname == "rvsm_penalty":
+        u = data.draw(cs.weights("float64", w.shape, kinds=("distinct", "zeros")), label="u")
+        check_target_grad(target, "rvsm_penalty", "rvsm_penalty_grad", [w, u], beta=data.draw(cs.lams(), label="beta"))
+        return
+    where = np.abs(w) > 1e-4 if fname == "l1_penalty" else None
+    check_target_grad(target, fname, f"{fname}_grad", [w], where=where, **_lam_kw(data))
 
 
 @protocol("group_lasso_penalty_grad", "group_lasso_penalty")

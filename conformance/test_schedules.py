@@ -36,7 +36,7 @@ def _span_kw(data, begin, end, frequency, *, optional):
     return kw
 
 
-@protocol("constant_sparsity")
+@protocol("constant_sparsity", checks="values,properties")
 @given(data=st.data())
 def test_constant_sparsity(target, ref, data):
     begin, end, frequency = data.draw(cs.schedule_spans(allow_no_end=True), label="span")
@@ -50,7 +50,7 @@ def test_constant_sparsity(target, ref, data):
         fail(target.last, f"the constant schedule returns target={goal!r}, got {s!r}")
 
 
-@protocol("polynomial_sparsity")
+@protocol("polynomial_sparsity", checks="values,properties")
 @given(data=st.data())
 def test_polynomial_sparsity(target, ref, data):
     begin, end, frequency = data.draw(cs.schedule_spans(), label="span")
@@ -77,7 +77,7 @@ def test_polynomial_sparsity(target, ref, data):
         fail(target.last, f"the sparsity must move monotonically from initial to final: {s} then {later}")
 
 
-@protocol("imp_sparsity")
+@protocol("imp_sparsity", checks="values,properties")
 @given(r=st.one_of(st.sampled_from([0, 1, 2, 10]), st.integers(0, 200)), rate=st.one_of(st.none(), cs.sparsities()))
 def test_imp_sparsity(target, ref, r, rate):
     kw = {} if rate is None else {"rate": rate}

@@ -27,7 +27,7 @@ def _draw(data, *, dtype=None, kinds=cs.WEIGHT_KINDS, max_size=40):
     return dtype, np.where(on_edge, sign * t, w).astype(dtype), t
 
 
-@protocol("hard_threshold")
+@protocol("hard_threshold", checks="values,properties")
 @given(data=st.data())
 def test_hard_threshold(target, ref, data):
     dtype, w, t = _draw(data)
@@ -50,7 +50,7 @@ def test_hard_threshold_grad(target, ref, data):
                           where=np.abs(np.abs(w) - t) > 1e-4, threshold=t)
 
 
-@protocol("soft_threshold")
+@protocol("soft_threshold", checks="values,properties")
 @given(data=st.data())
 def test_soft_threshold(target, ref, data):
     dtype, w, t = _draw(data)
@@ -75,7 +75,7 @@ def test_soft_threshold_grad(target, ref, data):
                           where=np.abs(np.abs(w) - t) > 1e-4, threshold=t)
 
 
-@protocol("rvsm_threshold", "hard_threshold")
+@protocol("rvsm_threshold")
 @given(lam=cs.lams(), beta=st.one_of(st.sampled_from([1.0, 4.0]), st.floats(1e-3, 100.0)))
 def test_rvsm_threshold(target, ref, lam, beta):
     out = target("rvsm_threshold", lam=lam, beta=beta)
@@ -87,7 +87,7 @@ def test_rvsm_threshold(target, ref, lam, beta):
     assert_values(call, out, math.sqrt(2 * lam / beta), dtype="float64", what="sqrt(2*lam/beta)")
 
 
-@protocol("binarize")
+@protocol("binarize", checks="values,properties")
 @given(data=st.data())
 def test_binarize(target, ref, data):
     dtype, w, t = _draw(data)

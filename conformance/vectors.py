@@ -1,23 +1,29 @@
 """Golden test vectors: the reference's answers on fixed inputs, as JSON.
 
 For implementations in languages the suite cannot import. ``export`` evaluates every
-protocol function on fixed, deterministic inputs (edge values and seeded random ones)
-with the float64 NumPy reference and writes::
+protocol function on fixed, deterministic inputs (the edge classes of ``edges.py``
+and seeded random ones) with the float64 NumPy reference and writes one JSON file;
+``verify`` re-checks a file against any importable target. The format (also in
+``docs/protocol.md``, "Golden vectors")::
 
-    {"format": "refprune-vectors", "version": 1, "protocol": "v0", "refprune": "0.1.0",
-     "tolerance": {"float64": [rtol, atol]},
+    {"format": "refprune-vectors", "version": 2, "protocol": "v1", "refprune": "0.1.0",
+     "tolerance": {"float64": [rtol, atol], "float32": [rtol, atol]},
      "cases": [{"function": "magnitude_mask", "id": "magnitude_mask-3",
+                "class": "ties",                 # the edge class, or "random" / "bad input"
                 "args": [<value>, ...], "kwargs": {"amount": 2, ...},
-                "expected": <value>}            # or "raises": "ValueError"
+                "expected": <value>}             # or "raises": "ValueError"
                , ...]}
 
 where a ``<value>`` is a JSON number, bool, string or null, a list of values (a Python
 list, e.g. ``global_magnitude_mask``'s arrays), ``{"tuple": [values]}`` (a gradient
 pair, a schedule's ``(update, sparsity)``, ``clip=(lo, hi)``) or an array
-``{"dtype": "float64"|"bool", "shape": [...], "data": [row-major values]}``. Non-finite
-floats are the strings ``"inf"``, ``"-inf"`` and ``"nan"``. JSON keeps ``1`` (an int
-count) apart from ``1.0`` (a fraction). Floats compare with the float64 tolerance;
-bools, ints and masks exactly. ``verify`` re-checks a file against any target.
+``{"dtype": "float32"|"float64"|"bool", "shape": [...], "data": [row-major values]}``.
+Non-finite floats are the strings ``"inf"``, ``"-inf"`` and ``"nan"``; floats are
+written with 17 significant digits, so a float32 input reads back exactly. JSON keeps
+``1`` (an int count) apart from ``1.0`` (a fraction). ``expected`` is the float64
+reference's answer on those inputs; a floating result is compared with the tolerance
+of the inputs' floating dtype (float64's when mixed or none) and must have that
+dtype; bools, ints and masks compare exactly.
 """
 
 from __future__ import annotations
@@ -31,11 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from refprune.conformance.config import PROTOCOL_NAMES
-from refprune.conformance.strategies import DECIMAL_TRAPS, log_alpha_edges
+from refprune.conformance.closed_forms import DECIMAL_TRAPS, log_alpha_edges
 from refprune.conformance.tolerances import TOLERANCES
 
 FORMAT = "refprune-vectors"
-VERSION = 1
+VERSION = 2
 
 # --------------------------------------------------------------------------- encoding
 
@@ -85,7 +91,29 @@ def decode(x):
 
 
 def _cases():
-    """``(function, args, kwargs)`` for every protocol function, deterministic."""
+    """``(class, function, args, kwargs)`` for every protocol function, deterministic: the edge
+    classes of ``edges.py``, then seeded random inputs and bad inputs."""
+    from refprune.conformance import edges
+
+    for fname in PROTOCOL_NAMES:
+        for dtype in ("float64", "float32") if fname not in _KINKED else ("float64",):
+            for cls, args, kwargs in edges.cases(fname, dtype):
+                if cls != "subnormal":  # a flush-to-zero device may treat them as 0 (protocol)
+                    yield cls, fname, args, kwargs
+    for fname, args, kwargs in _random_cases():
+        yield "random", fname, args, kwargs
+    for fname, args, kwargs in _BAD:
+        yield "bad input", fname, args, kwargs
+
+
+#: Gradients with a jump (a clip or a clamp): a float32 evaluation at the jump may land on
+#: the other side than the float64 reference; the suite masks those entries, the vectors
+#: hold only their float64 edge cases.
+_KINKED = ("hard_concrete_sample_grad", "hard_concrete_prob_nonzero_grad", "l0_penalty_grad")
+
+
+def _random_cases():
+    """``(function, args, kwargs)``: seeded random inputs for every protocol function."""
     rng = np.random.default_rng(20180101)
     la_edges = np.array(log_alpha_edges() + [-60.0, 60.0])
     u_edges = np.array([0.0, 1.0, 0.5, 1e-300, 1 - 2**-53, 0.25])
@@ -181,16 +209,16 @@ def _cases():
 
     yield from _cases_v1(rng)
 
-    bad = [
-        ("hard_concrete_sample", (np.zeros(2), np.array([0.5, 1.5])), {}),
-        ("prune_count", (1.5, 10), {}),
-        ("prune_count", (11, 10), {}),
-        ("magnitude_mask", (np.array([1.0, np.nan]),), {"amount": 1}),
-        ("structured_mask", (np.ones((2, 2)),), {"amount": 1, "axis": 2}),
-        ("polynomial_sparsity", (5,), {"initial": 0.0, "final": 0.5, "begin": 10, "end": 10}),
-        ("hard_threshold", (np.ones(2),), {"threshold": -1.0}),
-    ]
-    yield from bad
+
+_BAD = [
+    ("hard_concrete_sample", (np.zeros(2), np.array([0.5, 1.5])), {}),
+    ("prune_count", (1.5, 10), {}),
+    ("prune_count", (11, 10), {}),
+    ("magnitude_mask", (np.array([1.0, np.nan]),), {"amount": 1}),
+    ("structured_mask", (np.ones((2, 2)),), {"amount": 1, "axis": 2}),
+    ("polynomial_sparsity", (5,), {"initial": 0.0, "final": 0.5, "begin": 10, "end": 10}),
+    ("hard_threshold", (np.ones(2),), {"threshold": -1.0}),
+]
 
 
 def build():
@@ -200,9 +228,10 @@ def build():
 
     ref = reference()
     cases, counters = [], {}
-    for fname, args, kwargs in _cases():
+    for cls, fname, args, kwargs in _cases():
         i = counters[fname] = counters.get(fname, -1) + 1
-        case = {"function": fname, "id": f"{fname}-{i}", "args": encode(args)["tuple"], "kwargs": encode(kwargs)}
+        case = {"function": fname, "id": f"{fname}-{i}", "class": cls, "args": encode(args)["tuple"],
+                "kwargs": encode(kwargs)}
         try:
             case["expected"] = encode(ref(fname, *args, **kwargs))
         except (TypeError, ValueError) as exc:
@@ -210,9 +239,10 @@ def build():
         cases.append(case)
     missing = sorted(set(PROTOCOL_NAMES) - {c["function"] for c in cases} - NO_VECTORS)
     assert not missing, f"no vectors for {missing}"
-    rtol, atol = TOLERANCES["float64"]
-    return {"format": FORMAT, "version": VERSION, "protocol": "v0", "refprune": refprune.__version__,
-            "tolerance": {"float64": [rtol, atol]}, "cases": cases}
+    from refprune.conformance.config import PROTOCOL_VERSION
+
+    return {"format": FORMAT, "version": VERSION, "protocol": PROTOCOL_VERSION, "refprune": refprune.__version__,
+            "tolerance": {k: list(v) for k, v in TOLERANCES.items()}, "cases": cases}
 
 
 def _write_json(path, doc):
@@ -239,40 +269,78 @@ def export(path):
 # --------------------------------------------------------------------------- verifying
 
 
-def _check(call, actual, expected, where="result"):
-    from refprune.conformance.report import assert_equal, assert_values, fail
+class Result:
+    """One function's outcome in a vectors file: cases passed, failed, not implemented, and messages."""
 
-    if isinstance(expected, tuple):
-        if not isinstance(actual, tuple) or len(actual) != len(expected):
-            fail(call, f"{where} must be a tuple of {len(expected)}", expected=expected, actual=actual)
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            _check(call, a, e, f"{where}[{i}]")
-    elif isinstance(expected, list):
-        if not isinstance(actual, list) or len(actual) != len(expected):
-            fail(call, f"{where} must be a list of {len(expected)}", expected=expected, actual=actual)
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            _check(call, a, e, f"{where}[{i}]")
-    elif isinstance(expected, np.ndarray) and expected.dtype.kind == "f":
-        assert_values(call, actual, expected, dtype="float64", what=where)
-    elif isinstance(expected, float) and not isinstance(expected, bool):
-        assert_values(call, actual, expected, dtype="float64", what=where)
-    else:
-        assert_equal(call, actual, expected, what=where)
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.missing = 0
+        self.messages = []
+
+    @property
+    def verdict(self):
+        if self.failed:
+            return "FAIL"
+        if self.missing and not self.passed:
+            return "not implemented"
+        return "pass"
+
+    def __iter__(self):  # (passed, failed, messages), as before version 2
+        return iter((self.passed, self.failed, self.messages))
+
+
+def _dtype_of(args):
+    found = set()
+
+    def visit(x):
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            found.add(x.dtype.name)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                visit(v)
+
+    visit(args)
+    return found.pop() if len(found) == 1 else "float64"
 
 
 def verify(path, target_module="refprune", backend="numpy"):
-    """Check every case of a vectors file against a target; return ``{function: [ok, failed, messages]}``."""
-    from refprune.conformance.target import Target
+    """Check every case of a vectors file against a target; return ``{function: Result}``.
 
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    if doc.get("format") != FORMAT:
-        msg = f"{path}: not a refprune vectors file (format={doc.get('format')!r})"
+    The target is imported like ``refprune check`` does (the current directory is
+    searched); a name it lacks counts as not implemented, not as a failure.
+    """
+    import sys
+
+    from refprune.conformance.report import assert_matches
+    from refprune.conformance.target import MissingFunction, Target
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        msg = f"cannot read the vectors file {path}: {exc}"
+        raise ValueError(msg) from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        msg = f"{path}: not a refprune vectors file (format={doc.get('format') if isinstance(doc, dict) else None!r})"
         raise ValueError(msg)
-    target = Target(target_module, backend)
+    cwd = os.getcwd()
+    sys.path.insert(0, cwd)
+    try:
+        target = Target(target_module, backend)
+    except ImportError as exc:
+        cause = exc.__cause__ or exc
+        msg = (f"cannot import the target {target_module!r} ({type(cause).__name__}: {cause}); give an importable "
+               f"module name (the current directory {cwd} is searched)")
+        raise ImportError(msg) from None
+    finally:
+        sys.path.remove(cwd)
     results = {}
     for case in doc["cases"]:
         fname = case["function"]
-        entry = results.setdefault(fname, [0, 0, []])
+        entry = results.setdefault(fname, Result())
+        if not target.has(fname):
+            entry.missing += 1
+            continue
         args = decode(case["args"])
         kwargs = {k: decode(v) for k, v in case["kwargs"].items()}
         try:
@@ -286,11 +354,14 @@ def verify(path, target_module="refprune", backend="numpy"):
                     raise AssertionError(f"accepted a bad input, expected {case['raises']}")
             else:
                 actual = target(fname, *args, **kwargs)
-                _check(target.last, actual, decode(case["expected"]))
-            entry[0] += 1
-        except Exception as exc:  # noqa: BLE001 - every failure, missing names included, is reported
-            entry[1] += 1
-            entry[2].append(f"{case['id']}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                assert_matches(target.last, actual, decode(case["expected"]), dtype=_dtype_of(args))
+            entry.passed += 1
+        except MissingFunction:
+            entry.missing += 1
+        except Exception as exc:  # noqa: BLE001 - every failure is reported
+            entry.failed += 1
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            entry.messages.append(f"{case['id']} ({case.get('class', '?')}): {type(exc).__name__}: {first}")
     return results
 
 
@@ -346,3 +417,12 @@ def _cases_v1(rng):
     yield "block_mask", (np.ones((2, 8)),), {"block": (2,), "amount": 1}
     yield "layer_densities", (conv,), {"density": 0.001, "dense": [1]}
     yield "drop_grow", (np.ones(4), np.array([True, False, True, False])), {"drop_fraction": 3, "grow_scores": np.ones(4)}
+
+
+def format_results(results):
+    """A table: function, cases passed, failed, and a verdict (pass / FAIL / not implemented)."""
+    width = max([len(n) for n in results] + [len("function")])
+    lines = [f"{'function':{width}s}  {'passed':>6s}  {'failed':>6s}  verdict"]
+    for name, r in results.items():
+        lines.append(f"{name:{width}s}  {r.passed:6d}  {r.failed:6d}  {r.verdict}")
+    return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 Every function here is written once against the Python Array API standard and runs
 unchanged on NumPy, PyTorch, CuPy and array-api-strict; see ``refprune.backends``.
-The names exported here are the oracle protocol (DESIGN.md).
+The names exported here are the oracle protocol (docs/protocol.md).
 """
 
 from . import gates, masks, regularizers, schedules, thresholds

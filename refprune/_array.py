@@ -1,7 +1,7 @@
 """Private helpers shared by the core: namespace inference, validation, stable functions.
 
 Everything here uses the Array API through the namespace it is handed; nothing imports
-an array library directly (DESIGN.md, "The purity rule").
+an array library directly (docs/protocol.md, "refprune's own implementation").
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ __all__ = [
     "values_checkable",
     "trusted",
     "checking",
+    "is_traced",
+    "known_true",
     "sigmoid",
     "log_sigmoid",
     "device_of",
@@ -107,8 +109,12 @@ def check_same_shape(name_a, a, name_b, b):
 
 
 def check_same_device(name_a, a, name_b, b):
-    """Raise ``ValueError`` unless ``a`` and ``b`` live on the same device."""
-    if not checking():
+    """Raise ``ValueError`` unless ``a`` and ``b`` live on the same device.
+
+    Skipped inside :func:`trusted` and when either is traced (:func:`is_traced`): a JAX
+    tracer has no device yet.
+    """
+    if not checking() or is_traced(a, b):
         return
     da, db = device_of(a), device_of(b)
     if da != db:
@@ -148,6 +154,24 @@ def _is_tracer(x):
     return any(c.__name__ == "Tracer" and c.__module__.startswith("jax") for c in type(x).__mro__)
 
 
+def is_traced(*arrays):
+    """Whether any of ``arrays`` is a traced placeholder (JAX under ``jit``, ``grad`` or ``vmap``).
+
+    Its values cannot be read back (no ``bool(...)``, ``int(...)``) and it has no device;
+    code that needs either takes another path for it.
+    """
+    return any(_is_tracer(a) for a in arrays)
+
+
+def known_true(x):
+    """``bool(x)`` of a 0-d bool array, or ``False`` when it is traced.
+
+    Inside ``jax.jit`` every result is traced, even one computed from concrete inputs,
+    so a value check reads its verdict through this and is skipped there.
+    """
+    return not is_traced(x) and bool(x)
+
+
 def values_checkable(*arrays):
     """Whether checks that read the values of ``arrays`` may run.
 
@@ -158,12 +182,12 @@ def values_checkable(*arrays):
     """
     if not checking():
         return False
-    return not any(_is_tracer(a) for a in arrays)
+    return not is_traced(*arrays)
 
 
 def check_no_nan(name, x, xp):
     """Raise ``ValueError`` if ``x`` holds a NaN (when its values can be read, see :func:`values_checkable`)."""
-    if flat_size(x) != 0 and values_checkable(x) and bool(xp.any(xp.isnan(x))):
+    if flat_size(x) != 0 and values_checkable(x) and known_true(xp.any(xp.isnan(x))):
         msg = f"{name} contains NaN; replace or drop NaN entries before ranking"
         raise ValueError(msg)
 

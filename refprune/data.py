@@ -22,7 +22,7 @@ A missing file is a ``FileNotFoundError`` that names every file expected and whe
 get it; a truncated or malformed one is a ``ValueError`` that names the file and says
 what was wrong.
 
-This module is one of the edges of the library (DESIGN.md, "The purity rule"): it uses
+This module is one of the edges of the library (docs/protocol.md, "refprune's own implementation"): it uses
 NumPy on the host and never imports torch or cupy.
 
 Examples

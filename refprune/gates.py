@@ -44,6 +44,7 @@ from ._array import (
     checking,
     flat_size,
     float_namespace,
+    known_true,
     namespace,
     sigmoid,
     values_checkable,
@@ -119,7 +120,7 @@ def _broadcast_shape(name_a, a, name_b, b):
 
 
 def _check_unit_interval(name, u, xp):
-    if flat_size(u) != 0 and values_checkable(u) and bool(xp.any(xp.logical_not((u >= 0) & (u <= 1)))):
+    if flat_size(u) != 0 and values_checkable(u) and known_true(xp.any(xp.logical_not((u >= 0) & (u <= 1)))):
         msg = f"{name} must hold uniform noise in [0, 1] (no NaN); draw it with rng.uniform(shape)"
         raise ValueError(msg)
 
@@ -402,7 +403,7 @@ def hard_concrete_cdf(log_alpha, x, /, *, beta=BETA, gamma=GAMMA, zeta=ZETA, eps
     check_float("x", x, xp)
     check_same_device("log_alpha", log_alpha, "x", x)
     _broadcast_shape("log_alpha", log_alpha, "x", x)
-    if flat_size(x) != 0 and values_checkable(x) and bool(xp.any(xp.isnan(x))):
+    if flat_size(x) != 0 and values_checkable(x) and known_true(xp.any(xp.isnan(x))):
         msg = "x must not contain NaN; pass the points at which to evaluate the CDF"
         raise ValueError(msg)
     xn = (x - gamma) / (zeta - gamma)

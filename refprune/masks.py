@@ -35,6 +35,7 @@ from ._array import (
     device_of,
     flat_size,
     float_namespace,
+    is_traced,
     namespace,
     normalize_axis,
     values_checkable,
@@ -162,9 +163,15 @@ def _kth_smallest(flat, k, xp):
     return xp.sort(flat)[k]
 
 
+def _index_dtype(xp):
+    """The namespace's default indexing dtype: int64 (int32 in JAX's default 32-bit mode)."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    return info().default_dtypes()["indexing"] if info is not None else xp.int64
+
+
 def _count(x, xp):
-    """Number of True entries of a bool array, as a 0-d int64 array (no host sync)."""
-    return xp.sum(xp.astype(x, xp.int64))
+    """Number of True entries of a bool array, as a 0-d integer array (no host sync)."""
+    return xp.sum(xp.astype(x, _index_dtype(xp)))
 
 
 def _keep_given_threshold(flats, t, n_keep, xp, among=None):
@@ -186,7 +193,7 @@ def _keep_given_threshold(flats, t, n_keep, xp, among=None):
         eq = f == t
         if among is not None:
             eq = eq & among[i]
-        rank = xp.cumulative_sum(xp.astype(eq, xp.int64)) + offset
+        rank = xp.cumulative_sum(xp.astype(eq, _index_dtype(xp))) + offset
         keeps.append(a | (eq & (rank <= needed)))
         offset = offset + _count(eq, xp)
     return keeps
@@ -230,18 +237,21 @@ def _global_kth_smallest(flats, k, xp):
     flats = [f for f in flats if f.shape[0] > 0]
     if len(flats) == 1:
         return _kth_smallest(flats[0], k, xp)
+    if is_traced(*flats):  # under jax.jit / vmap the counts below cannot be read: select in one sort
+        return _kth_smallest(xp.concat(flats), k, xp)
     n = sum(f.shape[0] for f in flats)
     stride = max(1, math.isqrt(n // len(flats)))
     dev = device_of(flats[0])
+    index = _index_dtype(xp)
     samples, upper_pos, lower_pos = [], [], []
     for f in flats:
         m = f.shape[0]
-        pos = xp.arange(0, m, stride, dtype=xp.int64, device=dev)
+        pos = xp.arange(0, m, stride, dtype=index, device=dev)
         if (m - 1) % stride != 0:
-            pos = xp.concat([pos, xp.asarray([m - 1], dtype=xp.int64, device=dev)])
+            pos = xp.concat([pos, xp.asarray([m - 1], dtype=index, device=dev)])
         samples.append(xp.take(xp.sort(f), pos))
-        upper_pos.append(xp.concat([pos, xp.asarray([m], dtype=xp.int64, device=dev)]))
-        lower_pos.append(xp.concat([xp.asarray([0], dtype=xp.int64, device=dev), pos + 1]))
+        upper_pos.append(xp.concat([pos, xp.asarray([m], dtype=index, device=dev)]))
+        lower_pos.append(xp.concat([xp.asarray([0], dtype=index, device=dev), pos + 1]))
     merged = xp.sort(xp.concat(samples))
     # at_most_below[j] >= #{x < merged[j]}; at_least_upto[j] <= #{x <= merged[j]}; both nondecreasing
     at_most_below = sum(
@@ -640,6 +650,9 @@ def apply_mask(w, mask, /, *, xp=None):
 def sparsity(mask, /, *, xp=None):
     """The pruned fraction of a mask, ``#False / size``, as a Python float (0.0 when empty).
 
+    Under JAX tracing (``jax.jit``, ``vmap``) the count cannot be read back to Python:
+    the fraction is then a 0-d floating array.
+
     Examples
     --------
     >>> import numpy as np
@@ -652,4 +665,6 @@ def sparsity(mask, /, *, xp=None):
     n = flat_size(mask)
     if n == 0:
         return 0.0
+    if is_traced(mask):
+        return (n - _count(mask, xp)) / n
     return (n - int(_count(mask, xp))) / n

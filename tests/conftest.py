@@ -9,7 +9,7 @@ from refprune import backends
 from refprune.conformance.tolerances import assert_close
 
 
-@pytest.fixture(params=backends.NAMES)
+@pytest.fixture(params=backends.DEFAULT_TEST_NAMES)
 def backend(request):
     """A refprune backend adapter; skips with the reason when it cannot run here."""
     reason = backends.unavailable_reason(request.param)

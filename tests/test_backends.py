@@ -29,17 +29,17 @@ def test_every_adapter_has_the_same_methods_and_signatures():
 
 
 def test_every_generator_has_the_same_methods_and_signatures():
-    from refprune.backends import _cupy, _torch
+    from refprune.backends import _cupy, _jax, _torch
 
     reference = _public_methods(_base.Generator)
     assert set(GENERATOR) <= set(reference)
-    for cls in (_base.ReferenceGenerator, _torch.TorchGenerator, _cupy.CupyGenerator):
+    for cls in (_base.ReferenceGenerator, _torch.TorchGenerator, _cupy.CupyGenerator, _jax.JaxGenerator):
         assert _public_methods(cls) == reference, f"{cls.__name__} differs from the Generator interface"
 
 
 def test_unknown_backend_lists_the_known_names():
-    with pytest.raises(ValueError, match="unknown backend 'jax'; known backends: numpy, array-api-strict, torch"):
-        backends.get("jax")
+    with pytest.raises(ValueError, match="unknown backend 'jaxx'; known backends: numpy, array-api-strict, torch"):
+        backends.get("jaxx")
 
 
 def test_available_lists_numpy_and_only_what_runs():

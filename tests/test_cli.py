@@ -41,7 +41,7 @@ def test_each_method_help_shows_its_defaults_as_plain_text(method, capsys):
     [
         (["run", "l0", "--data", "nope"], "digits, mnist, fashion-mnist, cifar10, synthetic"),
         (["run", "rvsm", "--model", "resnet"], "mlp-300-100"),
-        (["run", "magnitude", "--backend", "nope"], "numpy, array-api-strict, torch"),
+        (["run", "magnitude", "--backend", "jaxx"], "numpy, array-api-strict, torch"),
         (["run", "lottery", "--data", "mnist", "--quiet"], "train-images-idx3-ubyte"),
         (["run", "l0", "--epochs", "-1"], "--epochs: got -1; must be >= 0"),
         (["run", "l0", "--lr", "nan"], "--lr: expected a finite number"),

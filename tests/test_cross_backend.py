@@ -65,7 +65,7 @@ def _assert_same_run(ref, other, name):
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-9, err_msg=f"{name}: losses")
 
 
-OTHERS = [n for n in backends.NAMES if n != "numpy"]
+OTHERS = [n for n in backends.DEFAULT_TEST_NAMES if n != "numpy"]
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,19 @@
 """Planted bugs: copies of the independent torch implementation with one mistake each.
 
 Every mutant is the correct :mod:`.torch_impl` with one function replaced by a version
-carrying a bug an implementer really makes. ``MUTANTS`` maps a mutant's name to
-``(function, test module that must catch it, what is wrong)``; each is also a
-module-level attribute, so ``REFPRUNE_TARGET=refprune.conformance.meta_tests.mutants:<name>``
-selects it as a target.
+that breaks one documented rule of the oracle protocol (docs/protocol.md) the way an
+implementer really might. ``MUTANTS`` maps a mutant's name to ``Mutant(function,
+replacement, rule, bug)``; the meta-tests require at least one mutant per rule listed
+in ``RULES`` and that each mutant fails the ``ci`` examples of its function's tests.
+
+A mutant of a forward function has *no* ``_grad`` functions at all (a target that
+implements only forwards, the case where forward bugs used to slip through: the
+central differences of a wrong forward disagree with a correct ``_grad``), and it is
+run with the gradient tests excluded. A mutant of a ``_grad`` keeps every function.
+
+Each mutant is also a module-level attribute, so
+``REFPRUNE_TARGET=refprune.conformance.meta_tests.mutants:<name>`` selects it as a
+target; ``torch_impl_no_grad`` is the correct implementation without its ``_grad``s.
 """
 
 from __future__ import annotations
@@ -13,11 +22,273 @@ import decimal
 import itertools
 import math
 import types
+from typing import Callable, NamedTuple
 
 import torch
 
-from refprune.conformance.config import PROTOCOL_NAMES
+from refprune.conformance.config import PROTOCOL_NAMES, row_of
 from refprune.conformance.meta_tests import torch_impl as ok
+
+
+class Mutant(NamedTuple):
+    function: str
+    replacement: Callable
+    rule: str
+    bug: str
+
+    @property
+    def is_grad(self):
+        return row_of(self.function) != self.function
+
+
+# --------------------------------------------------------------------------- gates
+
+B, G, Z, E = ok.BETA, ok.GAMMA, ok.ZETA, ok.EPS
+
+
+def _quantile_with(s_fn):
+    def quantile(log_alpha, u, *, beta=B, gamma=G, zeta=Z):
+        ok.hard_concrete_quantile(log_alpha, u, beta=beta, gamma=gamma, zeta=zeta)  # validation
+        return s_fn(log_alpha, u, beta, gamma, zeta)
+
+    return quantile
+
+
+quantile_noise_formula = _quantile_with(  # bug: log(1+u) for log(1-u)
+    lambda la, u, b, g, z: torch.sigmoid((torch.log(u) - torch.log1p(u) + la) / b) * (z - g) + g)
+quantile_times_beta = _quantile_with(  # bug: multiplies by the temperature
+    lambda la, u, b, g, z: torch.sigmoid((torch.log(u) - torch.log1p(-u) + la) * b) * (z - g) + g)
+quantile_stretch_width = _quantile_with(  # bug: stretches by zeta, not zeta - gamma
+    lambda la, u, b, g, z: ok._s(la, u, b) * z + g)
+quantile_clipped = _quantile_with(  # bug: clips the stretched value (that is the sample)
+    lambda la, u, b, g, z: torch.clamp(ok._s(la, u, b) * (z - g) + g, 0.0, 1.0))
+
+
+def quantile_default_beta(log_alpha, u, *, beta=0.5, gamma=G, zeta=Z):  # bug: default temperature 1/2
+    return ok.hard_concrete_quantile(log_alpha, u, beta=beta, gamma=gamma, zeta=zeta)
+
+
+def quantile_batch_first(log_alpha, u, *, beta=B, gamma=G, zeta=Z):
+    out = ok.hard_concrete_quantile(log_alpha, u, beta=beta, gamma=gamma, zeta=zeta)
+    if u.dim() > log_alpha.dim():  # bug: a batch of noise uses its first draw only
+        return out[:1].expand(out.shape).clone()
+    return out
+
+
+def sample_missing_clip(log_alpha, u, *, beta=B, gamma=G, zeta=Z):
+    return ok.hard_concrete_quantile(log_alpha, u, beta=beta, gamma=gamma, zeta=zeta)  # bug: no clip
+
+
+def sample_clamps_noise(log_alpha, u, *, beta=B, gamma=G, zeta=Z):
+    ok.hard_concrete_sample(log_alpha, u, beta=beta, gamma=gamma, zeta=zeta)
+    u = torch.clamp(u, 1e-6, 1 - 1e-6)  # bug: u in [eps, 1-eps], so u = 0 and 1 miss the limits
+    return ok.hard_concrete_sample(log_alpha, u, beta=beta, gamma=gamma, zeta=zeta)
+
+
+def sample_grad_missing_beta(log_alpha, u, dz, *, beta=B, gamma=G, zeta=Z):
+    return ok.hard_concrete_sample_grad(log_alpha, u, dz, beta=beta, gamma=gamma, zeta=zeta) * beta  # bug: no 1/beta
+
+
+def sample_grad_no_indicator(log_alpha, u, dz, *, beta=B, gamma=G, zeta=Z):
+    ok.hard_concrete_sample_grad(log_alpha, u, dz, beta=beta, gamma=gamma, zeta=zeta)
+    s = ok._s(log_alpha, u, beta)  # bug: gradient also where the clip is active
+    return ok._reduce_to(dz * (zeta - gamma) / beta * s * (1 - s), log_alpha.shape).reshape(log_alpha.shape)
+
+
+def sample_grad_mean(log_alpha, u, dz, *, beta=B, gamma=G, zeta=Z):
+    g = ok.hard_concrete_sample_grad(log_alpha, u, dz, beta=beta, gamma=gamma, zeta=zeta)
+    n = max(1, dz.numel() // max(1, log_alpha.numel()))
+    return g / n  # bug: averages over the broadcast axes instead of summing
+
+
+def mode_missing_clip(log_alpha, *, gamma=G, zeta=Z):
+    ok.hard_concrete_mode(log_alpha, gamma=gamma, zeta=zeta)
+    return torch.sigmoid(log_alpha) * (zeta - gamma) + gamma  # bug: no clip to [0, 1]
+
+
+def mode_divides_by_beta(log_alpha, *, gamma=G, zeta=Z):
+    ok.hard_concrete_mode(log_alpha, gamma=gamma, zeta=zeta)
+    return torch.clamp(torch.sigmoid(log_alpha / B) * (zeta - gamma) + gamma, 0, 1)  # bug: temperature in the mode
+
+
+def cdf_ignores_beta(log_alpha, x, *, beta=B, gamma=G, zeta=Z, eps=E):
+    return ok.hard_concrete_cdf(log_alpha, x, gamma=gamma, zeta=zeta, eps=eps)  # bug: beta dropped
+
+
+def cdf_missing_clamp(log_alpha, x, *, beta=B, gamma=G, zeta=Z, eps=E):
+    return ok.hard_concrete_cdf(log_alpha, x, beta=beta, gamma=gamma, zeta=zeta, eps=0.0)  # bug: no [eps, 1-eps]
+
+
+def cdf_outside_support(log_alpha, x, *, beta=B, gamma=G, zeta=Z, eps=E):
+    out = ok.hard_concrete_cdf(log_alpha, x, beta=beta, gamma=gamma, zeta=zeta, eps=eps)
+    x = x if isinstance(x, torch.Tensor) else torch.tensor(float(x), dtype=log_alpha.dtype)
+    return torch.where(x >= zeta, torch.full_like(out, eps), out)  # bug: 0 instead of 1 at and past zeta
+
+
+def prob_nonzero_no_clamp(log_alpha, *, beta=B, gamma=G, zeta=Z, eps=E):
+    ok.hard_concrete_prob_nonzero(log_alpha, beta=beta, gamma=gamma, zeta=zeta, eps=eps)
+    return torch.sigmoid(log_alpha - beta * math.log(-gamma / zeta))  # bug: the clamp is missing
+
+
+def prob_nonzero_shift_sign(log_alpha, *, beta=B, gamma=G, zeta=Z, eps=E):
+    ok.hard_concrete_prob_nonzero(log_alpha, beta=beta, gamma=gamma, zeta=zeta, eps=eps)
+    p = torch.sigmoid(log_alpha + beta * math.log(-gamma / zeta))  # bug: + beta log(-gamma/zeta)
+    return torch.clamp(p, eps, 1 - eps)
+
+
+def prob_nonzero_grad_sign(log_alpha, dp, *, beta=B, gamma=G, zeta=Z, eps=E):
+    return -ok.hard_concrete_prob_nonzero_grad(log_alpha, dp, beta=beta, gamma=gamma, zeta=zeta, eps=eps)  # bug
+
+
+def prob_nonzero_grad_through_clamp(log_alpha, dp, *, beta=B, gamma=G, zeta=Z, eps=E):
+    ok.hard_concrete_prob_nonzero_grad(log_alpha, dp, beta=beta, gamma=gamma, zeta=zeta, eps=eps)
+    p = torch.sigmoid(ok._logit_nonzero(log_alpha, beta, gamma, zeta))
+    return dp * p * (1 - p)  # bug: not 0 where the clamp is active
+
+
+def expected_l0_ignores_group_size(log_alpha, *, group_size=1, beta=B, gamma=G, zeta=Z, eps=E):
+    ok.expected_l0(log_alpha, group_size=group_size, beta=beta, gamma=gamma, zeta=zeta, eps=eps)
+    return ok.expected_l0(log_alpha, beta=beta, gamma=gamma, zeta=zeta, eps=eps)  # bug: group_size dropped
+
+
+def expected_l0_mean(log_alpha, *, group_size=1, beta=B, gamma=G, zeta=Z, eps=E):
+    out = ok.expected_l0(log_alpha, group_size=group_size, beta=beta, gamma=gamma, zeta=zeta, eps=eps)
+    return out / max(1, log_alpha.numel())  # bug: mean over gates instead of sum
+
+
+# --------------------------------------------------------------------------- regularizers
+
+
+def l0_penalty_missing_half(log_alpha, w, *, lam, weight_decay=0.0, axis=0, **c):
+    ok.l0_penalty(log_alpha, w, lam=lam, weight_decay=weight_decay, axis=axis, **c)
+    return ok.l0_penalty(log_alpha, w, lam=lam, weight_decay=2 * weight_decay, axis=axis, **c)  # bug: wd w^2
+
+
+def l0_penalty_lam_per_group(log_alpha, w, *, lam, weight_decay=0.0, axis=0, **c):
+    ok.l0_penalty(log_alpha, w, lam=lam, weight_decay=weight_decay, axis=axis, **c)
+    _, others, _ = ok._groups(w, axis)
+    size = math.prod(w.shape[i] for i in others)  # bug: lam once per group, not once per weight
+    return ok.l0_penalty(log_alpha, w, lam=lam / max(size, 1), weight_decay=weight_decay, axis=axis, **c)
+
+
+def l0_penalty_grad_w_without_p(log_alpha, w, *, lam, weight_decay=0.0, axis=0, **c):
+    d_la, _ = ok.l0_penalty_grad(log_alpha, w, lam=lam, weight_decay=weight_decay, axis=axis, **c)
+    return d_la, weight_decay * w  # bug: dw misses the factor p_g
+
+
+def l2_missing_half(w, *, lam=1.0):
+    return 2 * ok.l2_penalty(w, lam=lam)  # bug: lam * sum w^2
+
+
+def l2_grad_double(w, *, lam=1.0):
+    return 2 * ok.l2_penalty_grad(w, lam=lam)  # bug: 2 lam w
+
+
+def l1_no_abs(w, *, lam=1.0):
+    ok.l1_penalty(w, lam=lam)
+    return lam * w.sum()  # bug: sum w, not sum |w|
+
+
+def l1_grad_no_sign(w, *, lam=1.0):
+    ok.l1_penalty_grad(w, lam=lam)
+    return lam * (w != 0).to(w.dtype)  # bug: lam, not lam sign(w)
+
+
+def group_lasso_squared(w, *, axis, lam=1.0):
+    ok.group_lasso_penalty(w, axis=axis, lam=lam)
+    return lam * (ok._group_norms(w, axis) ** 2).sum()  # bug: squared norms
+
+
+def group_lasso_axis_swapped(w, *, axis, lam=1.0):
+    ok.group_lasso_penalty(w, axis=axis, lam=lam)
+    if w.dim() < 2:
+        return ok.group_lasso_penalty(w, axis=axis, lam=lam)
+    # bug: the groups are the slices *across* axis (one norm per index of the other axes)
+    return lam * torch.linalg.vector_norm(w, ord=2, dim=axis).sum()
+
+
+def group_lasso_grad_nan_at_zero(w, *, axis, lam=1.0):
+    ok.group_lasso_penalty_grad(w, axis=axis, lam=lam)
+    return lam * w / ok._group_norms(w, axis)  # bug: 0/0 = NaN for an all-zero group
+
+
+def rvsm_missing_half(w, u, *, beta):
+    return 2 * ok.rvsm_penalty(w, u, beta=beta)  # bug: beta ||w - u||^2
+
+
+def rvsm_grad_sign(w, u, *, beta):
+    dw, _ = ok.rvsm_penalty_grad(w, u, beta=beta)
+    return dw, dw.clone()  # bug: du = +beta (w - u)
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+def hard_threshold_inclusive(w, *, threshold):
+    ok.hard_threshold(w, threshold=threshold)
+    return torch.where(w.abs() >= threshold, w, torch.zeros_like(w))  # bug: >= keeps |w| == t
+
+
+def hard_threshold_no_abs(w, *, threshold):
+    ok.hard_threshold(w, threshold=threshold)
+    return torch.where(w > threshold, w, torch.zeros_like(w))  # bug: every negative weight zeroed
+
+
+def hard_threshold_accepts_negative(w, *, threshold):
+    ok._tensor("w", w)
+    return torch.where(w.abs() > threshold, w, torch.zeros_like(w))  # bug: no check of threshold >= 0
+
+
+def hard_threshold_grad_straight_through(w, dy, *, threshold):
+    ok.hard_threshold_grad(w, dy, threshold=threshold)
+    return dy.clone()  # bug: dy everywhere
+
+
+def rvsm_threshold_missing_2(*, lam, beta):
+    ok.rvsm_threshold(lam=lam, beta=beta)
+    return math.sqrt(lam / beta)  # bug: sqrt(lam/beta)
+
+
+def soft_threshold_no_max(w, *, threshold):
+    ok.soft_threshold(w, threshold=threshold)
+    return torch.sign(w) * (w.abs() - threshold)  # bug: max(., 0) missing
+
+
+def soft_threshold_no_sign(w, *, threshold):
+    ok.soft_threshold(w, threshold=threshold)
+    return torch.clamp(w.abs() - threshold, min=0)  # bug: the sign is dropped
+
+
+def soft_threshold_grad_no_abs(w, dy, *, threshold):
+    ok.soft_threshold_grad(w, dy, threshold=threshold)
+    return torch.where(w > threshold, dy, torch.zeros_like(dy))  # bug: 1[w > t], not 1[|w| > t]
+
+
+def binarize_strict(w, *, threshold=0.5, on=1.0, off=0.0):
+    ok.binarize(w, threshold=threshold, on=on, off=off)
+    return torch.where(w.abs() > threshold, torch.full_like(w, on), torch.full_like(w, off))  # bug: >
+
+
+def binarize_no_abs(w, *, threshold=0.5, on=1.0, off=0.0):
+    ok.binarize(w, threshold=threshold, on=on, off=off)
+    return torch.where(w >= threshold, torch.full_like(w, on), torch.full_like(w, off))  # bug: w, not |w|
+
+
+def binarize_ignores_off(w, *, threshold=0.5, on=1.0, off=0.0):
+    return ok.binarize(w, threshold=threshold, on=on)  # bug: off is always 0
+
+
+def binarize_grad_ignores_clip(w, dy, *, clip=None):
+    ok.binarize_grad(w, dy, clip=clip)
+    return dy.clone()  # bug: clip ignored
+
+
+def binarize_grad_open_clip(w, dy, *, clip=None):
+    out = ok.binarize_grad(w, dy, clip=clip)
+    if clip is None:
+        return out
+    return torch.where((w > clip[0]) & (w < clip[1]), dy, torch.zeros_like(dy))  # bug: bounds excluded
+
 
 # --------------------------------------------------------------------------- masks
 
@@ -25,9 +296,39 @@ from refprune.conformance.meta_tests import torch_impl as ok
 def _keep_pruning_low_index_first(flat, k):
     # bug: ascending stable sort and prune the first k -> among ties the LOWER index goes first
     order = torch.sort(flat, stable=True).indices
-    keep = torch.ones(flat.numel(), dtype=torch.bool)
+    keep = torch.ones(flat.numel(), dtype=torch.bool, device=flat.device)
     keep[order[:k]] = False
     return keep
+
+
+def prune_count_half_up(amount, n, *, rounding="half-even"):
+    k = ok.prune_count(amount, n, rounding=rounding)
+    if rounding == "half-even" and not isinstance(amount, int):
+        with decimal.localcontext() as ctx:
+            ctx.prec = 80
+            exact = decimal.Decimal(repr(float(amount))) * n
+            return int(exact.to_integral_value(rounding=decimal.ROUND_HALF_UP))  # bug: half up
+    return k
+
+
+def prune_count_binary(amount, n, *, rounding="half-even"):
+    k = ok.prune_count(amount, n, rounding=rounding)  # validation
+    if isinstance(amount, int):
+        return k
+    product = float(amount) * n  # bug: rounds the binary product, not the decimal one
+    return {"half-even": round, "floor": math.floor, "ceil": math.ceil}[rounding](product)
+
+
+def prune_count_int_is_fraction(amount, n, *, rounding="half-even"):
+    if isinstance(amount, int) and amount in (0, 1):
+        return ok.prune_count(float(amount), n, rounding=rounding)  # bug: amount=1 means "everything"
+    return ok.prune_count(amount, n, rounding=rounding)
+
+
+def prune_count_rounding_swapped(amount, n, *, rounding="half-even"):
+    swap = {"floor": "ceil", "ceil": "floor"}.get(rounding, rounding)  # bug: floor and ceil swapped
+    ok.prune_count(amount, n, rounding=rounding)
+    return ok.prune_count(amount, n, rounding=swap)
 
 
 def magnitude_mask_ties(w, *, amount, scores=None, rounding="half-even"):
@@ -43,22 +344,35 @@ def magnitude_mask_off_by_one(w, *, amount, scores=None, rounding="half-even"):
     return ok._keep(s.reshape(-1), k).reshape(w.shape)
 
 
-def prune_count_half_up(amount, n, *, rounding="half-even"):
-    if rounding == "half-even" and not isinstance(amount, int):
-        ok.prune_count(amount, n)  # validation only
-        with decimal.localcontext() as ctx:
-            ctx.prec = 80
-            exact = decimal.Decimal(repr(float(amount))) * n
-            return int(exact.to_integral_value(rounding=decimal.ROUND_HALF_UP))  # bug: half up
-    return ok.prune_count(amount, n, rounding=rounding)
+def magnitude_mask_signed(w, *, amount, scores=None, rounding="half-even"):
+    if scores is not None:
+        return ok.magnitude_mask(w, amount=amount, scores=scores, rounding=rounding)
+    return ok.magnitude_mask(w, amount=amount, scores=w.clone(), rounding=rounding)  # bug: ranks w, not |w|
 
 
-def prune_count_binary(amount, n, *, rounding="half-even"):
-    k = ok.prune_count(amount, n, rounding=rounding)  # validation
-    if isinstance(amount, int):
-        return k
-    product = float(amount) * n  # bug: rounds the binary product, not the decimal one
-    return {"half-even": round, "floor": math.floor, "ceil": math.ceil}[rounding](product)
+def magnitude_mask_ignores_scores(w, *, amount, scores=None, rounding="half-even"):
+    ok.magnitude_mask(w, amount=amount, scores=scores, rounding=rounding)
+    return ok.magnitude_mask(w, amount=amount, rounding=rounding)  # bug: scores ignored
+
+
+def magnitude_mask_accepts_nan(w, *, amount, scores=None, rounding="half-even"):
+    s = w.abs() if scores is None else scores  # bug: no NaN check (NaN sorts anywhere)
+    k = ok.prune_count(amount, w.numel(), rounding=rounding)
+    return ok._keep(torch.nan_to_num(s.reshape(-1), nan=-1.0), k).reshape(w.shape)
+
+
+def global_mask_per_array(ws, *, amount, scores=None, rounding="half-even"):
+    ok.global_magnitude_mask(ws, amount=amount, scores=scores, rounding=rounding)
+    # bug: the budget is applied to each array separately instead of once over all
+    return [ok.magnitude_mask(w, amount=amount if isinstance(amount, float) else 0, rounding=rounding) for w in ws]
+
+
+def global_mask_list_order_reversed(ws, *, amount, scores=None, rounding="half-even"):
+    ok.global_magnitude_mask(ws, amount=amount, scores=scores, rounding=rounding)
+    rev = list(reversed(ws))  # bug: among ties the FIRST array's entries are pruned first
+    out = ok.global_magnitude_mask(rev, amount=amount, scores=None if scores is None else list(reversed(scores)),
+                                   rounding=rounding)
+    return list(reversed(out))
 
 
 def structured_mask_ord_ignored(w, *, amount, axis, ord=2, rounding="half-even"):
@@ -66,14 +380,50 @@ def structured_mask_ord_ignored(w, *, amount, axis, ord=2, rounding="half-even")
     return ok.structured_mask(w, amount=amount, axis=axis, rounding=rounding)  # bug: ord dropped
 
 
-def global_mask_per_array(ws, *, amount, scores=None, rounding="half-even"):
-    # bug: the budget is applied to each array separately instead of once over all
-    return [ok.magnitude_mask(w, amount=amount if isinstance(amount, float) else 0, rounding=rounding) for w in ws]
+def structured_mask_p_as_2(w, *, amount, axis, ord=2, rounding="half-even"):
+    ok.structured_mask(w, amount=amount, axis=axis, ord=ord, rounding=rounding)
+    known = ord in (1, 2, 0.5) or math.isinf(float(ord))
+    # bug: every order other than 1, 2, 0.5 and +-inf (e.g. 3, 1.5) is computed as 2
+    return ok.structured_mask(w, amount=amount, axis=axis, ord=ord if known else 2, rounding=rounding)
+
+
+def _structured(w, amount, axis, ord, rounding, *, signed=False, keep=ok._keep):
+    ok.structured_mask(w, amount=amount, axis=axis, ord=ord, rounding=rounding)  # validation
+    a = ok._axis(axis, w.dim())
+    others = tuple(i for i in range(w.dim()) if i != a)
+    m = w.shape[a]
+    x = w if signed else w.abs()
+    if not others:
+        norms = x
+    elif w.numel() == 0:
+        norms = torch.zeros(m, dtype=w.dtype)
+    elif math.isinf(float(ord)) and ord > 0:
+        norms = x.amax(dim=others)
+    else:
+        norms = torch.linalg.vector_norm(w, ord=float(ord), dim=others)
+    k = ok.prune_count(amount, m, rounding=rounding)
+    view = tuple(m if i == a else 1 for i in range(w.dim()))
+    return keep(norms, k).reshape(view).expand(w.shape).clone()
+
+
+def structured_mask_signed_max(w, *, amount, axis, ord=2, rounding="half-even"):
+    return _structured(w, amount, axis, ord, rounding, signed=True)  # bug: inf-norm as max w, not max |w|
+
+
+def structured_mask_ties(w, *, amount, axis, ord=2, rounding="half-even"):
+    # bug: among slices of equal norm the LOWER index is pruned first
+    return _structured(w, amount, axis, ord, rounding, keep=_keep_pruning_low_index_first)
 
 
 def random_mask_largest(u, *, amount, rounding="half-even"):
+    ok.random_mask(u, amount=amount, rounding=rounding)
     k = ok.prune_count(amount, u.numel(), rounding=rounding)
     return ok._keep(-u.reshape(-1), k).reshape(u.shape)  # bug: prunes the largest noise
+
+
+def mask_from_weights_positive(w):
+    ok.mask_from_weights(w)
+    return w > 0  # bug: negative weights count as pruned
 
 
 def apply_mask_multiply(w, mask):
@@ -81,78 +431,42 @@ def apply_mask_multiply(w, mask):
     return w * mask  # bug: 0 * inf is NaN
 
 
-# --------------------------------------------------------------------------- gates
+def apply_mask_in_place(w, mask):
+    out = ok.apply_mask(w, mask)
+    w.mul_(0).add_(out)  # bug: writes the result into the caller's w
+    return w
 
 
-def quantile_noise_formula(log_alpha, u, *, beta=ok.BETA, gamma=ok.GAMMA, zeta=ok.ZETA):
-    ok.hard_concrete_quantile(log_alpha, u, beta=beta, gamma=gamma, zeta=zeta)
-    s = torch.sigmoid((torch.log(u) - torch.log1p(u) + log_alpha) / beta)  # bug: log(1+u) for log(1-u)
-    return s * (zeta - gamma) + gamma
+def sparsity_kept_fraction(mask):
+    return 1.0 - ok.sparsity(mask) if mask.numel() else 0.0  # bug: the kept fraction
 
 
-def sample_missing_clip(log_alpha, u, *, beta=ok.BETA, gamma=ok.GAMMA, zeta=ok.ZETA):
-    return ok.hard_concrete_quantile(log_alpha, u, beta=beta, gamma=gamma, zeta=zeta)  # bug: no clip
-
-
-def sample_grad_missing_beta(log_alpha, u, dz, *, beta=ok.BETA, gamma=ok.GAMMA, zeta=ok.ZETA):
-    return ok.hard_concrete_sample_grad(log_alpha, u, dz, beta=beta, gamma=gamma, zeta=zeta) * beta  # bug: no 1/beta
-
-
-def cdf_ignores_beta(log_alpha, x, *, beta=ok.BETA, gamma=ok.GAMMA, zeta=ok.ZETA, eps=ok.EPS):
-    return ok.hard_concrete_cdf(log_alpha, x, gamma=gamma, zeta=zeta, eps=eps)  # bug: beta dropped
-
-
-def prob_nonzero_no_clamp(log_alpha, *, beta=ok.BETA, gamma=ok.GAMMA, zeta=ok.ZETA, eps=ok.EPS):
-    ok.hard_concrete_prob_nonzero(log_alpha, beta=beta, gamma=gamma, zeta=zeta, eps=eps)
-    return torch.sigmoid(log_alpha - beta * math.log(-gamma / zeta))  # bug: the clamp is missing
-
-
-def prob_nonzero_grad_sign(log_alpha, dp, *, beta=ok.BETA, gamma=ok.GAMMA, zeta=ok.ZETA, eps=ok.EPS):
-    return -ok.hard_concrete_prob_nonzero_grad(log_alpha, dp, beta=beta, gamma=gamma, zeta=zeta, eps=eps)  # bug: sign
-
-
-def expected_l0_ignores_group_size(log_alpha, *, group_size=1, beta=ok.BETA, gamma=ok.GAMMA, zeta=ok.ZETA, eps=ok.EPS):
-    return ok.expected_l0(log_alpha, beta=beta, gamma=gamma, zeta=zeta, eps=eps)  # bug: group_size dropped
-
-
-# --------------------------------------------------------------------------- regularizers
-
-
-def l0_penalty_missing_half(log_alpha, w, *, lam, weight_decay=0.0, axis=0, **c):
-    # bug: weight_decay * w^2 instead of weight_decay/2 * w^2
-    return ok.l0_penalty(log_alpha, w, lam=lam, weight_decay=2 * weight_decay, axis=axis, **c)
-
-
-def rvsm_penalty_grad_sign(w, u, *, beta):
-    dw, _ = ok.rvsm_penalty_grad(w, u, beta=beta)
-    return dw, dw.clone()  # bug: du = +beta (w - u)
-
-
-def group_lasso_squared(w, *, axis, lam=1.0):
-    ok.group_lasso_penalty(w, axis=axis, lam=lam)
-    return lam * (ok._group_norms(w, axis) ** 2).sum()  # bug: squared norms
-
-
-# --------------------------------------------------------------------------- thresholds
-
-
-def hard_threshold_inclusive(w, *, threshold):
-    ok.hard_threshold(w, threshold=threshold)
-    return torch.where(w.abs() >= threshold, w, torch.zeros_like(w))  # bug: >= keeps |w| == t
-
-
-def soft_threshold_no_max(w, *, threshold):
-    ok.soft_threshold(w, threshold=threshold)
-    return torch.sign(w) * (w.abs() - threshold)  # bug: max(., 0) missing
+def sparsity_empty_nan(mask):
+    ok.sparsity(mask)
+    return float(torch.nan) if mask.numel() == 0 else ok.sparsity(mask)  # bug: 0/0 for an empty mask
 
 
 # --------------------------------------------------------------------------- schedules
 
 
 def polynomial_exponent(step, *, initial, final, begin, end, power=3, frequency=100):
-    update, _ = ok.polynomial_sparsity(step, initial=initial, final=final, begin=begin, end=end, power=power, frequency=frequency)
+    update, _ = ok.polynomial_sparsity(step, initial=initial, final=final, begin=begin, end=end, power=power,
+                                       frequency=frequency)
     p = min(1.0, max(0.0, (step - begin) / (end - begin)))
     return update, final + (initial - final) * (1.0 - p) ** (power - 1)  # bug: exponent power-1
+
+
+def polynomial_unclipped(step, *, initial, final, begin, end, power=3, frequency=100):
+    update, _ = ok.polynomial_sparsity(step, initial=initial, final=final, begin=begin, end=end, power=power,
+                                       frequency=frequency)
+    p = max(0.0, (step - begin) / (end - begin))  # bug: p not clipped at 1 after end
+    return update, final + (initial - final) * abs(1.0 - p) ** power
+
+
+def polynomial_every_step(step, *, initial, final, begin, end, power=3, frequency=100):
+    _, s = ok.polynomial_sparsity(step, initial=initial, final=final, begin=begin, end=end, power=power,
+                                  frequency=frequency)
+    return begin <= step <= end, s  # bug: updates at every step, frequency ignored
 
 
 def constant_ignores_end(step, *, target, begin=0, end=-1, frequency=100):
@@ -160,47 +474,224 @@ def constant_ignores_end(step, *, target, begin=0, end=-1, frequency=100):
     return ok.constant_sparsity(step, target=target, begin=begin, end=-1, frequency=frequency)  # bug: end ignored
 
 
+def constant_frequency_from_zero(step, *, target, begin=0, end=-1, frequency=100):
+    update, s = ok.constant_sparsity(step, target=target, begin=begin, end=end, frequency=frequency)
+    inside = begin <= step and (end == -1 or step <= end)
+    return inside and step % frequency == 0, s  # bug: counts the frequency from 0, not from begin
+
+
 def imp_off_by_one(round, *, rate=0.2):
     ok.imp_sparsity(round, rate=rate)
     return 1.0 - (1.0 - rate) ** (round + 1)  # bug: counts from round 1
 
 
-#: name -> (replaced function, the test module that must catch it, the bug)
+def imp_linear(round, *, rate=0.2):
+    ok.imp_sparsity(round, rate=rate)
+    return min(1.0, rate * round)  # bug: rate * round, not 1 - (1 - rate)^round
+
+
+# --------------------------------------------------------------------------- cross-cutting
+
+
+def l2_penalty_float64(w, *, lam=1.0):
+    return ok.l2_penalty(w, lam=lam).to(torch.float64)  # bug: the output leaves the input's dtype
+
+
+def mode_returns_numpy(log_alpha, *, gamma=G, zeta=Z):
+    return ok.hard_concrete_mode(log_alpha, gamma=gamma, zeta=zeta).detach().cpu().numpy()  # bug: a NumPy result
+
+
+#: Every documented rule (docs/protocol.md) that a mutant breaks: rule id -> statement.
+RULES = {
+    "quantile-noise": "hard_concrete_quantile: s = sigmoid((log u - log(1-u) + log_alpha) / beta)",
+    "quantile-temperature": "hard_concrete_quantile: divides by the temperature beta",
+    "quantile-stretch": "hard_concrete_quantile: s_bar = s (zeta - gamma) + gamma",
+    "quantile-unclipped": "hard_concrete_quantile: the stretched value is not clipped",
+    "quantile-defaults": "gates: defaults beta = 2/3, gamma = -0.1, zeta = 1.1, eps = 1e-6",
+    "quantile-broadcast": "hard_concrete_quantile: u may carry leading batch axes; log_alpha broadcasts",
+    "sample-clip": "hard_concrete_sample: z = clip(s_bar, 0, 1)",
+    "sample-limits": "hard_concrete_sample: u = 0 and u = 1 give the limits, never NaN",
+    "sample-grad-formula": "hard_concrete_sample_grad: dz (zeta-gamma) s (1-s) / beta",
+    "sample-grad-indicator": "hard_concrete_sample_grad: 0 where the clip is active (1[0 < s_bar < 1])",
+    "sample-grad-broadcast": "hard_concrete_sample_grad: summed over the axes log_alpha was broadcast along",
+    "mode-clip": "hard_concrete_mode: clip(sigmoid(log_alpha) (zeta-gamma) + gamma, 0, 1)",
+    "mode-no-temperature": "hard_concrete_mode: no temperature",
+    "cdf-temperature": "hard_concrete_cdf: sigmoid(beta (log x' - log(1-x')) - log_alpha)",
+    "cdf-clamp": "hard_concrete_cdf: clamped to [eps, 1-eps]",
+    "cdf-support": "hard_concrete_cdf: 0 below gamma, 1 from zeta on (before the clamp)",
+    "prob-nonzero-clamp": "hard_concrete_prob_nonzero: clamped to [eps, 1-eps]",
+    "prob-nonzero-shift": "hard_concrete_prob_nonzero: sigmoid(log_alpha - beta log(-gamma/zeta))",
+    "prob-nonzero-grad-formula": "hard_concrete_prob_nonzero_grad: dp p (1-p)",
+    "prob-nonzero-grad-clamp": "hard_concrete_prob_nonzero_grad: 0 where the clamp is active",
+    "expected-l0-group-size": "expected_l0: group_size times the sum",
+    "expected-l0-sum": "expected_l0: a sum over gates",
+    "l0-half": "l0_penalty: weight_decay / 2 w^2",
+    "l0-lam-per-weight": "l0_penalty: lam once per weight of the group",
+    "l0-grad-w": "l0_penalty_grad: dw = weight_decay w p_g",
+    "l2-half": "l2_penalty: lam / 2 sum w^2",
+    "l2-grad": "l2_penalty_grad: lam w",
+    "l1-abs": "l1_penalty: lam sum |w|",
+    "l1-grad-sign": "l1_penalty_grad: lam sign(w)",
+    "group-lasso-norm": "group_lasso_penalty: lam sum_g ||w_g||_2 (not squared)",
+    "group-lasso-axis": "group_lasso_penalty: groups are the slices at each index along axis",
+    "group-lasso-grad-zero": "group_lasso_penalty_grad: 0 for an all-zero group",
+    "rvsm-half": "rvsm_penalty: beta / 2 ||w - u||^2",
+    "rvsm-grad": "rvsm_penalty_grad: (beta (w-u), -beta (w-u))",
+    "hard-threshold-strict": "hard_threshold: keeps |w| > threshold (strict)",
+    "hard-threshold-abs": "hard_threshold: compares |w|",
+    "threshold-errors": "thresholds: a negative or NaN threshold is a ValueError",
+    "hard-threshold-grad": "hard_threshold_grad: dy 1[|w| > threshold]",
+    "rvsm-threshold": "rvsm_threshold: sqrt(2 lam / beta)",
+    "soft-threshold-max": "soft_threshold: max(|w| - threshold, 0)",
+    "soft-threshold-sign": "soft_threshold: keeps the sign of w",
+    "soft-threshold-grad": "soft_threshold_grad: dy 1[|w| > threshold]",
+    "binarize-inclusive": "binarize: on where |w| >= threshold (inclusive)",
+    "binarize-abs": "binarize: compares |w|",
+    "binarize-on-off": "binarize: on and off are used",
+    "binarize-grad-clip": "binarize_grad: dy zeroed outside clip = (lo, hi)",
+    "binarize-grad-clip-inclusive": "binarize_grad: the clip bounds are inside",
+    "count-half-even": "prune_count: half-even by default",
+    "count-decimal": "prune_count: the decimal product of the amount as written",
+    "count-int": "prune_count: an int amount is a count",
+    "count-floor-ceil": "prune_count: rounding 'floor' and 'ceil'",
+    "tie-rule": "masks: equal scores keep the lower index first (the higher is pruned first)",
+    "exact-count": "masks: exactly k entries are pruned",
+    "magnitude-abs": "magnitude_mask: ranks |w|",
+    "magnitude-scores": "magnitude_mask: scores replace |w| when given",
+    "nan-scores": "masks: NaN scores are a ValueError",
+    "global-budget": "global_magnitude_mask: one budget over all arrays",
+    "global-order": "global_magnitude_mask: ties rank by list order, then flat index",
+    "structured-ord": "structured_mask: slices ranked by their ord-norm",
+    "structured-ord-p": "structured_mask: any real ord > 0 (3, 1.5, ...) is that p-norm",
+    "structured-abs": "structured_mask: norms of |w| (inf: max |w|)",
+    "structured-ties": "structured_mask: the tie rule over slice indices",
+    "random-smallest": "random_mask: prunes the smallest noise",
+    "mask-from-weights": "mask_from_weights: w != 0",
+    "apply-mask-where": "apply_mask: where(mask, w, 0), never w * mask",
+    "inputs-unchanged": "every function: inputs are never mutated",
+    "sparsity-pruned": "sparsity: the pruned fraction #False / size",
+    "sparsity-empty": "sparsity: 0.0 for an empty mask",
+    "polynomial-power": "polynomial_sparsity: final + (initial - final)(1 - p)^power",
+    "polynomial-clip": "polynomial_sparsity: p = clip((step-begin)/(end-begin), 0, 1)",
+    "schedule-frequency": "schedules: update when (step - begin) % frequency == 0",
+    "schedule-end": "schedules: no update after end (end = -1: never ends)",
+    "imp-round": "imp_sparsity: 1 - (1 - rate)^round",
+    "output-dtype": "every function: floating outputs keep the input's floating dtype",
+    "output-namespace": "every function: outputs keep the input's array library",
+}
+
+#: name -> Mutant(replaced function, replacement, rule id, the bug)
 MUTANTS = {
-    "tie_rule_reversed": ("magnitude_mask", magnitude_mask_ties, "test_masks", "ties prune the lower index first"),
-    "count_off_by_one": ("magnitude_mask", magnitude_mask_off_by_one, "test_masks", "prunes k+1 entries"),
-    "rounding_half_up": ("prune_count", prune_count_half_up, "test_masks", "rounds half up instead of half even"),
-    "rounding_binary_product": ("prune_count", prune_count_binary, "test_masks", "rounds amount*n in binary, not in decimal"),
-    "structured_ord_ignored": ("structured_mask", structured_mask_ord_ignored, "test_masks", "ignores ord"),
-    "global_budget_per_array": ("global_magnitude_mask", global_mask_per_array, "test_masks", "one budget per array"),
-    "random_prunes_largest": ("random_mask", random_mask_largest, "test_masks", "prunes the largest noise"),
-    "apply_mask_multiplies": ("apply_mask", apply_mask_multiply, "test_masks", "w*mask turns 0*inf into NaN"),
-    "noise_formula": ("hard_concrete_quantile", quantile_noise_formula, "test_gates", "log(1+u) for log(1-u)"),
-    "sample_missing_clip": ("hard_concrete_sample", sample_missing_clip, "test_gates", "no clip to [0, 1]"),
-    "sample_grad_missing_beta": ("hard_concrete_sample_grad", sample_grad_missing_beta, "test_gates", "missing 1/beta"),
-    "cdf_ignores_beta": ("hard_concrete_cdf", cdf_ignores_beta, "test_gates", "ignores the temperature"),
-    "prob_nonzero_missing_clamp": ("hard_concrete_prob_nonzero", prob_nonzero_no_clamp, "test_gates", "no clamp to [eps, 1-eps]"),
-    "prob_nonzero_grad_sign": ("hard_concrete_prob_nonzero_grad", prob_nonzero_grad_sign, "test_gates", "sign error"),
-    "expected_l0_group_size_ignored": ("expected_l0", expected_l0_ignores_group_size, "test_gates", "ignores group_size"),
-    "l0_penalty_missing_half": ("l0_penalty", l0_penalty_missing_half, "test_regularizers", "weight_decay*w^2 without 1/2"),
-    "rvsm_grad_sign": ("rvsm_penalty_grad", rvsm_penalty_grad_sign, "test_regularizers", "du has the wrong sign"),
-    "group_lasso_squared": ("group_lasso_penalty", group_lasso_squared, "test_regularizers", "squared group norms"),
-    "hard_threshold_inclusive": ("hard_threshold", hard_threshold_inclusive, "test_thresholds", ">= instead of >"),
-    "soft_threshold_no_max": ("soft_threshold", soft_threshold_no_max, "test_thresholds", "missing max(., 0)"),
-    "polynomial_exponent": ("polynomial_sparsity", polynomial_exponent, "test_schedules", "exponent power-1"),
-    "constant_ignores_end": ("constant_sparsity", constant_ignores_end, "test_schedules", "ignores end"),
-    "imp_off_by_one": ("imp_sparsity", imp_off_by_one, "test_schedules", "counts one round too many"),
+    "noise_formula": Mutant("hard_concrete_quantile", quantile_noise_formula, "quantile-noise", "log(1+u) for log(1-u)"),
+    "quantile_times_beta": Mutant("hard_concrete_quantile", quantile_times_beta, "quantile-temperature", "times beta"),
+    "quantile_stretch_width": Mutant("hard_concrete_quantile", quantile_stretch_width, "quantile-stretch", "s zeta + gamma"),
+    "quantile_clipped": Mutant("hard_concrete_quantile", quantile_clipped, "quantile-unclipped", "clips to [0, 1]"),
+    "quantile_default_beta": Mutant("hard_concrete_quantile", quantile_default_beta, "quantile-defaults", "beta=1/2 default"),
+    "quantile_batch_first": Mutant("hard_concrete_quantile", quantile_batch_first, "quantile-broadcast",
+                                   "a batch of noise uses its first draw"),
+    "sample_missing_clip": Mutant("hard_concrete_sample", sample_missing_clip, "sample-clip", "no clip to [0, 1]"),
+    "sample_clamps_noise": Mutant("hard_concrete_sample", sample_clamps_noise, "sample-limits", "u clamped to [1e-6, 1-1e-6]"),
+    "sample_grad_missing_beta": Mutant("hard_concrete_sample_grad", sample_grad_missing_beta, "sample-grad-formula",
+                                       "missing 1/beta"),
+    "sample_grad_no_indicator": Mutant("hard_concrete_sample_grad", sample_grad_no_indicator, "sample-grad-indicator",
+                                       "gradient through the clip"),
+    "sample_grad_mean": Mutant("hard_concrete_sample_grad", sample_grad_mean, "sample-grad-broadcast",
+                               "mean over the noise batch"),
+    "mode_missing_clip": Mutant("hard_concrete_mode", mode_missing_clip, "mode-clip", "no clip"),
+    "mode_divides_by_beta": Mutant("hard_concrete_mode", mode_divides_by_beta, "mode-no-temperature",
+                                   "sigmoid(log_alpha / beta)"),
+    "cdf_ignores_beta": Mutant("hard_concrete_cdf", cdf_ignores_beta, "cdf-temperature", "ignores the temperature"),
+    "cdf_missing_clamp": Mutant("hard_concrete_cdf", cdf_missing_clamp, "cdf-clamp", "no clamp to [eps, 1-eps]"),
+    "cdf_outside_support": Mutant("hard_concrete_cdf", cdf_outside_support, "cdf-support", "eps instead of 1 past zeta"),
+    "prob_nonzero_missing_clamp": Mutant("hard_concrete_prob_nonzero", prob_nonzero_no_clamp, "prob-nonzero-clamp",
+                                         "no clamp to [eps, 1-eps]"),
+    "prob_nonzero_shift_sign": Mutant("hard_concrete_prob_nonzero", prob_nonzero_shift_sign, "prob-nonzero-shift",
+                                      "+ beta log(-gamma/zeta)"),
+    "prob_nonzero_grad_sign": Mutant("hard_concrete_prob_nonzero_grad", prob_nonzero_grad_sign,
+                                     "prob-nonzero-grad-formula", "sign error"),
+    "prob_nonzero_grad_through_clamp": Mutant("hard_concrete_prob_nonzero_grad", prob_nonzero_grad_through_clamp,
+                                              "prob-nonzero-grad-clamp", "nonzero where clamped"),
+    "expected_l0_group_size_ignored": Mutant("expected_l0", expected_l0_ignores_group_size, "expected-l0-group-size",
+                                             "ignores group_size"),
+    "expected_l0_mean": Mutant("expected_l0", expected_l0_mean, "expected-l0-sum", "mean instead of sum"),
+    "l0_penalty_missing_half": Mutant("l0_penalty", l0_penalty_missing_half, "l0-half", "weight_decay*w^2 without 1/2"),
+    "l0_penalty_lam_per_group": Mutant("l0_penalty", l0_penalty_lam_per_group, "l0-lam-per-weight", "lam once per group"),
+    "l0_penalty_grad_w_without_p": Mutant("l0_penalty_grad", l0_penalty_grad_w_without_p, "l0-grad-w", "dw misses p_g"),
+    "l2_missing_half": Mutant("l2_penalty", l2_missing_half, "l2-half", "lam sum w^2"),
+    "l2_grad_double": Mutant("l2_penalty_grad", l2_grad_double, "l2-grad", "2 lam w"),
+    "l1_no_abs": Mutant("l1_penalty", l1_no_abs, "l1-abs", "sum w, not sum |w|"),
+    "l1_grad_no_sign": Mutant("l1_penalty_grad", l1_grad_no_sign, "l1-grad-sign", "lam, not lam sign(w)"),
+    "group_lasso_squared": Mutant("group_lasso_penalty", group_lasso_squared, "group-lasso-norm", "squared group norms"),
+    "group_lasso_axis_swapped": Mutant("group_lasso_penalty", group_lasso_axis_swapped, "group-lasso-axis",
+                                       "groups across axis"),
+    "group_lasso_grad_nan_at_zero": Mutant("group_lasso_penalty_grad", group_lasso_grad_nan_at_zero,
+                                           "group-lasso-grad-zero", "0/0 for a zero group"),
+    "rvsm_missing_half": Mutant("rvsm_penalty", rvsm_missing_half, "rvsm-half", "beta ||w-u||^2"),
+    "rvsm_grad_sign": Mutant("rvsm_penalty_grad", rvsm_grad_sign, "rvsm-grad", "du has the wrong sign"),
+    "hard_threshold_inclusive": Mutant("hard_threshold", hard_threshold_inclusive, "hard-threshold-strict", ">= instead of >"),
+    "hard_threshold_no_abs": Mutant("hard_threshold", hard_threshold_no_abs, "hard-threshold-abs",
+                                    "w > t: every negative weight zeroed"),
+    "hard_threshold_accepts_negative": Mutant("hard_threshold", hard_threshold_accepts_negative, "threshold-errors",
+                                              "accepts a negative threshold"),
+    "hard_threshold_grad_straight_through": Mutant("hard_threshold_grad", hard_threshold_grad_straight_through,
+                                                   "hard-threshold-grad", "dy everywhere"),
+    "rvsm_threshold_missing_2": Mutant("rvsm_threshold", rvsm_threshold_missing_2, "rvsm-threshold", "sqrt(lam/beta)"),
+    "soft_threshold_no_max": Mutant("soft_threshold", soft_threshold_no_max, "soft-threshold-max", "missing max(., 0)"),
+    "soft_threshold_no_sign": Mutant("soft_threshold", soft_threshold_no_sign, "soft-threshold-sign", "drops the sign"),
+    "soft_threshold_grad_no_abs": Mutant("soft_threshold_grad", soft_threshold_grad_no_abs, "soft-threshold-grad",
+                                         "1[w > t]"),
+    "binarize_strict": Mutant("binarize", binarize_strict, "binarize-inclusive", "> instead of >="),
+    "binarize_no_abs": Mutant("binarize", binarize_no_abs, "binarize-abs", "w, not |w|"),
+    "binarize_ignores_off": Mutant("binarize", binarize_ignores_off, "binarize-on-off", "off is always 0"),
+    "binarize_grad_ignores_clip": Mutant("binarize_grad", binarize_grad_ignores_clip, "binarize-grad-clip", "clip ignored"),
+    "binarize_grad_open_clip": Mutant("binarize_grad", binarize_grad_open_clip, "binarize-grad-clip-inclusive",
+                                      "bounds excluded"),
+    "rounding_half_up": Mutant("prune_count", prune_count_half_up, "count-half-even", "rounds half up"),
+    "rounding_binary_product": Mutant("prune_count", prune_count_binary, "count-decimal", "rounds amount*n in binary"),
+    "count_int_is_fraction": Mutant("prune_count", prune_count_int_is_fraction, "count-int", "amount=1 prunes all"),
+    "rounding_floor_ceil_swapped": Mutant("prune_count", prune_count_rounding_swapped, "count-floor-ceil",
+                                          "floor and ceil swapped"),
+    "tie_rule_reversed": Mutant("magnitude_mask", magnitude_mask_ties, "tie-rule", "ties prune the lower index first"),
+    "count_off_by_one": Mutant("magnitude_mask", magnitude_mask_off_by_one, "exact-count", "prunes k+1 entries"),
+    "magnitude_signed": Mutant("magnitude_mask", magnitude_mask_signed, "magnitude-abs", "ranks w, not |w|"),
+    "magnitude_ignores_scores": Mutant("magnitude_mask", magnitude_mask_ignores_scores, "magnitude-scores",
+                                       "scores ignored"),
+    "magnitude_accepts_nan": Mutant("magnitude_mask", magnitude_mask_accepts_nan, "nan-scores", "NaN accepted"),
+    "global_budget_per_array": Mutant("global_magnitude_mask", global_mask_per_array, "global-budget",
+                                      "one budget per array"),
+    "global_list_order_reversed": Mutant("global_magnitude_mask", global_mask_list_order_reversed, "global-order",
+                                         "ties prune the first array first"),
+    "structured_ord_ignored": Mutant("structured_mask", structured_mask_ord_ignored, "structured-ord", "ignores ord"),
+    "structured_ord_p_as_2": Mutant("structured_mask", structured_mask_p_as_2, "structured-ord-p",
+                                    "ord 3 and 1.5 computed as 2"),
+    "structured_signed_max": Mutant("structured_mask", structured_mask_signed_max, "structured-abs",
+                                    "inf-norm as max w"),
+    "structured_ties_reversed": Mutant("structured_mask", structured_mask_ties, "structured-ties",
+                                       "ties prune the lower slice index first"),
+    "random_prunes_largest": Mutant("random_mask", random_mask_largest, "random-smallest", "prunes the largest noise"),
+    "mask_from_weights_positive": Mutant("mask_from_weights", mask_from_weights_positive, "mask-from-weights", "w > 0"),
+    "apply_mask_multiplies": Mutant("apply_mask", apply_mask_multiply, "apply-mask-where", "w*mask turns 0*inf into NaN"),
+    "apply_mask_in_place": Mutant("apply_mask", apply_mask_in_place, "inputs-unchanged", "writes into w"),
+    "sparsity_kept_fraction": Mutant("sparsity", sparsity_kept_fraction, "sparsity-pruned", "the kept fraction"),
+    "sparsity_empty_nan": Mutant("sparsity", sparsity_empty_nan, "sparsity-empty", "NaN for an empty mask"),
+    "polynomial_exponent": Mutant("polynomial_sparsity", polynomial_exponent, "polynomial-power", "exponent power-1"),
+    "polynomial_unclipped": Mutant("polynomial_sparsity", polynomial_unclipped, "polynomial-clip", "p not clipped"),
+    "polynomial_every_step": Mutant("polynomial_sparsity", polynomial_every_step, "schedule-frequency",
+                                    "updates at every step"),
+    "constant_ignores_end": Mutant("constant_sparsity", constant_ignores_end, "schedule-end", "ignores end"),
+    "constant_frequency_from_zero": Mutant("constant_sparsity", constant_frequency_from_zero, "schedule-frequency",
+                                           "frequency counted from step 0"),
+    "imp_off_by_one": Mutant("imp_sparsity", imp_off_by_one, "imp-round", "counts one round too many"),
+    "imp_linear": Mutant("imp_sparsity", imp_linear, "imp-round", "rate * round"),
+    "l2_penalty_float64": Mutant("l2_penalty", l2_penalty_float64, "output-dtype", "float64 output for float32"),
+    "mode_returns_numpy": Mutant("hard_concrete_mode", mode_returns_numpy, "output-namespace", "returns a NumPy array"),
 }
 
 
-def _mutant(fname, replacement):
-    names = {n: getattr(ok, n) for n in PROTOCOL_NAMES if hasattr(ok, n)}
-    names[fname] = replacement
+def _module(drop_grads=False, **replace):
+    names = {n: getattr(ok, n) for n in PROTOCOL_NAMES if hasattr(ok, n) and not (drop_grads and row_of(n) != n)}
+    names.update(replace)
     return types.SimpleNamespace(**names)
-
-
-for _name, (_fname, _replacement, _module, _bug) in MUTANTS.items():
-    globals()[_name] = _mutant(_fname, _replacement)
 
 
 # =========================================================================== oracle protocol v1 primitives
@@ -387,30 +878,59 @@ def structured_scores_abs(w, *, amount, axis, ord=None, scores=None, rounding="h
     return ok.structured_mask(w, amount=amount, axis=axis, scores=scores.abs(), rounding=rounding)  # bug: sums |scores|
 
 
-MUTANTS_V1 = {
-    "nm_ties_reversed": ("nm_mask", nm_ties_reversed, "test_patterns", "ties keep the higher position in the group"),
-    "nm_n_is_pruned": ("nm_mask", nm_n_is_pruned, "test_patterns", "n read as the number pruned (n and m-n swapped)"),
-    "nm_strided_groups": ("nm_mask", nm_strided_groups, "test_patterns", "groups are strided, not consecutive"),
-    "block_mean_counts_padding": ("block_mask", block_mean_counts_padding, "test_patterns", "edge tiles' mean divides by the full block"),
-    "block_ties_reversed": ("block_mask", block_ties_reversed, "test_patterns", "ties prune the earlier tile"),
-    "erk_without_resolve": ("layer_densities", erk_without_resolve, "test_budgets", "clips at 1 without re-solving"),
-    "erk_power_scale_ignored": ("layer_densities", erk_power_scale_ignored, "test_budgets", "ignores power_scale"),
-    "er_last_two_dims": ("layer_densities", er_last_two_dims, "test_budgets", "ER on the last two dims"),
-    "dense_layers_outside_budget": ("layer_densities", dense_layers_outside_budget, "test_budgets", "forced dense layers not counted"),
-    "saliency_signed": ("saliency_scores", saliency_signed, "test_scores", "w*g without |.|"),
-    "taylor_default_abs": ("taylor_scores", taylor_default_abs, "test_scores", "the default kind is abs"),
-    "movement_sign_flipped": ("movement_scores", movement_sign_flipped, "test_scores", "+w*g"),
-    "structured_scores_abs": ("structured_mask", structured_scores_abs, "test_scores", "sums |scores| per slice"),
-    "drop_more_than_grow": ("drop_grow", drop_more_than_grow, "test_dst", "grows one fewer than it drops"),
-    "regrow_just_dropped": ("drop_grow", regrow_just_dropped, "test_dst", "grows back what it just dropped"),
-    "drop_ties_reversed": ("drop_grow", drop_ties_reversed, "test_dst", "ties ranked from the last index"),
-    "cosine_missing_half": ("cosine_drop_fraction", cosine_missing_half, "test_dst", "initial*(1+cos), twice too large"),
-    "jaxpruner_one_step_late": ("jaxpruner_polynomial_sparsity", jaxpruner_one_step_late, "test_schedule_variants",
-                                "progress without +1: reaches the target one step late"),
-    "absolute_counting_ignored": ("is_update_step", absolute_counting_ignored, "test_schedule_variants", "counting ignored"),
-    "one_shot_every_step_after": ("one_shot_sparsity", one_shot_every_step_after, "test_schedule_variants", "updates after at"),
-}
-MUTANTS.update(MUTANTS_V1)
+def random_scores_mirrored(w, *, rng):
+    return 1.0 - ok.random_scores(w, rng=rng)  # bug: 1 - u, the same law but not the reference stream's numbers
 
-for _name, (_fname, _replacement, _module, _bug) in MUTANTS_V1.items():
-    globals()[_name] = _mutant(_fname, _replacement)
+
+RULES.update({
+    "random-stream": "random_scores: rng.uniform(w.shape, w.dtype, 0, 1), the generator's own numbers",
+    "nm-ties": "nm_mask: ties keep the lower position in the group",
+    "nm-count": "nm_mask: n of every m kept",
+    "nm-consecutive": "nm_mask: a group is m consecutive entries along axis",
+    "block-edge": "block_mask: an edge tile is pooled over its real entries",
+    "block-ties": "block_mask: ties by row-major tile index, the later pruned first",
+    "erk-resolve": "layer_densities: layers above density 1 made dense, the rest re-solved",
+    "erk-power-scale": "layer_densities: power_scale is the exponent of the raw ERK/ER probability",
+    "er-dims": "layer_densities: ER uses the first two dims",
+    "dense-in-budget": "layer_densities: forced-dense layers count in the budget",
+    "saliency-abs": "saliency_scores: |w * g|",
+    "taylor-default": "taylor_scores: (w * g)^2 by default",
+    "movement-sign": "movement_scores: accumulate -w * g",
+    "structured-scores": "structured_mask: scores summed per slice as given",
+    "drop-equals-grow": "drop_grow: as many grown as dropped",
+    "no-regrow": "drop_grow: a just-dropped entry is not grown back",
+    "drop-ties": "drop_grow: the tie rule for drop and grow",
+    "cosine-half": "cosine_drop_fraction: initial/2 (1 + cos(pi t / end))",
+    "jaxpruner-progress": "jaxpruner_polynomial_sparsity: progress from step + 1",
+    "update-counting": "is_update_step: absolute or relative frequency grid",
+    "one-shot": "one_shot_sparsity: one update, at step at",
+})
+
+MUTANTS.update({
+    "random_scores_mirrored": Mutant("random_scores", random_scores_mirrored, "random-stream", "1 - u"),
+    "nm_ties_reversed": Mutant("nm_mask", nm_ties_reversed, "nm-ties", "ties keep the higher position in the group"),
+    "nm_n_is_pruned": Mutant("nm_mask", nm_n_is_pruned, "nm-count", "n read as the number pruned (n and m-n swapped)"),
+    "nm_strided_groups": Mutant("nm_mask", nm_strided_groups, "nm-consecutive", "groups are strided, not consecutive"),
+    "block_mean_counts_padding": Mutant("block_mask", block_mean_counts_padding, "block-edge", "edge tiles' mean divides by the full block"),
+    "block_ties_reversed": Mutant("block_mask", block_ties_reversed, "block-ties", "ties prune the earlier tile"),
+    "erk_without_resolve": Mutant("layer_densities", erk_without_resolve, "erk-resolve", "clips at 1 without re-solving"),
+    "erk_power_scale_ignored": Mutant("layer_densities", erk_power_scale_ignored, "erk-power-scale", "ignores power_scale"),
+    "er_last_two_dims": Mutant("layer_densities", er_last_two_dims, "er-dims", "ER on the last two dims"),
+    "dense_layers_outside_budget": Mutant("layer_densities", dense_layers_outside_budget, "dense-in-budget", "forced dense layers not counted"),
+    "saliency_signed": Mutant("saliency_scores", saliency_signed, "saliency-abs", "w*g without |.|"),
+    "taylor_default_abs": Mutant("taylor_scores", taylor_default_abs, "taylor-default", "the default kind is abs"),
+    "movement_sign_flipped": Mutant("movement_scores", movement_sign_flipped, "movement-sign", "+w*g"),
+    "structured_scores_abs": Mutant("structured_mask", structured_scores_abs, "structured-scores", "sums |scores| per slice"),
+    "drop_more_than_grow": Mutant("drop_grow", drop_more_than_grow, "drop-equals-grow", "grows one fewer than it drops"),
+    "regrow_just_dropped": Mutant("drop_grow", regrow_just_dropped, "no-regrow", "grows back what it just dropped"),
+    "drop_ties_reversed": Mutant("drop_grow", drop_ties_reversed, "drop-ties", "ties ranked from the last index"),
+    "cosine_missing_half": Mutant("cosine_drop_fraction", cosine_missing_half, "cosine-half", "initial*(1+cos), twice too large"),
+    "jaxpruner_one_step_late": Mutant("jaxpruner_polynomial_sparsity", jaxpruner_one_step_late, "jaxpruner-progress", "progress without +1: reaches the target one step late"),
+    "absolute_counting_ignored": Mutant("is_update_step", absolute_counting_ignored, "update-counting", "counting ignored"),
+    "one_shot_every_step_after": Mutant("one_shot_sparsity", one_shot_every_step_after, "one-shot", "updates after at"),
+})
+#: The correct implementation without any ``_grad`` (it must pass every other check).
+torch_impl_no_grad = _module(drop_grads=True)
+
+for _name, _m in MUTANTS.items():
+    globals()[_name] = _module(drop_grads=not _m.is_grad, **{_m.function: _m.replacement})

@@ -1,6 +1,6 @@
-"""An independent implementation of the oracle protocol v0 in PyTorch.
+"""An independent implementation of the oracle protocol (docs/protocol.md) in PyTorch.
 
-Written from DESIGN.md's tables alone; it never calls refprune. It serves twice:
+Written from the protocol's tables alone; it never calls refprune. It serves twice:
 as the correct target of the meta-tests (it must pass the whole suite, and each
 mutant in :mod:`.mutants` breaks one thing in it), and as the differentiable forward
 whose ``torch.autograd`` gradients the suite compares every hand-written ``_grad``
@@ -503,7 +503,7 @@ def imp_sparsity(round, *, rate=0.2):
 
 # =========================================================================== oracle protocol v1 primitives
 #
-# Written from docs/protocol_v1_primitives.md alone (never calling refprune). Where a v0
+# Written from docs/protocol.md alone (never calling refprune). Where a v0
 # function gained a keyword in v1 (``structured_mask(scores=)``, the schedules'
 # ``counting=``) it is redefined here, wrapping the v0 version above.
 

@@ -41,6 +41,7 @@ from .._array import (
     checking,
     device_of,
     float_namespace,
+    known_true,
     namespace,
     values_checkable,
 )
@@ -587,7 +588,7 @@ def _ce_args(logits, labels, xp):
     if _shape(labels) != (n,):
         msg = f"labels must have shape (batch,) = ({n},) to match logits {(n, k)}, got {_shape(labels)}"
         raise ValueError(msg)
-    if n and values_checkable(labels) and (bool(xp.any(labels < 0)) or bool(xp.any(labels >= k))):
+    if n and values_checkable(labels) and known_true(xp.any((labels < 0) | (labels >= k))):
         lo, hi = int(xp.min(labels)), int(xp.max(labels))
         msg = f"labels must lie in [0, {k - 1}] for {k} classes, got values in [{lo}, {hi}]"
         raise ValueError(msg)
