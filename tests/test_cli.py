@@ -180,3 +180,30 @@ def test_runs_and_compare(tmp_path, capsys):
     assert png.stat().st_size > 10_000 and f"wrote {png}" in capsys.readouterr().out
     assert _exit_code(["compare", str(tmp_path / "runs"), "--out", str(png)]) == 2  # not overwritten unasked
     assert _exit_code(["runs", str(tmp_path / "nothing")]) == 2
+
+
+def test_demo_runs_every_method_and_prints_one_table(tmp_path, monkeypatch, capsys):
+    """The README's main command, each method shortened (one epoch on 60 examples) so that it takes seconds."""
+    from refprune.methods import _cli as demo_cli
+
+    real = demo_cli.make_spec
+
+    def short(name, **settings):
+        small = {"epochs": 1, "subset": 60}
+        if name == "lottery":
+            small["rounds"] = 1
+        if name == "binary":
+            small["hidden"] = "32"
+        return real(name, **{**settings, **small})
+
+    monkeypatch.setattr(demo_cli, "make_spec", short)
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--quiet", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    table = printed.split("\n\n")[-2].splitlines() if "\n\n" in printed else []
+    assert any(line.startswith("method ") and "weight sparsity" in line for line in printed.splitlines())
+    for name in methods.names():
+        assert (out / name / "result.json").exists(), name
+        assert any(line.startswith(name + " ") for line in printed.splitlines()), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["method"] for r in summary["methods"]] == list(methods.names()) and table
