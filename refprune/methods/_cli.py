@@ -68,7 +68,7 @@ def _execute(parser, spec):
         _fail(parser, str(exc), EXIT_DIVERGED)
     except Interrupted as exc:
         _fail(parser, str(exc), EXIT_INTERRUPTED)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as exc:
         _fail(parser, str(exc))
 
 

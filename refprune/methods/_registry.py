@@ -190,7 +190,9 @@ def numbers(value):
 
 #: The settings every method takes (the fields of :class:`refprune.engine.RunSpec`).
 COMMON_OPTIONS = (
-    Option("data", "digits", "data set", choices=DATA_NAMES),
+    Option("data", "digits", "data set: digits (8x8, 1077/360/360 train/val/test images), mnist5k (real 28x28 "
+           "MNIST, 3500/500/1000; pip install 'refprune[mnist5k]'), mnist, fashion-mnist, cifar10 (files in "
+           "--data-dir), synthetic", choices=DATA_NAMES),
     Option("data_dir", None, "folder with the IDX / CIFAR binary files", type=str, metavar="DIR"),
     Option("model", None, "network preset", type=str, choices=tuple(PRESETS)),
     Option("backend", "numpy", "array backend", choices=backends.NAMES),
