@@ -97,6 +97,9 @@ def build_parser():
     p.add_argument("--out", default="compare.png", metavar="FILE.png", help="the figure")
     p.add_argument("--overwrite", action="store_true", help="replace FILE.png if it exists")
     p.set_defaults(func=_cmd_compare, parser=p)
+    from refprune.sweep import add_command as add_sweep_command
+
+    add_sweep_command(sub)
     from refprune.conformance.cli import add_commands as add_conformance_commands
 
     add_conformance_commands(sub)

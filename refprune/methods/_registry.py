@@ -220,7 +220,11 @@ COMMON_OPTIONS = (
 
 @dataclass(frozen=True)
 class Method:
-    """A registered method: ``run(eng, o)``, its one-line summary, its docs, its defaults and options."""
+    """A registered method: ``run(eng, o)``, its one-line summary, its docs, its defaults and options.
+
+    ``sparsity_option`` names the option that sets the method's target weight sparsity
+    (``refprune sweep --sparsity`` sets it), or is None for a method without one.
+    """
 
     name: str
     run: object
@@ -228,6 +232,7 @@ class Method:
     doc: str
     defaults: dict
     options: tuple
+    sparsity_option: str | None = None
 
     def option(self, name):
         return next(o for o in self.options if o.name == name)
@@ -238,21 +243,27 @@ METHODS: dict[str, Method] = {}
 _LOADED = False
 
 
-def register_method(name, *, summary, defaults, options=(), doc=None):
+def register_method(name, *, summary, defaults, options=(), doc=None, sparsity_option=None):
     """Register the decorated ``run(eng, o)`` as method ``name`` (see the module docstring).
 
     ``defaults`` fills ``model``, ``epochs``, ``batch_size`` and ``lr`` when a run does
     not set them; ``options`` are the method's own :class:`Option` s; ``doc`` defaults
-    to the module's docstring (the method's ``--help``).
+    to the module's docstring (the method's ``--help``). ``sparsity_option``: the name of
+    the option that is the method's target weight sparsity (``"sparsity"`` for a method
+    with ``--sparsity S``), which ``refprune sweep --sparsity`` sets; None when the
+    method has none (its sparsity is an outcome, as l0's).
     """
     missing = {"model", "epochs", "batch_size", "lr"} - set(defaults)
     if missing:
         msg = f"method {name!r} must give defaults for {sorted(missing)}"
         raise ValueError(msg)
+    if sparsity_option is not None and sparsity_option not in {o.name for o in options}:
+        msg = f"method {name!r}: sparsity_option={sparsity_option!r} is not one of its options"
+        raise ValueError(msg)
 
     def register(fn):
         text = doc if doc is not None else (import_module(fn.__module__).__doc__ or "")
-        METHODS[name] = Method(name, fn, summary, text, dict(defaults), tuple(options))
+        METHODS[name] = Method(name, fn, summary, text, dict(defaults), tuple(options), sparsity_option)
         return fn
 
     return register

@@ -71,7 +71,9 @@ from __future__ import annotations
 
 from functools import partial
 
+from refprune import data as datasets
 from refprune import engine
+from refprune._array import namespace
 from refprune.nn import build_model, train
 from refprune.nn.models import format_architecture
 
@@ -136,10 +138,47 @@ def make_optimizer(o, *, lr):
     return engine.sgd(lr=rates, momentum=o.momentum, nesterov=o.momentum > 0)
 
 
+def half_open_gates(model):
+    """Test-time gates strictly between 0 and 1, per gated layer (Python ints).
+
+    Such a gate neither removes its unit nor passes it unchanged: the test-time network
+    scales the unit by z_test, which training (with gates sampled at 0 or 1 most of the
+    time) never did. Many of them mean the gates have not converged.
+    """
+    counts = []
+    for _, layer in model.gated():
+        z = layer.test_gates()
+        xp = namespace(None, z=z)
+        counts.append(int(xp.count_nonzero((z > 0) & (z < 1))))
+    return counts
+
+
+def sampled_gate_accuracy(eng, model, *, split="test", draws=10, batch_size=None):
+    """Accuracy with hard-concrete gate samples (training mode), averaged over ``draws`` passes.
+
+    Each pass draws one gate vector per minibatch of ``batch_size`` (the run's), as in
+    training, from the run's ``"sampled-gates"`` stream (so the training stream is not
+    touched). The model's buffers are put back afterwards. Returns ``(mean, min, max)``.
+    """
+    x, y = getattr(eng.dataset, f"x_{split}"), getattr(eng.dataset, f"y_{split}")
+    rng, state = eng.rng_for("sampled-gates"), model.state()
+    accuracies = []
+    for _ in range(draws):
+        correct = 0
+        for xb, yb in datasets.batches(x, y, batch_size or eng.spec.batch_size, backend=eng.backend,
+                                       dtype=model.dtype):
+            xp = namespace(None, xb=xb)
+            logits = model.forward(xb, train=True, rng=rng)
+            correct += int(xp.sum(xp.astype(xp.argmax(logits, axis=1) == yb, xp.int64)))
+        accuracies.append(correct / len(y))
+    model.set_state(state)
+    return sum(accuracies) / draws, min(accuracies), max(accuracies)
+
+
 def _gate_columns(model):
     flops, l0 = model.expected_flops_and_l0()
     return {**{f"open_{name}": layer.open_gates() for name, layer in model.gated()},
-            "expected_l0": l0, "expected_flops": flops}
+            "half_open_gates": sum(half_open_gates(model)), "expected_l0": l0, "expected_flops": flops}
 
 
 @register_method("l0", summary="L0 regularization with hard-concrete gates (Louizos et al. 2018): prunes units and "
@@ -167,12 +206,17 @@ def run(eng, o):
               optimizer=make_optimizer(o, lr=spec.lr), measure=measure, initial_row=True)
 
     test_loss, test_acc = eng.evaluate(model, "test")
+    sampled, sampled_min, sampled_max = sampled_gate_accuracy(eng, model)
     flops, l0 = model.expected_flops_and_l0()
-    before, after = model.gate_sizes(), model.open_gates()
+    before, after, half_open = model.gate_sizes(), model.open_gates(), half_open_gates(model)
     gated = [name for name, _ in model.gated()]
     result = {
         "test_accuracy": test_acc,
         "test_loss": test_loss,
+        "test_accuracy_sampled_gates": sampled,
+        "test_accuracy_sampled_gates_range": [sampled_min, sampled_max],
+        "half_open_gates": sum(half_open),
+        "half_open_gates_by_layer": half_open,
         "val_accuracy": eng.rows[-1]["val_accuracy"],
         "gates": {"layers": gated, "before": before, "after": after},
         "gates_string": f"{format_architecture(before)} -> {format_architecture(after)}",
