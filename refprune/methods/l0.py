@@ -86,6 +86,17 @@ PRESET_LAM = {
 }
 #: lam for every gated layer of the other presets.
 OTHER_LAM = 0.1
+#: lam per gated layer for a (model, data set) pair, before PRESET_LAM: the paper's LeNet-5
+#: 'lambda sep.' 10, 0.5, 0.1, 0.1 at N = 60000, rescaled to mnist5k's N = 3500 (the same
+#: penalty per training example: lam * 3500 / 60000).
+DATA_LAM = {
+    ("lenet5", "mnist5k"): (0.6, 0.03, 0.006, 0.006),
+}
+
+
+def default_lam(model, data):
+    """The lam of a run that does not give ``--lam``: :data:`DATA_LAM`, then :data:`PRESET_LAM`, then :data:`OTHER_LAM`."""
+    return DATA_LAM.get((model, data), PRESET_LAM.get(model, OTHER_LAM))
 
 _PER_LAYER = ("lam", "weight_decay", "droprate_init")
 
@@ -103,7 +114,8 @@ def _lams(value):
     return None if value is None else numbers(value)
 
 
-_LAM_DEFAULTS = "; ".join(f"{k}: {','.join(str(v) for v in lams)}" for k, lams in PRESET_LAM.items())
+_LAM_DEFAULTS = "; ".join([*(f"{m} on {d}: {','.join(str(v) for v in lams)}" for (m, d), lams in DATA_LAM.items()),
+                           *(f"{k}: {','.join(str(v) for v in lams)}" for k, lams in PRESET_LAM.items())])
 
 OPTIONS = (
     Option("lam", None, "L0 strength per weight: one value for every gated layer or a comma list with one per gated "
@@ -186,7 +198,7 @@ def _gate_columns(model):
 def run(eng, o):
     """Train an L0-gated network: loss + (1/N) sum of the expected-L0 penalties, gates clamped after each step."""
     spec, ds = eng.spec, eng.dataset
-    settings = {"lam": o.lam if o.lam is not None else PRESET_LAM.get(spec.model, OTHER_LAM),
+    settings = {"lam": o.lam if o.lam is not None else default_lam(spec.model, spec.data),
                 "weight_decay": o.weight_decay, "droprate_init": o.droprate_init}
     build = partial(build_model, spec.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
                     backend=eng.backend, dtype=spec.dtype, l0=True, temperature=o.temperature, local_rep=o.local_rep)

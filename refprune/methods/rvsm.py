@@ -284,6 +284,7 @@ def run(eng, o):
         "accuracy_u": accs["u"][1],
         "accuracy_complement": accs["complement"][1],
         "sparsity_u": overall,
+        "sparsity_u_initial": eng.rows[0]["sparsity_u"],
         "sparsity_u_by_layer": by_layer,
         "split_layers": names,
         "threshold": threshold,
