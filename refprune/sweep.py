@@ -357,15 +357,28 @@ def _gather(client, specs, stream, poll):
                                        "error": _error_line(future.exception())}
                 print(f"[sweep] failed: {spec.method} seed {spec.seed} ({spec.out}): "
                       f"{records[spec.key()]['error']}", file=stream, flush=True)
-        ours = {f.key for f in pending}
-        try:
-            running = sum(1 for keys in client.processing().values() for k in keys if k in ours)
-        except Exception:  # noqa: BLE001 (progress only: a scheduler that does not answer is not fatal)
-            running = 0
+        running = _running(client, {f.key for f in pending})
         progress.show(len(records) - failed, running, failed)
         if pending:
             time.sleep(poll)
     return [records[s.key()] for s in specs]
+
+
+def _executing(dask_worker):
+    """The keys a worker is executing now (run on each worker by ``client.run``)."""
+    return [ts.key for ts in dask_worker.state.executing]
+
+
+def _running(client, keys):
+    """How many of ``keys`` are executing on a worker (those merely assigned to one are waiting)."""
+    try:
+        executing = client.run(_executing, on_error="ignore")
+    except Exception:  # noqa: BLE001 (an older distributed: fall back on what the scheduler has assigned)
+        try:
+            executing = client.processing()
+        except Exception:  # noqa: BLE001 (progress only: a scheduler that does not answer is not fatal)
+            return 0
+    return sum(1 for found in executing.values() if isinstance(found, (list, tuple)) for k in found if k in keys)
 
 
 def _error_line(exc):

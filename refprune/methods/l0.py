@@ -35,12 +35,36 @@ input units), ``expected_l0`` and ``expected_flops`` (the paper's
 reports of its test-time network ``z_test * w`` (a closed gate zeroes its whole row or
 channel): ``weight_sparsity`` and ``architecture`` (the units alive per layer, which
 for these networks are the open gates unless a unit lost all its other connections).
+Also ``test_accuracy_sampled_gates`` (the test accuracy with gates sampled as in
+training, one gate vector per minibatch, mean over 10 draws, and its range) and
+``half_open_gates`` (test-time gates strictly between 0 and 1, total and per layer:
+gates that have not converged; every gate starts half-open).
+
+How lam, N and the gate learning rate meet the number of steps. The penalty enters
+each step's gradient as lam/N (per weight of a gate's group, times dP(z != 0)/d
+log_alpha), the data term does not depend on N: lam and N act only through lam/N, and
+the same lam/N prunes alike on a data set of any size (``--penalty-n`` sets N; the
+paper's lambdas are for N = 60,000, so on N = 3,500 the paper's balance is lam * 3500
+/ 60000). The gate learning rate sets how fast that balance is reached: Adam moves
+log_alpha by at most about gate_lr a step, whatever the size of its gradient, and a
+test-time gate is 0 only for log_alpha < -log 11 = -2.4 and 1 only for log_alpha >
++2.4 (it starts at log((1-d)/d), 0 for droprate_init d = 0.5). So a gate needs at
+least 2.4/gate_lr steps of steady pressure to close, many more when the data gradient
+is noisy, and until then it sits half-open: the test-time network then scales units
+by factors that training (where samples are mostly exactly 0 or 1) never used, and its
+accuracy departs from the sampled one. The paper trains 200 epochs x 600 steps =
+120,000 steps at gate_lr 1e-3 (log_alpha can travel 120); on mnist5k an epoch is 35
+steps of 100, so 100 epochs at 1e-3 (3,500 steps, a travel of 3.5) leave almost every
+gate where it started. Rule of thumb: keep gate_lr x steps near the paper's 100 or
+more (0.05 x 3,500 = 175), then choose lam/N for the sparsity wanted.
 
 Defaults (digits, 8x8 images, N = 1077): LeNet-5-Caffe (20-50-200-500 gates on 8x8
 inputs), lam = 1, 0.05, 0.01, 0.2, weight decay 5e-4, droprate_init 0.2, Adam lr 2e-3
 for the weights and 0.05 for the gates, batch 50, 50 epochs. The penalty is scaled by
 1/N, so lam values tuned on digits are about 55 times stronger than the same numbers
-on MNIST; the paper's lambdas are for N = 60,000.
+on MNIST; the paper's lambdas are for N = 60,000. On ``--data mnist5k`` (28x28, N =
+3,500) LeNet-5-Caffe's default lam is the paper's 'lambda sep.' at its per-example
+strength, 10, 0.5, 0.1, 0.1 x 3500/60000 = 0.6, 0.03, 0.006, 0.006 (``DATA_LAM``).
 
 The paper's LeNet-5-Caffe run (MNIST, its ``train_lenet5.py``: Adam 1e-3 for every
 parameter, batch 100, 200 epochs, weight decay 5e-4 inside the penalty, droprate_init
