@@ -3,14 +3,16 @@
     python benchmarks/sweep.py                 # 8 runs of l0 (lenet5, digits), 5 epochs each
     python benchmarks/sweep.py --epochs 2      # shorter
 
-The same 8 runs (seeds 0..7, one BLAS/torch thread each) are timed twice: one after
-another in this process, and as a sweep on a ``LocalCluster`` of ``--workers`` (2)
-single-threaded worker processes. Parallel efficiency = T_sequential / (workers x
-T_sweep). Both sides are warmed up first (imports, matplotlib's first figure) and the
-cluster is started before the clock starts (its start-up is reported apart). Rounds
-alternate (sequential, sweep, sequential, ...) so that a burst of load on a shared
-machine hits both; the load average before and after each round is recorded, since
-other processes on the same cores lower the efficiency. Writes
+The same 8 runs (seeds 0..7, one BLAS/torch thread each) are timed three ways: one
+after another in this process; as a sweep on a ``LocalCluster`` of ``--workers`` (2)
+single-threaded worker processes; and on a plain ``ProcessPoolExecutor`` of as many
+processes. Parallel efficiency = T_sequential / (workers x T_parallel). The process
+pool's efficiency is what any two processes reach on the machine at that moment, so
+that the load of other processes (on a shared machine) can be told apart from the
+overhead of Dask. All sides are warmed up first (imports, matplotlib's first figure),
+and the cluster is started before the clock starts (its start-up is reported apart).
+Rounds alternate (sequential, sweep, pool, sequential, ...) so that a burst of load hits
+every side; the load average before and after each round is recorded. Writes
 ``benchmarks/sweep-results.json`` (or ``--out``).
 """
 
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import platform
 import shutil
@@ -26,9 +27,11 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+POLL = 1.0  # seconds between progress polls, as the command line uses
 
 
 def _warm():
@@ -50,22 +53,36 @@ def _specs(grid, out):
 def sequential(grid, out):
     from refprune import methods
 
-    start = time.perf_counter()
+    start, train = time.perf_counter(), 0.0
     for spec in _specs(grid, out):
-        methods.execute(spec)
-    return time.perf_counter() - start
+        train += methods.execute(spec)["train_seconds"]
+    return time.perf_counter() - start, train
+
+
+def _one(config):
+    from refprune import methods
+    from refprune.engine import RunSpec
+
+    return methods.execute(RunSpec(**config))["train_seconds"]
+
+
+def pool(grid, out, executor):
+    """The same runs on a plain ``ProcessPoolExecutor``: what any two processes get on this machine now."""
+    start = time.perf_counter()
+    train = sum(executor.map(_one, [spec.config() for spec in _specs(grid, out)]))
+    return time.perf_counter() - start, train
 
 
 def parallel(grid, out, client):
     from refprune import sweep
 
     start = time.perf_counter()
-    summary = sweep.run_sweep(grid, out=out, client=client, poll=0.05, stream=open(os.devnull, "w"))
+    summary = sweep.run_sweep(grid, out=out, client=client, poll=POLL, stream=open(os.devnull, "w"))
     seconds = time.perf_counter() - start
     if summary["counts"]["done"] != len(summary["runs"]):
         msg = f"the sweep did not run every run: {summary['counts']}"
         raise RuntimeError(msg)
-    return seconds
+    return seconds, sum(r["train_seconds"] for r in summary["runs"])
 
 
 def main(argv=None):
@@ -78,35 +95,37 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=HERE / "sweep-results.json")
     args = parser.parse_args(argv)
 
-    from distributed import Client, LocalCluster
-
     from refprune import sweep
 
     grid = sweep.Grid([args.method], seeds=list(range(args.runs)), options={"data": ["digits"], "epochs": [args.epochs]})
     _warm()
     t0 = time.perf_counter()
-    env = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR, env=env)
-    client = Client(cluster)
+    client, cluster = sweep._client(None, args.workers, 1)  # the cluster refprune sweep starts
     client.wait_for_workers(args.workers)
     startup = time.perf_counter() - t0
     client.run(_warm)
+    executor = ProcessPoolExecutor(args.workers, initializer=_warm)
     rounds = []
     root = Path(tempfile.mkdtemp(prefix="refprune-bench-sweep-"))
     try:
         for r in range(args.rounds):
             row = {"load_before": os.getloadavg()}
-            row["sequential_s"] = sequential(grid, root / f"seq{r}")
+            row["sequential_s"], row["sequential_train_s"] = sequential(grid, root / f"seq{r}")
             row["load_middle"] = os.getloadavg()
-            row["sweep_s"] = parallel(grid, root / f"par{r}", client)
+            row["sweep_s"], row["sweep_train_s"] = parallel(grid, root / f"par{r}", client)
+            row["pool_s"], row["pool_train_s"] = pool(grid, root / f"pool{r}", executor)
             row["load_after"] = os.getloadavg()
             row["efficiency"] = row["sequential_s"] / (args.workers * row["sweep_s"])
+            row["pool_efficiency"] = row["sequential_s"] / (args.workers * row["pool_s"])
             rounds.append(row)
             print(f"round {r}: sequential {row['sequential_s']:.1f} s, sweep on {args.workers} workers "
-                  f"{row['sweep_s']:.1f} s, efficiency {row['efficiency']:.2f} (load average "
+                  f"{row['sweep_s']:.1f} s, efficiency {row['efficiency']:.2f}; plain process pool {row['pool_s']:.1f} s, "
+                  f"efficiency {row['pool_efficiency']:.2f} (training seconds summed over the runs: sequential "
+                  f"{row['sequential_train_s']:.1f}, sweep {row['sweep_train_s']:.1f}, pool {row['pool_train_s']:.1f}; "
+                  f"load average "
                   f"{row['load_before'][0]:.1f} -> {row['load_after'][0]:.1f})", flush=True)
     finally:
+        executor.shutdown()
         client.close()
         cluster.close()
         shutil.rmtree(root, ignore_errors=True)
@@ -116,12 +135,14 @@ def main(argv=None):
         "cluster_startup_s": startup,
         "rounds": rounds,
         "efficiency_median": statistics.median(r["efficiency"] for r in rounds),
+        "pool_efficiency_median": statistics.median(r["pool_efficiency"] for r in rounds),
         "cores": os.cpu_count(),
         "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"parallel efficiency (median of {len(rounds)} rounds): {result['efficiency_median']:.2f}; "
+    print(f"parallel efficiency (median of {len(rounds)} rounds): {result['efficiency_median']:.2f} "
+          f"(plain process pool: {result['pool_efficiency_median']:.2f}); "
           f"cluster start-up {startup:.1f} s (not counted); wrote {args.out}")
     return 0
 
