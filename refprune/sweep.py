@@ -285,7 +285,7 @@ def _client(scheduler, workers, threads):
     # which on busy cores take CPU and the GIL from the run.
     quiet = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s"}
     with dask.config.set(quiet):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR, env=env)
     return Client(cluster), cluster
 

@@ -180,7 +180,7 @@ def client():
     distributed = pytest.importorskip("distributed", reason="dask[distributed] (the sweep extra) is not installed")
     import logging
 
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                        silence_logs=logging.CRITICAL)
     client = distributed.Client(cluster)
     yield client
