@@ -120,8 +120,14 @@ def _as_list(value):
 
 def read_config(path):
     """A TOML sweep file as ``(settings, method_options)``; see the module docstring for its keys."""
-    import tomllib
-
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the same parser as a package
+        try:
+            import tomli as tomllib
+        except ImportError:
+            msg = "--config needs Python >= 3.11 (tomllib) or pip install tomli"
+            raise SweepError(msg) from None
     try:
         with open(path, "rb") as f:
             doc = tomllib.load(f)
@@ -332,6 +338,10 @@ def run_sweep(grid, *, out, scheduler=None, workers=None, threads=1, client=None
         client, cluster = _client(scheduler, workers or default_workers(), threads)
     try:
         records = _gather(client, specs, stream, poll)
+    except KeyboardInterrupt:
+        print("[sweep] interrupted; run the same command again to resume: complete runs are skipped, the others go "
+              "on from their last checkpoint", file=stream, flush=True)
+        raise
     finally:
         if own_client:
             client.close()
@@ -370,21 +380,16 @@ def _gather(client, specs, stream, poll):
     return [records[s.key()] for s in specs]
 
 
-def _executing(dask_worker):
-    """The keys a worker is executing now (run on each worker by ``client.run``)."""
-    return [ts.key for ts in dask_worker.state.executing]
-
-
 def _running(client, keys):
-    """How many of ``keys`` are executing on a worker (those merely assigned to one are waiting)."""
+    """How many of ``keys`` are executing: per worker, those the scheduler assigned to it, up to its threads.
+
+    Asks the scheduler only (a worker busy with a run may answer late).
+    """
     try:
-        executing = client.run(_executing, on_error="ignore")
-    except Exception:  # noqa: BLE001 (an older distributed: fall back on what the scheduler has assigned)
-        try:
-            executing = client.processing()
-        except Exception:  # noqa: BLE001 (progress only: a scheduler that does not answer is not fatal)
-            return 0
-    return sum(1 for found in executing.values() if isinstance(found, (list, tuple)) for k in found if k in keys)
+        assigned, threads = client.processing(), client.nthreads()
+    except Exception:  # noqa: BLE001 (progress only: a scheduler that does not answer is not fatal)
+        return 0
+    return sum(min(sum(1 for k in found if k in keys), threads.get(w, 1)) for w, found in assigned.items())
 
 
 def _error_line(exc):
@@ -600,8 +605,10 @@ def _cmd_sweep(args):
                             threads=threads)
     except (SweepError, ValueError, FileNotFoundError, ImportError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"{parser.prog}: interrupted\n")
     counts = summary["counts"]
-    print(f"[sweep] {counts['done']} run, {counts['skipped']} already complete (skipped), {counts['failed']} failed")
+    print(f"[sweep] {counts['done']} ran, {counts['skipped']} already complete (skipped), {counts['failed']} failed")
     for p in sorted(summary["points"], key=lambda p: (p["method"], p["sparsity_mean"])):
         target = f" target {p['target_sparsity']:g}" if p["target_sparsity"] is not None else ""
         setting = f" {p['setting']}" if p["setting"] else ""

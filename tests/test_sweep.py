@@ -278,7 +278,7 @@ def test_cli_sweep_on_an_existing_scheduler(tmp_path, capsys, client):
                  "--batch-size", "40", "--scheduler", client.scheduler.address, "--out", str(out)])
     text = capsys.readouterr().out
     assert code == 0, text
-    assert "1 run, 0 already complete" in text and "rvsm: test accuracy" in text
+    assert "1 ran, 0 already complete" in text and "rvsm: test accuracy" in text
     assert len(_rows(out / "sweep.csv")) == 1
 
 
