@@ -486,17 +486,18 @@ def plot_sweep(path, summary):
         pts = sorted((p for p in summary["points"] if p["method"] == method), key=lambda p: p["sparsity_mean"])
         seeds = sorted({p["seeds"] for p in pts})
         label = f"{method} ({'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''})"
-        ax.errorbar([p["sparsity_mean"] for p in pts], [p["accuracy_mean"] for p in pts],
+        line = ax.errorbar([p["sparsity_mean"] for p in pts], [p["accuracy_mean"] for p in pts],
                     xerr=[p["sparsity_std"] for p in pts], yerr=[p["accuracy_std"] for p in pts],
                     marker=markers[i % len(markers)], capsize=3, linewidth=1.5, markersize=6, label=label)
         for p in pts:
             note = p["setting"] or (f"target {p['target_sparsity']:g}" if p["target_sparsity"] is not None else "")
             if note and len(pts) > 1:
+                note = note if len(note) <= 22 else note[:21] + "..."
                 ax.annotate(note, (p["sparsity_mean"], p["accuracy_mean"]), textcoords="offset points",
-                            xytext=(4, -12), fontsize="x-small", color="dimgray")
+                            xytext=(5, 7 if i % 2 else -13), fontsize="x-small", color=line[0].get_color())
     accs = [p["accuracy_mean"] - p["accuracy_std"] for p in summary["points"]]
     low = max(0.0, math.floor(min(accs) * 20) / 20 - 0.05)
-    ax.set_ylim(low, 1.0)
+    ax.set_ylim(low, 1.01)
     ax.set_xlim(-0.02, 1.02)
     ax.set_xlabel("weight sparsity of the pruned network (fraction of zero weights)")
     ax.set_ylabel("test accuracy")
