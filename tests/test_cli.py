@@ -39,7 +39,7 @@ def test_each_method_help_shows_its_defaults_as_plain_text(method, capsys):
 @pytest.mark.parametrize(
     ("argv", "listed"),
     [
-        (["run", "l0", "--data", "nope"], "digits, mnist, fashion-mnist, cifar10, synthetic"),
+        (["run", "l0", "--data", "nope"], "digits, mnist5k, mnist, fashion-mnist, cifar10, synthetic"),
         (["run", "rvsm", "--model", "resnet"], "mlp-300-100"),
         (["run", "magnitude", "--backend", "jaxx"], "numpy, array-api-strict, torch"),
         (["run", "lottery", "--data", "mnist", "--quiet"], "train-images-idx3-ubyte"),

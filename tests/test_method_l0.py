@@ -15,7 +15,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from refprune import cli, data, engine, io, measures, methods
+import refprune as rp
+from refprune import backends, cli, data, engine, io, measures, methods
 from refprune.methods import l0
 from refprune.nn import LOG_ALPHA_RANGE, build_model, train
 
@@ -76,6 +77,50 @@ def test_defaults_result_files_and_metrics(default_run):
     assert float(last["expected_l0"]) < 0.5 * float(first["expected_l0"])
     assert float(last["expected_flops"]) < float(first["expected_flops"])
     assert float(last["train_accuracy"]) > 0.9 and float(last["val_accuracy"]) == pytest.approx(r["val_accuracy"])
+
+
+def test_sampled_gate_accuracy_and_half_open_gates(default_run):
+    """The accuracy with sampled gates and the count of gates strictly between 0 and 1, checked from the checkpoint."""
+    out, r = default_run
+    low, high = r["test_accuracy_sampled_gates_range"]
+    assert 0.5 < low <= r["test_accuracy_sampled_gates"] <= high <= 1.0
+    ckpt = io.load_checkpoint(os.path.join(out, "checkpoint.npz"))
+    counts = []
+    for name in r["gates"]["layers"]:
+        z = rp.hard_concrete_mode(ckpt.params[f"model/{name}.log_alpha"])
+        counts.append(int(np.count_nonzero((z > 0) & (z < 1))))
+    assert r["half_open_gates_by_layer"] == counts and r["half_open_gates"] == sum(counts)
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert int(rows[-1]["half_open_gates"]) == r["half_open_gates"]
+    assert int(rows[0]["half_open_gates"]) == sum(r["architecture"]["before"])  # every gate starts half-open
+
+
+def test_sampled_gate_accuracy_draws_gates_and_leaves_the_model(tmp_path):
+    """With gates pushed to exactly 0 or 1 the sampled accuracy equals the test-time one; half-open gates differ."""
+    from refprune import engine
+
+    spec = methods.make_spec("l0", data="digits", model="mlp-300-100", subset=200, quiet=True, out=str(tmp_path))
+    eng = engine.Engine(spec)
+    model = build_model("mlp-300-100", input_shape=eng.dataset.input_shape, num_classes=10, backend=eng.backend,
+                        rng=eng.rng, l0=True, droprate_init=0.5)
+    before = {k: np.array(v) for k, v in model.params().items()}
+    mean, low, high = l0.sampled_gate_accuracy(eng, model, draws=4)
+    assert low < high  # the gates were sampled: each draw differs
+    for k, v in model.params().items():
+        np.testing.assert_array_equal(v, before[k])
+    assert l0.half_open_gates(model) == model.gate_sizes()  # log_alpha ~ 0: z_test = 0.5
+    model.set_params({k: (np.full_like(v, 50.0) if k.endswith("log_alpha") else v) for k, v in model.params().items()})
+    assert l0.half_open_gates(model) == [0, 0, 0]
+    mean, low, high = l0.sampled_gate_accuracy(eng, model, draws=2)
+    assert low == high == mean == eng.evaluate(model, "test")[1]  # every gate open in every sample
+
+
+def test_mnist5k_lenet5_takes_the_rescaled_paper_lambdas():
+    assert l0.default_lam("lenet5", "mnist5k") == pytest.approx(tuple(v * 3500 / 60000 for v in (10, 0.5, 0.1, 0.1)),
+                                                                 rel=0.05)
+    assert l0.default_lam("lenet5", "digits") == l0.PRESET_LAM["lenet5"]
+    assert l0.default_lam("conv4", "mnist5k") == l0.OTHER_LAM
 
 
 def test_defaults_checkpoint_reproduces_the_reported_model(default_run):

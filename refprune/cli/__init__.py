@@ -100,6 +100,9 @@ def build_parser():
     from refprune.cli.compact import add_commands as add_compact_commands
 
     add_compact_commands(sub)
+    from refprune.sweep import add_command as add_sweep_command
+
+    add_sweep_command(sub)
     from refprune.conformance.cli import add_commands as add_conformance_commands
 
     add_conformance_commands(sub)

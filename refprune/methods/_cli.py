@@ -71,7 +71,7 @@ def _execute(parser, spec):
     except KeyboardInterrupt:  # between two training phases: the last checkpoint is where to continue
         _fail(parser, f"interrupted; resume from the last checkpoint with: refprune run {spec.method} "
                       f"--resume {spec.folder()} (and the same options)", EXIT_INTERRUPTED)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as exc:
         _fail(parser, str(exc))
 
 

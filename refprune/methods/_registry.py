@@ -190,7 +190,9 @@ def numbers(value):
 
 #: The settings every method takes (the fields of :class:`refprune.engine.RunSpec`).
 COMMON_OPTIONS = (
-    Option("data", "digits", "data set", choices=DATA_NAMES),
+    Option("data", "digits", "data set: digits (8x8, 1077/360/360 train/val/test images), mnist5k (real 28x28 "
+           "MNIST, 3500/500/1000; pip install 'refprune[mnist5k]'), mnist, fashion-mnist, cifar10 (files in "
+           "--data-dir), synthetic", choices=DATA_NAMES),
     Option("data_dir", None, "folder with the IDX / CIFAR binary files", type=str, metavar="DIR"),
     Option("model", None, "network preset", type=str, choices=tuple(n for n, p in PRESETS.items() if not p.required)),
     Option("backend", "numpy", "array backend", choices=backends.NAMES),
@@ -221,7 +223,11 @@ COMMON_OPTIONS = (
 
 @dataclass(frozen=True)
 class Method:
-    """A registered method: ``run(eng, o)``, its one-line summary, its docs, its defaults and options."""
+    """A registered method: ``run(eng, o)``, its one-line summary, its docs, its defaults and options.
+
+    ``sparsity_option`` names the option that sets the method's target weight sparsity
+    (``refprune sweep --sparsity`` sets it), or is None for a method without one.
+    """
 
     name: str
     run: object
@@ -256,16 +262,20 @@ def register_method(name, *, summary, defaults, options=(), doc=None, sparsity_o
 
     ``defaults`` fills ``model``, ``epochs``, ``batch_size`` and ``lr`` when a run does
     not set them; ``options`` are the method's own :class:`Option` s; ``doc`` defaults
-    to the module's docstring (the method's ``--help``); ``sparsity_option`` names the
-    option that sets the method's target sparsity, if it has one (``refprune sweep
-    --sparsity`` sets it). ``inputs(dataset, o, *, backend, dtype) -> dataset``, for a
-    method whose network reads transformed data (binary's binarized pixels): the method
-    applies it in ``run``, and tools that evaluate the run's network later (``refprune
-    compact``, ``refprune export``) apply it too.
+    to the module's docstring (the method's ``--help``). ``sparsity_option``: the name of
+    the option that is the method's target weight sparsity (``"sparsity"`` for a method
+    with ``--sparsity S``), which ``refprune sweep --sparsity`` sets; None when the
+    method has none (its sparsity is an outcome, as l0's). ``inputs(dataset, o, *,
+    backend, dtype) -> dataset``, for a method whose network reads transformed data
+    (binary's binarized pixels): the method applies it in ``run``, and tools that
+    evaluate the run's network later (``refprune compact``, ``refprune export``) apply it too.
     """
     missing = {"model", "epochs", "batch_size", "lr"} - set(defaults)
     if missing:
         msg = f"method {name!r} must give defaults for {sorted(missing)}"
+        raise ValueError(msg)
+    if sparsity_option is not None and sparsity_option not in {o.name for o in options}:
+        msg = f"method {name!r}: sparsity_option={sparsity_option!r} is not one of its options"
         raise ValueError(msg)
 
     def register(fn):

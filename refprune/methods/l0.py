@@ -35,12 +35,44 @@ input units), ``expected_l0`` and ``expected_flops`` (the paper's
 reports of its test-time network ``z_test * w`` (a closed gate zeroes its whole row or
 channel): ``weight_sparsity`` and ``architecture`` (the units alive per layer, which
 for these networks are the open gates unless a unit lost all its other connections).
+Also ``test_accuracy_sampled_gates`` (the test accuracy with gates sampled as in
+training, one gate vector per minibatch, mean over 10 draws, and its range) and
+``half_open_gates`` (test-time gates strictly between 0 and 1, total and per layer:
+gates that have not converged; every gate starts half-open).
+
+How lam, N and the gate learning rate meet the number of steps. The penalty enters
+each step's gradient as lam/N (per weight of a gate's group, times dP(z != 0)/d
+log_alpha), the data term does not depend on N: lam and N act only through lam/N, and
+the same lam/N prunes alike on a data set of any size (``--penalty-n`` sets N; the
+paper's lambdas are for N = 60,000, so on N = 3,500 the paper's balance is lam * 3500
+/ 60000). The gate learning rate sets how fast that balance is reached: Adam moves
+log_alpha by at most about gate_lr a step, whatever the size of its gradient, and a
+test-time gate is 0 only for log_alpha < -log 11 = -2.4 and 1 only for log_alpha >
++2.4 (it starts at log((1-d)/d), 0 for droprate_init d = 0.5). So a gate needs at
+least 2.4/gate_lr steps of steady pressure to close, many more when the data gradient
+is noisy, and until then it sits half-open: the test-time network then scales units
+by factors that training (where samples are mostly exactly 0 or 1) never used, and its
+accuracy departs from the sampled one. The paper trains 200 epochs x 600 steps =
+120,000 steps at gate_lr 1e-3 (log_alpha can travel 120); on mnist5k an epoch is 35
+steps of 100, so 100 epochs at 1e-3 (3,500 steps, a travel of 3.5) leave almost every
+gate where it started. Rule of thumb: keep gate_lr x steps near the paper's 100 or
+more (0.05 x 3,500 = 175), then choose lam/N for the sparsity wanted.
 
 Defaults (digits, 8x8 images, N = 1077): LeNet-5-Caffe (20-50-200-500 gates on 8x8
 inputs), lam = 1, 0.05, 0.01, 0.2, weight decay 5e-4, droprate_init 0.2, Adam lr 2e-3
 for the weights and 0.05 for the gates, batch 50, 50 epochs. The penalty is scaled by
 1/N, so lam values tuned on digits are about 55 times stronger than the same numbers
-on MNIST; the paper's lambdas are for N = 60,000.
+on MNIST; the paper's lambdas are for N = 60,000. On ``--data mnist5k`` (28x28, N =
+3,500) LeNet-5-Caffe's default lam is the paper's 'lambda sep.' at its per-example
+strength, 10, 0.5, 0.1, 0.1 x 3500/60000 = 0.6, 0.03, 0.006, 0.006 (``DATA_LAM``).
+The small-data setting that prunes like the paper there (3,500 steps, gate_lr 0.05)::
+
+    refprune run l0 --data mnist5k --lr 1e-3 --batch-size 100 --epochs 100 --droprate-init 0.5
+
+measured: 20-50-800-500 -> 14-16-88-447 open gates at 0.973 (seed 0) and 14-16-89-446
+at 0.965 (seed 1), 0.970 / 0.963 with sampled gates, weight sparsity 0.87 (the paper's
+LeNet-5 result: 9-18-65-25). With the paper's gate_lr 1e-3 instead, 100 epochs end at
+20-50-797-500 with 1,367 of the 1,370 gates half-open.
 
 The paper's LeNet-5-Caffe run (MNIST, its ``train_lenet5.py``: Adam 1e-3 for every
 parameter, batch 100, 200 epochs, weight decay 5e-4 inside the penalty, droprate_init
@@ -71,7 +103,9 @@ from __future__ import annotations
 
 from functools import partial
 
+from refprune import data as datasets
 from refprune import engine
+from refprune._array import namespace
 from refprune.nn import build_model, train
 from refprune.nn.models import format_architecture
 
@@ -84,6 +118,17 @@ PRESET_LAM = {
 }
 #: lam for every gated layer of the other presets.
 OTHER_LAM = 0.1
+#: lam per gated layer for a (model, data set) pair, before PRESET_LAM: the paper's LeNet-5
+#: 'lambda sep.' 10, 0.5, 0.1, 0.1 at N = 60000, rescaled to mnist5k's N = 3500 (the same
+#: penalty per training example: lam * 3500 / 60000).
+DATA_LAM = {
+    ("lenet5", "mnist5k"): (0.6, 0.03, 0.006, 0.006),
+}
+
+
+def default_lam(model, data):
+    """The lam of a run that does not give ``--lam``: :data:`DATA_LAM`, then :data:`PRESET_LAM`, then :data:`OTHER_LAM`."""
+    return DATA_LAM.get((model, data), PRESET_LAM.get(model, OTHER_LAM))
 
 _PER_LAYER = ("lam", "weight_decay", "droprate_init")
 
@@ -101,7 +146,8 @@ def _lams(value):
     return None if value is None else numbers(value)
 
 
-_LAM_DEFAULTS = "; ".join(f"{k}: {','.join(str(v) for v in lams)}" for k, lams in PRESET_LAM.items())
+_LAM_DEFAULTS = "; ".join([*(f"{m} on {d}: {','.join(str(v) for v in lams)}" for (m, d), lams in DATA_LAM.items()),
+                           *(f"{k}: {','.join(str(v) for v in lams)}" for k, lams in PRESET_LAM.items())])
 
 OPTIONS = (
     Option("lam", None, "L0 strength per weight: one value for every gated layer or a comma list with one per gated "
@@ -136,10 +182,47 @@ def make_optimizer(o, *, lr):
     return engine.sgd(lr=rates, momentum=o.momentum, nesterov=o.momentum > 0)
 
 
+def half_open_gates(model):
+    """Test-time gates strictly between 0 and 1, per gated layer (Python ints).
+
+    Such a gate neither removes its unit nor passes it unchanged: the test-time network
+    scales the unit by z_test, which training (with gates sampled at 0 or 1 most of the
+    time) never did. Many of them mean the gates have not converged.
+    """
+    counts = []
+    for _, layer in model.gated():
+        z = layer.test_gates()
+        xp = namespace(None, z=z)
+        counts.append(int(xp.count_nonzero((z > 0) & (z < 1))))
+    return counts
+
+
+def sampled_gate_accuracy(eng, model, *, split="test", draws=10, batch_size=None):
+    """Accuracy with hard-concrete gate samples (training mode), averaged over ``draws`` passes.
+
+    Each pass draws one gate vector per minibatch of ``batch_size`` (the run's), as in
+    training, from the run's ``"sampled-gates"`` stream (so the training stream is not
+    touched). The model's buffers are put back afterwards. Returns ``(mean, min, max)``.
+    """
+    x, y = getattr(eng.dataset, f"x_{split}"), getattr(eng.dataset, f"y_{split}")
+    rng, state = eng.rng_for("sampled-gates"), model.state()
+    accuracies = []
+    for _ in range(draws):
+        correct = 0
+        for xb, yb in datasets.batches(x, y, batch_size or eng.spec.batch_size, backend=eng.backend,
+                                       dtype=model.dtype):
+            xp = namespace(None, xb=xb)
+            logits = model.forward(xb, train=True, rng=rng)
+            correct += int(xp.sum(xp.astype(xp.argmax(logits, axis=1) == yb, xp.int64)))
+        accuracies.append(correct / len(y))
+    model.set_state(state)
+    return sum(accuracies) / draws, min(accuracies), max(accuracies)
+
+
 def _gate_columns(model):
     flops, l0 = model.expected_flops_and_l0()
     return {**{f"open_{name}": layer.open_gates() for name, layer in model.gated()},
-            "expected_l0": l0, "expected_flops": flops}
+            "half_open_gates": sum(half_open_gates(model)), "expected_l0": l0, "expected_flops": flops}
 
 
 @register_method("l0", summary="L0 regularization with hard-concrete gates (Louizos et al. 2018): prunes units and "
@@ -147,7 +230,7 @@ def _gate_columns(model):
 def run(eng, o):
     """Train an L0-gated network: loss + (1/N) sum of the expected-L0 penalties, gates clamped after each step."""
     spec, ds = eng.spec, eng.dataset
-    settings = {"lam": o.lam if o.lam is not None else PRESET_LAM.get(spec.model, OTHER_LAM),
+    settings = {"lam": o.lam if o.lam is not None else default_lam(spec.model, spec.data),
                 "weight_decay": o.weight_decay, "droprate_init": o.droprate_init}
     build = partial(build_model, spec.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
                     backend=eng.backend, dtype=spec.dtype, l0=True, temperature=o.temperature, local_rep=o.local_rep)
@@ -167,12 +250,17 @@ def run(eng, o):
               optimizer=make_optimizer(o, lr=spec.lr), measure=measure, initial_row=True)
 
     test_loss, test_acc = eng.evaluate(model, "test")
+    sampled, sampled_min, sampled_max = sampled_gate_accuracy(eng, model)
     flops, l0 = model.expected_flops_and_l0()
-    before, after = model.gate_sizes(), model.open_gates()
+    before, after, half_open = model.gate_sizes(), model.open_gates(), half_open_gates(model)
     gated = [name for name, _ in model.gated()]
     result = {
         "test_accuracy": test_acc,
         "test_loss": test_loss,
+        "test_accuracy_sampled_gates": sampled,
+        "test_accuracy_sampled_gates_range": [sampled_min, sampled_max],
+        "half_open_gates": sum(half_open),
+        "half_open_gates_by_layer": half_open,
         "val_accuracy": eng.rows[-1]["val_accuracy"],
         "gates": {"layers": gated, "before": before, "after": after},
         "gates_string": f"{format_architecture(before)} -> {format_architecture(after)}",

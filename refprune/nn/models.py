@@ -78,7 +78,7 @@ from .layers import (
 __all__ = ["Sequential", "build_model", "build_like", "describe", "preset", "Preset", "PRESETS", "INITS", "NORMS",
            "format_architecture"]
 
-INITS = ("glorot-uniform", "glorot-normal", "he-normal", "torch-uniform", "bernoulli")
+INITS = ("glorot-uniform", "glorot-normal", "he-normal", "torch-uniform", "bernoulli", "standard-normal")
 NORMS = ("batch-norm", "soft-invert", "hard-invert", "none")
 
 
@@ -363,6 +363,8 @@ def _init_weight(rng, init, shape, fan_in, fan_out, dtype, *, on_prob=0.001):
     if init == "torch-uniform":
         limit = 1.0 / math.sqrt(fan_in)
         return rng.uniform(shape, dtype, -limit, limit)
+    if init == "standard-normal":  # N(0, 1) whatever the fan: TensorFlow's tf.random_normal, as the RVSM notebook
+        return rng.normal(shape, dtype)
     if init == "bernoulli":
         u = rng.uniform(shape, dtype)
         xp = namespace(None, u=u)

@@ -1,0 +1,626 @@
+r"""Sweeps: a grid of runs (methods x target sparsities x seeds x options) on Dask.
+
+For example::
+
+    refprune sweep --methods l0,rvsm --seeds 0,1,2 --epochs 10 --out sweeps/first
+    refprune sweep --methods gmp,snip --sparsity 0.5,0.9 --seeds 0,1 --lr 1e-3,2e-3 --out DIR
+    refprune sweep --config grid.toml --scheduler tcp://HOST:8786
+
+**The grid.** Every method in ``--methods`` runs once per seed in ``--seeds``, per
+target in ``--sparsity`` and per combination of the options given as lists. A target
+sparsity sets the option that the method's registration declares as its target
+(``register_method(..., sparsity_option="sparsity")``); a method that declares none
+(``l0``, ``rvsm``, ``magnitude``, ``lottery``, ``binary``: their sparsity is an outcome,
+or, for ``magnitude``, a sweep inside the run) runs once per seed and option combination
+whatever ``--sparsity`` says, and is plotted at the sparsity it reaches. Any run option
+(``refprune run METHOD --help``) may be given, as one value or a comma list
+(``--lr 1e-3,2e-3``); where one value itself holds commas (l0's per-layer ``--lam``),
+separate the values with ``;`` (``--lam "10,0.5,0.1,0.1;1,0.05,0.01,0.2"``). An
+option goes to every method of the grid that takes it; one that none takes is an error.
+A TOML file (``--config``) says the same; the command line wins::
+
+    methods = ["l0", "rvsm"]
+    seeds = [0, 1, 2]
+    sparsity = [0.5, 0.9]
+    data = "mnist5k"
+    epochs = 20
+    lr = [1e-3, 2e-3]           # a list: one run each
+    [l0]                        # options for one method only
+    lam = ["10,0.5,0.1,0.1", "1,0.05,0.01,0.2"]
+
+**Folders.** Each run writes into ``DIR/<method>-<data>-<model>-<backend>-seed<seed>-<key>``,
+``key`` being the hash of its settings (:meth:`refprune.engine.RunSpec.key`). A run whose
+folder holds a matching ``result.json`` is skipped; one whose folder holds only a
+checkpoint is resumed from it. So a sweep that was stopped is resumed by running the
+same command again, and a worker that dies mid-run costs at most the epochs since the
+last checkpoint: Dask gives the run to another worker, which resumes it (files are
+written atomically, so nothing already written is lost).
+
+**Workers.** By default a ``LocalCluster`` with one single-threaded worker process per
+core (``--workers``); ``--scheduler tcp://HOST:PORT`` uses an existing cluster instead,
+whose workers must have refprune installed and see ``DIR`` (a shared file system). Each
+run is pinned to one BLAS / torch thread (``--threads``, default 1), and the local
+workers start with ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS``
+set to it, so that workers do not oversubscribe the cores.
+
+**Results.** Progress is one line each time the counts change (runs done / running /
+failed / waiting). At the end, ``DIR/sweep.csv`` (one row per run), ``DIR/sweep.json``
+(the grid, every run's record and the mean and spread over seeds of each setting) and
+``DIR/sweep.png`` (test accuracy against weight sparsity, one curve per method through
+the means over seeds, bars of one standard deviation both ways).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+from . import io
+from .engine import CHECKPOINT, RunSpec
+
+__all__ = ["Grid", "read_config", "split_values", "expand", "run_one", "run_sweep", "summarize", "plot_sweep",
+           "SweepError", "INSTALL"]
+
+INSTALL = "pip install 'refprune[sweep]' (or pip install 'dask[distributed]')"
+
+#: Settings the sweep itself manages; not run options.
+_MANAGED = ("out", "resume", "overwrite", "quiet")
+
+
+class SweepError(ValueError):
+    """A sweep that cannot be set up: bad grid, unknown option, missing dask."""
+
+
+# ---------------------------------------------------------------------------------- the grid
+
+
+class Grid:
+    """What to run: ``methods``, ``sparsity`` targets, ``seeds``, ``options`` (name -> list of values) for
+    every method that takes them, ``method_options`` (method -> name -> list of values) for one method."""
+
+    def __init__(self, methods, *, sparsity=(), seeds=(0,), options=None, method_options=None):
+        self.methods = list(methods)
+        self.sparsity = list(sparsity)
+        self.seeds = list(seeds)
+        self.options = dict(options or {})
+        self.method_options = {m: dict(v) for m, v in (method_options or {}).items()}
+
+    def as_dict(self):
+        return {"methods": self.methods, "sparsity": self.sparsity, "seeds": self.seeds, "options": self.options,
+                "method_options": self.method_options}
+
+
+def split_values(text, option=None):
+    """The grid values of one command-line option value: ``"1e-3,2e-3"`` -> ``["1e-3", "2e-3"]``.
+
+    ``;`` separates values when present (``"10,0.5;1,0.05"`` -> two values). Otherwise
+    commas do, unless ``option`` reads the whole text as one list value (a per-layer
+    option such as l0's ``--lam 10,0.5,0.1,0.1``).
+    """
+    if ";" in text:
+        return [v.strip() for v in text.split(";") if v.strip()]
+    if option is not None and "," in text:
+        try:
+            whole = option.convert(text)
+        except (ValueError, TypeError):
+            whole = None
+        if isinstance(whole, (tuple, list)):
+            return [text]
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _as_list(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def read_config(path):
+    """A TOML sweep file as ``(settings, method_options)``; see the module docstring for its keys."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the same parser as a package
+        try:
+            import tomli as tomllib
+        except ImportError:
+            msg = "--config needs Python >= 3.11 (tomllib) or pip install tomli"
+            raise SweepError(msg) from None
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        msg = f"--config {path}: no such file"
+        raise SweepError(msg) from None
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"--config {path}: not valid TOML ({exc})"
+        raise SweepError(msg) from None
+    from .methods import names
+
+    method_options = {k: doc.pop(k) for k in list(doc) if isinstance(doc[k], dict) and k in names()}
+    tables = [k for k, v in doc.items() if isinstance(v, dict)]
+    if tables:
+        msg = f"--config {path}: [{tables[0]}] is not a method; tables hold one method's options ({', '.join(names())})"
+        raise SweepError(msg)
+    return doc, method_options
+
+
+def _option_table(methods):
+    """``{name: (Option, [methods that take it])}`` for the common options and the methods' own."""
+    from .methods._registry import COMMON_OPTIONS, get
+
+    table = {o.name: (o, list(methods)) for o in COMMON_OPTIONS if o.name not in _MANAGED}
+    for m in methods:
+        for o in get(m).options:
+            table.setdefault(o.name, (o, []))[1].append(m)
+    return table
+
+
+def expand(grid, *, out, threads=1):
+    """The runs of ``grid``: a list of :class:`~refprune.engine.RunSpec`, each with its folder under ``out``.
+
+    Runs that come out identical (a method that does not take a varied option) appear
+    once. Raises :class:`SweepError` for an unknown method or option, an option that no
+    method of the grid takes, or a value an option refuses.
+    """
+    from .methods import get, make_spec
+
+    if not grid.methods:
+        msg = "no methods: give --methods NAME[,NAME...]"
+        raise SweepError(msg)
+    if not grid.seeds:
+        msg = "no seeds: give --seeds 0[,1...]"
+        raise SweepError(msg)
+    try:
+        for m in grid.methods:
+            get(m)
+    except ValueError as exc:
+        raise SweepError(str(exc)) from None
+    table = _option_table(grid.methods)
+    for name in grid.options:
+        if name in _MANAGED or name == "seed":
+            what = "--seeds" if name == "seed" else "--out (one folder per run inside it)"
+            msg = f"{name!r} is set by the sweep itself; use {what}"
+            raise SweepError(msg)
+        if name not in table or not table[name][1]:
+            msg = (f"option {name!r} is not taken by any of the methods {', '.join(grid.methods)}; "
+                   f"see refprune run METHOD --help")
+            raise SweepError(msg)
+    for m, opts in grid.method_options.items():
+        if m not in grid.methods:
+            msg = f"options given for method {m!r}, which is not in the grid ({', '.join(grid.methods)})"
+            raise SweepError(msg)
+        own = {o.name for o in get(m).options} | set(table)
+        unknown = sorted(set(opts) - own)
+        if unknown:
+            msg = f"method {m!r} takes no option {unknown[0]!r}; see refprune run {m} --help"
+            raise SweepError(msg)
+    specs, seen = [], set()
+    for m in grid.methods:
+        method = get(m)
+        axes = {k: _as_list(v) for k, v in grid.options.items() if m in table[k][1]}
+        axes.update({k: _as_list(v) for k, v in grid.method_options.get(m, {}).items()})
+        targets = grid.sparsity if method.sparsity_option and grid.sparsity else [None]
+        names_ = list(axes)
+        for target, seed, combo in itertools.product(targets, grid.seeds, itertools.product(*axes.values())):
+            settings = {**dict(zip(names_, combo)), "seed": seed, "quiet": True}
+            settings.setdefault("threads", threads)
+            if target is not None:
+                settings[method.sparsity_option] = target
+            try:
+                spec = make_spec(m, **settings)
+            except ValueError as exc:
+                msg = f"{m}: {exc}"
+                raise SweepError(msg) from None
+            if spec.key() in seen:
+                continue
+            seen.add(spec.key())
+            spec.out = os.path.join(os.path.abspath(out), os.path.basename(spec.default_out()))
+            specs.append(spec)
+    return specs
+
+
+def without_target(grid):
+    """The methods of ``grid`` that ``--sparsity`` does not reach (no declared target option)."""
+    from .methods import get
+
+    return [m for m in grid.methods if get(m).sparsity_option is None] if grid.sparsity else []
+
+
+# ---------------------------------------------------------------------------------- one run (on a worker)
+
+
+def _stored_key(result):
+    config = dict(result.get("config") or {})
+    try:
+        return RunSpec(**config).key()
+    except TypeError:
+        return None
+
+
+def run_one(config):
+    """Run (or skip, or resume) one run of the sweep; what a worker executes. Returns its record.
+
+    ``config`` is :meth:`RunSpec.config` with ``out`` set. A matching ``result.json`` in
+    ``out``: skipped. A ``checkpoint.npz`` there: resumed from it. Otherwise run from
+    the start. The record holds ``status`` (``"done"``, ``"skipped"``), ``resumed_at_step``
+    (None, or the step the run went on from), the worker's process id and the result.
+    """
+    from .methods import execute
+
+    spec = RunSpec(**config)
+    out = spec.out
+    record = {"key": spec.key(), "out": out, "pid": os.getpid(), "resumed_at_step": None}
+    result_file = os.path.join(out, "result.json")
+    if os.path.exists(result_file):
+        with open(result_file) as f:
+            result = json.load(f)
+        if _stored_key(result) != spec.key():
+            msg = f"{out} holds another run's result.json (key {_stored_key(result)}, expected {spec.key()})"
+            raise FileExistsError(msg)
+        return {**record, "status": "skipped", "result": result}
+    checkpoint = os.path.join(out, CHECKPOINT)
+    if os.path.exists(checkpoint):
+        from .io import load_checkpoint
+
+        spec.resume = out
+        record["resumed_at_step"] = int(load_checkpoint(checkpoint).step)
+    result = execute(spec)
+    return {**record, "status": "done", "result": result}
+
+
+# ---------------------------------------------------------------------------------- the sweep
+
+
+def _client(scheduler, workers, threads):
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        msg = f"refprune sweep runs on dask.distributed, which is not installed: {INSTALL}"
+        raise SweepError(msg) from None
+    if scheduler:
+        return Client(scheduler), None
+    import logging
+
+    import dask
+
+    env = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    # Runs are long tasks: no statistical profiler sampling their stacks every 10 ms, no 20 ms event-loop tick,
+    # which on busy cores take CPU and the GIL from the run. And no MALLOC_TRIM_THRESHOLD_ (dask sets 64 KiB
+    # before spawning a worker): setting it turns off glibc's dynamic mmap threshold, so every large temporary
+    # array of a training step is a fresh mmap and its page faults (measured: training 3x slower).
+    quiet = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
+             "distributed.nanny.pre-spawn-environ": env}
+    with dask.config.set(quiet):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               silence_logs=logging.ERROR, env=env)
+    return Client(cluster), cluster
+
+
+def default_workers():
+    """One worker per core this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class _Progress:
+    def __init__(self, total, stream):
+        self.total, self.stream, self.last = total, stream, None
+        self.start = time.perf_counter()
+
+    def show(self, done, running, failed):
+        counts = (done, running, failed)
+        if counts == self.last:
+            return
+        self.last = counts
+        waiting = self.total - done - running - failed
+        elapsed = time.perf_counter() - self.start
+        print(f"[sweep {elapsed:6.0f} s] {done}/{self.total} done, {running} running, {failed} failed, "
+              f"{waiting} waiting", file=self.stream, flush=True)
+
+
+def run_sweep(grid, *, out, scheduler=None, workers=None, threads=1, client=None, stream=None, poll=0.5):
+    """Run every run of ``grid`` on Dask, then write ``sweep.csv``, ``sweep.json`` and ``sweep.png`` in ``out``.
+
+    ``client``: an existing ``dask.distributed.Client`` (then ``scheduler`` and
+    ``workers`` are not used). Returns the summary dict written to ``sweep.json``.
+    """
+    stream = sys.stdout if stream is None else stream
+    specs = expand(grid, out=out, threads=threads)
+    os.makedirs(out, exist_ok=True)
+    skipped_methods = without_target(grid)
+    if skipped_methods:
+        print(f"[sweep] {', '.join(skipped_methods)}: no target-sparsity option; run once per seed and setting, "
+              f"plotted at the sparsity reached", file=stream)
+    own_client, cluster = client is None, None
+    if own_client:
+        client, cluster = _client(scheduler, workers or default_workers(), threads)
+    try:
+        records = _gather(client, specs, stream, poll)
+    except KeyboardInterrupt:
+        print("[sweep] interrupted; run the same command again to resume: complete runs are skipped, the others go "
+              "on from their last checkpoint", file=stream, flush=True)
+        raise
+    finally:
+        if own_client:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    summary = summarize(grid, specs, records)
+    write_outputs(out, summary)
+    return summary
+
+
+def _gather(client, specs, stream, poll):
+    futures = {}
+    for spec in specs:
+        future = client.submit(run_one, spec.config(), key=f"refprune-run-{spec.key()}", pure=False, retries=0)
+        futures[future.key] = (future, spec)
+    records, failed = {}, 0
+    progress = _Progress(len(specs), stream)
+    pending = {f for f, _ in futures.values()}
+    while pending:
+        done = {f for f in pending if f.done()}
+        pending -= done
+        for future in done:
+            spec = futures[future.key][1]
+            if future.status == "finished":
+                records[spec.key()] = future.result()
+            else:
+                failed += 1
+                records[spec.key()] = {"key": spec.key(), "out": spec.out, "status": "failed",
+                                       "error": _error_line(future.exception())}
+                print(f"[sweep] failed: {spec.method} seed {spec.seed} ({spec.out}): "
+                      f"{records[spec.key()]['error']}", file=stream, flush=True)
+        running = _running(client, {f.key for f in pending})
+        progress.show(len(records) - failed, running, failed)
+        if pending:
+            time.sleep(poll)
+    return [records[s.key()] for s in specs]
+
+
+def _running(client, keys):
+    """How many of ``keys`` are executing: per worker, those the scheduler assigned to it, up to its threads.
+
+    Asks the scheduler only (a worker busy with a run may answer late).
+    """
+    try:
+        assigned, threads = client.processing(), client.nthreads()
+    except Exception:  # noqa: BLE001 (progress only: a scheduler that does not answer is not fatal)
+        return 0
+    return sum(min(sum(1 for k in found if k in keys), threads.get(w, 1)) for w, found in assigned.items())
+
+
+def _error_line(exc):
+    text = f"{type(exc).__name__}: {exc}"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------- results
+
+
+_ROW_KEYS = ("method", "target_sparsity", "seed", "status", "test_accuracy", "weight_sparsity", "train_seconds",
+             "epochs", "architecture_string", "resumed_at_step", "key", "out")
+
+
+def _varied(grid, spec):
+    """The settings of ``spec`` that the grid varies (other than seed and target), as ``name=value`` text."""
+    from .methods import get
+
+    names_ = [k for k, v in {**grid.options, **grid.method_options.get(spec.method, {})}.items()
+              if isinstance(v, (list, tuple)) and len(v) > 1]
+    values = {**spec.config(), **spec.options}
+    target = get(spec.method).sparsity_option
+    return " ".join(f"{k}={_text(values[k])}" for k in names_ if k in values and k != target)
+
+
+def _text(value):
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def summarize(grid, specs, records):
+    """The sweep's record: its grid, one row per run, and per setting the mean and spread over seeds."""
+    from .methods import get
+
+    rows = []
+    for spec, record in zip(specs, records):
+        result = record.get("result") or {}
+        target = get(spec.method).sparsity_option
+        row = {
+            "method": spec.method, "target_sparsity": spec.options.get(target) if target else None,
+            "seed": spec.seed, "setting": _varied(grid, spec), "status": record["status"],
+            "test_accuracy": result.get("test_accuracy"), "weight_sparsity": result.get("weight_sparsity"),
+            "train_seconds": result.get("train_seconds"), "epochs": spec.epochs,
+            "architecture_string": result.get("architecture_string"),
+            "resumed_at_step": record.get("resumed_at_step"), "key": spec.key(), "out": spec.out,
+            "error": record.get("error"),
+        }
+        rows.append(row)
+    groups = {}
+    for row in rows:
+        if row["status"] != "failed":
+            groups.setdefault((row["method"], row["target_sparsity"], row["setting"]), []).append(row)
+    points = []
+    for (method, target, setting), members in groups.items():
+        acc = [r["test_accuracy"] for r in members]
+        sp = [r["weight_sparsity"] for r in members]
+        points.append({"method": method, "target_sparsity": target, "setting": setting, "seeds": len(members),
+                       "accuracy_mean": statistics.fmean(acc), "accuracy_std": _std(acc),
+                       "accuracy_min": min(acc), "accuracy_max": max(acc),
+                       "sparsity_mean": statistics.fmean(sp), "sparsity_std": _std(sp)})
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "skipped", "failed")}
+    records = [{k: v for k, v in r.items() if k != "result"} for r in records]
+    return {"grid": grid.as_dict(), "counts": counts, "runs": rows, "points": points, "records": records}
+
+
+def _std(values):
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def write_outputs(out, summary):
+    """``sweep.csv``, ``sweep.json`` and (with matplotlib) ``sweep.png`` in ``out``."""
+    io.write_csv(os.path.join(out, "sweep.csv"), [{k: r.get(k) for k in (*_ROW_KEYS[:3], "setting", *_ROW_KEYS[3:],
+                                                                         "error")} for r in summary["runs"]])
+    io.write_json(os.path.join(out, "sweep.json"), summary)
+    from .engine import _plot_unavailable
+
+    reason = _plot_unavailable()
+    if reason is None and summary["points"]:
+        plot_sweep(os.path.join(out, "sweep.png"), summary)
+
+
+def plot_sweep(path, summary):
+    """Test accuracy against weight sparsity: one curve per method through the means over seeds.
+
+    Error bars: one standard deviation over seeds, of the accuracy (vertical) and of
+    the sparsity reached (horizontal); each point is labelled with its target sparsity
+    or varied setting where there is one.
+    """
+    from .engine import new_figure, save_figure
+
+    fig, (ax,) = new_figure(width=7.0, height=4.8)
+    methods = list(dict.fromkeys(p["method"] for p in summary["points"]))
+    markers = "osD^vP*X"
+    for i, method in enumerate(methods):
+        pts = sorted((p for p in summary["points"] if p["method"] == method), key=lambda p: p["sparsity_mean"])
+        seeds = sorted({p["seeds"] for p in pts})
+        label = f"{method} ({'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''})"
+        line = ax.errorbar([p["sparsity_mean"] for p in pts], [p["accuracy_mean"] for p in pts],
+                    xerr=[p["sparsity_std"] for p in pts], yerr=[p["accuracy_std"] for p in pts],
+                    marker=markers[i % len(markers)], capsize=3, linewidth=1.5, markersize=6, label=label)
+        for p in pts:
+            note = p["setting"] or (f"target {p['target_sparsity']:g}" if p["target_sparsity"] is not None else "")
+            if note and len(pts) > 1:
+                note = note if len(note) <= 22 else note[:21] + "..."
+                ax.annotate(note, (p["sparsity_mean"], p["accuracy_mean"]), textcoords="offset points",
+                            xytext=(5, 7 if i % 2 else -13), fontsize="x-small", color=line[0].get_color())
+    accs = [p["accuracy_mean"] - p["accuracy_std"] for p in summary["points"]]
+    low = max(0.0, math.floor(min(accs) * 20) / 20 - 0.05)
+    ax.set_ylim(low, 1.01)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("weight sparsity of the pruned network (fraction of zero weights)")
+    ax.set_ylabel("test accuracy")
+    n = len(summary["runs"])
+    ax.set_title(f"refprune sweep: {n} run{'s' if n != 1 else ''}, mean and standard deviation over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower left")
+    save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------- the command line
+
+_SWEEP_FLAGS = ("methods", "sparsity", "seeds", "config", "scheduler", "workers", "threads")
+
+
+def _all_options():
+    """Every run option by name (the common ones and each method's), first declaration wins.
+
+    A method's declared target option (``sparsity_option``) is left out: ``--sparsity`` sets it.
+    """
+    from .methods._registry import COMMON_OPTIONS, get, names
+
+    targets = {get(m).sparsity_option for m in names()} - {None}
+    table = {}
+    for option in (*COMMON_OPTIONS, *(o for m in names() for o in get(m).options)):
+        if option.name not in _MANAGED and option.name not in ("seed", "threads", *targets):
+            table.setdefault(option.name, option)
+    return table
+
+
+def add_command(sub):
+    """Add ``sweep`` to the CLI's subparsers (``refprune sweep --help``)."""
+    from .methods._registry import ArgumentFormatter
+    from .methods._text import plain
+
+    text = plain(__doc__.split("\n", 1)[1].strip()).replace("::\n", ":\n").replace("**", "")
+    p = sub.add_parser("sweep", help="a grid of runs (methods x sparsities x seeds x options) on Dask",
+                       description=text, formatter_class=ArgumentFormatter,
+                       usage="refprune sweep --methods M[,M...] [--sparsity S[,S...]] [--seeds N[,N...]] "
+                             "[RUN OPTION VALUES...] [--config FILE.toml] [--scheduler ADDRESS] --out DIR")
+    own = p.add_argument_group("the sweep")
+    own.add_argument("--methods", metavar="M[,M...]", help="methods to run (refprune run --help lists them)")
+    own.add_argument("--sparsity", metavar="S[,S...]", help="target weight sparsities, for the methods that declare "
+                     "a target option (others run once per seed)")
+    own.add_argument("--seeds", metavar="N[,N...]", help="seeds (default 0)")
+    own.add_argument("--out", metavar="DIR", help="the sweep's folder: one folder per run inside, sweep.csv/json/png")
+    own.add_argument("--config", metavar="FILE.toml", help="the grid as a TOML file; the command line wins")
+    own.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler (default: a "
+                     "LocalCluster on this machine)")
+    own.add_argument("--workers", type=int, metavar="N", help=f"workers of the LocalCluster (default: one per core, "
+                     f"{default_workers()} here)")
+    own.add_argument("--threads", type=int, metavar="N", help="BLAS / torch threads per run (default 1)")
+    runs = p.add_argument_group("run options (one value, or a list: 1e-3,2e-3; ';' separates values that hold "
+                                "commas)")
+    for name, option in _all_options().items():
+        kwargs = {"dest": f"run_{name}", "default": None, "metavar": "V[,V...]", "help": option.help}
+        if option.is_switch:
+            kwargs.update(nargs="?", const="false" if option.default else "true", metavar="true,false")
+        runs.add_argument(option.cli_flag, **kwargs)
+    p.set_defaults(func=_cmd_sweep, parser=p)
+    return p
+
+
+def _numbers_list(text, what, convert):
+    try:
+        return [convert(v) for v in split_values(str(text))] if not isinstance(text, list) else [convert(v) for v in text]
+    except ValueError:
+        msg = f"--{what}: expected a comma list of numbers, got {text!r}"
+        raise SweepError(msg) from None
+
+
+def grid_from_args(args):
+    """``(grid, out, settings)`` from parsed command-line arguments (and the ``--config`` file)."""
+    settings, method_options = read_config(args.config) if args.config else ({}, {})
+    options = _all_options()
+    for key in ("methods", "sparsity", "seeds", "out", "scheduler", "workers", "threads"):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    methods = settings.pop("methods", None)
+    if isinstance(methods, str):
+        methods = split_values(methods)
+    sparsity = _numbers_list(settings.pop("sparsity", []), "sparsity", float)
+    for s in sparsity:
+        if not 0.0 <= s <= 1.0:
+            msg = f"--sparsity: each target must be in [0, 1], got {s!r}"
+            raise SweepError(msg)
+    seeds = _numbers_list(settings.pop("seeds", [0]), "seeds", int)
+    sweep = {k: settings.pop(k) for k in ("out", "scheduler", "workers", "threads") if k in settings}
+    for name, option in options.items():
+        raw = getattr(args, f"run_{name}")
+        if raw is not None:
+            settings[name] = split_values(raw, option)
+    if not sweep.get("out"):
+        msg = "--out DIR is required (the sweep's folder)"
+        raise SweepError(msg)
+    grid = Grid(methods or [], sparsity=sparsity, seeds=seeds, options=settings, method_options=method_options)
+    return grid, sweep
+
+
+def _cmd_sweep(args):
+    parser = args.parser
+    try:
+        grid, sweep = grid_from_args(args)
+        threads = int(sweep.get("threads") or 1)
+        specs = expand(grid, out=sweep["out"], threads=threads)
+        print(f"[sweep] {len(specs)} runs of {', '.join(grid.methods)} into {os.path.abspath(sweep['out'])}",
+              flush=True)
+        summary = run_sweep(grid, out=sweep["out"], scheduler=sweep.get("scheduler"), workers=sweep.get("workers"),
+                            threads=threads)
+    except (SweepError, ValueError, FileNotFoundError, ImportError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"{parser.prog}: interrupted\n")
+    counts = summary["counts"]
+    print(f"[sweep] {counts['done']} ran, {counts['skipped']} already complete (skipped), {counts['failed']} failed")
+    for p in sorted(summary["points"], key=lambda p: (p["method"], p["sparsity_mean"])):
+        target = f" target {p['target_sparsity']:g}" if p["target_sparsity"] is not None else ""
+        setting = f" {p['setting']}" if p["setting"] else ""
+        print(f"  {p['method']}{target}{setting}: test accuracy {p['accuracy_mean']:.4f} +- {p['accuracy_std']:.4f}, "
+              f"weight sparsity {p['sparsity_mean']:.3f} ({p['seeds']} seeds)")
+    print(f"wrote {os.path.join(sweep['out'], 'sweep.csv')}, sweep.json, sweep.png")
+    return 1 if counts["failed"] else 0
