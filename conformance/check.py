@@ -79,12 +79,25 @@ def target_problem(target, backend):
     return None
 
 
+def resolve_xfails(setting):
+    """``--xfails FILE`` as an absolute path (the suite runs in a temporary directory), and one line
+    saying why it cannot be used, or ``None``. ``none`` and an unset setting are passed through."""
+    if not setting or str(setting).strip().lower() == "none":
+        return setting, None
+    path = Path(setting).expanduser().resolve()
+    if not path.is_file():
+        return setting, f"--xfails {setting}: no such file ({path}); give a file of known deviations, or 'none'"
+    return str(path), None
+
+
 def run(*, target, backend=None, profile=None, max_examples=None, xfails=None, checks=None, pytest_args=(),
         log=None, quiet=False):
     """Run the suite; return ``(pytest exit status, report dict or None)``.
 
-    The suite's output goes to the file ``log`` (to the terminal when ``None``).
+    The suite's output goes to the file ``log`` (to the terminal when ``None``); a relative
+    ``xfails`` is relative to the current directory.
     """
+    xfails, _ = resolve_xfails(xfails)
     env = dict(os.environ)
     env[cfg.ENV_TARGET] = target
     for name, value in ((cfg.ENV_BACKEND, backend), (cfg.ENV_PROFILE, profile), (cfg.ENV_XFAILS, xfails),
@@ -233,7 +246,7 @@ def main(args):
         print(f"refprune check: {install_hint(missing)}", file=sys.stderr)
         return 2
     backend = args.target_backend
-    problem = target_problem(args.target, backend)
+    problem = target_problem(args.target, backend) or resolve_xfails(args.xfails)[1]
     if problem is not None:
         print(f"refprune check: {problem}", file=sys.stderr)
         return 2

@@ -185,6 +185,25 @@ def test_check_catches_a_forward_only_bug(tmp_path, monkeypatch, capfd):
     assert f"full log: {tmp_path / 'check.log'}" in out and len(out.splitlines()) < 60, out
 
 
+def test_check_xfails_relative_path(tmp_path, monkeypatch, capfd):
+    """``--xfails FILE`` relative to the caller's directory (the suite runs in a temporary one): the
+    listed failures are expected, the row says ``pass (xfails)``; a missing file is one line, exit 2."""
+    from refprune.cli import main
+
+    _two_function_module(tmp_path, monkeypatch, "twofn_xfail", cond="w > threshold")
+    (tmp_path / "known.txt").write_text("test_edges.py::test_edge_classes[*-hard_threshold]  # no abs: w > t\n")
+    status = main(["check", "--target", "twofn_xfail", "--xfails", "known.txt", "--",
+                   "-k", "test_edge_classes and hard_threshold"])
+    out = capfd.readouterr().out
+    assert status == 0, out
+    row = next(line for line in out.splitlines() if line.startswith("hard_threshold "))
+    assert row.split()[1:3] == ["pass", "(xfails)"], row
+    assert main(["check", "--target", "twofn_xfail", "--xfails", "no_such_file.txt"]) == 2
+    captured = capfd.readouterr()
+    assert len(captured.err.strip().splitlines()) == 1 and "no_such_file.txt" in captured.err, captured
+    assert "INTERNALERROR" not in captured.out + captured.err, captured
+
+
 def test_check_misspelt_target_and_unknown_backend_are_one_line(tmp_path, monkeypatch, capfd):
     from refprune.cli import main
 
