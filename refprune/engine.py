@@ -72,7 +72,7 @@ from functools import partial
 
 from . import backends, io, measures
 from . import data as datasets
-from ._array import namespace, trusted
+from ._array import trusted
 from .nn import functional as F
 from .nn import optim
 
@@ -277,10 +277,9 @@ def evaluate(model, x, y, *, backend, batch_size=1000):
         raise ValueError(msg)
     loss_sum, correct = 0.0, 0
     for xb, yb in datasets.batches(x, y, batch_size, backend=backend, dtype=model.dtype):
-        xp = namespace(None, xb=xb)
         logits = model.forward(xb, train=False)
         loss_sum = loss_sum + F.softmax_cross_entropy(logits, yb) * int(yb.shape[0])
-        correct = correct + xp.sum(xp.astype(xp.argmax(logits, axis=1) == yb, xp.int64))
+        correct = correct + F.count_correct(logits, yb)
     return float(loss_sum) / n, float(correct) / n
 
 
@@ -295,11 +294,11 @@ class _EpochSums:
     def __init__(self, loss=0.0, correct=0, seen=0):
         self.loss, self.correct, self.seen, self.losses = loss, correct, seen, []
 
-    def add(self, out, yb, xp):
+    def add(self, out, yb):
         n = int(yb.shape[0])
         self.losses.append(out.loss)
         self.loss = self.loss + out.loss * n
-        self.correct = self.correct + xp.sum(xp.astype(xp.argmax(out.logits, axis=1) == yb, xp.int64))
+        self.correct = self.correct + F.count_correct(out.logits, yb)
         self.seen += n
 
     def host(self):
@@ -542,7 +541,7 @@ class Engine:
                               "train_seconds": self.clock.seconds})
         if best is None and stopper is not None:
             best = model.params()
-        ds, xp = self.dataset, self.backend.xp
+        ds = self.dataset
         n = len(ds.y_train)
         per_epoch = datasets.num_batches(n, self.spec.batch_size)
         epoch, stopped = start_epoch - 1, False
@@ -558,7 +557,7 @@ class Engine:
                     with self.clock, trusted(), warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)  # overflow: the NaN guard reports it
                         out, opt_state = step(model, optimizer.update, opt_state, xb, yb, rng=rng)
-                        sums.add(out, yb, xp)
+                        sums.add(out, yb)
                     self.steps += 1
                     phase_steps += 1
                     bar.update(1)

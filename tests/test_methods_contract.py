@@ -28,7 +28,10 @@ SMALL = {
     "binary": {"hidden": "64", "on_values": "0,1,2"},
 }
 BASE = {"data": "digits", "subset": 120, "batch_size": 40, "epochs": 2, "quiet": True, "threads": 1}
-BACKENDS = [(name, None) for name in backends.NAMES] + [("array-api-strict", "device1")]
+#: The opt-in backends (JAX: about 2 minutes for every method) join when named, e.g.
+#: ``REFPRUNE_TEST_OPT_IN=jax pytest tests/test_methods_contract.py``.
+OPT_IN = [n for n in os.environ.get("REFPRUNE_TEST_OPT_IN", "").split(",") if n in backends.OPT_IN]
+BACKENDS = [(name, None) for name in (*backends.DEFAULT_TEST_NAMES, *OPT_IN)] + [("array-api-strict", "device1")]
 
 
 def _settings(method, **more):

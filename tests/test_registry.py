@@ -110,8 +110,8 @@ def test_make_spec_errors_name_the_setting():
         methods.make_spec("magnitude", rounds=2)  # another method's option
     with pytest.raises(ValueError, match="epochs: got -1"):
         methods.make_spec("l0", epochs=-1)
-    with pytest.raises(ValueError, match="backend: got 'jax'; choose one of " + ", ".join(backends.NAMES)):
-        methods.make_spec("l0", backend="jax")
+    with pytest.raises(ValueError, match="backend: got 'tensorflow'; choose one of " + ", ".join(backends.NAMES)):
+        methods.make_spec("l0", backend="tensorflow")
     with pytest.raises(ValueError, match="model: got 'resnet'; choose one of mlp-300-100"):
         methods.make_spec("l0", model="resnet")
     with pytest.raises(ValueError, match="gate_lr"):

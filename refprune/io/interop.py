@@ -464,6 +464,8 @@ def _backend_for(x):
         return backends.get("cupy")
     if module == "array_api_strict":
         return backends.get("array-api-strict", device=x.device)
+    if module in ("jax", "jaxlib"):
+        return backends.get("jax")
     msg = f"cannot tell the refprune backend of {type(x).__name__} arrays"
     raise TypeError(msg)
 

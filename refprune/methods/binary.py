@@ -106,6 +106,7 @@ from .. import binarize, binarize_grad, engine
 from .. import data as datasets
 from .._array import namespace
 from ..nn import build_model, train
+from ..nn import functional as F
 from ..nn.constraints import clamp
 from ..nn.models import NORMS
 from ._registry import Option, integer, register_method
@@ -322,9 +323,8 @@ def accuracy(eng, model, split, *, batch_size, bn_eval):
     correct = 0
     try:
         for xb, yb in datasets.batches(x, y, batch_size, backend=eng.backend, dtype=model.dtype):
-            xp = _xp(xb)
             logits = model.forward(xb, train=True)
-            correct += int(xp.count_nonzero(xp.argmax(logits, axis=1) == yb))
+            correct += int(F.count_correct(logits, yb))
     finally:
         model.set_state(saved)
     return correct / len(y)

@@ -107,6 +107,7 @@ from refprune import data as datasets
 from refprune import engine
 from refprune._array import namespace
 from refprune.nn import build_model, train
+from refprune.nn import functional as F
 from refprune.nn.models import format_architecture
 
 from ._registry import Option, integer, numbers, register_method
@@ -211,9 +212,8 @@ def sampled_gate_accuracy(eng, model, *, split="test", draws=10, batch_size=None
         correct = 0
         for xb, yb in datasets.batches(x, y, batch_size or eng.spec.batch_size, backend=eng.backend,
                                        dtype=model.dtype):
-            xp = namespace(None, xb=xb)
             logits = model.forward(xb, train=True, rng=rng)
-            correct += int(xp.sum(xp.astype(xp.argmax(logits, axis=1) == yb, xp.int64)))
+            correct += int(F.count_correct(logits, yb))
         accuracies.append(correct / len(y))
     model.set_state(state)
     return sum(accuracies) / draws, min(accuracies), max(accuracies)

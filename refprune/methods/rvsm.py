@@ -67,7 +67,7 @@ seed 0). The sparsity of u is set by the initialization, not by training: nothin
 the gradient-at-u update pulls a weight into +-t or out of it (only the loss gradient
 at u moves w, by at most about lr a step with Adam), so the fraction of w inside +-t
 barely moves from step 0 (below), and that fraction is
-P(|w0| <= t) = erf(t / (std * sqrt 2)) for normal weights (``sparsity_u_initial`` is
+``P(|w0| <= t) = erf(t / (std * sqrt 2))`` for normal weights (``sparsity_u_initial`` is
 reported beside ``sparsity_u``). The notebook's 7.97% is that fraction for its N(0, 1)
 weights and t = 0.1 (erf(0.1 / sqrt 2) = 7.97%); He-normal fc1 weights of LeNet-5-Caffe
 (std sqrt(2/800) = 0.05, t = 2 std) give 95.4%. The complement w - u keeps exactly the

@@ -48,6 +48,7 @@ from .._array import (
 from .._dispatch import delegate
 
 __all__ = [
+    "count_correct",
     "dense",
     "dense_grad",
     "conv2d",
@@ -617,6 +618,18 @@ def softmax_cross_entropy(logits, labels, /, *, xp=None):
     logp = log_softmax(logits, axis=-1, xp=xp)
     picked = xp.sum(xp.where(onehot, logp, xp.zeros_like(logp)), axis=-1)
     return xp.asarray(-xp.mean(picked))
+
+
+def count_correct(logits, labels, /, *, xp=None):
+    r"""Number of rows whose largest logit is at the label, as a 0-d integer array on the device.
+
+    .. math:: c = \sum_{n=1}^N \mathbb 1[\operatorname{argmax}_k z_{n,k} = y_n]
+
+    Ties go to the first largest logit (``argmax``). The count has the namespace's default
+    integer dtype (int32 under JAX without 64-bit mode), so it never warns of a truncation.
+    """
+    xp, _ = _ce_args(logits, labels, xp)
+    return xp.count_nonzero(xp.argmax(logits, axis=1) == labels)
 
 
 def softmax_cross_entropy_grad(logits, labels, dy=1.0, /, *, xp=None):
