@@ -21,26 +21,6 @@ from refprune.methods import _registry
 SMALL = {"data": ["digits"], "model": ["mlp-300-100"], "subset": [120], "batch_size": [40], "epochs": [1]}
 
 
-def _interrupt_after(monkeypatch, steps):
-    """Make the engine see a Ctrl-C after ``steps`` optimizer steps (the flag is polled once per step)."""
-
-    class Flag:
-        polls = 0
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        @property
-        def raised(self):
-            Flag.polls += 1
-            return Flag.polls >= steps
-
-    monkeypatch.setattr(engine, "_SigintFlag", Flag)
-
-
 @pytest.fixture
 def target_method(monkeypatch):
     """A method registered with a target-sparsity option (like gmp/snip/set/rigl will be), for the grid tests."""
@@ -144,12 +124,12 @@ def test_toml_errors(tmp_path):
 # ---------------------------------------------------------------------------------- one run: skip and resume
 
 
-def test_run_one_skips_a_complete_run_and_resumes_an_interrupted_one(tmp_path, monkeypatch):
+def test_run_one_skips_a_complete_run_and_resumes_an_interrupted_one(tmp_path, monkeypatch, interrupt_after):
     grid = sweep.Grid(["l0"], options={**SMALL, "epochs": [3]})
     (spec,) = sweep.expand(grid, out=tmp_path / "sweep")
     straight = methods.execute(dataclasses.replace(spec, out=str(tmp_path / "straight")))
 
-    _interrupt_after(monkeypatch, 4)  # in the second epoch (3 steps an epoch)
+    interrupt_after(4)  # in the second epoch (3 steps an epoch)
     with pytest.raises(engine.Interrupted):
         sweep.run_one(spec.config())
     monkeypatch.undo()
