@@ -38,6 +38,7 @@ def _item_backend(item):
     return None
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m, so that the count is of the selected tests
 def pytest_collection_modifyitems(config, items):
     """Leave out the tests of backends this machine cannot run, and say so once.
 

@@ -325,6 +325,19 @@ def test_softmax_cross_entropy_validates_labels(backend):
         )
 
 
+def test_count_correct_counts_first_argmax_hits_on_the_device(backend, dtype):
+    logits = np.array([[0.1, 0.9, 0.0], [2.0, 2.0, -1.0], [0.0, 0.0, 5.0], [1.0, -1.0, 0.5]])
+    labels = np.array([1, 1, 2, 0])  # row 1 ties: argmax is 0, so it is not counted
+    got = F.count_correct(backend.asarray(logits, dtype=dtype), backend.asarray(labels))
+    want = int(np.count_nonzero(np.argmax(logits, axis=1) == labels))
+    assert want == 3 and int(got) == want and tuple(got.shape) == ()
+    assert backend.xp.isdtype(got.dtype, "integral")
+    with pytest.raises(ValueError, match=r"\[0, 2\]"):
+        F.count_correct(backend.asarray(logits, dtype=dtype), backend.asarray(np.array([0, 1, 3, 0])))
+    with pytest.raises(TypeError, match="integer"):
+        F.count_correct(backend.asarray(logits, dtype=dtype), backend.asarray(labels, dtype=dtype))
+
+
 # -------------------------------------------------------------------- batch norm
 
 

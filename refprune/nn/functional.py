@@ -575,6 +575,13 @@ def softmax(logits, /, *, axis=-1, xp=None):
 
 
 def _ce_args(logits, labels, xp):
+    """The checked namespace and the one-hot mask ``(N, K)`` of the labels."""
+    xp = _checked_labels(logits, labels, xp)
+    classes = xp.arange(int(logits.shape[1]), dtype=labels.dtype, device=device_of(labels))
+    return xp, labels[:, None] == classes
+
+
+def _checked_labels(logits, labels, xp):
     xp = float_namespace(xp, logits=logits)
     namespace(xp, logits=logits, labels=labels)
     _check_ndim("logits", logits, 2, "(batch, classes)")
@@ -593,8 +600,7 @@ def _ce_args(logits, labels, xp):
         lo, hi = int(xp.min(labels)), int(xp.max(labels))
         msg = f"labels must lie in [0, {k - 1}] for {k} classes, got values in [{lo}, {hi}]"
         raise ValueError(msg)
-    classes = xp.arange(k, dtype=labels.dtype, device=device_of(labels))
-    return xp, labels[:, None] == classes  # one-hot mask (N, K)
+    return xp
 
 
 def softmax_cross_entropy(logits, labels, /, *, xp=None):
@@ -628,7 +634,7 @@ def count_correct(logits, labels, /, *, xp=None):
     Ties go to the first largest logit (``argmax``). The count has the namespace's default
     integer dtype (int32 under JAX without 64-bit mode), so it never warns of a truncation.
     """
-    xp, _ = _ce_args(logits, labels, xp)
+    xp = _checked_labels(logits, labels, xp)
     return xp.count_nonzero(xp.argmax(logits, axis=1) == labels)
 
 
