@@ -142,7 +142,7 @@ def run(eng, o):
 
     _, dense_val = eng.evaluate(model, "val")
     _, dense_test = eng.evaluate(model, "test")
-    params, names = model.params(), model.prunable()
+    names = model.prunable()
     curves, curves_val, rows, chosen = {c: [] for c in o.criteria}, {c: [] for c in o.criteria}, [], None
     for criterion in o.criteria:
         for amount in o.amounts:
