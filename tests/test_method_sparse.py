@@ -83,3 +83,20 @@ def test_rigl_grows_by_the_dense_gradient(tmp_path):
 def test_sparse_methods_declare_their_sparsity_option():
     for name in ("gmp", "snip", "set", "rigl"):
         assert methods.get(name).sparsity_option == "sparsity"
+
+
+@pytest.mark.parametrize(("settings", "reached"), [
+    ({"epochs": 2, "begin_epoch": 1}, 0.9),                     # prunes in the second epoch
+    ({"epochs": 2, "begin_epoch": 0, "end_fraction": 1.0}, 0.9),  # the last step is the end step
+])
+def test_gmp_reaches_its_target_whatever_the_schedule_bounds(tmp_path, settings, reached):
+    result = methods.run("gmp", data="digits", subset=120, batch_size=40, quiet=True, out=str(tmp_path),
+                         sparsity=0.9, dense_baseline=False, **settings)
+    assert result["updates"][-1]["sparsity"] == reached
+    assert result["weight_sparsity"] == pytest.approx(reached, abs=0.01)
+
+
+def test_gmp_refuses_a_schedule_that_never_prunes(tmp_path):
+    """--begin-epoch at or past --epochs: the run would end dense while reporting a target of 0.9."""
+    with pytest.raises(ValueError, match=r"--begin-epoch 2 leaves no step to prune in 2 epochs"):
+        methods.run("gmp", data="digits", subset=120, batch_size=40, epochs=2, quiet=True, out=str(tmp_path))

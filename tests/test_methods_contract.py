@@ -26,6 +26,7 @@ SMALL = {
     "magnitude": {"amounts": "0,0.5,0.9"},
     "lottery": {"rounds": 1, "patience": 5},
     "binary": {"hidden": "64", "on_values": "0,1,2"},
+    "gmp": {"begin_epoch": 1},  # prunes in the second of two epochs (the default begins after two)
 }
 BASE = {"data": "digits", "subset": 120, "batch_size": 40, "epochs": 2, "quiet": True, "threads": 1}
 #: The opt-in backends (JAX: about 2 minutes for every method) join when named, e.g.

@@ -41,6 +41,7 @@ loses about 2 points of ImageNet top-1. On MNIST-sized data::
 from __future__ import annotations
 
 from refprune import criteria
+from refprune.data import num_batches
 from refprune.measures import nonzero_weights
 from refprune.schedules import polynomial_sparsity
 
@@ -63,6 +64,17 @@ OPTIONS = (
 )
 
 
+def _schedule_steps(o, per_epoch, epochs):
+    """First and last pruning step (0-based); the last is a step that runs, so the target is reached."""
+    total = per_epoch * epochs
+    begin = o.begin_epoch * per_epoch
+    if begin >= total:
+        msg = (f"--begin-epoch {o.begin_epoch} leaves no step to prune in {epochs} epochs: the run would end dense; "
+               f"set --begin-epoch below --epochs")
+        raise ValueError(msg)
+    return begin, min(max(begin, int(o.end_fraction * total)), total - 1)
+
+
 @register_method("gmp", summary="gradual magnitude pruning during training on a polynomial schedule (Zhu & Gupta "
                  "2017)", defaults=_sparse.DEFAULTS, options=OPTIONS, sparsity_option="sparsity")
 def run(eng, o):
@@ -72,10 +84,8 @@ def run(eng, o):
     if o.global_pruning and (crit.global_mask is None or o.distribution != "uniform"):
         msg = "--global needs a criterion with a global ranking (weight) and the uniform distribution"
         raise ValueError(msg)
-    per_epoch = -(-len(eng.dataset.y_train) // eng.spec.batch_size)
-    total = per_epoch * eng.spec.epochs
-    begin = min(o.begin_epoch * per_epoch, total)
-    end = max(begin, int(o.end_fraction * total))
+    per_epoch = num_batches(len(eng.dataset.y_train), eng.spec.batch_size)
+    begin, end = _schedule_steps(o, per_epoch, eng.spec.epochs)
     frequency = o.frequency or per_epoch
     names = list(model.prunable(include_output=True))
     updates = eng.extra.setdefault("updates", [])
