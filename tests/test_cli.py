@@ -207,3 +207,20 @@ def test_demo_runs_every_method_and_prints_one_table(tmp_path, monkeypatch, caps
         assert any(line.startswith(name + " ") for line in printed.splitlines()), name
     summary = json.loads((out / "summary.json").read_text())
     assert [r["method"] for r in summary["methods"]] == list(methods.names()) and table
+
+
+def test_warnings_are_one_line_in_the_terminal(tmp_path):
+    """A warning reaches the terminal as ``warning: ...``, not as a source path and a line of refprune's code."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from refprune.cli import main; sys.exit(main())", "run", "gmp",
+         "--data", "digits", "--subset", "120", "--batch-size", "40", "--epochs", "1", "--no-dense-baseline",
+         "--quiet", "--out", str(tmp_path / "gmp")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "warning: --begin-epoch 2 is not below --epochs 1, so gmp prunes once, at the last step, to the target"
+    ]

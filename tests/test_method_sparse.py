@@ -96,7 +96,10 @@ def test_gmp_reaches_its_target_whatever_the_schedule_bounds(tmp_path, settings,
     assert result["weight_sparsity"] == pytest.approx(reached, abs=0.01)
 
 
-def test_gmp_refuses_a_schedule_that_never_prunes(tmp_path):
-    """--begin-epoch at or past --epochs: the run would end dense while reporting a target of 0.9."""
-    with pytest.raises(ValueError, match=r"--begin-epoch 2 leaves no step to prune in 2 epochs"):
-        methods.run("gmp", data="digits", subset=120, batch_size=40, epochs=2, quiet=True, out=str(tmp_path))
+def test_gmp_with_begin_at_or_past_the_end_prunes_once_at_the_last_step(tmp_path):
+    """--begin-epoch 2 in 2 epochs: it ended dense beside a target of 0.9; now one update at the last step, warned."""
+    with pytest.warns(UserWarning, match="--begin-epoch 2 is not below --epochs 2, so gmp prunes once, at the last step"):
+        result = methods.run("gmp", data="digits", subset=120, batch_size=40, epochs=2, quiet=True,
+                             out=str(tmp_path), dense_baseline=False)
+    assert [u["step"] for u in result["updates"]] == [result["steps"] - 1]
+    assert result["weight_sparsity"] == pytest.approx(0.9, abs=0.01)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 
 def _cmd_backends(args):
@@ -109,9 +110,15 @@ def build_parser():
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None):
+    """A warning as the terminal user reads it: one line, without refprune's source line."""
+    return f"warning: {message}\n"
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         return args.func(args)
     except BrokenPipeError:  # the output was piped into a command that stopped reading (head)

@@ -40,6 +40,8 @@ loses about 2 points of ImageNet top-1. On MNIST-sized data::
 
 from __future__ import annotations
 
+import warnings
+
 from refprune import criteria
 from refprune.data import num_batches
 from refprune.measures import nonzero_weights
@@ -65,14 +67,19 @@ OPTIONS = (
 
 
 def _schedule_steps(o, per_epoch, epochs):
-    """First and last pruning step (0-based); the last is a step that runs, so the target is reached."""
+    """First and last pruning step (0-based), both steps that run, so that the target is reached.
+
+    A ``--begin-epoch`` at or past ``--epochs`` (a short run with the defaults) prunes once,
+    at the last step, with a warning: the run must not end dense beside a target of 0.9.
+    """
     total = per_epoch * epochs
+    last = max(total - 1, 0)
     begin = o.begin_epoch * per_epoch
-    if begin >= total:
-        msg = (f"--begin-epoch {o.begin_epoch} leaves no step to prune in {epochs} epochs: the run would end dense; "
-               f"set --begin-epoch below --epochs")
-        raise ValueError(msg)
-    return begin, min(max(begin, int(o.end_fraction * total)), total - 1)
+    if total and begin > last:
+        warnings.warn(f"--begin-epoch {o.begin_epoch} is not below --epochs {epochs}, so gmp prunes once, at the "
+                      f"last step, to the target", UserWarning, stacklevel=2)
+        begin = last
+    return begin, min(max(begin, int(o.end_fraction * total)), last)
 
 
 @register_method("gmp", summary="gradual magnitude pruning during training on a polynomial schedule (Zhu & Gupta "
