@@ -136,6 +136,21 @@ def _positional_names(fname):
     return [p.name for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
+def floating_dtypes(values):
+    """The names of the floating dtypes of the NumPy arrays in ``values`` (nested lists and tuples searched)."""
+    found = set()
+
+    def visit(x):
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            found.add(x.dtype.name)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                visit(v)
+
+    visit(values)
+    return found
+
+
 class Call:
     """One call of a protocol function on a target, kept for failure messages."""
 
@@ -148,18 +163,7 @@ class Call:
     @property
     def dtypes(self):
         """The floating dtypes among the array arguments, e.g. ``{'float32'}``."""
-        found = set()
-
-        def visit(x):
-            if isinstance(x, np.ndarray) and x.dtype.kind == "f":
-                found.add(x.dtype.name)
-            elif isinstance(x, (list, tuple)):
-                for v in x:
-                    visit(v)
-
-        for v in (*self.args, *self.kwargs.values()):
-            visit(v)
-        return found
+        return floating_dtypes((*self.args, *self.kwargs.values()))
 
     def signature(self):
         """``fname(log_alpha: float32[3], u: float32[3], beta=0.5)``."""

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from refprune.conformance.config import PROTOCOL_NAMES
+from refprune.conformance.target import floating_dtypes
 from refprune.conformance.closed_forms import DECIMAL_TRAPS, log_alpha_edges
 from refprune.conformance.tolerances import TOLERANCES
 
@@ -291,16 +292,7 @@ class Result:
 
 
 def _dtype_of(args):
-    found = set()
-
-    def visit(x):
-        if isinstance(x, np.ndarray) and x.dtype.kind == "f":
-            found.add(x.dtype.name)
-        elif isinstance(x, (list, tuple)):
-            for v in x:
-                visit(v)
-
-    visit(args)
+    found = floating_dtypes(args)
     return found.pop() if len(found) == 1 else "float64"
 
 
