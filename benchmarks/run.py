@@ -206,6 +206,18 @@ def _status_kib(key):
     return int(re.search(rf"{key}:\s+(\d+)", text).group(1))
 
 
+def _timed_peak(run):
+    """Seconds of one call of ``run`` and the bytes its peak RSS rose by (VmHWM reset to VmRSS first)."""
+    base = _status_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    t0 = time.perf_counter()
+    out = run()
+    seconds = time.perf_counter() - t0
+    extra = (_status_kib("VmHWM") - base) * 1024
+    del out
+    return seconds, extra
+
+
 def worker_global(spec):
     """In a fresh process: build the weights, reset the peak RSS, run once, report."""
     n, arrays, who = spec["n"], spec["arrays"], spec["who"]
@@ -241,14 +253,8 @@ def worker_global(spec):
             return rp.global_magnitude_mask(ws, amount=0.9)
 
         rp.global_magnitude_mask([np.ones(10, np.float32)], amount=0.5)  # load the code paths
-    base = _status_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-    t0 = time.perf_counter()
-    out = run()
-    seconds = time.perf_counter() - t0
-    extra = (_status_kib("VmHWM") - base) * 1024
+    seconds, extra = _timed_peak(run)
     result = {"seconds": seconds, "extra_peak_bytes": extra, "weights_bytes": sum(w.nbytes for w in ws)}
-    del out
     if who == "refprune":
         import refprune as rp
 
@@ -760,13 +766,7 @@ def worker_pattern(spec):
 
         run = (lambda: rp.nm_mask(w, n=2, m=4)) if kind == "nm" else (lambda: rp.block_mask(w, block=(4, 4), amount=0.5))
         rp.nm_mask(w[:4, :8], n=2, m=4) if kind == "nm" else rp.block_mask(w[:8, :8], block=(4, 4), amount=0.5)
-    base = _status_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-    t0 = time.perf_counter()
-    out = run()
-    seconds = time.perf_counter() - t0
-    extra = (_status_kib("VmHWM") - base) * 1024
-    del out
+    seconds, extra = _timed_peak(run)
     return {"seconds": seconds, "extra_peak_bytes": extra, "weights_bytes": int(w.nbytes)}
 
 
