@@ -25,7 +25,7 @@ NaN to report, an unusual layout), and the core then runs the reference path, wh
 also produces the error messages. Fast paths never write to their inputs.
 
 Where they live. Each backend's fast paths are a module beside its adapter
-(``backends/_numpy_fast.py``, ``_torch_fast.py``, ``_cupy_fast.py``) ending in a
+(``refprune/backends/_numpy_fast.py``, ``_torch_fast.py``, ``_cupy_fast.py``) ending in a
 ``FAST_PATHS`` dictionary ``op -> function``; the table ``FAST_PATH_MODULES`` in
 ``refprune.backends`` says which module serves which namespace (by the ``__name__``
 of the namespace the core computes with, e.g. ``"array_api_compat.torch"``). A

@@ -131,17 +131,13 @@ def stage_result(name, status, seconds, **extra):
 
 
 def child_env(site, *, threads=None):
-    """The environment of every child: ``site`` and ``scripts/`` first on the path, no cwd on it."""
+    """The environment of every child: the checkout, ``site`` and ``scripts/`` first on the path."""
     env = dict(os.environ)
-    paths = [str(site)] if site else []
+    paths = [str(REPO)] + ([str(site)] if site else [])
     paths.append(str(SCRIPTS))
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
-    # Without this, ``python -m pytest`` puts the checkout first on sys.path, and its
-    # refprune/ (without the backends/ and conformance/ that the install maps into it)
-    # would shadow the installed copy.
-    env["PYTHONSAFEPATH"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     env["MPLBACKEND"] = "Agg"
     env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # JAX in `versions` must not take the GPU's memory
@@ -187,13 +183,12 @@ def _under(path, root):
 
 
 def stage_install(args, work):
-    """Make refprune of this checkout and its wheels importable without a network.
+    """Make the wheels of ``.whl/`` importable without a network; refprune imports from the checkout.
 
-    refprune imports as is when it is this checkout's editable install. Otherwise it is
-    installed, with the wheels of ``.whl/``, into a fresh folder put first on every
-    child's ``PYTHONPATH``: ``pip install --no-index --no-deps --no-build-isolation
-    --target``; where pip cannot build (no setuptools), the folder gets the layout that
-    ``pyproject.toml``'s package-dir describes, as links into the checkout.
+    The checkout's folders are the import packages (``refprune/backends``,
+    ``refprune/conformance``), so the checkout itself goes first on every child's
+    ``PYTHONPATH``; the pure-Python dependencies the GPU image lacks are installed from
+    ``.whl/`` into a fresh folder beside it (``pip install --no-index --no-deps --target``).
     Returns ``(stage result, site folder or None)``.
     """
     t0 = time.monotonic()
@@ -202,39 +197,22 @@ def stage_install(args, work):
     def left():
         return deadline - time.monotonic()
 
-    py, log = sys.executable, work / "logs" / "install.log"
+    py = sys.executable
     notes = []
     site = None
     before = probe(py, child_env(None), timeout=left())
-    mine = all(_under(before.get(n), REPO / d) for n, d in
-               (("refprune", "refprune"), ("refprune.backends", "backends"), ("refprune.conformance", "conformance")))
     wheels = sorted((REPO / ".whl").glob("*.whl"))
     missing = [imp for _, imp, _ in WHEELS if not before.get(imp)]
-    if mine and not missing and not args.reinstall:
-        notes.append(f"refprune is this checkout's editable install ({before['refprune']}); nothing to install")
-    else:
+    if wheels and (missing or args.reinstall):
         site = Path(tempfile.mkdtemp(prefix="refprune-gpu-check-site-"))
-        if wheels:
-            cmd = [py, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
-                   "--upgrade", "--target", str(site), *map(str, wheels)]
-            rc, _ = run_logged(cmd, log=work / "logs" / "install-wheels.log", timeout=left(), env=child_env(None))
-            notes.append(f"wheels {', '.join(w.name for w in wheels)}: " + ("installed" if rc == 0 else
-                         f"pip failed (rc {rc}): {tail(work / 'logs' / 'install-wheels.log')}"))
-        elif missing:
-            notes.append(f"not importable and no wheel in .whl/: {', '.join(missing)} (see the header of "
-                         f"scripts/gpu_check.sh to prepare them)")
-        if not mine or args.reinstall:
-            cmd = [py, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-build-isolation", "--no-compile",
-                   "--no-cache-dir", "--upgrade", "--target", str(site), str(REPO)]
-            had_build = (REPO / "build").exists()
-            rc, _ = run_logged(cmd, log=log, timeout=left(), env=child_env(None))
-            if not had_build:  # pip builds in the tree; a build/ left there would feed stale files to the next build
-                shutil.rmtree(REPO / "build", ignore_errors=True)
-            if rc == 0:
-                notes.append(f"refprune installed from {REPO} into {site} (pip --no-index --no-deps --target)")
-            else:
-                notes.append(f"pip could not build refprune (rc {rc}): {tail(log)}; linked the package-dir layout")
-                link_layout(site)
+        cmd = [py, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
+               "--upgrade", "--target", str(site), *map(str, wheels)]
+        rc, _ = run_logged(cmd, log=work / "logs" / "install-wheels.log", timeout=left(), env=child_env(None))
+        notes.append(f"wheels {', '.join(w.name for w in wheels)}: " + ("installed" if rc == 0 else
+                     f"pip failed (rc {rc}): {tail(work / 'logs' / 'install-wheels.log')}"))
+    elif missing:
+        notes.append(f"not importable and no wheel in .whl/: {', '.join(missing)} (see the header of "
+                     f"scripts/gpu_check.sh to prepare them)")
     after = probe(py, child_env(site), timeout=max(left(), 20))
     problems = [n for n in ("refprune", "refprune.backends", "refprune.conformance", "array_api_compat")
                 if not after.get(n)]
@@ -244,19 +222,6 @@ def stage_install(args, work):
         notes.append("array_api_strict does not import: its tests skip (carry its wheel in .whl/)")
     notes.append("imports: " + ", ".join(f"{k} from {v}" for k, v in after.items() if ":" not in k and v))
     return stage_result("install", "FAILED" if problems else "ok", time.monotonic() - t0, notes=notes), site
-
-
-def link_layout(site):
-    """``site/refprune`` as ``pyproject.toml`` maps it: refprune/, with backends/ and conformance/ inside."""
-    pkg = site / "refprune"
-    if pkg.exists() or pkg.is_symlink():
-        shutil.rmtree(pkg) if pkg.is_dir() and not pkg.is_symlink() else pkg.unlink()
-    pkg.mkdir(parents=True)
-    for entry in (REPO / "refprune").iterdir():
-        if entry.name != "__pycache__":
-            (pkg / entry.name).symlink_to(entry)
-    (pkg / "backends").symlink_to(REPO / "backends")
-    (pkg / "conformance").symlink_to(REPO / "conformance")
 
 
 # ----------------------------------------------------------------------------- versions
@@ -686,7 +651,7 @@ def parse_args(argv):
                    help='pytest -k of the tests stage (default: "torch-cuda or cupy"; "" for every test)')
     p.add_argument("--serial", action="store_true", help="run tests, conformance and methods one after the other")
     p.add_argument("--workers", type=int, default=0, help="pytest-xdist workers for the pytest stages (0: none)")
-    p.add_argument("--reinstall", action="store_true", help="install refprune into a fresh folder even when it imports")
+    p.add_argument("--reinstall", action="store_true", help="install the wheels of .whl/ even when their packages import")
     p.add_argument("--bench-mask-sizes", default=None, metavar="N,N", help="benchmarks/run.py --gpu-mask-sizes")
     p.add_argument("--prepare-wheels", action="store_true", help="only download the .whl/ wheels (needs a network)")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -763,7 +728,7 @@ def main(argv=None):
         conf_env = {k: v for k, v in env.items() if k != "REFPRUNE_TARGET"}
         extra = {"REFPRUNE_TARGET_BACKEND": ",".join(args.mode.backends), "REFPRUNE_PROFILE": "ci"}
         group.append(("conformance", lambda: stage_pytest(
-            "conformance", args, work, conf_env, paths=["conformance", "--ignore=conformance/meta_tests"],
+            "conformance", args, work, conf_env, paths=["refprune/conformance", "--ignore=refprune/conformance/meta_tests"],
             extra_env=extra)))
     if "methods" in args.stages:
         group.append(("methods", lambda: stage_methods(args, work, child_env(site, threads=2))))

@@ -33,9 +33,8 @@
 #
 #   run(command="bash scripts/gpu_check.sh --out $OUT", carry=[".whl"], timeout_s=600)
 #
-# and read $OUT/gpu_summary.md. Python >= 3.11 (PYTHONSAFEPATH keeps the checkout's own
-# refprune/ folder off sys.path, so that the installed package, with its mapped backends/
-# and conformance/, is the one imported).
+# and read $OUT/gpu_summary.md. refprune itself imports from the checkout (its folders are
+# the import packages).
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 exec "${PYTHON:-python3}" "$HERE/gpu_check.py" "$@"

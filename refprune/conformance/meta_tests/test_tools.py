@@ -327,7 +327,7 @@ def test_protocol_document_is_shipped_and_versioned():
     for heading in ("### N:M masks", "### Block masks", "### Per-layer budgets", "### Scores",
                     "### Dynamic sparse training", "## Golden vectors", "## Changelog", "## Tolerances"):
         assert heading in text, heading
-    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    pyproject = Path(__file__).resolve().parents[3] / "pyproject.toml"
     if pyproject.exists():  # the repository
         assert '"protocol.md"' in pyproject.read_text(encoding="utf-8")
 
