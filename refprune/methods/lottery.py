@@ -79,6 +79,7 @@ from refprune._array import flat_size
 from refprune.measures import nonzero_weights, weight_sparsity
 from refprune.nn import build_like, build_model, train
 from refprune.budgets import layer_densities
+from refprune.plots import new_figure, save_figure
 from refprune.schedules import imp_sparsity
 
 from ._registry import Option, register_method
@@ -301,7 +302,7 @@ def run(eng, o):
 
 def plot(path, *, tickets, controls, title=""):
     """Test accuracy and early-stopping epoch against sparsity, tickets and random-reinit control."""
-    fig, (ax_acc, ax_ep) = engine.new_figure(ncols=2)
+    fig, (ax_acc, ax_ep) = new_figure(ncols=2)
     for rows, label, style in ((tickets, "winning ticket (rewound)", "o-"), (controls, "random reinit", "s--")):
         if not rows:
             continue
@@ -317,4 +318,4 @@ def plot(path, *, tickets, controls, title=""):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Iterative magnitude pruning: {title}", fontsize=10)
-    engine.save_figure(fig, path)
+    save_figure(fig, path)
