@@ -554,44 +554,31 @@ class Engine:
 
     def train(self, model, *, step, optimizer, epochs, phase="train", setup=None, rng=None, measure=None,
               stopper=None, on_step=None, on_epoch=None, initial_row=False):
-        """Train ``model`` for ``epochs`` epochs of the training split; returns a :class:`PhaseResult`.
+        """Train ``model`` (in place) for ``epochs`` epochs of the training split; returns a :class:`PhaseResult`.
 
         Parameters
         ----------
-        model : Sequential
-            Trained in place.
         step : callable
             ``step(model, update, opt_state, xb, yb, *, rng) -> (Step, opt_state)``, e.g.
             :func:`refprune.nn.train.train_step` (bind method options with ``partial``).
         optimizer : Optimizer
             Its ``init`` makes the phase's optimizer state; its ``update`` goes to ``step``.
-        epochs : int
-            Epochs of this phase.
         phase : str
-            The phase's name: its rows' ``phase`` column, and how a resumed run finds
-            where it stopped. A phase completed before the checkpoint returns at once
-            (unless it stopped on its epoch limit and more are asked).
+            The phase's name: its rows' ``phase`` column, and how a resumed run finds where
+            it stopped. A phase completed before returns at once (unless it stopped on its
+            epoch limit and more are asked).
         setup : callable, optional
-            ``setup()`` prepares the phase (sets masks, rewinds weights, starts the
-            method's records in :attr:`extra`): called once, before the phase's first
-            epoch, and only when the phase has not started before the checkpoint the
-            run resumes from. What it does to the tracked models and to ``extra`` is in
-            every later checkpoint, so a resumed run finds it done.
+            ``setup()`` prepares the phase (masks, rewound weights, records in :attr:`extra`): called
+            before its first epoch, only when it has not started before the checkpoint the run
+            resumes from; its effects are in every later checkpoint.
         rng : refprune generator, optional
-            Draws the epochs' order and the step's noise; default ``self.rng``. A
-            method with several phases passes ``self.rng_for(phase)``.
-        measure : callable, optional
-            ``measure(model) -> dict`` of columns added to each epoch's row; without it
-            the row gets ``val_loss`` and ``val_accuracy``.
-        stopper : EarlyStopping, optional
-            Stops on the row's ``stopper.monitor``; the best epoch's parameters are
-            restored at the end.
-        on_step : callable, optional
-            ``on_step(model, steps)`` after every step (steps: the run's total so far).
-        on_epoch : callable, optional
-            ``on_epoch(model, row)`` after each epoch's row, before the checkpoint.
-        initial_row : bool
-            Add an epoch-0 row (``measure`` of the untrained model) first.
+            The epochs' order and the step's noise; default ``self.rng`` (or ``self.rng_for(phase)``).
+        measure, stopper, on_step, on_epoch, initial_row
+            ``measure(model) -> dict``: the row's columns (default ``val_loss``, ``val_accuracy``);
+            an :class:`EarlyStopping` on the row's ``stopper.monitor`` (the best epoch's
+            parameters are restored); ``on_step(model, steps)`` after every step (the run's
+            steps so far); ``on_epoch(model, row)`` before the epoch's checkpoint; an epoch-0
+            row of the untrained model first.
         """
         measure = measure or (lambda m: dict(zip(("val_loss", "val_accuracy"), self.evaluate(m, "val"))))
         loop = _Loop(model=model, name=self._name_of(model), phase=phase, epochs=epochs,
