@@ -89,6 +89,7 @@ __all__ = [
     "evaluate",
     "checkpoint_path",
     "environment",
+    "plot_unavailable",
     "COMMON_KEYS",
 ]
 
@@ -762,7 +763,7 @@ class Engine:
         for name, rows in (tables or {}).items():
             files[name] = self.write_table(name, rows)
         if plot is not None:
-            reason = _plot_unavailable()
+            reason = plot_unavailable()
             if reason is None:
                 plot(os.path.join(self.out, "plot.png"))
                 files["plot"] = "plot.png"
@@ -843,7 +844,8 @@ def _progress(*, total, desc, quiet):
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, unit="step")
 
 
-def _plot_unavailable():
+def plot_unavailable():
+    """Why no figure can be drawn (matplotlib missing), or None when it can."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from refprune import backends, cli, engine, methods
-from refprune.methods import _cli as method_cli
+from refprune.cli import run as method_cli
 
 
 def _exit_code(argv):
@@ -184,7 +184,7 @@ def test_runs_and_compare(tmp_path, capsys):
 
 def test_demo_runs_every_method_and_prints_one_table(tmp_path, monkeypatch, capsys):
     """The README's main command, each method shortened (one epoch on 60 examples) so that it takes seconds."""
-    from refprune.methods import _cli as demo_cli
+    from refprune.cli import run as demo_cli
 
     real = demo_cli.make_spec
 

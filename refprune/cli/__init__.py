@@ -1,4 +1,9 @@
-"""The ``refprune`` command line."""
+"""The ``refprune`` command line: every subcommand's arguments live in this package.
+
+``run``/``demo`` (:mod:`.run`), ``compact``/``export`` (:mod:`.compact`), ``sweep``
+(:mod:`.sweep`), ``check``/``vectors`` (:mod:`.check`); ``backends``, ``runs`` and
+``compare`` here. The registries and the library modules know no argparse.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ def _cmd_compare(args):
     import os
 
     from refprune import runs
-    from refprune.engine import _plot_unavailable
+    from refprune.engine import plot_unavailable
 
     if os.path.exists(args.out) and not args.overwrite:
         args.parser.exit(2, f"refprune compare: error: {args.out} exists; pass --overwrite to replace it or "
@@ -46,7 +51,7 @@ def _cmd_compare(args):
     except (FileNotFoundError, ValueError) as exc:
         args.parser.exit(2, f"refprune compare: error: {exc}\n")
     print(runs.format_rows(runs.sort_rows(runs.rows(results), "sparsity")))
-    reason = _plot_unavailable()
+    reason = plot_unavailable()
     if reason is not None:
         print(f"no plot: {reason}")
         return 0
@@ -73,10 +78,14 @@ def build_parser():
     sub.required = True
     p = sub.add_parser("backends", help="list the array backends and whether each can run here")
     p.set_defaults(func=_cmd_backends)
-    from refprune.methods._cli import add_commands
-
-    add_commands(sub)
     from refprune.runs import SORT_KEYS
+
+    from .check import add_commands as add_check_commands
+    from .compact import add_commands as add_compact_commands
+    from .run import add_commands as add_run_commands
+    from .sweep import add_command as add_sweep_command
+
+    add_run_commands(sub)
 
     p = sub.add_parser("runs", help="a table of every run under a folder", formatter_class=formatter,
                        description="List every run (every result.json) under FOLDER: method, data, model, backend, "
@@ -98,15 +107,9 @@ def build_parser():
     p.add_argument("--out", default="compare.png", metavar="FILE.png", help="the figure")
     p.add_argument("--overwrite", action="store_true", help="replace FILE.png if it exists")
     p.set_defaults(func=_cmd_compare, parser=p)
-    from refprune.cli.compact import add_commands as add_compact_commands
-
     add_compact_commands(sub)
-    from refprune.sweep import add_command as add_sweep_command
-
     add_sweep_command(sub)
-    from refprune.conformance.cli import add_commands as add_conformance_commands
-
-    add_conformance_commands(sub)
+    add_check_commands(sub)
     return parser
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from refprune.methods._registry import ArgumentFormatter
+from ._format import ArgumentFormatter, fail
 
 
 def add_commands(sub):
@@ -46,16 +46,12 @@ def add_commands(sub):
     p.set_defaults(func=_cmd_export, parser=p)
 
 
-def _fail(parser, message):
-    parser.exit(2, f"{parser.prog}: error: {message}\n")
-
-
 def _out_folder(args, default_name, files):
     base = args.run if os.path.isdir(args.run) else os.path.dirname(args.run) or "."
     out = args.out or os.path.join(base, default_name)
     held = [f for f in files if os.path.exists(os.path.join(out, f))]
     if held and not args.overwrite:
-        _fail(args.parser, f"{out} already holds {', '.join(held)}; pass --overwrite to replace them or choose "
+        fail(args.parser, f"{out} already holds {', '.join(held)}; pass --overwrite to replace them or choose "
                            "another --out")
     os.makedirs(out, exist_ok=True)
     return out
@@ -101,7 +97,7 @@ def _cmd_compact(args):
         small = compact(model)
         seconds = time.perf_counter() - start
     except (ValueError, FileNotFoundError, TypeError) as exc:
-        _fail(args.parser, str(exc))
+        fail(args.parser, str(exc))
     report = {"source": info["file"], "method": info["method"], "compact_seconds": seconds,
               **compaction_summary(model, small)}
     if info["run"] is not None:
@@ -147,11 +143,11 @@ def _cmd_export(args):
     try:
         model, info = load_run_network(args.run, backend=backends.get("numpy"))
     except (ValueError, FileNotFoundError, TypeError) as exc:
-        _fail(args.parser, str(exc))
+        fail(args.parser, str(exc))
     arch = measures.architecture(model)
     described = {"format": args.format, "file": name, "source": info["file"], "method": info["method"],
                  "network": model.config, "layers": describe(model), "architecture": arch,
-                 "architecture_string": f"{measures._join(arch['before'])} -> {measures._join(arch['after'])}"}
+                 "architecture_string": measures.architecture_string(arch)}
     if args.format == "torch":
         io.save_torch(os.path.join(out, name), model, masks=args.masks)
         described["masks"] = args.masks
@@ -161,7 +157,7 @@ def _cmd_export(args):
     else:
         reason = io_interop.safetensors_unavailable()
         if reason is not None:
-            _fail(args.parser, reason)
+            fail(args.parser, reason)
         io.save_safetensors(os.path.join(out, name), model, metadata={"method": info["method"], "config": info["run"],
                                                                         "architecture": arch})
     io.write_json(os.path.join(out, "model.json"), described)

@@ -1,4 +1,4 @@
-"""The ``run`` and ``demo`` commands of the ``refprune`` CLI, built from the method registry."""
+"""The ``run`` and ``demo`` commands, built from the method registry."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import os
 import time
 
 from refprune.engine import Diverged, Interrupted
+from refprune.methods import COMMON_OPTIONS, execute, get, make_spec, names
 
-from ._registry import COMMON_OPTIONS, ArgumentFormatter, add_option, execute, get, make_spec, names
+from ._format import ArgumentFormatter, add_option, fail
 from ._text import plain
 
 #: Exit codes: bad input (argparse's own), a diverged run, an interrupted run (128 + SIGINT).
@@ -48,16 +49,12 @@ def add_commands(sub):
     demo.set_defaults(func=_cmd_demo, parser=demo)
 
 
-def _fail(parser, message, code=EXIT_USAGE):
-    parser.exit(code, f"{parser.prog}: error: {message}\n")
-
-
 def _check_backend(parser, name):
     from refprune import backends
 
     reason = backends.unavailable_reason(name)
     if reason is not None:
-        _fail(parser, f"backend {name!r} cannot run here: {reason}; available: {', '.join(backends.available())}")
+        fail(parser, f"backend {name!r} cannot run here: {reason}; available: {', '.join(backends.available())}")
 
 
 def _execute(parser, spec):
@@ -65,14 +62,14 @@ def _execute(parser, spec):
     try:
         return execute(spec)
     except Diverged as exc:
-        _fail(parser, str(exc), EXIT_DIVERGED)
+        fail(parser, str(exc), EXIT_DIVERGED)
     except Interrupted as exc:
-        _fail(parser, str(exc), EXIT_INTERRUPTED)
+        fail(parser, str(exc), EXIT_INTERRUPTED)
     except KeyboardInterrupt:  # between two training phases: the last checkpoint is where to continue
-        _fail(parser, f"interrupted; resume from the last checkpoint with: refprune run {spec.method} "
+        fail(parser, f"interrupted; resume from the last checkpoint with: refprune run {spec.method} "
                       f"--resume {spec.folder()} (and the same options)", EXIT_INTERRUPTED)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as exc:
-        _fail(parser, str(exc))
+        fail(parser, str(exc))
 
 
 def _cmd_run(args):
@@ -82,7 +79,7 @@ def _cmd_run(args):
     try:
         spec = make_spec(method.name, **settings)
     except ValueError as exc:
-        _fail(args.parser, str(exc))
+        fail(args.parser, str(exc))
     result = _execute(args.parser, spec)
     print(summary_line(result))
     print(f"wrote {os.path.join(result['out'], 'result.json')}")

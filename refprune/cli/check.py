@@ -1,4 +1,4 @@
-"""The ``check`` and ``vectors`` subcommands of ``refprune`` (registered by ``refprune.cli``)."""
+"""The ``check`` and ``vectors`` commands: the conformance suite and its golden vectors."""
 
 from __future__ import annotations
 

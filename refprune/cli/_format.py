@@ -1,0 +1,42 @@
+"""What the ``refprune`` subcommands share: the help formatter and a registry :class:`~refprune.methods.Option` as a flag."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["ArgumentFormatter", "add_option", "fail"]
+
+
+class ArgumentFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the method docs' line breaks and shows every default (a switch's help says what it does instead)."""
+
+    def _get_help_string(self, action):
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)) or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_option(group, option):
+    """Add ``option`` to an argparse group as its flag, with its type, default and range in the help."""
+    help_text = option.help + (f" ({option.allowed()})" if option.allowed() and not option.choices else "")
+    if option.is_switch:
+        action = "store_false" if option.default else "store_true"
+        group.add_argument(option.cli_flag, dest=option.name, action=action, default=option.default,
+                           help=help_text)
+        return
+
+    def parse(text):
+        try:
+            return option.convert(text)
+        except (ValueError, TypeError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = option.name
+    group.add_argument(option.cli_flag, dest=option.name, type=parse, default=option.default,
+                       choices=None, metavar=option.metavar or ("{" + ",".join(map(str, option.choices)) + "}"
+                                                                if option.choices else None), help=help_text)
+
+
+def fail(parser, message, code=2):
+    """End the command with ``PROG: error: MESSAGE`` on one line and exit code ``code``."""
+    parser.exit(code, f"{parser.prog}: error: {message}\n")
