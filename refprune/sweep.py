@@ -52,12 +52,15 @@ the means over seeds, bars of one standard deviation both ways).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
 import os
+import signal
 import statistics
 import sys
+import threading
 import time
 
 from . import io
@@ -293,10 +296,24 @@ def _client(scheduler, workers, threads):
     # array of a training step is a fresh mmap and its page faults (measured: training 3x slower).
     quiet = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
              "distributed.nanny.pre-spawn-environ": env}
-    with dask.config.set(quiet):
+    with dask.config.set(quiet), _sigint_ignored():
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR, env=env)
     return Client(cluster), cluster
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Worker processes started inside ignore Ctrl-C (inherited SIG_IGN): the terminal sends it to every process
+    of the group, and only this one should stop the sweep (and close the workers), without their tracebacks."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def default_workers():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["ArgumentFormatter", "add_option", "fail"]
+__all__ = ["ArgumentFormatter", "add_option", "check_backend", "fail"]
 
 
 class ArgumentFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -40,3 +40,12 @@ def add_option(group, option):
 def fail(parser, message, code=2):
     """End the command with ``PROG: error: MESSAGE`` on one line and exit code ``code``."""
     parser.exit(code, f"{parser.prog}: error: {message}\n")
+
+
+def check_backend(parser, name):
+    """One line and exit 2 when backend ``name`` cannot run on this machine."""
+    from refprune import backends
+
+    reason = backends.unavailable_reason(name)
+    if reason is not None:
+        fail(parser, f"backend {name!r} cannot run here: {reason}; available: {', '.join(backends.available())}")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from refprune import sweep
+from refprune import io, sweep
 from refprune.methods import COMMON_OPTIONS, get, names
 from refprune.sweep import MANAGED, Grid, SweepError, default_workers, expand, read_config, run_sweep, split_values
 
-from ._format import ArgumentFormatter, fail
+from ._format import ArgumentFormatter, check_backend, fail
 from ._text import plain
 
 
@@ -80,32 +80,40 @@ def grid_from_args(args):
             msg = f"--sparsity: each target must be in [0, 1], got {s!r}"
             raise SweepError(msg)
     seeds = _numbers_list(settings.pop("seeds", [0]), "seeds", int)
-    sweep = {k: settings.pop(k) for k in ("out", "scheduler", "workers", "threads") if k in settings}
+    setup = {k: settings.pop(k) for k in ("out", "scheduler", "workers", "threads") if k in settings}
     for name, option in options.items():
         raw = getattr(args, f"run_{name}")
         if raw is not None:
             settings[name] = split_values(raw, option)
-    if not sweep.get("out"):
+    if not setup.get("out"):
         msg = "--out DIR is required (the sweep's folder)"
         raise SweepError(msg)
     grid = Grid(methods or [], sparsity=sparsity, seeds=seeds, options=settings, method_options=method_options)
-    return grid, sweep
+    return grid, setup
 
 
 def _cmd_sweep(args):
     parser = args.parser
     try:
-        grid, sweep = grid_from_args(args)
-        threads = int(sweep.get("threads") or 1)
-        specs = expand(grid, out=sweep["out"], threads=threads)
-        print(f"[sweep] {len(specs)} runs of {', '.join(grid.methods)} into {os.path.abspath(sweep['out'])}",
-              flush=True)
-        summary = run_sweep(grid, out=sweep["out"], scheduler=sweep.get("scheduler"), workers=sweep.get("workers"),
-                            threads=threads)
-    except (SweepError, ValueError, FileNotFoundError, ImportError) as exc:
+        grid, setup = grid_from_args(args)
+        threads = int(setup.get("threads") or 1)
+        specs = expand(grid, out=setup["out"], threads=threads)
+    except (SweepError, ValueError) as exc:
         fail(parser, str(exc))
-    except KeyboardInterrupt:
-        fail(parser, "interrupted", 130)
+    if not setup.get("scheduler"):  # the local workers run here: a backend this machine lacks fails now, once
+        for name in sorted({spec.backend for spec in specs}):
+            check_backend(parser, name)
+    problem = io.folder_problem(setup["out"])
+    if problem is not None:
+        fail(parser, f"--out {setup['out']}: {problem}")
+    print(f"[sweep] {len(specs)} runs of {', '.join(grid.methods)} into {os.path.abspath(setup['out'])}", flush=True)
+    try:
+        summary = run_sweep(grid, out=setup["out"], scheduler=setup.get("scheduler"), workers=setup.get("workers"),
+                            threads=threads)
+    except (SweepError, ValueError, OSError, ImportError) as exc:
+        fail(parser, str(exc))
+    except KeyboardInterrupt:  # run_sweep has printed how to resume
+        parser.exit(130)
     counts = summary["counts"]
     print(f"[sweep] {counts['done']} ran, {counts['skipped']} already complete (skipped), {counts['failed']} failed")
     for p in sorted(summary["points"], key=lambda p: (p["method"], p["sparsity_mean"])):
@@ -113,5 +121,5 @@ def _cmd_sweep(args):
         setting = f" {p['setting']}" if p["setting"] else ""
         print(f"  {p['method']}{target}{setting}: test accuracy {p['accuracy_mean']:.4f} +- {p['accuracy_std']:.4f}, "
               f"weight sparsity {p['sparsity_mean']:.3f} ({p['seeds']} seeds)")
-    print(f"wrote {os.path.join(sweep['out'], 'sweep.csv')}, sweep.json, sweep.png")
+    print(f"wrote {os.path.join(setup['out'], 'sweep.csv')}, sweep.json, sweep.png")
     return 1 if counts["failed"] else 0
