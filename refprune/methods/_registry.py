@@ -313,6 +313,8 @@ def get(name):
 
 
 _SPEC_FIELDS = {f.name for f in fields(RunSpec)} - {"method", "options"}
+#: The data sets read from files in ``data_dir``.
+FILE_DATA = ("mnist", "fashion-mnist", "cifar10")
 
 
 def make_spec(method, **settings):
@@ -334,6 +336,11 @@ def make_spec(method, **settings):
     for key in ("model", "epochs", "batch_size", "lr"):
         if spec_values.get(key) is None:
             spec_values[key] = m.defaults[key]
+    data = spec_values.get("data", "digits")
+    if spec_values.get("data_dir") is not None and data not in FILE_DATA:
+        msg = (f"data_dir: {data} reads no files (it is bundled or generated), so --data-dir would be ignored; "
+               f"it is for {', '.join(FILE_DATA)}")
+        raise ValueError(msg)
     options = {o.name: o.check(settings.get(o.name, o.default)) for o in m.options}
     return RunSpec(method=method, **spec_values, options=options)
 
