@@ -1,0 +1,123 @@
+"""Issue 22, "A run record must describe the run that was trained": resume, overwrite, Ctrl-C, the demo, listings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from refprune import cli, engine, methods
+
+TINY = ["--data", "synthetic", "--subset", "60", "--epochs", "1", "--quiet", "--model", "mlp-300-100"]
+
+
+def _exit(argv, capsys):
+    """``(exit code, stderr)`` of ``refprune ARGV`` (its stdout in ``_exit.out``)."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    _exit.out = captured.out
+    return code, captured.err.strip()
+
+
+# ---------------------------------------------------------------------- 3. Ctrl-C before the first checkpoint
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):  # Ctrl-C while the data loads: no checkpoint exists yet
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("refprune.data.load", interrupted)
+    out = tmp_path / "run"
+    code, err = _exit(["run", "l0", *TINY, "--seed", "5", "--out", str(out)], capsys)
+    assert code == 130 and len(err.splitlines()) == 1, err
+    assert "nothing was saved" in err and "--resume" not in err
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------- 4. an interrupted demo goes on
+
+
+def _short_demo(monkeypatch):
+    from refprune.cli import run as demo_cli
+
+    real = demo_cli.make_spec
+
+    def short(name, **settings):
+        small = {"epochs": 1, "subset": 60}
+        if name == "lottery":
+            small["rounds"] = 1
+        if name == "binary":
+            small["hidden"] = "32"
+        return real(name, **{**settings, **small})
+
+    monkeypatch.setattr(demo_cli, "make_spec", short)
+
+
+def test_an_interrupted_demo_skips_finished_methods_and_resumes_the_interrupted_one(tmp_path, monkeypatch, capsys):
+    _short_demo(monkeypatch)
+    first, interrupted = methods.names()[:2]
+    real_execute, real_flag = methods.execute, engine._SigintFlag
+
+    class CtrlC:  # Ctrl-C in the first step of the second method
+        raised = True
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def execute(spec, **kwargs):
+        monkeypatch.setattr(engine, "_SigintFlag", CtrlC if spec.method == interrupted else real_flag)
+        return real_execute(spec, **kwargs)
+
+    monkeypatch.setattr(methods, "execute", execute)
+    out = tmp_path / "demo"
+    code, err = _exit(["demo", "--quiet", "--out", str(out)], capsys)
+    assert code == 130 and len(err.splitlines()) == 1, err
+    assert f"interrupted in {interrupted}; continue with: refprune demo --out {out}" in err
+    assert (out / first / "result.json").exists() and not (out / interrupted / "result.json").exists()
+    monkeypatch.setattr(methods, "execute", real_execute)
+    monkeypatch.setattr(engine, "_SigintFlag", real_flag)
+    code, err = _exit(["demo", "--quiet", "--out", str(out)], capsys)
+    assert code == 0, err
+    lines = _exit.out.splitlines()
+    assert any(line.startswith(f"   {first}:") and line.endswith("(finished before: skipped)") for line in lines)
+    assert any(line.startswith(f"   {interrupted}:") and "(resumed at step " in line for line in lines), _exit.out
+    for name in methods.names():
+        assert (out / name / "result.json").exists(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["method"] for r in summary["methods"]] == list(methods.names())
+
+
+# ---------------------------------------------------------------------- 5. one corrupt result.json
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    for name in ("good", "bad"):
+        assert cli.main(["run", "magnitude", *TINY, "--amounts", "0,0.5", "--out", str(tmp_path / "runs" / name)]) == 0
+    (tmp_path / "runs" / "bad" / "result.json").write_text('{"method": ')
+    return tmp_path / "runs"
+
+
+def test_runs_lists_the_good_runs_and_one_line_per_unreadable_one(two_runs, capsys):
+    capsys.readouterr()
+    assert cli.main(["runs", str(two_runs)]) == 1
+    captured = capsys.readouterr()
+    rows = captured.out.splitlines()[2:]
+    assert len(rows) == 1 and rows[0].startswith("good "), captured.out
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "bad" in err[0] and "not valid JSON" in err[0], captured.err
+
+
+def test_compare_plots_the_good_runs_and_names_the_unreadable_one(two_runs, tmp_path, capsys):
+    png = tmp_path / "c.png"
+    capsys.readouterr()
+    assert cli.main(["compare", str(two_runs), "--out", str(png)]) == 1
+    captured = capsys.readouterr()
+    assert png.exists() and f"wrote {png}" in captured.out
+    assert len(captured.err.strip().splitlines()) == 1 and "not valid JSON" in captured.err
