@@ -176,7 +176,7 @@ def _label(result, table_row):
 
 def plot_compare(results, path):
     """Accuracy against weight sparsity for ``results`` (and binary's on-sweep), written to ``path`` as PNG."""
-    from .engine import new_figure, save_figure
+    from .plots import new_figure, save_figure
 
     table = rows(results)
     binary = [r for r in results if r.get("on_sweep")]

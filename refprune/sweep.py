@@ -483,7 +483,7 @@ def write_outputs(out, summary):
     io.write_csv(os.path.join(out, "sweep.csv"), [{k: r.get(k) for k in (*_ROW_KEYS[:3], "setting", *_ROW_KEYS[3:],
                                                                          "error")} for r in summary["runs"]])
     io.write_json(os.path.join(out, "sweep.json"), summary)
-    from .engine import plot_unavailable
+    from .plots import plot_unavailable
 
     reason = plot_unavailable()
     if reason is None and summary["points"]:
@@ -497,7 +497,7 @@ def plot_sweep(path, summary):
     the sparsity reached (horizontal); each point is labelled with its target sparsity
     or varied setting where there is one.
     """
-    from .engine import new_figure, save_figure
+    from .plots import new_figure, save_figure
 
     fig, (ax,) = new_figure(width=7.0, height=4.8)
     methods = list(dict.fromkeys(p["method"] for p in summary["points"]))

@@ -56,7 +56,7 @@ def _cmd_runs(args):
 
 def _figure_problem(path, overwrite):
     """Why ``path`` cannot receive a new figure (exists, no such folder, no matplotlib), or None."""
-    from refprune.engine import plot_unavailable
+    from refprune.plots import plot_unavailable
 
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
