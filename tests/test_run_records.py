@@ -22,6 +22,87 @@ def _exit(argv, capsys):
     return code, captured.err.strip()
 
 
+# ---------------------------------------------------------------------- 1. resume takes the checkpoint's settings
+
+
+@pytest.fixture
+def interrupted_l0(tmp_path, interrupt_after, monkeypatch, capsys):
+    """An l0 run with --seed 5 --lr 0.003 --epochs 2, interrupted in its second step."""
+    real_flag = engine._SigintFlag
+    interrupt_after(2)
+    out = tmp_path / "l0"
+    code, err = _exit(["run", "l0", *TINY, "--epochs", "2", "--batch-size", "20", "--seed", "5", "--lr", "0.003",
+                       "--out", str(out)], capsys)
+    assert code == 130 and f"Resume with: refprune run l0 --resume {out}" in err, err
+    monkeypatch.setattr(engine, "_SigintFlag", real_flag)
+    return out
+
+
+def test_resume_records_the_checkpoints_settings(interrupted_l0, capsys):
+    code, err = _exit(["run", "l0", "--resume", str(interrupted_l0), "--quiet"], capsys)
+    assert code == 0, err
+    result = json.loads((interrupted_l0 / "result.json").read_text())
+    assert result["seed"] == 5 and result["epochs"] == 2 and result["steps"] == 2 * 3
+    assert result["config"]["lr"] == 0.003 and result["config"]["batch_size"] == 20
+    assert result["config"]["subset"] == 60 and result["model"] == "mlp-300-100"
+    assert "epochs_extended" not in result
+
+
+@pytest.mark.parametrize(("given", "stored"), [(["--seed", "0"], "seed=5"), (["--lr", "0.01"], "lr=0.003"),
+                                               (["--batch-size", "10"], "batch_size=20"),
+                                               (["--epochs", "1"], "epochs=2"), (["--lam", "0.5"], "lam=")])
+def test_resume_refuses_an_option_that_differs_in_one_line(interrupted_l0, capsys, given, stored):
+    before = (interrupted_l0 / "checkpoint.npz").read_bytes()
+    code, err = _exit(["run", "l0", "--resume", str(interrupted_l0), *given], capsys)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"with {given[0]} {given[1]}: its run has {stored}" in err, err
+    assert (interrupted_l0 / "checkpoint.npz").read_bytes() == before and not (interrupted_l0 / "result.json").exists()
+
+
+def test_more_epochs_at_resume_extend_the_run_and_say_so(interrupted_l0, capsys):
+    code, err = _exit(["run", "l0", "--resume", str(interrupted_l0), "--epochs", "3", "--quiet"], capsys)
+    assert code == 0, err
+    result = json.loads((interrupted_l0 / "result.json").read_text())
+    assert result["epochs"] == 3 and result["steps"] == 3 * 3 and result["seed"] == 5
+    assert result["epochs_extended"] == [{"at_step": 2, "epochs": [2, 3]}]
+
+
+# ---------------------------------------------------------------------- 2. --overwrite never mixes two runs
+
+
+def test_overwrite_then_ctrl_c_leaves_only_the_new_run(tmp_path, capsys, interrupt_after):
+    out = tmp_path / "run"
+    assert cli.main(["run", "magnitude", *TINY, "--amounts", "0,0.5", "--out", str(out)]) == 0
+    assert {"result.json", "final.npz", "metrics.csv"} <= set(p.name for p in out.iterdir())
+    interrupt_after(2)
+    code, err = _exit(["run", "l0", *TINY, "--epochs", "2", "--batch-size", "20", "--overwrite", "--out", str(out)],
+                      capsys)
+    assert code == 130, err
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "metrics.csv"]
+    code, err = _exit(["runs", str(out)], capsys)
+    assert code == 2 and "no result.json" in err
+
+
+# ---------------------------------------------------------------------- options refused late leave no folder
+
+
+@pytest.mark.parametrize("argv", [["l0", "--lam", "1,2"], ["rvsm", "--layers", "nosuch"],
+                                  ["gmp", "--criterion", "5:4"], ["gmp", "--criterion", "block:0x4"],
+                                  ["l0", "--init-from", "/nonexistent.pt"]])
+def test_an_option_refused_by_the_method_leaves_no_run_folder(tmp_path, capsys, argv):
+    out = tmp_path / "run"
+    code, err = _exit(["run", *argv, *TINY, "--out", str(out)], capsys)
+    assert code == 2 and "Traceback" not in err and err.splitlines()[-1].startswith(f"refprune run {argv[0]}: error:")
+    assert not out.exists()
+
+
+def test_run_into_a_file_is_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    code, err = _exit(["run", "magnitude", *TINY, "--out", str(afile)], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "is a file, not a folder" in err and "Errno" not in err
+
+
 # ---------------------------------------------------------------------- 3. Ctrl-C before the first checkpoint
 
 

@@ -11,18 +11,29 @@ class ArgumentFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentD
     """Keeps the method docs' line breaks and shows every default (a switch's help says what it does instead)."""
 
     def _get_help_string(self, action):
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)) or action.default is None:
+        if action.nargs == 0 or action.default is None:
             return action.help
         return super()._get_help_string(action)
 
 
+class _Given(argparse.Action):
+    """Stores the value and adds the option's name to ``namespace.given``: what was typed, not defaulted."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        namespace.given = frozenset(getattr(namespace, "given", ())) | {self.dest}
+
+
 def add_option(group, option):
-    """Add ``option`` to an argparse group as its flag, with its type, default and range in the help."""
+    """Add ``option`` to an argparse group as its flag, with its type, default and range in the help.
+
+    The parsed namespace's ``given`` holds the names of the options typed on the command
+    line (a resumed run takes the others from its checkpoint).
+    """
     help_text = option.help + (f" ({option.allowed()})" if option.allowed() and not option.choices else "")
     if option.is_switch:
-        action = "store_false" if option.default else "store_true"
-        group.add_argument(option.cli_flag, dest=option.name, action=action, default=option.default,
-                           help=help_text)
+        group.add_argument(option.cli_flag, dest=option.name, action=_Given, nargs=0, const=not option.default,
+                           default=option.default, help=help_text)
         return
 
     def parse(text):
@@ -32,7 +43,7 @@ def add_option(group, option):
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     parse.__name__ = option.name
-    group.add_argument(option.cli_flag, dest=option.name, type=parse, default=option.default,
+    group.add_argument(option.cli_flag, dest=option.name, action=_Given, type=parse, default=option.default,
                        choices=None, metavar=option.metavar or ("{" + ",".join(map(str, option.choices)) + "}"
                                                                 if option.choices else None), help=help_text)
 

@@ -73,7 +73,7 @@ def _execute(parser, spec, *, run=None, again=None):
 def _modified(path):
     try:
         return os.stat(path).st_mtime_ns
-    except FileNotFoundError:
+    except OSError:  # none there (or --out is not a folder: the engine says so)
         return None
 
 
@@ -92,12 +92,14 @@ def _interrupted(spec, exc, *, saved, again):
 
 def _cmd_run(args):
     method = get(args.method)
-    settings = {k: v for k, v in vars(args).items() if k not in ("func", "parser", "command", "method")}
-    check_backend(args.parser, settings["backend"])
+    settings = {k: v for k, v in vars(args).items() if k not in ("func", "parser", "command", "method", "given")}
+    if args.resume:  # what was not typed comes from the checkpoint
+        settings = {k: v for k, v in settings.items() if k in getattr(args, "given", ())}
     try:
         spec = make_spec(method.name, **settings)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         fail(args.parser, str(exc))
+    check_backend(args.parser, spec.backend)
     result = _execute(args.parser, spec)
     print(summary_line(result))
     print(f"wrote {os.path.join(result['out'], 'result.json')}")

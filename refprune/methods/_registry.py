@@ -18,14 +18,15 @@ use, so a new method is one new file. Its options become ``--flags`` of
 from __future__ import annotations
 
 import math
+import os
 import pkgutil
 from dataclasses import dataclass, fields
 from importlib import import_module
 from types import SimpleNamespace
 
-from refprune import backends
+from refprune import backends, io
 from refprune.data import NAMES as DATA_NAMES
-from refprune.engine import Engine, RunSpec
+from refprune.engine import Engine, RunSpec, checkpoint_path
 from refprune.nn.models import PRESETS
 
 __all__ = ["Option", "Method", "METHODS", "register_method", "get", "names", "run", "make_spec", "COMMON_OPTIONS"]
@@ -205,12 +206,12 @@ COMMON_OPTIONS = (
            "every backend; 'native' uses the library's generator", choices=("reference", "native")),
     Option("out", None, "output folder (default: runs/<method>-<data>-<model>-<backend>-seed<seed>-<hash of the "
            "settings>)", type=str, metavar="DIR"),
-    Option("resume", None, "continue the run in this folder (or from this checkpoint.npz)", type=str,
-           metavar="RUN"),
+    Option("resume", None, "continue the run in this folder (or from this checkpoint.npz) with its settings: an "
+           "option given here that differs is refused, except more --epochs", type=str, metavar="RUN"),
     Option("init_from", None, "start from the weights in FILE: a run folder or its final.npz, a compacted model.npz "
            "(refprune compact; its architecture replaces the preset's), a torch .pt state_dict or .safetensors "
            "(names: see the README's interop section)", type=str, metavar="FILE"),
-    Option("overwrite", False, "replace the files of a run already in --out"),
+    Option("overwrite", False, "replace the run already in --out (its files are removed before this run writes)"),
     Option("quiet", False, "no progress bars"),
     Option("threads", 1, "BLAS / torch threads; 1 is fastest for these small models on a few cores (measured: "
            "see the README), raise it for large models on many cores", type=integer, low=1, metavar="N"),
@@ -322,6 +323,8 @@ def make_spec(method, **settings):
 
     Unknown names and values outside an option's range are a ``ValueError`` naming the
     option; ``model``, ``epochs``, ``batch_size`` and ``lr`` left unset take the method's defaults.
+    With ``resume``, every setting left unset is the checkpoint's run's instead (the engine
+    refuses one that differs, except more ``epochs``).
     """
     m = get(method)
     known = {o.name for o in m.options}
@@ -330,6 +333,8 @@ def make_spec(method, **settings):
         msg = (f"unknown option(s) {unknown} for method {method!r}; its options are {sorted(known)}, and every "
                f"method takes {sorted(_SPEC_FIELDS)}")
         raise ValueError(msg)
+    if settings.get("resume"):
+        settings = {**_resumed_settings(method, settings["resume"]), **settings}
     common = {o.name: o for o in COMMON_OPTIONS}
     spec_values = {k: common[k].check(v) if k in common and v is not None else v
                    for k, v in settings.items() if k in _SPEC_FIELDS}
@@ -343,6 +348,19 @@ def make_spec(method, **settings):
         raise ValueError(msg)
     options = {o.name: o.check(settings.get(o.name, o.default)) for o in m.options}
     return RunSpec(method=method, **spec_values, options=options)
+
+
+def _resumed_settings(method, resume):
+    """The settings and options of the run whose checkpoint ``resume`` names ({} when there is none of ``method``)."""
+    path = checkpoint_path(resume)
+    if not os.path.isfile(path):
+        return {}  # the engine says that there is no checkpoint
+    stored = dict((io.load_checkpoint(path).config or {}).get("run") or {})
+    if stored.get("method") != method:
+        return {}  # the engine refuses another method's checkpoint
+    options = stored.pop("options", None) or {}
+    kept = {k: v for k, v in stored.items() if k in _SPEC_FIELDS and k not in ("out", "resume", "overwrite")}
+    return {**kept, **{k: v for k, v in options.items() if k in {o.name for o in get(method).options}}}
 
 
 def run(method, *, dataset=None, **settings):
