@@ -121,24 +121,8 @@ def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved(tmp_path, mon
 # ---------------------------------------------------------------------- 4. an interrupted demo goes on
 
 
-def _short_demo(monkeypatch):
-    from refprune.cli import run as demo_cli
-
-    real = demo_cli.make_spec
-
-    def short(name, **settings):
-        small = {"epochs": 1, "subset": 60}
-        if name == "lottery":
-            small["rounds"] = 1
-        if name == "binary":
-            small["hidden"] = "32"
-        return real(name, **{**settings, **small})
-
-    monkeypatch.setattr(demo_cli, "make_spec", short)
-
-
-def test_an_interrupted_demo_skips_finished_methods_and_resumes_the_interrupted_one(tmp_path, monkeypatch, capsys):
-    _short_demo(monkeypatch)
+def test_an_interrupted_demo_skips_finished_methods_and_resumes_the_interrupted_one(tmp_path, monkeypatch, capsys,
+                                                                                    short_demo):
     first, interrupted = methods.names()[:2]
     real_execute, real_flag = methods.execute, engine._SigintFlag
 

@@ -1,4 +1,4 @@
-"""What the ``refprune`` subcommands share: the help formatter and a registry :class:`~refprune.methods.Option` as a flag."""
+"""What the ``refprune`` subcommands share: the help formatter, an :class:`~refprune.methods.Option` as a flag."""
 
 from __future__ import annotations
 
