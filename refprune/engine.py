@@ -265,21 +265,30 @@ class Interrupted(RuntimeError):
     """Ctrl-C: the run stopped after writing a checkpoint; the message says how to resume."""
 
 
-def evaluate(model, x, y, *, backend, batch_size=1000):
+def evaluate(model, x, y, *, backend, batch_size=1000, train=False, rng=None):
     """Mean cross-entropy and accuracy of ``model`` on host arrays ``x``, ``y``, as Python floats.
 
-    Test mode: deterministic gates, batch-norm running statistics. The sums stay on
-    the device until the end.
+    Test mode: deterministic gates, batch-norm running statistics. ``train=True``: the
+    training-mode forward instead (each batch's own batch-norm statistics, gates sampled
+    from ``rng``), the model's buffers put back afterwards, also on an error. The sums
+    stay on the device until the end.
     """
     n = len(y)
     if n == 0:
         msg = "evaluate needs at least one example, got an empty data set"
         raise ValueError(msg)
+    forward = partial(model.forward, train=True, **({} if rng is None else {"rng": rng})) if train else \
+        partial(model.forward, train=False)
+    saved = model.state() if train else None
     loss_sum, correct = 0.0, 0
-    for xb, yb in datasets.batches(x, y, batch_size, backend=backend, dtype=model.dtype):
-        logits = model.forward(xb, train=False)
-        loss_sum = loss_sum + F.softmax_cross_entropy(logits, yb) * int(yb.shape[0])
-        correct = correct + F.count_correct(logits, yb)
+    try:
+        for xb, yb in datasets.batches(x, y, batch_size, backend=backend, dtype=model.dtype):
+            logits = forward(xb)
+            loss_sum = loss_sum + F.softmax_cross_entropy(logits, yb) * int(yb.shape[0])
+            correct = correct + F.count_correct(logits, yb)
+    finally:
+        if saved is not None:
+            model.set_state(saved)
     return float(loss_sum) / n, float(correct) / n
 
 
@@ -412,6 +421,10 @@ class Engine:
         The run's settings (``epochs`` etc. already filled from the method's defaults).
     dataset : refprune.data.Dataset, optional
         Use this data instead of loading ``spec.data``.
+    inputs : callable, optional
+        ``inputs(dataset, *, backend, dtype) -> dataset``: the data as the method's network
+        reads it (a method's ``inputs`` hook, such as binary's binarized pixels); applied
+        once, so that training and every evaluation read the same inputs.
 
     Attributes
     ----------
@@ -430,12 +443,14 @@ class Engine:
         The run's main random stream (``spec.seed``, ``spec.stream``).
     """
 
-    def __init__(self, spec, *, dataset=None):
+    def __init__(self, spec, *, dataset=None, inputs=None):
         self.spec = spec
         self.backend = backends.get(spec.backend, device=spec.device)
         self._thread_limit = self.backend.limit_threads(spec.threads) if spec.threads else None
         if dataset is None:
             dataset = datasets.subset(datasets.load(spec.data, spec.data_dir, seed=spec.seed), spec.subset)
+        if inputs is not None:
+            dataset = inputs(dataset, backend=self.backend, dtype=spec.dtype)
         self.dataset = dataset
         self.rows, self.extra, self.steps, self.clock = [], {}, 0, Stopwatch()
         self._models, self._phases, self._position, self._streams, self._stored_streams = {}, {}, None, {}, {}
@@ -577,44 +592,31 @@ class Engine:
 
     def train(self, model, *, step, optimizer, epochs, phase="train", setup=None, rng=None, measure=None,
               stopper=None, on_step=None, on_epoch=None, initial_row=False):
-        """Train ``model`` for ``epochs`` epochs of the training split; returns a :class:`PhaseResult`.
+        """Train ``model`` (in place) for ``epochs`` epochs of the training split; returns a :class:`PhaseResult`.
 
         Parameters
         ----------
-        model : Sequential
-            Trained in place.
         step : callable
             ``step(model, update, opt_state, xb, yb, *, rng) -> (Step, opt_state)``, e.g.
             :func:`refprune.nn.train.train_step` (bind method options with ``partial``).
         optimizer : Optimizer
             Its ``init`` makes the phase's optimizer state; its ``update`` goes to ``step``.
-        epochs : int
-            Epochs of this phase.
         phase : str
-            The phase's name: its rows' ``phase`` column, and how a resumed run finds
-            where it stopped. A phase completed before the checkpoint returns at once
-            (unless it stopped on its epoch limit and more are asked).
+            The phase's name: its rows' ``phase`` column, and how a resumed run finds where
+            it stopped. A phase completed before returns at once (unless it stopped on its
+            epoch limit and more are asked).
         setup : callable, optional
-            ``setup()`` prepares the phase (sets masks, rewinds weights, starts the
-            method's records in :attr:`extra`): called once, before the phase's first
-            epoch, and only when the phase has not started before the checkpoint the
-            run resumes from. What it does to the tracked models and to ``extra`` is in
-            every later checkpoint, so a resumed run finds it done.
+            ``setup()`` prepares the phase (masks, rewound weights, records in :attr:`extra`): called
+            before its first epoch, only when it has not started before the checkpoint the run
+            resumes from; its effects are in every later checkpoint.
         rng : refprune generator, optional
-            Draws the epochs' order and the step's noise; default ``self.rng``. A
-            method with several phases passes ``self.rng_for(phase)``.
-        measure : callable, optional
-            ``measure(model) -> dict`` of columns added to each epoch's row; without it
-            the row gets ``val_loss`` and ``val_accuracy``.
-        stopper : EarlyStopping, optional
-            Stops on the row's ``stopper.monitor``; the best epoch's parameters are
-            restored at the end.
-        on_step : callable, optional
-            ``on_step(model, steps)`` after every step (steps: the run's total so far).
-        on_epoch : callable, optional
-            ``on_epoch(model, row)`` after each epoch's row, before the checkpoint.
-        initial_row : bool
-            Add an epoch-0 row (``measure`` of the untrained model) first.
+            The epochs' order and the step's noise; default ``self.rng`` (or ``self.rng_for(phase)``).
+        measure, stopper, on_step, on_epoch, initial_row
+            ``measure(model) -> dict``: the row's columns (default ``val_loss``, ``val_accuracy``);
+            an :class:`EarlyStopping` on the row's ``stopper.monitor`` (the best epoch's
+            parameters are restored); ``on_step(model, steps)`` after every step (the run's
+            steps so far); ``on_epoch(model, row)`` before the epoch's checkpoint; an epoch-0
+            row of the untrained model first.
         """
         measure = measure or (lambda m: dict(zip(("val_loss", "val_accuracy"), self.evaluate(m, "val"))))
         loop = _Loop(model=model, name=self._name_of(model), phase=phase, epochs=epochs,
@@ -860,13 +862,16 @@ class Engine:
         io.save_model(self._path(io.FINAL), model, config={"run": self.spec.config(), "final": True})
         return io.FINAL
 
-    def evaluate(self, model, split="val", *, batch_size=1000):
-        """``(loss, accuracy)`` of ``model`` on the ``"train"``, ``"val"`` or ``"test"`` split (test mode)."""
+    def evaluate(self, model, split="val", *, batch_size=1000, train=False, rng=None):
+        """``(loss, accuracy)`` of ``model`` on the ``"train"``, ``"val"`` or ``"test"`` split.
+
+        Test mode; ``train=True`` with ``rng``: the training-mode forward (:func:`evaluate`).
+        """
         if split not in ("train", "val", "test"):
             msg = f"split must be 'train', 'val' or 'test', got split={split!r}"
             raise ValueError(msg)
         x, y = getattr(self.dataset, f"x_{split}"), getattr(self.dataset, f"y_{split}")
-        return evaluate(model, x, y, backend=self.backend, batch_size=batch_size)
+        return evaluate(model, x, y, backend=self.backend, batch_size=batch_size, train=train, rng=rng)
 
     def _write_metrics(self):
         io.write_csv(self._path("metrics.csv"), self.rows)
