@@ -94,6 +94,7 @@ __all__ = [
     "Interrupted",
     "evaluate",
     "checkpoint_path",
+    "OUTSIDE_KEY",
     "environment",
     "COMMON_KEYS",
 ]
@@ -106,6 +107,10 @@ COMMON_KEYS = (
 
 
 # ---------------------------------------------------------------------------------- the run's settings
+
+#: Settings that leave a run's result unchanged (where it writes, how it reports, threads, checkpoint spacing,
+#: where the data files lie): outside :meth:`RunSpec.key`, and free to differ when a run is resumed.
+OUTSIDE_KEY = ("out", "resume", "overwrite", "quiet", "threads", "checkpoint_every", "data_dir")
 
 
 @dataclass
@@ -157,8 +162,7 @@ class RunSpec:
         Where the files go, resuming, overwriting, progress bars, the thread count and
         checkpoint spacing leave it unchanged.
         """
-        ignored = {"out", "resume", "overwrite", "quiet", "threads", "checkpoint_every", "data_dir"}
-        settings = {k: v for k, v in self.config().items() if k not in ignored}
+        settings = {k: v for k, v in self.config().items() if k not in OUTSIDE_KEY}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
     def default_out(self):
@@ -450,7 +454,8 @@ class Engine:
         self.dataset = dataset
         self.rows, self.extra, self.steps, self.clock = [], {}, 0, Stopwatch()
         self._models, self._phases, self._position, self._streams, self._stored_streams = {}, {}, None, {}, {}
-        self._ckpt, self._once, self._phase_state = None, {}, None
+        self._ckpt, self._once, self._phase_state, self._extended = None, {}, None, []
+        self._replacing = False  # overwrite: the other run's files are removed before this run's first
         self.rng = self.backend.rng(spec.seed, stream=spec.stream)
         if spec.resume:
             self._load(checkpoint_path(spec.resume))
@@ -462,15 +467,35 @@ class Engine:
     # ------------------------------------------------------------------ folder and resume
 
     def _claim_folder(self):
-        """Refuse to write over another run's files unless asked (``overwrite``) or continuing it (``resume``)."""
-        os.makedirs(self.out, exist_ok=True)
+        """Refuse to write over another run's files unless asked (``overwrite``) or continuing it (``resume``).
+
+        Nothing is written here: the folder appears with the run's first file
+        (:meth:`_path`), and with ``overwrite`` the other run's files go just before it,
+        so that the folder never mixes two runs and a run refused before writing
+        leaves the folder as it was (or none).
+        """
+        problem = io.folder_problem(self.out)
+        if problem is not None:
+            msg = f"--out {self.out}: {problem}"
+            raise ValueError(msg)
         held = [f for f in ("result.json", CHECKPOINT) if os.path.exists(os.path.join(self.out, f))]
         continuing = self.spec.resume and os.path.abspath(os.path.dirname(checkpoint_path(self.spec.resume))) == \
             os.path.abspath(self.out)
-        if held and not (self.spec.overwrite or continuing):
-            msg = (f"{self.out} already holds a run ({', '.join(held)}); pass --overwrite to replace it, "
-                   f"--resume {self.out} to continue it, or choose another --out")
-            raise FileExistsError(msg)
+        if held and not continuing:
+            if not self.spec.overwrite:
+                msg = (f"{self.out} already holds a run ({', '.join(held)}); pass --overwrite to replace it, "
+                       f"--resume {self.out} to continue it, or choose another --out")
+                raise FileExistsError(msg)
+            self._replacing = True
+
+    def _path(self, name):
+        """``out/name`` for a file about to be written; the folder is made (or cleared of the run replaced) first."""
+        if self._replacing:
+            _remove_run_files(self.out)
+            self._replacing = False
+        if not os.path.isdir(self.out):
+            io.make_folder(self.out)
+        return os.path.join(self.out, name)
 
     def _load(self, path):
         if not os.path.exists(path):
@@ -483,12 +508,10 @@ class Engine:
             msg = f"cannot resume {path}: not a checkpoint of a refprune run (no engine state of schema {SCHEMA})"
             raise ValueError(msg)
         run = config.get("run", {})
-        found, wanted = (run.get("method"), run.get("model")), (self.spec.method, self.spec.model)
-        if found != wanted:
-            msg = (f"cannot resume {path}: it is a checkpoint of method {found[0]!r} with model {found[1]!r}, "
-                   f"but this run is method {wanted[0]!r} with model {wanted[1]!r}; resume with the same method "
-                   "and --model")
-            raise ValueError(msg)
+        _check_resumable(path, run, self.spec)
+        self._extended = list(engine.get("extended", []))
+        if self.spec.epochs is not None and run.get("epochs") is not None and self.spec.epochs > run["epochs"]:
+            self._extended.append({"at_step": int(ckpt.step), "epochs": [run["epochs"], self.spec.epochs]})
         self._ckpt, self._ckpt_path = ckpt, path
         self.rows = list(engine["rows"])
         self.steps = int(ckpt.step)
@@ -790,7 +813,7 @@ class Engine:
         self._write_metrics()
         where = f"epoch {loop.epoch + 1}, batch {loop.batch}" if loop.batch else f"after epoch {loop.epoch}"
         msg = (f"interrupted in {loop.phase}, {where}; wrote {self.checkpoint_file}. "
-               f"Resume with: refprune run {self.spec.method} --resume {self.out} (and the same options)")
+               f"Resume with: refprune run {self.spec.method} --resume {self.out}")
         raise Interrupted(msg)
 
     # ------------------------------------------------------------------ checkpoints and files
@@ -818,9 +841,10 @@ class Engine:
             networks[checkpoints.ACTIVE] = phase.network
         extra_json, extra_arrays = checkpoints.split_extra(self.extra, to_host=to_host)
         engine = {"schema": SCHEMA, "position": phase.position, "phases": self._phases, "once": self._once,
-                  "rows": self.rows, "train_seconds": self.clock.seconds, "streams": _stream_states(self._streams)}
+                  "rows": self.rows, "train_seconds": self.clock.seconds, "streams": _stream_states(self._streams),
+                  "extended": self._extended}
         config = {"run": self.spec.config(), "networks": networks, "engine": engine, "extra": extra_json}
-        io.save_checkpoint(self.checkpoint_file, params=params, masks=masks, optimizer_state=phase.optimizer_state,
+        io.save_checkpoint(self._path(CHECKPOINT), params=params, masks=masks, optimizer_state=phase.optimizer_state,
                            rng_state=phase.rng_state, step=self.steps, config=config,
                            extra={**extra_arrays, **phase.arrays})
         self._good = (description, self.checkpoint_file)
@@ -835,7 +859,7 @@ class Engine:
         export`` read it, ``--init-from`` starts from it: every method, present or
         registered later, records its deployed network here by calling ``finish``.
         """
-        io.save_model(os.path.join(self.out, io.FINAL), model, config={"run": self.spec.config(), "final": True})
+        io.save_model(self._path(io.FINAL), model, config={"run": self.spec.config(), "final": True})
         return io.FINAL
 
     def evaluate(self, model, split="val", *, batch_size=1000, train=False, rng=None):
@@ -850,11 +874,11 @@ class Engine:
         return evaluate(model, x, y, backend=self.backend, batch_size=batch_size, train=train, rng=rng)
 
     def _write_metrics(self):
-        io.write_csv(os.path.join(self.out, "metrics.csv"), self.rows)
+        io.write_csv(self._path("metrics.csv"), self.rows)
 
     def write_table(self, name, rows):
         """Write ``rows`` (dicts) as ``<out>/<name>.csv``; returns the file name."""
-        io.write_csv(os.path.join(self.out, f"{name}.csv"), rows)
+        io.write_csv(self._path(f"{name}.csv"), rows)
         return f"{name}.csv"
 
     def finish(self, result, *, model, plot=None, tables=None):
@@ -873,6 +897,8 @@ class Engine:
             "steps": self.steps, "train_seconds": self.clock.seconds, **measures.summary(model), **result,
             "config": spec.config(), "environment": environment(self.backend),
         }
+        if self._extended:  # resumed with more epochs than the run was started with
+            result["epochs_extended"] = self._extended
         files = {"result": "result.json", "metrics": "metrics.csv"}
         self._write_metrics()
         for name, rows in (tables or {}).items():
@@ -906,6 +932,50 @@ def _stream_states(streams):
         except NotImplementedError:
             pass
     return states
+
+
+def _check_resumable(path, stored, spec):
+    """Refuse to resume a checkpoint with settings other than its run's (more ``epochs`` extend the run).
+
+    Compared: every setting of :meth:`RunSpec.key` and every method option, as stored in
+    the checkpoint (:data:`OUTSIDE_KEY` may differ). One line names the first that differs
+    and its stored value.
+    """
+    found, wanted = (stored.get("method"), stored.get("model")), (spec.method, spec.model)
+    if found != wanted:
+        msg = (f"cannot resume {path}: it is a checkpoint of method {found[0]!r} with model {found[1]!r}, "
+               f"but this run is method {wanted[0]!r} with model {wanted[1]!r}; resume with the same method "
+               "and --model")
+        raise ValueError(msg)
+    current = spec.config()
+    pairs = [(k, stored[k], current[k]) for k in current if k in stored and k not in (*OUTSIDE_KEY, "options")]
+    options = stored.get("options") or {}
+    pairs += [(k, options[k], v) for k, v in current["options"].items() if k in options]
+    for name, was, now in pairs:
+        if was == now or (name == "epochs" and was is not None and now is not None and now > was):
+            continue
+        flag = "--" + name.replace("_", "-")
+        more = " (more epochs extend a run; fewer would make it another run)" if name == "epochs" else ""
+        msg = (f"cannot resume {path} with {flag} {_shown(now)}: its run has {name}={_shown(was)}{more}; a resumed "
+               f"run keeps its settings: leave {flag} out, or start a new run without --resume")
+        raise ValueError(msg)
+
+
+def _shown(value):
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _remove_run_files(folder):
+    """Remove the files a run wrote in ``folder`` (its result.json first: never a 'complete' half run)."""
+    listed = []
+    try:
+        listed = list((io.read_json(os.path.join(folder, "result.json")).get("files") or {}).values())
+    except (ValueError, OSError, AttributeError):
+        pass
+    for name in ("result.json", *listed, CHECKPOINT, "metrics.csv", io.FINAL, "plot.png"):
+        path = os.path.join(folder, os.path.basename(str(name)))
+        if os.path.isfile(path):
+            os.remove(path)
 
 
 #: The network config keys that fix its architecture (options such as ``lam`` may change).

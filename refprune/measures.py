@@ -55,7 +55,7 @@ from ._array import device_of, flat_size, namespace
 
 __all__ = [
     "zero_fraction", "weight_sparsity", "nonzero_weights", "architecture", "liveness", "activations_at_zero",
-    "flops", "summary",
+    "flops", "summary", "architecture_string",
 ]
 
 
@@ -317,8 +317,13 @@ def summary(model):
         "weight_sparsity_over": "every dense and conv weight, output layer included, biases excluded",
         "nonzero_weights": nonzero_weights(model),
         "architecture": arch,
-        "architecture_string": f"{_join(arch['before'])} -> {_join(arch['after'])}",
+        "architecture_string": architecture_string(arch),
     }
+
+
+def architecture_string(arch):
+    """``"20-50-800-500 -> 16-15-48-111"``: the widths of :func:`architecture` before -> after."""
+    return f"{_join(arch['before'])} -> {_join(arch['after'])}"
 
 
 def _join(widths):

@@ -40,33 +40,47 @@ def _results_under(folder):
             yield os.path.join(root, "result.json")
 
 
-def collect(paths):
+def collect(paths, *, unreadable=None):
     """The results (dicts) of the runs named by ``paths``: run folders, result.json files or folders of runs.
 
     Each result gets ``_path`` (its result.json) and ``_date`` (when it was written, ISO 8601).
-    A path that holds no result is a ``FileNotFoundError`` naming it.
+    A path that holds no result is a ``FileNotFoundError`` naming it. A result.json that
+    cannot be read (not JSON, not a run's result) is a ``ValueError`` naming it, unless
+    ``unreadable`` is a list: then one line per such file is appended to it and the
+    other runs are returned.
     """
     found = []
     for path in paths:
-        path = os.fspath(path)
-        if os.path.isfile(path):
-            files = [path]
-        elif os.path.isdir(path):
-            files = list(_results_under(path))
-        else:
-            msg = f"{path}: no such run folder, result.json or folder of runs"
-            raise FileNotFoundError(msg)
-        if not files:
-            msg = f"{path}: no result.json in it or below it (runs write one when they finish)"
-            raise FileNotFoundError(msg)
-        for file in files:
-            result = io.read_json(file)
-            if not isinstance(result, dict) or "method" not in result:
-                msg = f"{file}: not the result.json of a refprune run"
-                raise ValueError(msg)
-            stamp = datetime.fromtimestamp(os.path.getmtime(file), tz=timezone.utc)
-            found.append({**result, "_path": file, "_date": stamp.strftime("%Y-%m-%d %H:%M")})
+        for file in _result_files(os.fspath(path)):
+            try:
+                found.append(_read_result(file))
+            except (ValueError, OSError) as exc:
+                if unreadable is None:
+                    raise
+                unreadable.append(str(exc))
     return found
+
+
+def _result_files(path):
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        msg = f"{path}: no such run folder, result.json or folder of runs"
+        raise FileNotFoundError(msg)
+    files = list(_results_under(path))
+    if not files:
+        msg = f"{path}: no result.json in it or below it (runs write one when they finish)"
+        raise FileNotFoundError(msg)
+    return files
+
+
+def _read_result(file):
+    result = io.read_json(file)
+    if not isinstance(result, dict) or "method" not in result:
+        msg = f"{file}: not the result.json of a refprune run"
+        raise ValueError(msg)
+    stamp = datetime.fromtimestamp(os.path.getmtime(file), tz=timezone.utc)
+    return {**result, "_path": file, "_date": stamp.strftime("%Y-%m-%d %H:%M")}
 
 
 def _options(result):
@@ -149,7 +163,7 @@ def format_rows(table, fmt="text"):
         return buf.getvalue().rstrip("\n")
     cells = [{k: _cell(r[k]) for k in COLUMNS} for r in table]
     keys = [k for k in COLUMNS if any(c[k] for c in cells) or k in ("method", "test accuracy")]
-    widths = {k: max(len(k), *(len(c[k]) for c in cells)) for k in keys}
+    widths = {k: max([len(k), *(len(c[k]) for c in cells)]) for k in keys}
     lines = [" | ".join(k.ljust(widths[k]) for k in keys), "-+-".join("-" * widths[k] for k in keys)]
     lines += [" | ".join(c[k].ljust(widths[k]) for k in keys) for c in cells]
     return "\n".join(lines)
@@ -162,7 +176,7 @@ def _label(result, table_row):
 
 def plot_compare(results, path):
     """Accuracy against weight sparsity for ``results`` (and binary's on-sweep), written to ``path`` as PNG."""
-    from .engine import new_figure, save_figure
+    from .plots import new_figure, save_figure
 
     table = rows(results)
     binary = [r for r in results if r.get("on_sweep")]

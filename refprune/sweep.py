@@ -52,24 +52,27 @@ the means over seeds, bars of one standard deviation both ways).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
 import os
+import signal
 import statistics
 import sys
+import threading
 import time
 
 from . import io
 from .engine import CHECKPOINT, RunSpec
 
 __all__ = ["Grid", "read_config", "split_values", "expand", "run_one", "run_sweep", "summarize", "plot_sweep",
-           "SweepError", "INSTALL"]
+           "SweepError", "INSTALL", "MANAGED", "default_workers"]
 
 INSTALL = "pip install 'refprune[sweep]' (or pip install 'dask[distributed]')"
 
 #: Settings the sweep itself manages; not run options.
-_MANAGED = ("out", "resume", "overwrite", "quiet")
+MANAGED = ("out", "resume", "overwrite", "quiet")
 
 
 class SweepError(ValueError):
@@ -149,9 +152,9 @@ def read_config(path):
 
 def _option_table(methods):
     """``{name: (Option, [methods that take it])}`` for the common options and the methods' own."""
-    from .methods._registry import COMMON_OPTIONS, get
+    from .methods import COMMON_OPTIONS, get
 
-    table = {o.name: (o, list(methods)) for o in COMMON_OPTIONS if o.name not in _MANAGED}
+    table = {o.name: (o, list(methods)) for o in COMMON_OPTIONS if o.name not in MANAGED}
     for m in methods:
         for o in get(m).options:
             table.setdefault(o.name, (o, []))[1].append(m)
@@ -180,7 +183,7 @@ def expand(grid, *, out, threads=1):
         raise SweepError(str(exc)) from None
     table = _option_table(grid.methods)
     for name in grid.options:
-        if name in _MANAGED or name == "seed":
+        if name in MANAGED or name == "seed":
             what = "--seeds" if name == "seed" else "--out (one folder per run inside it)"
             msg = f"{name!r} is set by the sweep itself; use {what}"
             raise SweepError(msg)
@@ -293,10 +296,24 @@ def _client(scheduler, workers, threads):
     # array of a training step is a fresh mmap and its page faults (measured: training 3x slower).
     quiet = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
              "distributed.nanny.pre-spawn-environ": env}
-    with dask.config.set(quiet):
+    with dask.config.set(quiet), _sigint_ignored():
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR, env=env)
     return Client(cluster), cluster
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Worker processes started inside ignore Ctrl-C (inherited SIG_IGN): the terminal sends it to every process
+    of the group, and only this one should stop the sweep (and close the workers), without their tracebacks."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def default_workers():
@@ -466,9 +483,9 @@ def write_outputs(out, summary):
     io.write_csv(os.path.join(out, "sweep.csv"), [{k: r.get(k) for k in (*_ROW_KEYS[:3], "setting", *_ROW_KEYS[3:],
                                                                          "error")} for r in summary["runs"]])
     io.write_json(os.path.join(out, "sweep.json"), summary)
-    from .engine import _plot_unavailable
+    from .plots import plot_unavailable
 
-    reason = _plot_unavailable()
+    reason = plot_unavailable()
     if reason is None and summary["points"]:
         plot_sweep(os.path.join(out, "sweep.png"), summary)
 
@@ -480,7 +497,7 @@ def plot_sweep(path, summary):
     the sparsity reached (horizontal); each point is labelled with its target sparsity
     or varied setting where there is one.
     """
-    from .engine import new_figure, save_figure
+    from .plots import new_figure, save_figure
 
     fig, (ax,) = new_figure(width=7.0, height=4.8)
     methods = list(dict.fromkeys(p["method"] for p in summary["points"]))
@@ -509,118 +526,3 @@ def plot_sweep(path, summary):
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="lower left")
     save_figure(fig, path)
-
-
-# ---------------------------------------------------------------------------------- the command line
-
-_SWEEP_FLAGS = ("methods", "sparsity", "seeds", "config", "scheduler", "workers", "threads")
-
-
-def _all_options():
-    """Every run option by name (the common ones and each method's), first declaration wins.
-
-    A method's declared target option (``sparsity_option``) is left out: ``--sparsity`` sets it.
-    """
-    from .methods._registry import COMMON_OPTIONS, get, names
-
-    targets = {get(m).sparsity_option for m in names()} - {None}
-    table = {}
-    for option in (*COMMON_OPTIONS, *(o for m in names() for o in get(m).options)):
-        if option.name not in _MANAGED and option.name not in ("seed", "threads", *targets):
-            table.setdefault(option.name, option)
-    return table
-
-
-def add_command(sub):
-    """Add ``sweep`` to the CLI's subparsers (``refprune sweep --help``)."""
-    from .methods._registry import ArgumentFormatter
-    from .methods._text import plain
-
-    text = plain(__doc__.split("\n", 1)[1].strip()).replace("::\n", ":\n").replace("**", "")
-    p = sub.add_parser("sweep", help="a grid of runs (methods x sparsities x seeds x options) on Dask",
-                       description=text, formatter_class=ArgumentFormatter,
-                       usage="refprune sweep --methods M[,M...] [--sparsity S[,S...]] [--seeds N[,N...]] "
-                             "[RUN OPTION VALUES...] [--config FILE.toml] [--scheduler ADDRESS] --out DIR")
-    own = p.add_argument_group("the sweep")
-    own.add_argument("--methods", metavar="M[,M...]", help="methods to run (refprune run --help lists them)")
-    own.add_argument("--sparsity", metavar="S[,S...]", help="target weight sparsities, for the methods that declare "
-                     "a target option (others run once per seed)")
-    own.add_argument("--seeds", metavar="N[,N...]", help="seeds (default 0)")
-    own.add_argument("--out", metavar="DIR", help="the sweep's folder: one folder per run inside, sweep.csv/json/png")
-    own.add_argument("--config", metavar="FILE.toml", help="the grid as a TOML file; the command line wins")
-    own.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler (default: a "
-                     "LocalCluster on this machine)")
-    own.add_argument("--workers", type=int, metavar="N", help=f"workers of the LocalCluster (default: one per core, "
-                     f"{default_workers()} here)")
-    own.add_argument("--threads", type=int, metavar="N", help="BLAS / torch threads per run (default 1)")
-    runs = p.add_argument_group("run options (one value, or a list: 1e-3,2e-3; ';' separates values that hold "
-                                "commas)")
-    for name, option in _all_options().items():
-        kwargs = {"dest": f"run_{name}", "default": None, "metavar": "V[,V...]", "help": option.help}
-        if option.is_switch:
-            kwargs.update(nargs="?", const="false" if option.default else "true", metavar="true,false")
-        runs.add_argument(option.cli_flag, **kwargs)
-    p.set_defaults(func=_cmd_sweep, parser=p)
-    return p
-
-
-def _numbers_list(text, what, convert):
-    try:
-        return [convert(v) for v in split_values(str(text))] if not isinstance(text, list) else [convert(v) for v in text]
-    except ValueError:
-        msg = f"--{what}: expected a comma list of numbers, got {text!r}"
-        raise SweepError(msg) from None
-
-
-def grid_from_args(args):
-    """``(grid, out, settings)`` from parsed command-line arguments (and the ``--config`` file)."""
-    settings, method_options = read_config(args.config) if args.config else ({}, {})
-    options = _all_options()
-    for key in ("methods", "sparsity", "seeds", "out", "scheduler", "workers", "threads"):
-        value = getattr(args, key)
-        if value is not None:
-            settings[key] = value
-    methods = settings.pop("methods", None)
-    if isinstance(methods, str):
-        methods = split_values(methods)
-    sparsity = _numbers_list(settings.pop("sparsity", []), "sparsity", float)
-    for s in sparsity:
-        if not 0.0 <= s <= 1.0:
-            msg = f"--sparsity: each target must be in [0, 1], got {s!r}"
-            raise SweepError(msg)
-    seeds = _numbers_list(settings.pop("seeds", [0]), "seeds", int)
-    sweep = {k: settings.pop(k) for k in ("out", "scheduler", "workers", "threads") if k in settings}
-    for name, option in options.items():
-        raw = getattr(args, f"run_{name}")
-        if raw is not None:
-            settings[name] = split_values(raw, option)
-    if not sweep.get("out"):
-        msg = "--out DIR is required (the sweep's folder)"
-        raise SweepError(msg)
-    grid = Grid(methods or [], sparsity=sparsity, seeds=seeds, options=settings, method_options=method_options)
-    return grid, sweep
-
-
-def _cmd_sweep(args):
-    parser = args.parser
-    try:
-        grid, sweep = grid_from_args(args)
-        threads = int(sweep.get("threads") or 1)
-        specs = expand(grid, out=sweep["out"], threads=threads)
-        print(f"[sweep] {len(specs)} runs of {', '.join(grid.methods)} into {os.path.abspath(sweep['out'])}",
-              flush=True)
-        summary = run_sweep(grid, out=sweep["out"], scheduler=sweep.get("scheduler"), workers=sweep.get("workers"),
-                            threads=threads)
-    except (SweepError, ValueError, FileNotFoundError, ImportError) as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    except KeyboardInterrupt:
-        parser.exit(130, f"{parser.prog}: interrupted\n")
-    counts = summary["counts"]
-    print(f"[sweep] {counts['done']} ran, {counts['skipped']} already complete (skipped), {counts['failed']} failed")
-    for p in sorted(summary["points"], key=lambda p: (p["method"], p["sparsity_mean"])):
-        target = f" target {p['target_sparsity']:g}" if p["target_sparsity"] is not None else ""
-        setting = f" {p['setting']}" if p["setting"] else ""
-        print(f"  {p['method']}{target}{setting}: test accuracy {p['accuracy_mean']:.4f} +- {p['accuracy_std']:.4f}, "
-              f"weight sparsity {p['sparsity_mean']:.3f} ({p['seeds']} seeds)")
-    print(f"wrote {os.path.join(sweep['out'], 'sweep.csv')}, sweep.json, sweep.png")
-    return 1 if counts["failed"] else 0

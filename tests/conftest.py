@@ -68,6 +68,24 @@ def interrupt_after(monkeypatch):
 
 
 @pytest.fixture
+def short_demo(monkeypatch):
+    """``refprune demo`` with each method shortened (one epoch on 60 examples) so that it takes seconds."""
+    from refprune.cli import run as demo_cli
+
+    real = demo_cli.make_spec
+
+    def short(name, **settings):
+        small = {"epochs": 1, "subset": 60}
+        if name == "lottery":
+            small["rounds"] = 1
+        if name == "binary":
+            small["hidden"] = "32"
+        return real(name, **{**settings, **small})
+
+    monkeypatch.setattr(demo_cli, "make_spec", short)
+
+
+@pytest.fixture
 def alive_in_dense_chain():
     """A plain NumPy reference: units alive per layer (its input features) of a chain of boolean
     ``(in, out)`` nonzero patterns: reachable from every input and reaching every output."""

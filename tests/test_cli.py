@@ -8,7 +8,7 @@ import os
 import pytest
 
 from refprune import backends, cli, engine, methods
-from refprune.methods import _cli as method_cli
+from refprune.cli import run as method_cli
 
 
 def _exit_code(argv):
@@ -182,21 +182,8 @@ def test_runs_and_compare(tmp_path, capsys):
     assert _exit_code(["runs", str(tmp_path / "nothing")]) == 2
 
 
-def test_demo_runs_every_method_and_prints_one_table(tmp_path, monkeypatch, capsys):
+def test_demo_runs_every_method_and_prints_one_table(tmp_path, short_demo, capsys):
     """The README's main command, each method shortened (one epoch on 60 examples) so that it takes seconds."""
-    from refprune.methods import _cli as demo_cli
-
-    real = demo_cli.make_spec
-
-    def short(name, **settings):
-        small = {"epochs": 1, "subset": 60}
-        if name == "lottery":
-            small["rounds"] = 1
-        if name == "binary":
-            small["hidden"] = "32"
-        return real(name, **{**settings, **small})
-
-    monkeypatch.setattr(demo_cli, "make_spec", short)
     out = tmp_path / "demo"
     assert cli.main(["demo", "--quiet", "--out", str(out)]) == 0
     printed = capsys.readouterr().out

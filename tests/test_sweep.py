@@ -15,6 +15,7 @@ import pytest
 
 from refprune import engine, methods, sweep
 from refprune.cli import build_parser, main
+from refprune.cli import sweep as sweep_cli
 from refprune.methods import _registry
 
 #: Small runs: one epoch of 120 digits images, a small MLP.
@@ -98,7 +99,7 @@ def test_toml_file_and_command_line(tmp_path):
                       '[l0]\nlam = ["10,0.5,0.1,0.1", "1,0.05,0.01,0.2"]\n')
     args = build_parser().parse_args(["sweep", "--config", str(config), "--seeds", "4", "--batch-size", "20,40",
                                       "--out", str(tmp_path / "cli")])
-    grid, settings = sweep.grid_from_args(args)
+    grid, settings = sweep_cli.grid_from_args(args)
     assert grid.methods == ["l0", "rvsm"] and grid.seeds == [4]  # the command line wins
     assert grid.options["epochs"] == 3 and grid.options["lr"] == [1e-3, 2e-3]
     assert grid.options["batch_size"] == ["20", "40"]

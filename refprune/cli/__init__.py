@@ -1,10 +1,18 @@
-"""The ``refprune`` command line."""
+"""The ``refprune`` command line: every subcommand's arguments live in this package.
+
+``run``/``demo`` (:mod:`.run`), ``compact``/``export`` (:mod:`.compact`), ``sweep``
+(:mod:`.sweep`), ``check``/``vectors`` (:mod:`.check`); ``backends``, ``runs`` and
+``compare`` here. The registries and the library modules know no argparse.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
+
+from ._format import fail
 
 
 def _cmd_backends(args):
@@ -20,39 +28,62 @@ def _cmd_backends(args):
     return 0
 
 
+def _collect(args, paths):
+    """The readable runs under ``paths``, and how many result.json files could not be read (one line each)."""
+    from refprune import runs
+
+    unreadable = []
+    try:
+        results = runs.collect(paths, unreadable=unreadable)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(args.parser, str(exc))
+    for line in unreadable:
+        print(f"{args.parser.prog}: skipped {line}", file=sys.stderr)
+    return results, len(unreadable)
+
+
 def _cmd_runs(args):
     from refprune import runs
 
+    results, unreadable = _collect(args, [args.folder])
     try:
-        results = runs.collect([args.folder])
         table = runs.sort_rows(runs.rows(results), args.sort, reverse=args.reverse)
-    except (FileNotFoundError, ValueError) as exc:
-        args.parser.exit(2, f"refprune runs: error: {exc}\n")
+    except ValueError as exc:
+        fail(args.parser, str(exc))
     print(runs.format_rows(table, "json" if args.json else "csv" if args.csv else "text"))
-    return 0
+    return 1 if unreadable else 0
+
+
+def _figure_problem(path, overwrite):
+    """Why ``path`` cannot receive a new figure (exists, no such folder, no matplotlib), or None."""
+    from refprune.plots import plot_unavailable
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"--out {path} is a folder; give a file name such as {os.path.join(path, 'compare.png')}"
+    if os.path.exists(path) and not overwrite:
+        return f"{path} exists; pass --overwrite to replace it or choose another --out"
+    if not os.path.isdir(folder):
+        return f"--out {path}: the folder {folder} does not exist; create it or choose another --out"
+    if not os.access(folder, os.W_OK):
+        return f"--out {path}: the folder {folder} is not writable; choose another --out"
+    reason = plot_unavailable()
+    return None if reason is None else f"cannot draw {path}: {reason} (refprune runs prints the table alone)"
 
 
 def _cmd_compare(args):
-    import os
-
     from refprune import runs
-    from refprune.engine import _plot_unavailable
 
-    if os.path.exists(args.out) and not args.overwrite:
-        args.parser.exit(2, f"refprune compare: error: {args.out} exists; pass --overwrite to replace it or "
-                            f"choose another --out\n")
-    try:
-        results = runs.collect(args.runs)
-    except (FileNotFoundError, ValueError) as exc:
-        args.parser.exit(2, f"refprune compare: error: {exc}\n")
+    problem = _figure_problem(args.out, args.overwrite)
+    if problem is not None:
+        fail(args.parser, problem)
+    results, unreadable = _collect(args, args.runs)
+    if not results:
+        fail(args.parser, "no readable run to compare")
     print(runs.format_rows(runs.sort_rows(runs.rows(results), "sparsity")))
-    reason = _plot_unavailable()
-    if reason is not None:
-        print(f"no plot: {reason}")
-        return 0
     runs.plot_compare(results, args.out)
     print(f"wrote {args.out}")
-    return 0
+    return 1 if unreadable else 0
 
 
 class Parser(argparse.ArgumentParser):
@@ -73,15 +104,20 @@ def build_parser():
     sub.required = True
     p = sub.add_parser("backends", help="list the array backends and whether each can run here")
     p.set_defaults(func=_cmd_backends)
-    from refprune.methods._cli import add_commands
-
-    add_commands(sub)
     from refprune.runs import SORT_KEYS
+
+    from .check import add_commands as add_check_commands
+    from .compact import add_commands as add_compact_commands
+    from .run import add_commands as add_run_commands
+    from .sweep import add_command as add_sweep_command
+
+    add_run_commands(sub)
 
     p = sub.add_parser("runs", help="a table of every run under a folder", formatter_class=formatter,
                        description="List every run (every result.json) under FOLDER: method, data, model, backend, "
                        "the options that differ from the defaults, test accuracy, weight sparsity, architecture "
-                       "before -> after, training seconds and date.")
+                       "before -> after, training seconds and date. A result.json that cannot be read is named on one "
+                       "line (stderr) and left out; the exit status is then 1.")
     p.add_argument("folder", nargs="?", default="runs", metavar="FOLDER", help="where to look")
     p.add_argument("--sort", default="date", choices=tuple(SORT_KEYS), help="column to sort by")
     p.add_argument("--reverse", action="store_true", help="largest first")
@@ -93,20 +129,15 @@ def build_parser():
                        description="Plot test accuracy against weight sparsity for the given runs (run folders, "
                        "result.json files, or folders of runs): one marker per run, the curves of the sweeping "
                        "methods (magnitude's criteria, the lottery's rounds and control), binary's on-sweep in a "
-                       "second panel; the same runs as a table in the terminal.")
+                       "second panel; the same runs as a table in the terminal. A result.json that cannot be read is "
+                       "named on one line (stderr) and left out; the exit status is then 1.")
     p.add_argument("runs", nargs="+", metavar="RUN_OR_FOLDER")
     p.add_argument("--out", default="compare.png", metavar="FILE.png", help="the figure")
     p.add_argument("--overwrite", action="store_true", help="replace FILE.png if it exists")
     p.set_defaults(func=_cmd_compare, parser=p)
-    from refprune.cli.compact import add_commands as add_compact_commands
-
     add_compact_commands(sub)
-    from refprune.sweep import add_command as add_sweep_command
-
     add_sweep_command(sub)
-    from refprune.conformance.cli import add_commands as add_conformance_commands
-
-    add_conformance_commands(sub)
+    add_check_commands(sub)
     return parser
 
 
@@ -116,14 +147,17 @@ def _one_line_warning(message, category, filename, lineno, line=None):
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    warnings.formatwarning = _one_line_warning
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        warnings.formatwarning = _one_line_warning
         return args.func(args)
     except BrokenPipeError:  # the output was piped into a command that stopped reading (head)
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:  # before a command began its work (a command says what it kept)
+        print("refprune: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

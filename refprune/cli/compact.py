@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from refprune.methods._registry import ArgumentFormatter
+from ._format import ArgumentFormatter, fail
 
 
 def add_commands(sub):
@@ -46,19 +46,29 @@ def add_commands(sub):
     p.set_defaults(func=_cmd_export, parser=p)
 
 
-def _fail(parser, message):
-    parser.exit(2, f"{parser.prog}: error: {message}\n")
-
-
 def _out_folder(args, default_name, files):
+    """The output folder, checked (not created: nothing is left behind by a command that fails later)."""
+    from refprune import io
+
     base = args.run if os.path.isdir(args.run) else os.path.dirname(args.run) or "."
     out = args.out or os.path.join(base, default_name)
     held = [f for f in files if os.path.exists(os.path.join(out, f))]
     if held and not args.overwrite:
-        _fail(args.parser, f"{out} already holds {', '.join(held)}; pass --overwrite to replace them or choose "
+        fail(args.parser, f"{out} already holds {', '.join(held)}; pass --overwrite to replace them or choose "
                            "another --out")
-    os.makedirs(out, exist_ok=True)
+    problem = io.folder_problem(out)
+    if problem is not None:
+        fail(args.parser, f"--out {out}: {problem}")
     return out
+
+
+def _make_folder(args, out):
+    from refprune import io
+
+    try:
+        io.make_folder(out)
+    except ValueError as exc:
+        fail(args.parser, str(exc))
 
 
 def load_run_network(path, *, backend):
@@ -100,7 +110,7 @@ def _cmd_compact(args):
         small = compact(model)
         seconds = time.perf_counter() - start
     except (ValueError, FileNotFoundError, TypeError) as exc:
-        _fail(args.parser, str(exc))
+        fail(args.parser, str(exc))
     report = {"source": info["file"], "method": info["method"], "compact_seconds": seconds,
               **compaction_summary(model, small)}
     if info["run"] is not None:
@@ -113,6 +123,7 @@ def _cmd_compact(args):
                                  "same_predictions": bool(np.all(before.argmax(1) == after.argmax(1))),
                                  "dtype": model.dtype, "examples": len(before)}
     config = {"compact": {"source": info["file"], "run": info["run"], "method": info["method"]}}
+    _make_folder(args, out)
     io.save_model(os.path.join(out, "model.npz"), small, config=config)
     files = ["model.npz"]
     if io_interop.safetensors_unavailable() is None:
@@ -143,14 +154,18 @@ def _cmd_export(args):
 
     name = "model.pt" if args.format == "torch" else "model.safetensors"
     out = _out_folder(args, "export", (name, "model.json"))
+    reason = backends.unavailable_reason("torch") if args.format == "torch" else io_interop.safetensors_unavailable()
+    if reason is not None:
+        fail(args.parser, f"cannot write {name}: {reason}")
     try:
         model, info = load_run_network(args.run, backend=backends.get("numpy"))
     except (ValueError, FileNotFoundError, TypeError) as exc:
-        _fail(args.parser, str(exc))
+        fail(args.parser, str(exc))
     arch = measures.architecture(model)
     described = {"format": args.format, "file": name, "source": info["file"], "method": info["method"],
                  "network": model.config, "layers": describe(model), "architecture": arch,
-                 "architecture_string": f"{measures._join(arch['before'])} -> {measures._join(arch['after'])}"}
+                 "architecture_string": measures.architecture_string(arch)}
+    _make_folder(args, out)
     if args.format == "torch":
         io.save_torch(os.path.join(out, name), model, masks=args.masks)
         described["masks"] = args.masks
@@ -158,9 +173,6 @@ def _cmd_export(args):
         described["mapping"] = ("refprune.io.interop: torch.nn.Sequential of the layers under their refprune names; "
                                 "dense weight = w.T (torch (out, in)); L0 gates folded into weight and bias")
     else:
-        reason = io_interop.safetensors_unavailable()
-        if reason is not None:
-            _fail(args.parser, reason)
         io.save_safetensors(os.path.join(out, name), model, metadata={"method": info["method"], "config": info["run"],
                                                                         "architecture": arch})
     io.write_json(os.path.join(out, "model.json"), described)

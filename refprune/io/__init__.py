@@ -58,7 +58,9 @@ __all__ = [
     "VERSION",
     "Checkpoint",
     "atomic_write_bytes",
+    "folder_problem",
     "load_checkpoint",
+    "make_folder",
     "read_json",
     "save_checkpoint",
     "write_csv",
@@ -104,6 +106,36 @@ def atomic_write_bytes(path, data):
             pass
         raise
     _fsync_directory(directory)
+
+
+def folder_problem(path):
+    """Why ``path`` cannot be, or be made, a folder to write into (one sentence), or None.
+
+    Checks without creating anything: ``path`` is a file, or the nearest folder that
+    exists above it is not writable.
+    """
+    path = os.path.abspath(os.fspath(path))
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def make_folder(path):
+    """Create folder ``path`` (and its parents); a ``ValueError`` in one sentence when it cannot be made."""
+    problem = folder_problem(path)
+    if problem is None:
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            problem = exc.strerror or type(exc).__name__
+    if problem is not None:
+        msg = f"cannot create the folder {path}: {problem}"
+        raise ValueError(msg)
 
 
 def _fsync_directory(directory):

@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
-from ._registry import METHODS, Method, Option, execute, get, make_spec, names, register_method, run
+from ._registry import COMMON_OPTIONS, METHODS, Method, Option, execute, get, make_spec, names, register_method, run
 
-__all__ = ["METHODS", "Method", "Option", "execute", "get", "make_spec", "names", "register_method", "run"]
+__all__ = ["COMMON_OPTIONS", "METHODS", "Method", "Option", "execute", "get", "make_spec", "names", "register_method",
+           "run"]

@@ -17,17 +17,17 @@ use, so a new method is one new file. Its options become ``--flags`` of
 
 from __future__ import annotations
 
-import argparse
 import math
+import os
 import pkgutil
 from dataclasses import dataclass, fields
 from functools import partial
 from importlib import import_module
 from types import SimpleNamespace
 
-from refprune import backends
+from refprune import backends, io
 from refprune.data import NAMES as DATA_NAMES
-from refprune.engine import Engine, RunSpec
+from refprune.engine import Engine, RunSpec, checkpoint_path
 from refprune.nn.models import PRESETS
 
 __all__ = ["Option", "Method", "METHODS", "register_method", "get", "names", "run", "make_spec", "COMMON_OPTIONS"]
@@ -207,12 +207,12 @@ COMMON_OPTIONS = (
            "every backend; 'native' uses the library's generator", choices=("reference", "native")),
     Option("out", None, "output folder (default: runs/<method>-<data>-<model>-<backend>-seed<seed>-<hash of the "
            "settings>)", type=str, metavar="DIR"),
-    Option("resume", None, "continue the run in this folder (or from this checkpoint.npz)", type=str,
-           metavar="RUN"),
+    Option("resume", None, "continue the run in this folder (or from this checkpoint.npz) with its settings: an "
+           "option given here that differs is refused, except more --epochs", type=str, metavar="RUN"),
     Option("init_from", None, "start from the weights in FILE: a run folder or its final.npz, a compacted model.npz "
            "(refprune compact; its architecture replaces the preset's), a torch .pt state_dict or .safetensors "
            "(names: see the README's interop section)", type=str, metavar="FILE"),
-    Option("overwrite", False, "replace the files of a run already in --out"),
+    Option("overwrite", False, "replace the run already in --out (its files are removed before this run writes)"),
     Option("quiet", False, "no progress bars"),
     Option("threads", 1, "BLAS / torch threads; 1 is fastest for these small models on a few cores (measured: "
            "see the README), raise it for large models on many cores", type=integer, low=1, metavar="N"),
@@ -315,6 +315,8 @@ def get(name):
 
 
 _SPEC_FIELDS = {f.name for f in fields(RunSpec)} - {"method", "options"}
+#: The data sets read from files in ``data_dir``.
+FILE_DATA = ("mnist", "fashion-mnist", "cifar10")
 
 
 def make_spec(method, **settings):
@@ -322,6 +324,8 @@ def make_spec(method, **settings):
 
     Unknown names and values outside an option's range are a ``ValueError`` naming the
     option; ``model``, ``epochs``, ``batch_size`` and ``lr`` left unset take the method's defaults.
+    With ``resume``, every setting left unset is the checkpoint's run's instead (the engine
+    refuses one that differs, except more ``epochs``).
     """
     m = get(method)
     known = {o.name for o in m.options}
@@ -330,14 +334,34 @@ def make_spec(method, **settings):
         msg = (f"unknown option(s) {unknown} for method {method!r}; its options are {sorted(known)}, and every "
                f"method takes {sorted(_SPEC_FIELDS)}")
         raise ValueError(msg)
+    if settings.get("resume"):
+        settings = {**_resumed_settings(method, settings["resume"]), **settings}
     common = {o.name: o for o in COMMON_OPTIONS}
     spec_values = {k: common[k].check(v) if k in common and v is not None else v
                    for k, v in settings.items() if k in _SPEC_FIELDS}
     for key in ("model", "epochs", "batch_size", "lr"):
         if spec_values.get(key) is None:
             spec_values[key] = m.defaults[key]
+    data = spec_values.get("data", "digits")
+    if spec_values.get("data_dir") is not None and data not in FILE_DATA:
+        msg = (f"data_dir: {data} reads no files (it is bundled or generated), so --data-dir would be ignored; "
+               f"it is for {', '.join(FILE_DATA)}")
+        raise ValueError(msg)
     options = {o.name: o.check(settings.get(o.name, o.default)) for o in m.options}
     return RunSpec(method=method, **spec_values, options=options)
+
+
+def _resumed_settings(method, resume):
+    """The settings and options of the run whose checkpoint ``resume`` names ({} when there is none of ``method``)."""
+    path = checkpoint_path(resume)
+    if not os.path.isfile(path):
+        return {}  # the engine says that there is no checkpoint
+    stored = dict((io.load_checkpoint(path).config or {}).get("run") or {})
+    if stored.get("method") != method:
+        return {}  # the engine refuses another method's checkpoint
+    options = stored.pop("options", None) or {}
+    kept = {k: v for k, v in stored.items() if k in _SPEC_FIELDS and k not in ("out", "resume", "overwrite")}
+    return {**kept, **{k: v for k, v in options.items() if k in {o.name for o in get(method).options}}}
 
 
 def run(method, *, dataset=None, **settings):
@@ -354,33 +378,3 @@ def execute(spec, *, dataset=None):
     m = get(spec.method)
     eng = Engine(spec, dataset=dataset, inputs=partial(m.prepare, options=spec.options))
     return m.run(eng, SimpleNamespace(**spec.options))
-
-
-class ArgumentFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the method docs' line breaks and shows every default (a switch's help says what it does instead)."""
-
-    def _get_help_string(self, action):
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)) or action.default is None:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def add_option(group, option):
-    """Add ``option`` to an argparse group as its flag, with its type, default and range in the help."""
-    help_text = option.help + (f" ({option.allowed()})" if option.allowed() and not option.choices else "")
-    if option.is_switch:
-        action = "store_false" if option.default else "store_true"
-        group.add_argument(option.cli_flag, dest=option.name, action=action, default=option.default,
-                           help=help_text)
-        return
-
-    def parse(text):
-        try:
-            return option.convert(text)
-        except (ValueError, TypeError) as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    parse.__name__ = option.name
-    group.add_argument(option.cli_flag, dest=option.name, type=parse, default=option.default,
-                       choices=None, metavar=option.metavar or ("{" + ",".join(map(str, option.choices)) + "}"
-                                                                if option.choices else None), help=help_text)

@@ -1,4 +1,4 @@
-"""The ``run`` and ``demo`` commands of the ``refprune`` CLI, built from the method registry."""
+"""The ``run`` and ``demo`` commands, built from the method registry."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import dataclasses
 import os
 import time
 
-from refprune.engine import Diverged, Interrupted
+from refprune.engine import CHECKPOINT, Diverged, Interrupted
+from refprune.methods import COMMON_OPTIONS, execute, get, make_spec, names
 
-from ._registry import COMMON_OPTIONS, ArgumentFormatter, add_option, execute, get, make_spec, names
+from ._format import ArgumentFormatter, add_option, check_backend, fail
 from ._text import plain
 
 #: Exit codes: bad input (argparse's own), a diverged run, an interrupted run (128 + SIGINT).
@@ -39,50 +40,66 @@ def add_commands(sub):
                           formatter_class=ArgumentFormatter,
                           description="Run every method on digits with its defaults (the same runs as "
                           "'refprune run METHOD' with the same seed, hence the same numbers) and print a summary "
-                          "table. Each demo writes a new folder.")
+                          "table. Each demo writes a new folder, unless --out names one: then the methods that "
+                          "finished there are skipped and an interrupted one resumes from its checkpoint.")
     for option in COMMON_OPTIONS:
         if option.name in ("backend", "seed", "quiet", "threads"):
             add_option(demo, option)
     demo.add_argument("--out", default=None, metavar="DIR",
-                      help="output folder (default: runs/demo-<date>-<time>, a new one each time)")
+                      help="output folder (default: runs/demo-<date>-<time>, a new one each time); an earlier demo's "
+                      "folder continues that demo")
     demo.set_defaults(func=_cmd_demo, parser=demo)
 
 
-def _fail(parser, message, code=EXIT_USAGE):
-    parser.exit(code, f"{parser.prog}: error: {message}\n")
+def _execute(parser, spec, *, run=None, again=None):
+    """Run ``spec``; a bad setting, a diverged or an interrupted run ends in one line and an exit code.
 
-
-def _check_backend(parser, name):
-    from refprune import backends
-
-    reason = backends.unavailable_reason(name)
-    if reason is not None:
-        _fail(parser, f"backend {name!r} cannot run here: {reason}; available: {', '.join(backends.available())}")
-
-
-def _execute(parser, spec):
-    """Run ``spec``; a bad setting, a diverged or an interrupted run ends in one line and an exit code."""
+    ``run(spec) -> result`` (default: :func:`refprune.methods.execute`); ``again``: the
+    command that continues an interrupted run (default: ``refprune run METHOD --resume FOLDER``).
+    """
+    checkpoint = os.path.join(spec.folder(), CHECKPOINT)
+    before = _modified(checkpoint)
     try:
-        return execute(spec)
+        return (run or execute)(spec)
     except Diverged as exc:
-        _fail(parser, str(exc), EXIT_DIVERGED)
-    except Interrupted as exc:
-        _fail(parser, str(exc), EXIT_INTERRUPTED)
-    except KeyboardInterrupt:  # between two training phases: the last checkpoint is where to continue
-        _fail(parser, f"interrupted; resume from the last checkpoint with: refprune run {spec.method} "
-                      f"--resume {spec.folder()} (and the same options)", EXIT_INTERRUPTED)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as exc:
-        _fail(parser, str(exc))
+        fail(parser, str(exc), EXIT_DIVERGED)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        saved = _modified(checkpoint) is not None and (_modified(checkpoint) != before or bool(spec.resume))
+        fail(parser, _interrupted(spec, exc, saved=saved, again=again), EXIT_INTERRUPTED)
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        fail(parser, str(exc))
+
+
+def _modified(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:  # none there (or --out is not a folder: the engine says so)
+        return None
+
+
+def _interrupted(spec, exc, *, saved, again):
+    """The one line that says what an interrupted run kept and the command that continues it."""
+    if again is not None:
+        kept = "resumes from its last checkpoint" if saved else "starts again (nothing of it was saved)"
+        return (f"interrupted in {spec.method}; continue with: {again} (finished methods are skipped, "
+                f"{spec.method} {kept})")
+    if isinstance(exc, Interrupted):
+        return str(exc)
+    if not saved:
+        return "interrupted before the first checkpoint: nothing was saved; run the same command again"
+    return f"interrupted; resume from the last checkpoint with: refprune run {spec.method} --resume {spec.folder()}"
 
 
 def _cmd_run(args):
     method = get(args.method)
-    settings = {k: v for k, v in vars(args).items() if k not in ("func", "parser", "command", "method")}
-    _check_backend(args.parser, settings["backend"])
+    settings = {k: v for k, v in vars(args).items() if k not in ("func", "parser", "command", "method", "given")}
+    if args.resume:  # what was not typed comes from the checkpoint
+        settings = {k: v for k, v in settings.items() if k in getattr(args, "given", ())}
     try:
         spec = make_spec(method.name, **settings)
-    except ValueError as exc:
-        _fail(args.parser, str(exc))
+    except (ValueError, OSError) as exc:
+        fail(args.parser, str(exc))
+    check_backend(args.parser, spec.backend)
     result = _execute(args.parser, spec)
     print(summary_line(result))
     print(f"wrote {os.path.join(result['out'], 'result.json')}")
@@ -124,19 +141,26 @@ def table(rows, columns=None):
 
 def _cmd_demo(args):
     from refprune import io
+    from refprune.sweep import run_one
 
-    _check_backend(args.parser, args.backend)
+    check_backend(args.parser, args.backend)
     out = args.out or os.path.join("runs", time.strftime("demo-%Y%m%d-%H%M%S"))
+    changed = [f"--{k} {getattr(args, k)}" for k in ("backend", "seed", "threads")
+               if getattr(args, k) != args.parser.get_default(k)]
+    again = " ".join([f"refprune demo --out {out}", *changed])
     rows, results = [], []
     start = time.perf_counter()
     for name in names():
         spec = make_spec(name, data="digits", backend=args.backend, seed=args.seed, quiet=args.quiet,
                          threads=args.threads, out=os.path.join(out, name))
         print(f"[{name}] {get(name).summary} ...", flush=True)
-        result = _execute(args.parser, spec)
+        record = _execute(args.parser, spec, run=lambda s: run_one(s.config()), again=again)
+        result = record["result"]
         results.append(result)
         rows.append(summary_row(result))
-        print("   " + summary_line(result), flush=True)
+        done = " (finished before: skipped)" if record["status"] == "skipped" else (
+            f" (resumed at step {record['resumed_at_step']})" if record["resumed_at_step"] is not None else "")
+        print("   " + summary_line(result) + done, flush=True)
     total = time.perf_counter() - start
     print()
     print(table(rows, COLUMNS))

@@ -1,11 +1,14 @@
-"""The ``check`` and ``vectors`` subcommands of ``refprune`` (registered by ``refprune.cli``)."""
+"""The ``check`` and ``vectors`` commands: the conformance suite and its golden vectors."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from refprune.conformance import config as cfg
+
+from ._format import fail
 
 
 def _cmd_check(args):
@@ -20,6 +23,8 @@ def _cmd_vectors(args):
     from refprune.conformance import vectors
 
     if args.action == "export":
+        if os.path.exists(args.file) and not args.overwrite:
+            fail(args.parser, f"{args.file} exists; pass --overwrite to replace it or choose another FILE")
         n = vectors.export(args.file)
         print(f"wrote {n} golden vectors of oracle protocol {cfg.PROTOCOL_VERSION} for {len(cfg.PROTOCOL_NAMES)} "
               f"protocol functions to {args.file} (format: docs/protocol.md, 'Golden vectors')")
@@ -40,6 +45,15 @@ def _cmd_vectors(args):
     return 1 if failures else 0
 
 
+def _kinds(text):
+    """``--checks``: a comma list of the kinds of check, each one of :data:`~refprune.conformance.config.KINDS`."""
+    try:
+        return ",".join(cfg.checks_selected({cfg.ENV_CHECKS: text}))
+    except ValueError:
+        msg = f"got {text!r}; give a comma list of {', '.join(cfg.KINDS)}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
 def add_commands(sub):
     """Add ``check`` and ``vectors`` to the ``refprune`` subparsers ``sub``."""
     p = sub.add_parser(
@@ -58,7 +72,7 @@ def add_commands(sub):
     p.add_argument("--max-examples", type=int, default=None, help="override the profile's examples per test")
     p.add_argument("--xfails", default=None, metavar="FILE",
                    help="known deviations, one test id a line with '# reason' (default: xfails/<target>.txt; 'none')")
-    p.add_argument("--checks", default=None, metavar="KINDS",
+    p.add_argument("--checks", default=None, metavar="KINDS", type=_kinds,
                    help="only these kinds of check, comma-separated: values, properties, gradients, errors (default: all)")
     p.add_argument("--log", default=None, metavar="FILE",
                    help="write the suite's full output here (default: ./refprune-check-<target>.log)")
@@ -75,5 +89,6 @@ def add_commands(sub):
     p.add_argument("--target", default=cfg.DEFAULT_TARGET, metavar="MODULE",
                    help="verify: the implementation to check (the current directory is searched)")
     p.add_argument("--target-backend", default=None, metavar="NAME", help="verify: its array type (default numpy)")
-    p.set_defaults(func=_cmd_vectors)
+    p.add_argument("--overwrite", action="store_true", help="export: replace FILE if it exists")
+    p.set_defaults(func=_cmd_vectors, parser=p)
 
