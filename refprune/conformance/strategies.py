@@ -353,3 +353,82 @@ def dst_cases(draw, dtype):
     mask = draw(st.one_of(masks(shape), st.just(np.ones(shape, dtype=bool)), st.just(np.zeros(shape, dtype=bool))), label="mask")
     grow = draw(st.one_of(scores(dtype, shape), weights(dtype, shape, kinds=("ties", "constant", "zeros"))), label="grow_scores")
     return w, mask, grow
+
+
+# --------------------------------------------------------------------------- v2: one-shot, layer-wise pruning
+# ``w`` is (out, in) like a torch Linear, ``x`` (tokens, in). Layers are small (a SparseGPT or
+# OBC reference call is a few milliseconds) and drawn so that float32 and float64 rank alike:
+# weights and norms from small dyadic pools (their products are exact in float32) or distinct.
+
+#: Activation norms: exact in float32, products with DYADIC_POOL weights exact too.
+NORM_POOL = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 0.25)
+
+LAYER_KINDS = ("distinct", "ties", "zeros", "dead", "equal-norms")
+
+
+def layer_sides(*, m=None, max_out=5, max_groups=3, max_in=9):
+    """``(out, in)``: one row, one column, empty; ``in`` a multiple of ``m`` when given."""
+    out = st.one_of(st.sampled_from([1, 2, 4]), st.integers(0, max_out))
+    if m is None:
+        cols = st.one_of(st.sampled_from([1, 2, 8]), st.integers(0, max_in))
+    else:
+        cols = st.integers(0, max_groups).map(lambda g: g * m)
+    return st.tuples(out, cols)
+
+
+def wanda_norms(dtype, cols, *, equal=False):
+    """Activation norms ``(in,)``: from :data:`NORM_POOL` (ties, zeros: dead inputs), or all equal."""
+    if equal:
+        return st.sampled_from(NORM_POOL[1:]).map(lambda c: np.full(cols, c, dtype=dtype))
+    return hnp.arrays(np.dtype(dtype), (cols,), elements=st.sampled_from(NORM_POOL))
+
+
+@st.composite
+def oneshot_weights(draw, dtype, shape):
+    """``w`` (out, in): distinct values, the dyadic pool (ties, zeros, ``w`` and ``-w``), or all zero."""
+    kind = draw(st.sampled_from(["distinct", "dyadic", "zeros"]), label="w kind")
+    if kind == "distinct":
+        return _array(draw, dtype, shape, _floats(dtype, -4.0, 4.0).filter(lambda v: v == 0 or abs(v) > 1e-3))
+    if kind == "zeros":
+        return np.zeros(shape, dtype=dtype)
+    return _array(draw, dtype, shape, st.sampled_from(DYADIC_POOL))
+
+
+@st.composite
+def calibration(draw, dtype, cols, *, full_rank=True):
+    """Calibration inputs ``x`` (tokens, in): random rows, then (``full_rank``) a diagonal block
+    with nonzero entries so that ``X^T X`` is positive definite; kinds ``dead`` (some input
+    features always 0: positive definite once the dead ones are set aside) and ``equal-norms``
+    (every column a signed copy of one, plus ``c I``)."""
+    kind = draw(st.sampled_from(["random", "dead", "equal-norms", "dyadic"]), label="x kind")
+    tokens = draw(st.integers(0, 6), label="random tokens")
+    if kind == "equal-norms":
+        base = _array(draw, "float64", (tokens + 2,), st.sampled_from([1.0, -1.0, 2.0, 0.5, -0.5]))
+        signs = _array(draw, "float64", (tokens + 2, cols), st.sampled_from([1.0, -1.0]))
+        x = base[:, None] * signs
+        if full_rank and cols:  # c^2 more in every squared norm: still equal, and X^T X positive definite
+            x = np.concatenate([x, np.eye(cols) * draw(st.sampled_from([0.5, 1.0, 2.0]), label="diagonal")])
+        return x.astype(dtype)
+    elements = _floats(dtype, -2.0, 2.0) if kind != "dyadic" else st.sampled_from(DYADIC_POOL[:10])
+    x = _array(draw, dtype, (tokens, cols), elements)
+    if full_rank:
+        diag = _array(draw, dtype, (cols,), st.sampled_from([0.5, 1.0, 2.0, -1.0, 1.5]))
+        x = np.concatenate([x, np.diag(diag).astype(dtype)]) if cols else x
+    if kind == "dead" and cols:
+        dead = _array(draw, "bool", (cols,), st.booleans())
+        x = np.where(dead[None, :], np.zeros_like(x), x)
+    return x
+
+
+def nm_pairs():
+    """``(n, m)`` with ``n`` kept of every ``m``: 2:4 first, then 1:4, 3:4, 1:2, 4:8, 0 and m kept."""
+    return st.sampled_from([(2, 4), (1, 4), (3, 4), (1, 2), (4, 8), (2, 8), (0, 2), (2, 2), (1, 3), (1, 1)])
+
+
+def sparsegpt_blocks(m=None):
+    """Block sizes: 1, 2, 3 (not a multiple of 2 or 4), 128 (the default: one block), and any."""
+    return st.one_of(st.sampled_from([1, 2, 3, 5, 128]), st.integers(1, 12))
+
+
+def damps():
+    return st.sampled_from([0.01, 0.0, 0.1, 1.0, 1e-3])
