@@ -663,8 +663,8 @@ def oneshot_layers(cls, dtype):
         return [(_w8(dtype, rows=1), _x8(dtype))]
     if cls == "one-column":
         return [(a([[2.0], [-1.0], [0.0], [0.5]]), a([[1.0], [-2.0], [0.5]]))]
-    if cls == "empty":
-        return [(np.zeros((0, 4), dtype=dtype), a(_X_GENERAL)), (np.zeros((3, 0), dtype=dtype), np.zeros((5, 0), dtype=dtype))]
+    if cls == "empty":  # (in = 0 with tokens: test_oneshot.py::test_no_input_features, findings F1)
+        return [(np.zeros((0, 4), dtype=dtype), a(_X_GENERAL))]
     return []
 
 
@@ -888,12 +888,53 @@ CASES = {
     "jaxpruner_polynomial_sparsity": _jaxpruner,
 }
 
+def _outlier_ratio(cls, dtype):
+    """Scores of one budget unit; ``threshold``: entries exactly at ``m`` times a mean that is exact
+    (4 entries, dyadic sums), and their neighbours."""
+    a = lambda v: _a(v, dtype)  # noqa: E731
+    table = {
+        "signs": [(a([-1.0, 0.5, 3.0, 8.0, 0.0, 1.0]),), ([a([1.0, 1.0, 1.0]), a([1.0, 1.0, 20.0])],)],
+        "ties": [(np.full(6, 1.5, dtype=dtype),), ([a([2.0, 2.0]), a([[2.0, 2.0], [2.0, 2.0]])],)],
+        "zeros": [(np.zeros((2, 3), dtype=dtype),)],
+        "threshold": [(a([2.0, 2.0, 2.0, 6.0]),), (a([2.0, 2.0, 2.0, float(np.nextafter(np.dtype(dtype).type(6.0),
+                                                                                      np.dtype(dtype).type(7.0)))]),)],
+        "huge": [(a([huge(dtype) / 8, 1.0, 0.0, 2.0]),)],
+        "empty": [(np.zeros((0,), dtype=dtype),)],
+    }
+    out = []
+    for args in table.get(cls, []):
+        out += [(args, {}), (args, {"m": 1.0}), (args, {"m": 2.0}), (args, {"m": 0.0})]
+    return out
+
+
+def _owl(cls, dtype):
+    if dtype != "float64":
+        return []  # shapes and Python floats: once is enough
+    three = [(3,), (5,), (7,)]
+    table = {
+        "signs": [(three, [0.0, 1.0, 0.5], {"density": 0.3, "lam": 0.1}),
+                  (three, [0.3, -0.1, 0.2], {"density": 0.5})],
+        "ties": [(three, [0.2, 0.2, 0.2], {"density": 0.4}), ([(4, 4)] * 3, [0.1, 0.3, 0.2], {"density": 0.5})],
+        # dyadic: a density of exactly 1.0 (allowed) and one just above (a ValueError)
+        "threshold": [([(8,), (8,)], [0.0, 1.0], {"density": 0.9375, "lam": 0.0625}),
+                      ([(8,), (8,)], [0.0, 1.0], {"density": 0.9375, "lam": 0.125}),
+                      (three, [0.0, 1.0, 0.5], {"density": 1.0, "lam": 0.0}),
+                      (three, [0.0, 1.0, 0.5], {"density": 0.0, "lam": 0.0})],
+        "huge": [([(10**6, 10**6), (10, 10)], [0.1, 0.9], {"density": 0.01, "lam": 0.005})],
+        "empty": [([], [], {"density": 0.5}), ([(0,), (10,)], [0.1, 0.3], {"density": 0.5}),
+                  ([(0,), (0,)], [0.1, 0.3], {"density": 0.5})],
+    }
+    return [((shapes, ratios), kw) for shapes, ratios, kw in table.get(cls, [])]
+
+
 #: The v2 builders (oracle protocol v2, one-shot pruning).
 ONESHOT_CASES = {
     "activation_norms": _x_only,
     "wanda_scores": _wanda_scores,
     "wanda_mask": _wanda_mask,
     "ria_scores": _ria,
+    "outlier_ratio": _outlier_ratio,
+    "owl_densities": _owl,
     "hessian": _hessian,
     "masked_least_squares": _masked_ls,
     "reconstruction_error": _reconstruction,

@@ -432,3 +432,28 @@ def sparsegpt_blocks(m=None):
 
 def damps():
     return st.sampled_from([0.01, 0.0, 0.1, 1.0, 1e-3])
+
+
+def outlier_scores(dtype):
+    """Scores of one layer: dyadic (exact sums, so ``s > m * mean`` is decided alike in both dtypes), a
+    few large outliers among many small ones, or all equal."""
+    small = st.sampled_from([0.0, 0.125, 0.25, 0.5, 1.0, 1.5, 2.0])
+    big = st.sampled_from([16.0, 32.0, 64.0, 24.0])
+    shape = st.one_of(st.sampled_from([(1,), (4,), (2, 3)]), hnp.array_shapes(min_dims=1, max_dims=2, max_side=6))
+    return st.one_of(
+        shape.flatmap(lambda s: hnp.arrays(np.dtype(dtype), s, elements=st.one_of(small, small, small, big))),
+        shape.map(lambda s: np.full(s, 0.5, dtype=dtype)),
+    )
+
+
+def outlier_multiples():
+    """``m`` of OWL's outlier ratio: 5 (its scripts), and others."""
+    return st.sampled_from([5.0, 1.0, 2.0, 3.0, 0.0, 7.0, 0.5])
+
+
+def owl_ratios():
+    return st.one_of(st.sampled_from([0.0, 0.01, 0.05, 0.1]), st.floats(0.0, 0.2))
+
+
+def owl_lams():
+    return st.one_of(st.sampled_from([0.08, 0.0, 0.02, 0.1, 0.2]), st.floats(0.0, 0.25))

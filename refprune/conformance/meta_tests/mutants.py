@@ -1079,7 +1079,46 @@ def violations_last_axis(mask_or_w, *, n, m, axis=-1):
     return ok.nm_violations(mask_or_w, n=n, m=m)  # bug: axis ignored
 
 
+def outlier_ratio_inclusive(scores, *, m=5.0):
+    ok.outlier_ratio(scores, m=m)
+    parts = scores if isinstance(scores, (list, tuple)) else [scores]
+    flat = torch.cat([p.reshape(-1).to(torch.float64) for p in parts])
+    return float((flat >= m * flat.mean()).sum()) / flat.numel()  # bug: >= m * mean
+
+
+def outlier_ratio_mean_of_layers(scores, *, m=5.0):
+    ok.outlier_ratio(scores, m=m)
+    parts = scores if isinstance(scores, (list, tuple)) else [scores]
+    return sum(ok.outlier_ratio(p, m=m) for p in parts) / len(parts)  # bug: each layer's ratio, then their mean
+
+
+def owl_unweighted_mean(shapes, outlier_ratios, *, density, lam=0.08):
+    out = ok.owl_densities(shapes, outlier_ratios, density=density, lam=lam)
+    if isinstance(out, dict) or not out:
+        return out
+    lo, hi = min(outlier_ratios), max(outlier_ratios)
+    spread = [0.0 if hi == lo else 2 * lam * (r - lo) / (hi - lo) for r in outlier_ratios]
+    return [density - sum(spread) / len(spread) + t for t in spread]  # bug: OWL's code, the unweighted mean
+
+
+def owl_spread_lam(shapes, outlier_ratios, *, density, lam=0.08):
+    ok.owl_densities(shapes, outlier_ratios, density=density, lam=lam)
+    return ok.owl_densities(shapes, outlier_ratios, density=density, lam=lam / 2)  # bug: spread lam, not 2 lam
+
+
+def owl_inverted(shapes, outlier_ratios, *, density, lam=0.08):
+    ok.owl_densities(shapes, outlier_ratios, density=density, lam=lam)
+    flipped = {k: -v for k, v in outlier_ratios.items()} if isinstance(outlier_ratios, dict) else \
+        [-r for r in outlier_ratios]
+    return ok.owl_densities(shapes, flipped, density=density, lam=lam)  # bug: more outliers, fewer weights kept
+
+
 RULES.update({
+    "owl-outlier-strict": "outlier_ratio: scores strictly above m times the mean",
+    "owl-outlier-pooled": "outlier_ratio: one ratio over all the scores of the unit (concatenated)",
+    "owl-weighted-budget": "owl_densities: sum_l d_l N_l = density * sum_l N_l (weighted, exact)",
+    "owl-spread": "owl_densities: the densities span 2 lam",
+    "owl-direction": "owl_densities: more outliers, higher density",
     "norms-l2": "activation_norms: the l2 norm of each input feature (not squared)",
     "norms-sum": "activation_norms: summed over the tokens (no mean)",
     "wanda-abs": "wanda_scores: |w_ij| * norms_j",
@@ -1111,6 +1150,13 @@ RULES.update({
 })
 
 MUTANTS.update({
+    "outlier_ratio_inclusive": Mutant("outlier_ratio", outlier_ratio_inclusive, "owl-outlier-strict", ">= m * mean"),
+    "outlier_ratio_mean_of_layers": Mutant("outlier_ratio", outlier_ratio_mean_of_layers, "owl-outlier-pooled",
+                                           "the mean of per-layer ratios"),
+    "owl_unweighted_mean": Mutant("owl_densities", owl_unweighted_mean, "owl-weighted-budget",
+                                  "OWL's code: centred on the unweighted mean"),
+    "owl_spread_lam": Mutant("owl_densities", owl_spread_lam, "owl-spread", "spread lam, not 2 lam"),
+    "owl_inverted": Mutant("owl_densities", owl_inverted, "owl-direction", "fewer weights where more outliers"),
     "norms_squared": Mutant("activation_norms", norms_squared, "norms-l2", "the squared norm"),
     "norms_rms": Mutant("activation_norms", norms_rms, "norms-sum", "divided by sqrt(tokens)"),
     "wanda_scores_signed": Mutant("wanda_scores", wanda_scores_signed, "wanda-abs", "w * norms, no |.|"),

@@ -848,8 +848,16 @@ def _square(name, h, size):
     return h
 
 
+def _tokens(x):
+    """``x`` as ``(tokens, in)``: every leading axis counts as tokens."""
+    _tensor("x", x)
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape (tokens, in), got {tuple(x.shape)}")
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+
+
 def activation_norms(x):
-    _matrix("x", x)
+    x = _tokens(x)
     x64 = x.to(torch.float64)
     big = x64.abs().amax(dim=0) if x.shape[0] else torch.zeros(x.shape[1], dtype=torch.float64)
     safe = torch.where(big > 0, big, torch.ones_like(big))
@@ -912,9 +920,12 @@ def ria_scores(w, norms, *, a=0.5):
 
 
 def hessian(x):
-    _matrix("x", x)
+    """``H = 2/T X^T X``: the Hessian of the mean squared output error (SparseGPT's scale)."""
+    x = _tokens(x)
+    if x.shape[0] == 0:
+        raise ValueError("x has no tokens")
     x64 = x.to(torch.float64)
-    return (x64.T @ x64).to(x.dtype)
+    return (2.0 / x.shape[0] * (x64.T @ x64)).to(x.dtype)
 
 
 def _mask_for(w, mask):
@@ -925,27 +936,31 @@ def _mask_for(w, mask):
 
 
 def masked_least_squares(w, h, mask):
+    """Per row: ``w_S + H_SS^+ H_SP w_P`` on the kept inputs S (of all optima the closest to ``w``), 0 on P."""
     _matrix("w", w)
     _square("h", h, w.shape[1])
     _mask_for(w, mask)
     w64, h64 = w.to(torch.float64), h.to(torch.float64)
     out = torch.zeros_like(w64)
-    target = w64 @ h64  # row i: (H w_i)^T, H symmetric
+    rtol = max(1, w.shape[1]) * torch.finfo(torch.float64).eps
     for i in range(w.shape[0]):
         kept = torch.nonzero(mask[i]).reshape(-1)
+        pruned = torch.nonzero(~mask[i]).reshape(-1)
         if kept.numel():
-            sub = h64[kept][:, kept]
-            out[i, kept] = torch.linalg.pinv(sub, hermitian=True) @ target[i, kept]
+            pinv = torch.linalg.pinv(h64[kept][:, kept], rtol=rtol, hermitian=True)
+            out[i, kept] = w64[i, kept] + pinv @ (h64[kept][:, pruned] @ w64[i, pruned])
     return out.to(w.dtype)
 
 
 def reconstruction_error(w, w_hat, h):
+    """``1/2 tr((w - w_hat) H (w - w_hat)^T)``."""
     _matrix("w", w)
     _matrix("w_hat", w_hat)
     _same_shape(w, w_hat, ("w", "w_hat"))
     _square("h", h, w.shape[1])
     d = (w.to(torch.float64) - w_hat.to(torch.float64))
-    return ((d @ h.to(torch.float64)) * d).sum().to(w.dtype)
+    dtype = torch.promote_types(torch.promote_types(w.dtype, w_hat.dtype), h.dtype)
+    return (0.5 * ((d @ h.to(torch.float64)) * d).sum()).to(dtype)
 
 
 def _damped(w64, h, damp, *, dead_fix=True, relative=True):
@@ -976,6 +991,8 @@ def _budget_args(w, amount, n, m):
     rows, cols = w.shape
     if amount is None:
         return _nm_args(n, m, cols)
+    if isinstance(amount, bool) or not isinstance(amount, float):
+        raise TypeError("amount must be a float fraction (it applies to every column block)")
     prune_count(amount, rows * cols)  # validation
     return None, None
 
@@ -993,7 +1010,7 @@ def _sparsegpt(w, h, amount, n, m, block, damp, *, diag=None, hessian_scores=Tru
     block = _count_arg("block", block, 1)
     rows, cols = w.shape
     W, h64 = _damped(w.to(torch.float64), h, damp, **prep)
-    if cols == 0 or rows == 0:
+    if cols == 0 or rows == 0 or amount == 0 or (amount is None and n == m):  # nothing to prune: w as it is
         return w.clone(), torch.ones(w.shape, dtype=torch.bool)
     U = torch.linalg.cholesky(_inverse(h64), upper=True)
     d = torch.diagonal(U)
@@ -1029,7 +1046,7 @@ def _obc(w, h, amount, damp, *, downdate=True, use_hinv=True, order=_keep):
     k = prune_count(amount, cols)
     W, h64 = _damped(w.to(torch.float64), h, damp)
     keep = torch.ones(w.shape, dtype=torch.bool)
-    if rows == 0 or cols == 0:
+    if rows == 0 or cols == 0 or k == 0:
         return w.clone(), keep
     hinv0 = _inverse(h64)
     for r in range(rows):
@@ -1064,3 +1081,47 @@ def nm_violations(mask_or_w, *, n, m, axis=-1):
     if nz.numel() == 0:
         return 0
     return int((nz.reshape(-1, m).sum(dim=1) > n).sum())
+
+
+def outlier_ratio(scores, *, m=5.0):
+    """OWL: the fraction of all the scores above ``m`` times their mean."""
+    parts = scores if isinstance(scores, (list, tuple)) else [scores]
+    for i, part in enumerate(parts):
+        _tensor(f"scores[{i}]", part)
+        _no_nan(f"scores[{i}]", part)
+    m = _real("m", m, lo=0.0)
+    flat = torch.cat([p.reshape(-1).to(torch.float64) for p in parts]) if parts else torch.zeros(0, dtype=torch.float64)
+    if flat.numel() == 0:
+        raise ValueError("outlier_ratio needs at least one score")
+    return float((flat > m * flat.mean()).sum()) / flat.numel()
+
+
+def owl_densities(shapes, outlier_ratios, *, density, lam=0.08):
+    """OWL: ``d_l = c + 2 lam (D_l - min D) / (max D - min D)``, ``c`` solved (exactly) for the weighted budget."""
+    from fractions import Fraction
+
+    named = isinstance(shapes, dict)
+    if named != isinstance(outlier_ratios, dict):
+        raise TypeError("shapes and outlier_ratios must both be mappings or both sequences")
+    if named and set(shapes) != set(outlier_ratios):
+        raise ValueError("shapes and outlier_ratios must have the same keys")
+    keys = list(shapes) if named else None
+    shape_list = [shapes[k] for k in keys] if named else list(shapes)
+    ratios = [outlier_ratios[k] for k in keys] if named else list(outlier_ratios)
+    if len(ratios) != len(shape_list):
+        raise ValueError("one outlier ratio per layer")
+    density = _real("density", density, lo=0.0, hi=1.0)
+    lam = _real("lam", lam, lo=0.0)
+    ratios = [_real("outlier ratio", r) for r in ratios]
+    counts = [math.prod(_int("shape entry", d, lo=0) for d in s) for s in shape_list]
+    total = sum(counts)
+    lo, hi = (min(ratios), max(ratios)) if ratios else (0.0, 0.0)
+    spread = [Fraction(0) if hi == lo else Fraction(2) * Fraction(lam) * (Fraction(r) - Fraction(lo)) /
+              (Fraction(hi) - Fraction(lo)) for r in ratios]
+    if not total:  # no parameters to budget: the target density everywhere
+        spread = [Fraction(0)] * len(spread)
+    c = (Fraction(density) * total - sum(t * n for t, n in zip(spread, counts))) / total if total else Fraction(density)
+    out = [float(c + t) for t in spread]
+    if any(not 0.0 <= d <= 1.0 for d in out):
+        raise ValueError(f"a density falls outside [0, 1] ({out}): lower lam")
+    return dict(zip(keys, out)) if named else out
