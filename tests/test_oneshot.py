@@ -191,6 +191,22 @@ def test_wanda_mask_ties_and_rounding(backend):
     np.testing.assert_array_equal(got, [[True, True, False, False, False], [True, True, False, False, False]])
 
 
+@pytest.mark.parametrize("cols", [65, 300])
+def test_wanda_long_rows_with_ties_match_the_reference_path(backend, rng, cols, monkeypatch):
+    """Rows longer than the fast path's pairwise limit, many ties, several slabs of rows."""
+    from refprune import _dispatch, oneshot
+
+    monkeypatch.setattr(oneshot, "_SLAB", 4 * cols)  # 4 rows per slab
+    w = rng.integers(-3, 4, size=(10, cols)).astype(np.float64)
+    norms = np.ones(cols)
+    for amount in (0.3, 0.5, 0.9):
+        got = _host(backend, rp.wanda_mask(_put(backend, w), _put(backend, norms), amount=amount))
+        with _dispatch.reference_only():
+            ref = _host(backend, rp.wanda_mask(_put(backend, w), _put(backend, norms), amount=amount))
+        np.testing.assert_array_equal(got, ref)
+        np.testing.assert_array_equal(got, ref_wanda(w, norms, k_row=rp.prune_count(amount, cols)))
+
+
 def test_wanda_with_equal_norms_is_magnitude_per_row(backend, rng):
     w = rng.normal(size=(6, 20))
     wb = _put(backend, w)
