@@ -378,10 +378,14 @@ def test_sparsegpt_prune(target, ref, data):
 @given(data=st.data(), c=st.sampled_from([2.0, 0.5, 4.0]))
 def test_sparsegpt_scale(target, data, c):
     """``x`` times ``c`` leaves the result unchanged; ``w`` times ``c`` scales ``w_hat`` by ``c`` (same mask).
-    ``c`` is a power of two, so the scaled inputs are exact."""
+    ``c`` is a power of two, so the scaled inputs are exact. With dead inputs only for ``damp=0``: the
+    documented dead-input fix (``H_jj = 1`` before ``damp * mean(diag H)``) does not scale with ``x``
+    (findings F2)."""
     dtype, w, x = _dtype_layer(data)
     h = hessian_host(x).astype(dtype)
     kw = _sparsegpt_kwargs(data, w.shape[1], w.shape[0])
+    if h.size and np.any(np.diag(h) == 0):
+        kw["damp"] = 0.0
     w_hat, mask = call_target(target, "sparsegpt_prune", w, h, check_kind="properties", **kw)
     call = target.last
     w_x, mask_x = call_target(target, "sparsegpt_prune", w, (h * c * c).astype(dtype), check_kind="properties", **kw)
