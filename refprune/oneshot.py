@@ -221,6 +221,10 @@ def wanda_scores(w, norms, /, *, xp=None):
     xp = float_namespace(xp, w=w, norms=norms)
     _check_norms(w, norms, xp)
     check_no_nan("w", w, xp)
+    return _wanda(w, norms, xp)
+
+
+def _wanda(w, norms, xp):
     return xp.abs(w) * xp.reshape(norms, (1, -1))
 
 
@@ -254,12 +258,11 @@ def _select(w, norms, target, group, rounding, xp):
         select = functools.partial(_row_keep, k=prune_count(value, cols, rounding=rounding), xp=xp)
     else:
         k = prune_count(value, rows * cols, rounding=rounding)
-        scores = wanda_scores(w, norms, xp=xp)
-        return xp.reshape(_keep_flat(xp.reshape(scores, (-1,)), k, xp), (rows, cols))
+        return xp.reshape(_keep_flat(xp.reshape(_wanda(w, norms, xp), (-1,)), k, xp), (rows, cols))
     step = max(1, _SLAB // max(1, cols))
     if rows <= step:
-        return select(wanda_scores(w, norms, xp=xp))
-    slabs = [select(wanda_scores(w[r0 : min(r0 + step, rows), :], norms, xp=xp)) for r0 in range(0, rows, step)]
+        return select(_wanda(w, norms, xp))
+    slabs = [select(_wanda(w[r0 : min(r0 + step, rows), :], norms, xp)) for r0 in range(0, rows, step)]
     return xp.concat(slabs, axis=0)
 
 
@@ -318,6 +321,7 @@ def wanda_mask(w, norms, /, *, amount=None, n=None, m=None, group="row", roundin
     xp = float_namespace(xp, w=w, norms=norms)
     target = _check_target(amount, n, m, group=group)
     _check_norms(w, norms, xp)
+    check_no_nan("w", w, xp)
     return _select(w, norms, target, group, rounding, xp)
 
 
