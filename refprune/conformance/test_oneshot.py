@@ -90,12 +90,14 @@ def pruned_pair(target, ref, fname, *args, **kwargs):
     return actual, call
 
 
-def _dtype_layer(data, *, m=None, full_rank=True, min_in=0):
+def _dtype_layer(data, *, min_in=0, norms=None):
+    """``(dtype, w, x)``, or ``(dtype, w, norms)`` with ``norms="drawn"`` or ``"equal"``."""
     dtype = data.draw(cs.dtypes(), label="dtype")
-    rows, cols = data.draw(cs.layer_sides(m=m).filter(lambda s: s[1] >= min_in), label="(out, in)")
+    rows, cols = data.draw(cs.layer_sides().filter(lambda s: s[1] >= min_in), label="(out, in)")
     w = data.draw(cs.oneshot_weights(dtype, (rows, cols)), label="w")
-    x = data.draw(cs.calibration(dtype, cols, full_rank=full_rank), label="x")
-    return dtype, w, x
+    if norms is not None:
+        return dtype, w, data.draw(cs.wanda_norms(dtype, cols, equal=norms == "equal"), label="norms")
+    return dtype, w, data.draw(cs.calibration(dtype, cols), label="x")
 
 
 # --------------------------------------------------------------------------- norms, scores, Hessian
@@ -123,18 +125,10 @@ def test_hessian(target, ref, data, batch):
         fail(target.last, "the Hessian must be exactly symmetric", actual=out, kind="properties")
 
 
-def _w_norms(data, *, equal=False, m=None):
-    dtype = data.draw(cs.dtypes(), label="dtype")
-    rows, cols = data.draw(cs.layer_sides(m=m), label="(out, in)")
-    w = data.draw(cs.oneshot_weights(dtype, (rows, cols)), label="w")
-    norms = data.draw(cs.wanda_norms(dtype, cols, equal=equal), label="norms")
-    return dtype, w, norms
-
-
 @protocol("wanda_scores")
 @given(data=st.data())
 def test_wanda_scores(target, ref, data):
-    _, w, norms = _w_norms(data)
+    _, w, norms = _dtype_layer(data, norms="drawn")
     out, _ = compare(target, ref, "wanda_scores", w, norms)
     assert_values(target.last, out, np.abs(w.astype(np.float64)) * norms, what="|w_ij| * norms_j")
 
@@ -151,7 +145,7 @@ def ria_host(w, norms, a):
 @protocol("ria_scores")
 @given(data=st.data(), a=st.sampled_from([None, 0.5, 1.0, 0.0, 2.0]))
 def test_ria_scores(target, ref, data, a):
-    _, w, norms = _w_norms(data)
+    _, w, norms = _dtype_layer(data, norms="drawn")
     kw = {} if a is None else {"a": a}
     out, _ = compare(target, ref, "ria_scores", w, norms, **kw)
     assert_values(target.last, out, ria_host(w, norms, 0.5 if a is None else a),
@@ -256,7 +250,7 @@ def _budget(data, cols, rows):
 @protocol("wanda_mask", checks="values,properties")
 @given(data=st.data())
 def test_wanda_mask(target, ref, data):
-    dtype, w, norms = _w_norms(data)
+    dtype, w, norms = _dtype_layer(data, norms="drawn")
     kw = _budget(data, w.shape[1], w.shape[0])
     out = call_target(target, "wanda_mask", w, norms, check_kind="values", **kw)
     call = target.last
@@ -280,7 +274,7 @@ def test_wanda_mask(target, ref, data):
 @given(data=st.data())
 def test_wanda_equal_norms_is_magnitude_per_row(target, data):
     """With equal activation norms, Wanda's row mask is the magnitude mask of each row."""
-    _, w, norms = _w_norms(data, equal=True)
+    _, w, norms = _dtype_layer(data, norms="equal")
     amount = data.draw(cs.amounts(w.shape[1]), label="amount")
     out = call_target(target, "wanda_mask", w, norms, amount=amount, check_kind="properties")
     k = cf.prune_count(amount, w.shape[1])
