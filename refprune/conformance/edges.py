@@ -680,6 +680,8 @@ def _gram(x):
 
 def _x_only(cls, dtype):
     out = [((x,), {}) for _, x in oneshot_layers(cls, dtype)]
+    if cls == "signs":  # leading axes count as tokens: (batch, seq, in)
+        out.append(((_a(_X_GENERAL, dtype).reshape(2, 3, 4),), {}))
     if cls == "0-d":
         out.append(((np.array(1.0, dtype=dtype),), {}))  # the reference raises: x is (tokens, in)
     if cls == "huge" and dtype == "float64":
@@ -785,6 +787,8 @@ def _sparsegpt(cls, dtype):
             out.append(((w, h), {"n": 2, "m": 4}))
         if cls not in ("dead",) and cols:
             out.append(((w, h), {"amount": 0.5, "damp": 0.0}))
+        if cls == "dead":  # nothing to prune: w as it is, dead columns included
+            out += [((w, h), {"amount": 0.0})] + ([((w, h), {"n": 4, "m": 4})] if cols % 4 == 0 else [])
     if cls == "amounts":
         w, h = _layers_h("signs", dtype)[1]
         for amount in (0, 0.0, 1.0, 24, 1, 0.5, 0.0625):  # 0.0625 * 24 = 1.5: half-way, 2 pruned
@@ -815,6 +819,8 @@ def _obc(cls, dtype):
     if cls == "amounts":
         w, h = _layers_h("signs", dtype)[1]
         out += [((w, h), {"amount": amount}) for amount in (0, 0.0, 1.0, 8, 1, 0.3125)]
+    if cls == "dead":
+        out += [((w, h), {"amount": 0}) for w, h in _layers_h(cls, dtype)]
     return out
 
 
@@ -829,6 +835,8 @@ def _nm_violations(cls, dtype):
                 out.append(((w != 0,), {"n": n, "m": m}))
                 if w.shape[0] % m == 0 and w.shape[0]:
                     out.append(((w,), {"n": n, "m": m, "axis": 0}))
+    if cls == "huge":  # NaN and inf weights count as nonzero
+        out.append(((_a([[np.nan, 0.0, 0.0, 1.0], [np.inf, -np.inf, 0.0, 0.0]], dtype),), {"n": 1, "m": 4}))
     if cls == "signs":  # 1 violation down the columns, 2 along the rows: the axis matters
         out.append(((np.array([[True, True, True, False], [False, False, True, True]]),), {"n": 1, "m": 2, "axis": 0}))
     if cls == "nm-shape":

@@ -1113,7 +1113,102 @@ def owl_inverted(shapes, outlier_ratios, *, density, lam=0.08):
     return ok.owl_densities(shapes, flipped, density=density, lam=lam)  # bug: more outliers, fewer weights kept
 
 
+def norms_first_batch(x):
+    return ok.activation_norms(x[0] if x.dim() > 2 else x)  # bug: a (batch, seq, in) x uses its first batch
+
+
+def hessian_tokens_per_batch(x):
+    out = ok.hessian(x)
+    return out * x.shape[0] if x.dim() > 2 else out  # bug: T counts one batch's tokens (2/seq, not 2/(batch*seq))
+
+
+def ria_nan_for_zero_sums(w, norms, *, a=0.5):
+    ok.ria_scores(w, norms, a=a)
+    aw = w.abs()  # bug: RIA's code, 0/0 = NaN for a row or column of zeros
+    return (aw / aw.sum(dim=0, keepdim=True) + aw / aw.sum(dim=1, keepdim=True)) * norms ** a
+
+
+def ria_dead_power_zero(w, norms, *, a=0.5):
+    out = ok.ria_scores(w, norms, a=a)
+    return torch.where(norms > 0, out, torch.zeros_like(out))  # bug: a dead input scores 0 even for a = 0 (0**0 = 1)
+
+
+def wanda_mask_rounding_ignored(w, norms, *, amount=None, n=None, m=None, group="row", rounding="half-even"):
+    ok.wanda_mask(w, norms, amount=amount, n=n, m=m, group=group, rounding=rounding)
+    return ok.wanda_mask(w, norms, amount=amount, n=n, m=m, group=group)  # bug: always half-even
+
+
+def mls_min_norm(w, h, mask):
+    ok.masked_least_squares(w, h, mask)
+    out = torch.zeros_like(w, dtype=torch.float64)
+    h64, target = h.to(torch.float64), w.to(torch.float64) @ h.to(torch.float64)
+    for i in range(w.shape[0]):  # bug: of all optima the smallest, not the one closest to w (dead inputs go to 0)
+        kept = torch.nonzero(mask[i]).reshape(-1)
+        if kept.numel():
+            out[i, kept] = torch.linalg.pinv(h64[kept][:, kept], hermitian=True) @ target[i, kept]
+    return out.to(w.dtype)
+
+
+def error_no_half(w, w_hat, h):
+    return 2 * ok.reconstruction_error(w, w_hat, h)  # bug: tr(D H D^T) without the 1/2
+
+
+def sparsegpt_zeroes_dead_always(w, h, *, amount=None, n=None, m=None, block=128, damp=0.01):
+    w_hat, keep = ok.sparsegpt_prune(w, h, amount=amount, n=n, m=m, block=block, damp=damp)
+    if w.numel():  # bug: dead columns zeroed even when nothing is pruned (amount 0, n == m)
+        w_hat = torch.where((torch.diagonal(h) == 0)[None, :], torch.zeros_like(w_hat), w_hat)
+    return w_hat, keep
+
+
+def sparsegpt_ties_reversed(w, h, *, amount=None, n=None, m=None, block=128, damp=0.01):
+    ok.sparsegpt_prune(w, h, amount=amount, n=n, m=m, block=block, damp=damp)
+    # bug: among equal scores of a block the LOWER row-major index is pruned first
+    return ok._sparsegpt(w, h, amount, n, m, block, damp, order=_keep_pruning_low_index_first)
+
+
+def obc_absolute_damp(w, h, *, amount, damp=0.0):
+    ok.obc_prune(w, h, amount=amount, damp=damp)
+    return ok._obc(w, h + damp * torch.eye(h.shape[0], dtype=h.dtype), amount, 0.0)  # bug: damp not relative
+
+
+def violations_nan_is_zero(mask_or_w, *, n, m, axis=-1):
+    ok.nm_violations(mask_or_w, n=n, m=m, axis=axis)
+    if mask_or_w.dtype == torch.bool:
+        return ok.nm_violations(mask_or_w, n=n, m=m, axis=axis)
+    return ok.nm_violations(torch.nan_to_num(mask_or_w, nan=0.0), n=n, m=m, axis=axis)  # bug: NaN counted as 0
+
+
+def outlier_ratio_default_m3(scores, *, m=3.0):
+    return ok.outlier_ratio(scores, m=m)  # bug: m defaults to 3
+
+
+def owl_default_lam(shapes, outlier_ratios, *, density, lam=0.1):
+    return ok.owl_densities(shapes, outlier_ratios, density=density, lam=lam)  # bug: lam defaults to 0.1
+
+
+def owl_equal_ratios_nan(shapes, outlier_ratios, *, density, lam=0.08):
+    out = ok.owl_densities(shapes, outlier_ratios, density=density, lam=lam)
+    values = list(outlier_ratios.values()) if isinstance(outlier_ratios, dict) else list(outlier_ratios)
+    if values and max(values) == min(values):  # bug: OWL's code divides by max - min = 0
+        return {k: math.nan for k in out} if isinstance(out, dict) else [math.nan] * len(out)
+    return out
+
+
 RULES.update({
+    "norms-tokens": "activation_norms: every leading axis of x counts as tokens",
+    "hessian-tokens": "hessian: T counts the tokens of every leading axis",
+    "ria-zero-sums": "ria_scores: a row or column summing to 0 contributes 0",
+    "ria-zero-power": "ria_scores: 0 ** 0 = 1 for a dead input with a = 0",
+    "wanda-rounding": "wanda_mask: rounding decides the count",
+    "mls-closest": "masked_least_squares: of all optima the one closest to w",
+    "error-half": "reconstruction_error: 1/2 tr(D H D^T)",
+    "sparsegpt-nothing-to-prune": "sparsegpt_prune: amount 0 or n == m returns w unchanged, dead columns included",
+    "sparsegpt-ties": "sparsegpt_prune: equal scores keep the lower row-major index of the block first",
+    "obc-damp": "obc_prune: damp relative to the mean diagonal",
+    "violations-nan": "nm_violations: NaN counts as nonzero",
+    "owl-m-default": "outlier_ratio: m = 5 by default",
+    "owl-lam-default": "owl_densities: lam = 0.08 by default",
+    "owl-equal-ratios": "owl_densities: equal ratios give density everywhere",
     "owl-outlier-strict": "outlier_ratio: scores strictly above m times the mean",
     "owl-outlier-pooled": "outlier_ratio: one ratio over all the scores of the unit (concatenated)",
     "owl-weighted-budget": "owl_densities: sum_l d_l N_l = density * sum_l N_l (weighted, exact)",
@@ -1150,6 +1245,23 @@ RULES.update({
 })
 
 MUTANTS.update({
+    "norms_first_batch": Mutant("activation_norms", norms_first_batch, "norms-tokens", "3-d x: the first batch only"),
+    "hessian_tokens_per_batch": Mutant("hessian", hessian_tokens_per_batch, "hessian-tokens", "2/seq for 3-d x"),
+    "ria_nan_for_zero_sums": Mutant("ria_scores", ria_nan_for_zero_sums, "ria-zero-sums", "0/0 = NaN (RIA's code)"),
+    "ria_dead_power_zero": Mutant("ria_scores", ria_dead_power_zero, "ria-zero-power", "dead inputs score 0 at a = 0"),
+    "wanda_mask_rounding_ignored": Mutant("wanda_mask", wanda_mask_rounding_ignored, "wanda-rounding",
+                                          "rounding ignored"),
+    "mls_min_norm": Mutant("masked_least_squares", mls_min_norm, "mls-closest", "the minimum-norm optimum"),
+    "error_no_half": Mutant("reconstruction_error", error_no_half, "error-half", "no 1/2"),
+    "sparsegpt_zeroes_dead_always": Mutant("sparsegpt_prune", sparsegpt_zeroes_dead_always,
+                                           "sparsegpt-nothing-to-prune", "dead columns zeroed at amount 0"),
+    "sparsegpt_ties_reversed": Mutant("sparsegpt_prune", sparsegpt_ties_reversed, "sparsegpt-ties",
+                                      "columns reversed: ties keep the higher column"),
+    "obc_absolute_damp": Mutant("obc_prune", obc_absolute_damp, "obc-damp", "damp added as is"),
+    "violations_nan_is_zero": Mutant("nm_violations", violations_nan_is_zero, "violations-nan", "NaN counted as 0"),
+    "outlier_ratio_default_m3": Mutant("outlier_ratio", outlier_ratio_default_m3, "owl-m-default", "m = 3 by default"),
+    "owl_default_lam": Mutant("owl_densities", owl_default_lam, "owl-lam-default", "lam = 0.1 by default"),
+    "owl_equal_ratios_nan": Mutant("owl_densities", owl_equal_ratios_nan, "owl-equal-ratios", "NaN for equal ratios"),
     "outlier_ratio_inclusive": Mutant("outlier_ratio", outlier_ratio_inclusive, "owl-outlier-strict", ">= m * mean"),
     "outlier_ratio_mean_of_layers": Mutant("outlier_ratio", outlier_ratio_mean_of_layers, "owl-outlier-pooled",
                                            "the mean of per-layer ratios"),

@@ -1001,8 +1001,8 @@ def sparsegpt_prune(w, h, *, amount=None, n=None, m=None, block=128, damp=0.01):
     return _sparsegpt(w, h, amount, n, m, block, damp)
 
 
-def _sparsegpt(w, h, amount, n, m, block, damp, *, diag=None, hessian_scores=True, count=prune_count, reach="all",
-               nm_origin="global", update=True, **prep):
+def _sparsegpt(w, h, amount, n, m, block, damp, *, diag=None, hessian_scores=True, count=prune_count, order=None,
+               reach="all", nm_origin="global", update=True, **prep):
     """SparseGPT column by column. The knobs (defaults: the protocol) exist for the mutants."""
     _matrix("w", w)
     _square("h", h, w.shape[1])
@@ -1021,7 +1021,7 @@ def _sparsegpt(w, h, amount, n, m, block, damp, *, diag=None, hessian_scores=Tru
         start = i - i % block
         if amount is not None and i == start:
             s = score(i, i + block)
-            keep[:, i:i + block] = _keep(s.reshape(-1), count(amount, s.numel())).reshape(s.shape)
+            keep[:, i:i + block] = (order or _keep)(s.reshape(-1), count(amount, s.numel())).reshape(s.shape)
         origin = start if nm_origin == "block" else 0
         if amount is None and (i - origin) % m == 0:
             j = min(i + m, start + block) if nm_origin == "block" else i + m
