@@ -663,8 +663,8 @@ def oneshot_layers(cls, dtype):
         return [(_w8(dtype, rows=1), _x8(dtype))]
     if cls == "one-column":
         return [(a([[2.0], [-1.0], [0.0], [0.5]]), a([[1.0], [-2.0], [0.5]]))]
-    if cls == "empty":  # (in = 0 with tokens: test_oneshot.py::test_no_input_features, findings F1)
-        return [(np.zeros((0, 4), dtype=dtype), a(_X_GENERAL))]
+    if cls == "empty":
+        return [(np.zeros((0, 4), dtype=dtype), a(_X_GENERAL)), (np.zeros((3, 0), dtype=dtype), np.zeros((5, 0), dtype=dtype))]
     return []
 
 
