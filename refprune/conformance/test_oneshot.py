@@ -544,6 +544,7 @@ BAD = [
     ("amount-and-nm", "wanda_mask", (_W, _N), {"amount": 0.5, "n": 2, "m": 4}, ValueError),
     ("no-budget", "wanda_mask", (_W, _N), {}, ValueError),
     ("group-unknown", "wanda_mask", (_W, _N), {"amount": 0.5, "group": "column"}, ValueError),
+    ("layer-with-nm", "wanda_mask", (_W, _N), {"n": 2, "m": 4, "group": "layer"}, ValueError),
     ("amount-above-1", "wanda_mask", (_W, _N), {"amount": 1.5}, ValueError),
     ("count-above-row", "wanda_mask", (_W, _N), {"amount": 9}, ValueError),
     ("m-float", "wanda_mask", (_W, _N), {"n": 2, "m": 4.0}, TypeError),

@@ -1138,6 +1138,12 @@ def wanda_mask_rounding_ignored(w, norms, *, amount=None, n=None, m=None, group=
     return ok.wanda_mask(w, norms, amount=amount, n=n, m=m, group=group)  # bug: always half-even
 
 
+def wanda_mask_layer_nm(w, norms, *, amount=None, n=None, m=None, group="row", rounding="half-even"):
+    if amount is None and group == "layer":
+        group = "row"  # bug: group='layer' with n, m silently means per row
+    return ok.wanda_mask(w, norms, amount=amount, n=n, m=m, group=group, rounding=rounding)
+
+
 def mls_min_norm(w, h, mask):
     ok.masked_least_squares(w, h, mask)
     out = torch.zeros_like(w, dtype=torch.float64)
@@ -1200,6 +1206,7 @@ RULES.update({
     "ria-zero-sums": "ria_scores: a row or column summing to 0 contributes 0",
     "ria-zero-power": "ria_scores: 0 ** 0 = 1 for a dead input with a = 0",
     "wanda-rounding": "wanda_mask: rounding decides the count",
+    "wanda-nm-rows": "wanda_mask: group='layer' with n, m is a ValueError",
     "mls-closest": "masked_least_squares: of all optima the one closest to w",
     "error-half": "reconstruction_error: 1/2 tr(D H D^T)",
     "sparsegpt-nothing-to-prune": "sparsegpt_prune: amount 0 or n == m returns w unchanged, dead columns included",
@@ -1251,6 +1258,7 @@ MUTANTS.update({
     "ria_dead_power_zero": Mutant("ria_scores", ria_dead_power_zero, "ria-zero-power", "dead inputs score 0 at a = 0"),
     "wanda_mask_rounding_ignored": Mutant("wanda_mask", wanda_mask_rounding_ignored, "wanda-rounding",
                                           "rounding ignored"),
+    "wanda_mask_layer_nm": Mutant("wanda_mask", wanda_mask_layer_nm, "wanda-nm-rows", "accepts group='layer' with n, m"),
     "mls_min_norm": Mutant("masked_least_squares", mls_min_norm, "mls-closest", "the minimum-norm optimum"),
     "error_no_half": Mutant("reconstruction_error", error_no_half, "error-half", "no 1/2"),
     "sparsegpt_zeroes_dead_always": Mutant("sparsegpt_prune", sparsegpt_zeroes_dead_always,

@@ -893,6 +893,8 @@ def wanda_mask(w, norms, *, amount=None, n=None, m=None, group="row", rounding="
     _exactly_one_budget(amount, n, m)
     if group not in ("row", "layer"):
         raise ValueError(f"group must be 'row' or 'layer', got {group!r}")
+    if amount is None and group != "row":
+        raise ValueError("N:M groups are per row: group='layer' takes amount, not n and m")
     s = w.to(torch.float64).abs() * norms.to(torch.float64)
     rows, cols = w.shape
     if amount is None:
