@@ -603,6 +603,247 @@ def _jaxpruner(cls, dtype):
     return _steps(table.get(cls, []))
 
 
+# --------------------------------------------------------------------------- v2: one-shot, layer-wise pruning
+#
+# Classes of their own (``ONESHOT_CLASSES``), besides ``signs``, ``ties``, ``huge``, ``empty`` and ``0-d``:
+#
+# =============== =====================================================================
+# ``zeros``       exact zeros in ``w``: single entries, a whole row, a whole column, all
+# ``dead``        dead input features: columns of ``x`` that are always 0 (``H_jj = 0``)
+# ``equal-norms`` every input feature with the same activation norm (``x`` a Hadamard
+#                 matrix: ``X^T X = c I``, so Hessian-based scores tie too)
+# ``one-row``     ``w`` with one output row
+# ``one-column``  ``w`` with one input column
+# ``amounts``     ``amount`` 0 and 1 (the int count 1 and the fraction 1.0), half-way rounding
+# ``nm-shape``    N:M where ``in`` is not a multiple of ``m``: a ValueError
+# ``blocks``      SparseGPT column blocks that are not a multiple of ``m`` (N:M groups
+#                 follow the global column index), and unstructured blocks of 1, 3, 5
+# =============== =====================================================================
+#
+# Every input is dyadic (exact in float32), and the Hessians of the float32 cases are
+# diagonal or well conditioned, so float32 and float64 rank alike.
+
+ONESHOT_CLASSES = ("zeros", "dead", "equal-norms", "one-row", "one-column", "amounts", "nm-shape", "blocks")
+
+_HADAMARD = ((1.0, 1.0, 1.0, 1.0), (1.0, -1.0, 1.0, -1.0), (1.0, 1.0, -1.0, -1.0), (1.0, -1.0, -1.0, 1.0))
+_X_GENERAL = ((1.0, 0.5, -1.0, 2.0), (0.0, 1.0, 0.5, -0.5), (2.0, -1.0, 0.0, 1.0), (-0.5, 0.0, 1.0, 1.0),
+              (1.0, 1.0, 1.0, 0.0), (0.5, -2.0, 0.5, 1.0))
+_W_TIES = ((1.0, -1.0, 1.0, -1.0), (2.0, 2.0, -2.0, 2.0), (0.5, 1.0, 0.5, 1.0))
+_W_ZEROS = ((0.0, 1.0, -2.0, 0.0), (0.0, 0.0, 0.0, 0.0), (0.0, -0.5, 3.0, 1.0))
+
+
+def _x8(dtype, dead=()):
+    """(12, 8) calibration inputs of full column rank (two general blocks side by side), ``dead`` columns 0."""
+    g = np.array(_X_GENERAL)
+    x = np.concatenate([np.concatenate([g, g[::-1] * 0.5], axis=1), np.eye(8)[:6] * 2.0], axis=0)
+    x[:, list(dead)] = 0.0
+    return x.astype(dtype)
+
+
+def _w8(dtype, rows=3):
+    base = np.array([[3.0, -1.0, 0.5, 2.0, -0.25, 1.5, -2.0, 0.75], [1.0, 0.5, -4.0, 0.125, 2.5, -1.0, 1.0, -3.0],
+                     [-0.5, 2.0, 1.0, -1.5, 0.5, 0.25, 3.0, 1.0]])
+    return base[:rows].astype(dtype)
+
+
+def oneshot_layers(cls, dtype):
+    """``(w, x)`` pairs of a class (``w`` (out, in), ``x`` (tokens, in)); ``[]`` where it has none."""
+    a = lambda v: _a(v, dtype)  # noqa: E731
+    if cls == "signs":
+        return [(_a(_SIGNS, dtype, (2, 4)), a(_X_GENERAL)), (_w8(dtype), _x8(dtype))]
+    if cls == "ties":
+        return [(a(_W_TIES), a(_HADAMARD)), (np.full((2, 4), -1.5, dtype=dtype), a(_HADAMARD))]
+    if cls == "zeros":
+        return [(a(_W_ZEROS), a(_X_GENERAL)), (np.zeros((2, 4), dtype=dtype), a(_X_GENERAL))]
+    if cls == "dead":
+        return [(_w8(dtype), _x8(dtype, dead=(1, 6))), (a(_W_TIES), np.zeros((3, 4), dtype=dtype))]
+    if cls == "equal-norms":
+        return [(a(_W_TIES), a(_HADAMARD)), (_w8(dtype)[:, :4], a(_HADAMARD) * 2)]
+    if cls == "one-row":
+        return [(_w8(dtype, rows=1), _x8(dtype))]
+    if cls == "one-column":
+        return [(a([[2.0], [-1.0], [0.0], [0.5]]), a([[1.0], [-2.0], [0.5]]))]
+    if cls == "empty":
+        return [(np.zeros((0, 4), dtype=dtype), a(_X_GENERAL)), (np.zeros((3, 0), dtype=dtype), np.zeros((5, 0), dtype=dtype))]
+    return []
+
+
+def _norms(x):
+    """Activation norms computed on the host, in float64 then cast: the suite's inputs, not a check."""
+    return np.sqrt((np.asarray(x, dtype=np.float64) ** 2).sum(axis=0)).astype(x.dtype)
+
+
+def _gram(x):
+    x64 = np.asarray(x, dtype=np.float64)
+    return (x64.T @ x64).astype(x.dtype)
+
+
+def _x_only(cls, dtype):
+    out = [((x,), {}) for _, x in oneshot_layers(cls, dtype)]
+    if cls == "signs":  # leading axes count as tokens: (batch, seq, in)
+        out.append(((_a(_X_GENERAL, dtype).reshape(2, 3, 4),), {}))
+    if cls == "0-d":
+        out.append(((np.array(1.0, dtype=dtype),), {}))  # the reference raises: x is (tokens, in)
+    if cls == "huge" and dtype == "float64":
+        out.append(((_a([[1e150, 0.0], [-1e150, 1.0]], dtype),), {}))
+    return out
+
+
+def _dyadic_norms(x):
+    """Norms rounded to a power of two: exact in float32, so |w| * norm ranks alike in both dtypes."""
+    n = _norms(x).astype(np.float64)
+    return np.where(n > 0, 2.0 ** np.round(np.log2(np.where(n > 0, n, 1.0))), 0.0).astype(x.dtype)
+
+
+def _w_norms(cls, dtype):
+    out = [(w, _dyadic_norms(x)) for w, x in oneshot_layers(cls, dtype)]
+    if cls == "huge":
+        h = huge(dtype) / 8
+        out.append((_a([[h, -h, 1.0, 0.0], [2.0, -h / 2, h / 4, 1.0]], dtype), _a([1.0, 2.0, 0.5, 4.0], dtype)))
+    return out
+
+
+def _wanda_scores(cls, dtype):
+    if cls == "0-d":
+        return [((np.array(1.0, dtype=dtype), np.array(1.0, dtype=dtype)), {})]
+    return [((w, n), {}) for w, n in _w_norms(cls, dtype)]
+
+
+def _ria(cls, dtype):
+    return [((w, n), kw) for (w, n), _ in _wanda_scores(cls, dtype)
+            for kw in ({}, {"a": 1.0}, {"a": 0.0})]
+
+
+def _wanda_mask(cls, dtype):
+    out = []
+    for (w, norms), _ in _wanda_scores(cls, dtype):
+        cols = w.shape[-1] if w.ndim == 2 else 0
+        for amount in (0.5, 1, 0.25):
+            out.append(((w, norms), {"amount": amount}))
+            out.append(((w, norms), {"amount": amount, "group": "layer"}))
+        for n, m in ((2, 4), (1, 2), (1, 4)):
+            if w.ndim == 2 and cols % m == 0:
+                out.append(((w, norms), {"n": n, "m": m}))
+    if cls == "amounts":
+        w, x = oneshot_layers("signs", dtype)[1]
+        norms = _dyadic_norms(x)
+        for amount in (0, 0.0, 1.0, 8, 1, 0.3125, 0.4375):  # 0.3125 * 8 = 2.5, 0.4375 * 8 = 3.5: half-way
+            for rounding in ("half-even", "floor", "ceil"):
+                out.append(((w, norms), {"amount": amount, "rounding": rounding}))
+            out.append(((w, norms), {"amount": amount, "group": "layer"}))
+        out += [((w, norms), {"n": n, "m": 4}) for n in (0, 4)]
+    if cls == "nm-shape":
+        w, x = oneshot_layers("signs", dtype)[1]
+        out += [((w, _dyadic_norms(x)), {"n": 2, "m": 3}), ((w[:, :6], _dyadic_norms(x)[:6]), {"n": 2, "m": 4})]
+    return out
+
+
+def _hessian(cls, dtype):
+    return _x_only(cls, dtype)
+
+
+def _layers_h(cls, dtype):
+    return [(w, _gram(x)) for w, x in oneshot_layers(cls, dtype)]
+
+
+def _row_masks(w):
+    """Masks that keep a few entries of every row, one row all kept, one all pruned."""
+    if w.size == 0:
+        return [np.ones(w.shape, dtype=bool)]
+    pattern = (np.arange(w.size) % 3 != 1).reshape(w.shape)
+    full = pattern.copy()
+    full[0] = True
+    none = pattern.copy()
+    none[-1] = False
+    return [pattern, full, none]
+
+
+def _masked_ls(cls, dtype):
+    if cls == "0-d":
+        z = np.array(1.0, dtype=dtype)
+        return [((z, z, np.array(True)), {})]
+    return [((w, h, mask), {}) for w, h in _layers_h(cls, dtype) for mask in _row_masks(w)]
+
+
+def _reconstruction(cls, dtype):
+    out = []
+    for w, h in _layers_h(cls, dtype):
+        for mask in _row_masks(w)[:2]:
+            out.append(((w, np.where(mask, w, np.zeros_like(w)), h), {}))
+        out.append(((w, w, h), {}))
+    return out
+
+
+def _sparsegpt(cls, dtype):
+    if cls == "0-d":
+        z = np.array(1.0, dtype=dtype)
+        return [((z, z), {"amount": 0.5})]
+    out = []
+    for w, h in _layers_h(cls, dtype):
+        cols = w.shape[1]
+        out.append(((w, h), {"amount": 0.5}))
+        out.append(((w, h), {"amount": 0.25, "block": 3}))
+        if cols % 4 == 0:
+            out.append(((w, h), {"n": 2, "m": 4}))
+        if cls not in ("dead",) and cols:
+            out.append(((w, h), {"amount": 0.5, "damp": 0.0}))
+        if cls == "dead":  # nothing to prune: w as it is, dead columns included
+            out += [((w, h), {"amount": 0.0})] + ([((w, h), {"n": 4, "m": 4})] if cols % 4 == 0 else [])
+    if cls == "amounts":
+        w, h = _layers_h("signs", dtype)[1]
+        for amount in (0, 0.0, 1.0, 24, 1, 0.5, 0.0625):  # 0.0625 * 24 = 1.5: half-way, 2 pruned
+            out.append(((w, h), {"amount": amount}))
+        out.append(((w, h), {"amount": 0.5, "block": 1}))
+        out += [((w, h), {"n": n, "m": 4}) for n in (0, 4)]
+    if cls == "blocks":
+        w, h = _layers_h("signs", dtype)[1]
+        for block in (1, 3, 5, 6, 7, 8):
+            out.append(((w, h), {"n": 2, "m": 4, "block": block}))
+            out.append(((w, h), {"n": 1, "m": 2, "block": block}))
+            out.append(((w, h), {"amount": 0.5, "block": block}))
+    if cls == "nm-shape":
+        w, h = _layers_h("signs", dtype)[1]
+        out += [((w, h), {"n": 2, "m": 3}), ((w, h), {"n": 1, "m": 5, "block": 5})]
+    return out
+
+
+def _obc(cls, dtype):
+    if cls == "0-d":
+        z = np.array(1.0, dtype=dtype)
+        return [((z, z), {"amount": 0.5})]
+    out = []
+    for w, h in _layers_h(cls, dtype):
+        for amount in (0.5, 1, 0.75):
+            out.append(((w, h), {"amount": amount}))
+        out.append(((w, h), {"amount": 0.5, "damp": 0.01}))
+    if cls == "amounts":
+        w, h = _layers_h("signs", dtype)[1]
+        out += [((w, h), {"amount": amount}) for amount in (0, 0.0, 1.0, 8, 1, 0.3125)]
+    if cls == "dead":
+        out += [((w, h), {"amount": 0}) for w, h in _layers_h(cls, dtype)]
+    return out
+
+
+def _nm_violations(cls, dtype):
+    if cls == "0-d":
+        return [((np.array(True),), {"n": 1, "m": 1})]
+    out = []
+    for w, _ in oneshot_layers(cls, dtype):
+        for n, m in ((2, 4), (1, 2), (0, 4), (4, 4)):
+            if w.shape[1] % m == 0:
+                out.append(((w,), {"n": n, "m": m}))
+                out.append(((w != 0,), {"n": n, "m": m}))
+                if w.shape[0] % m == 0 and w.shape[0]:
+                    out.append(((w,), {"n": n, "m": m, "axis": 0}))
+    if cls == "huge":  # NaN and inf weights count as nonzero
+        out.append(((_a([[np.nan, 0.0, 0.0, 1.0], [np.inf, -np.inf, 0.0, 0.0]], dtype),), {"n": 1, "m": 4}))
+    if cls == "signs":  # 1 violation down the columns, 2 along the rows: the axis matters
+        out.append(((np.array([[True, True, True, False], [False, False, True, True]]),), {"n": 1, "m": 2, "axis": 0}))
+    if cls == "nm-shape":
+        out.append(((np.ones((2, 6), dtype=bool),), {"n": 2, "m": 4}))
+    return out
+
+
 #: protocol name -> builder ``(edge_class, dtype) -> [(args, kwargs), ...]``
 CASES = {
     "hard_concrete_quantile": _quantile,
@@ -655,11 +896,67 @@ CASES = {
     "jaxpruner_polynomial_sparsity": _jaxpruner,
 }
 
+def _outlier_ratio(cls, dtype):
+    """Scores of one budget unit; ``threshold``: entries exactly at ``m`` times a mean that is exact
+    (4 entries, dyadic sums), and their neighbours."""
+    a = lambda v: _a(v, dtype)  # noqa: E731
+    table = {
+        "signs": [(a([-1.0, 0.5, 3.0, 8.0, 0.0, 1.0]),), ([a([1.0, 1.0, 1.0]), a([1.0, 1.0, 20.0])],)],
+        "ties": [(np.full(6, 1.5, dtype=dtype),), ([a([2.0, 2.0]), a([[2.0, 2.0], [2.0, 2.0]])],)],
+        "zeros": [(np.zeros((2, 3), dtype=dtype),)],
+        "threshold": [(a([2.0, 2.0, 2.0, 6.0]),), (a([2.0, 2.0, 2.0, float(np.nextafter(np.dtype(dtype).type(6.0),
+                                                                                      np.dtype(dtype).type(7.0)))]),)],
+        "huge": [(a([huge(dtype) / 8, 1.0, 0.0, 2.0]),)],
+        "empty": [(np.zeros((0,), dtype=dtype),)],
+    }
+    out = []
+    for args in table.get(cls, []):
+        out += [(args, {}), (args, {"m": 1.0}), (args, {"m": 2.0}), (args, {"m": 0.0})]
+    return out
+
+
+def _owl(cls, dtype):
+    if dtype != "float64":
+        return []  # shapes and Python floats: once is enough
+    three = [(3,), (5,), (7,)]
+    table = {
+        "signs": [(three, [0.0, 1.0, 0.5], {"density": 0.3, "lam": 0.1}),
+                  (three, [0.3, -0.1, 0.2], {"density": 0.5})],
+        "ties": [(three, [0.2, 0.2, 0.2], {"density": 0.4}), ([(4, 4)] * 3, [0.1, 0.3, 0.2], {"density": 0.5})],
+        # dyadic: a density of exactly 1.0 (allowed) and one just above (a ValueError)
+        "threshold": [([(8,), (8,)], [0.0, 1.0], {"density": 0.9375, "lam": 0.0625}),
+                      ([(8,), (8,)], [0.0, 1.0], {"density": 0.9375, "lam": 0.125}),
+                      (three, [0.0, 1.0, 0.5], {"density": 1.0, "lam": 0.0}),
+                      (three, [0.0, 1.0, 0.5], {"density": 0.0, "lam": 0.0})],
+        "huge": [([(10**6, 10**6), (10, 10)], [0.1, 0.9], {"density": 0.01, "lam": 0.005})],
+        "empty": [([], [], {"density": 0.5}), ([(0,), (10,)], [0.1, 0.3], {"density": 0.5}),
+                  ([(0,), (0,)], [0.1, 0.3], {"density": 0.5})],
+    }
+    return [((shapes, ratios), kw) for shapes, ratios, kw in table.get(cls, [])]
+
+
+#: The v2 builders (oracle protocol v2, one-shot pruning).
+ONESHOT_CASES = {
+    "activation_norms": _x_only,
+    "wanda_scores": _wanda_scores,
+    "wanda_mask": _wanda_mask,
+    "ria_scores": _ria,
+    "outlier_ratio": _outlier_ratio,
+    "owl_densities": _owl,
+    "hessian": _hessian,
+    "masked_least_squares": _masked_ls,
+    "reconstruction_error": _reconstruction,
+    "sparsegpt_prune": _sparsegpt,
+    "obc_prune": _obc,
+    "nm_violations": _nm_violations,
+}
+CASES.update(ONESHOT_CASES)
+
 
 def cases(fname, dtype):
     """Every ``(edge_class, args, kwargs)`` of ``fname`` in ``dtype``."""
     build = CASES[fname]
-    return [(cls, args, kwargs) for cls in CLASSES for args, kwargs in build(cls, dtype)]
+    return [(cls, args, kwargs) for cls in CLASSES + ONESHOT_CLASSES for args, kwargs in build(cls, dtype)]
 
 
 def has_subnormal(args, kwargs=None):

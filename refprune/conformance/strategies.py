@@ -353,3 +353,103 @@ def dst_cases(draw, dtype):
     mask = draw(st.one_of(masks(shape), st.just(np.ones(shape, dtype=bool)), st.just(np.zeros(shape, dtype=bool))), label="mask")
     grow = draw(st.one_of(scores(dtype, shape), weights(dtype, shape, kinds=("ties", "constant", "zeros"))), label="grow_scores")
     return w, mask, grow
+
+
+# --------------------------------------------------------------------------- v2: one-shot, layer-wise pruning
+# ``w`` is (out, in) like a torch Linear, ``x`` (tokens, in). Layers are small (a SparseGPT or
+# OBC reference call is a few milliseconds) and drawn so that float32 and float64 rank alike:
+# weights and norms from small dyadic pools (their products are exact in float32) or distinct.
+
+#: Activation norms: exact in float32, products with DYADIC_POOL weights exact too.
+NORM_POOL = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 0.25)
+
+LAYER_KINDS = ("distinct", "ties", "zeros", "dead", "equal-norms")
+
+
+def layer_sides(*, max_out=5, max_in=9):
+    """``(out, in)``: one row, one column, 8 inputs (2:4 and 4:8 fit), empty, and any."""
+    out = st.one_of(st.sampled_from([1, 2, 4]), st.integers(0, max_out))
+    return st.tuples(out, st.one_of(st.sampled_from([1, 2, 8]), st.integers(0, max_in)))
+
+
+def wanda_norms(dtype, cols, *, equal=False):
+    """Activation norms ``(in,)``: from :data:`NORM_POOL` (ties, zeros: dead inputs), or all equal."""
+    if equal:
+        return st.sampled_from(NORM_POOL[1:]).map(lambda c: np.full(cols, c, dtype=dtype))
+    return hnp.arrays(np.dtype(dtype), (cols,), elements=st.sampled_from(NORM_POOL))
+
+
+@st.composite
+def oneshot_weights(draw, dtype, shape):
+    """``w`` (out, in): distinct values, the dyadic pool (ties, zeros, ``w`` and ``-w``), or all zero."""
+    kind = draw(st.sampled_from(["distinct", "dyadic", "zeros"]), label="w kind")
+    if kind == "distinct":
+        return _array(draw, dtype, shape, _floats(dtype, -4.0, 4.0).filter(lambda v: v == 0 or abs(v) > 1e-3))
+    if kind == "zeros":
+        return np.zeros(shape, dtype=dtype)
+    return _array(draw, dtype, shape, st.sampled_from(DYADIC_POOL))
+
+
+@st.composite
+def calibration(draw, dtype, cols, *, full_rank=True):
+    """Calibration inputs ``x`` (tokens, in): random rows, then (``full_rank``) a diagonal block
+    with nonzero entries so that ``X^T X`` is positive definite; kinds ``dead`` (some input
+    features always 0: positive definite once the dead ones are set aside) and ``equal-norms``
+    (every column a signed copy of one, plus ``c I``)."""
+    kind = draw(st.sampled_from(["random", "dead", "equal-norms", "dyadic"]), label="x kind")
+    tokens = draw(st.integers(0, 6), label="random tokens")
+    if kind == "equal-norms":
+        base = _array(draw, "float64", (tokens + 2,), st.sampled_from([1.0, -1.0, 2.0, 0.5, -0.5]))
+        signs = _array(draw, "float64", (tokens + 2, cols), st.sampled_from([1.0, -1.0]))
+        x = base[:, None] * signs
+        if full_rank and cols:  # c^2 more in every squared norm: still equal, and X^T X positive definite
+            x = np.concatenate([x, np.eye(cols) * draw(st.sampled_from([0.5, 1.0, 2.0]), label="diagonal")])
+        return x.astype(dtype)
+    elements = _floats(dtype, -2.0, 2.0) if kind != "dyadic" else st.sampled_from(DYADIC_POOL[:10])
+    x = _array(draw, dtype, (tokens, cols), elements)
+    if full_rank:
+        diag = _array(draw, dtype, (cols,), st.sampled_from([0.5, 1.0, 2.0, -1.0, 1.5]))
+        x = np.concatenate([x, np.diag(diag).astype(dtype)]) if cols else x
+    if kind == "dead" and cols:
+        dead = _array(draw, "bool", (cols,), st.booleans())
+        x = np.where(dead[None, :], np.zeros_like(x), x)
+    return x
+
+
+def nm_pairs():
+    """``(n, m)`` with ``n`` kept of every ``m``: 2:4 first, then 1:4, 3:4, 1:2, 4:8, 0 and m kept."""
+    return st.sampled_from([(2, 4), (1, 4), (3, 4), (1, 2), (4, 8), (2, 8), (0, 2), (2, 2), (1, 3), (1, 1)])
+
+
+def sparsegpt_blocks():
+    """Block sizes: 1, 2, 3 (not a multiple of 2 or 4), 128 (the default: one block), and any."""
+    return st.one_of(st.sampled_from([1, 2, 3, 5, 128]), st.integers(1, 12))
+
+
+def damps():
+    return st.sampled_from([0.01, 0.0, 0.1, 1.0, 1e-3])
+
+
+def outlier_scores(dtype):
+    """Scores of one layer: dyadic (exact sums, so ``s > m * mean`` is decided alike in both dtypes), a
+    few large outliers among many small ones, or all equal."""
+    small = st.sampled_from([0.0, 0.125, 0.25, 0.5, 1.0, 1.5, 2.0])
+    big = st.sampled_from([16.0, 32.0, 64.0, 24.0])
+    shape = st.one_of(st.sampled_from([(1,), (4,), (2, 3)]), hnp.array_shapes(min_dims=1, max_dims=2, max_side=6))
+    return st.one_of(
+        shape.flatmap(lambda s: hnp.arrays(np.dtype(dtype), s, elements=st.one_of(small, small, small, big))),
+        shape.map(lambda s: np.full(s, 0.5, dtype=dtype)),
+    )
+
+
+def outlier_multiples():
+    """``m`` of OWL's outlier ratio: 5 (its scripts), and others."""
+    return st.sampled_from([5.0, 1.0, 2.0, 3.0, 0.0, 7.0, 0.5])
+
+
+def owl_ratios():
+    return st.one_of(st.sampled_from([0.0, 0.01, 0.05, 0.1]), st.floats(0.0, 0.2))
+
+
+def owl_lams():
+    return st.one_of(st.sampled_from([0.08, 0.0, 0.02, 0.1, 0.2]), st.floats(0.0, 0.25))

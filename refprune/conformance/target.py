@@ -266,6 +266,8 @@ class Target:
             return tuple(self.to_host(v, call) for v in out)
         if isinstance(out, list):
             return [self.to_host(v, call) for v in out]
+        if isinstance(out, dict):  # a mapping in, a mapping out (layer_densities, owl_densities)
+            return {k: self.to_host(v, call) for k, v in out.items()}
         if isinstance(out, np.generic):
             return np.asarray(out)
         if isinstance(out, (bool, int, float)) or out is None:

@@ -6,7 +6,7 @@ and seeded random ones) with the float64 NumPy reference and writes one JSON fil
 ``verify`` re-checks a file against any importable target. The format (also in
 ``docs/protocol.md``, "Golden vectors")::
 
-    {"format": "refprune-vectors", "version": 2, "protocol": "v1", "refprune": "0.1.0",
+    {"format": "refprune-vectors", "version": 3, "protocol": "v2", "refprune": "0.1.0",
      "tolerance": {"float64": [rtol, atol], "float32": [rtol, atol]},
      "cases": [{"function": "magnitude_mask", "id": "magnitude_mask-3",
                 "class": "ties",                 # the edge class, or "random" / "bad input"
@@ -23,7 +23,8 @@ written with 17 significant digits, so a float32 input reads back exactly. JSON 
 ``1`` (an int count) apart from ``1.0`` (a fraction). ``expected`` is the float64
 reference's answer on those inputs; a floating result is compared with the tolerance
 of the inputs' floating dtype (float64's when mixed or none) and must have that
-dtype; bools, ints and masks compare exactly.
+dtype; bools, ints and masks compare exactly. A mapping result (``owl_densities`` of named
+layers) is not in the vectors. Version 3 (protocol v2) adds the one-shot functions.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from refprune.conformance.closed_forms import DECIMAL_TRAPS, log_alpha_edges
 from refprune.conformance.tolerances import TOLERANCES
 
 FORMAT = "refprune-vectors"
-VERSION = 2
+VERSION = 3
 
 # --------------------------------------------------------------------------- encoding
 
@@ -209,6 +210,7 @@ def _random_cases():
         yield "imp_sparsity", (r,), {"rate": 0.5}
 
     yield from _cases_v1(rng)
+    yield from _cases_v2(np.random.default_rng(20240101))
 
 
 _BAD = [
@@ -219,6 +221,14 @@ _BAD = [
     ("structured_mask", (np.ones((2, 2)),), {"amount": 1, "axis": 2}),
     ("polynomial_sparsity", (5,), {"initial": 0.0, "final": 0.5, "begin": 10, "end": 10}),
     ("hard_threshold", (np.ones(2),), {"threshold": -1.0}),
+    ("hessian", (np.zeros((0, 4)),), {}),
+    ("wanda_mask", (np.ones((2, 8)), np.ones(8)), {"n": 2, "m": 3}),
+    ("wanda_mask", (np.ones((2, 8)), np.ones(8)), {}),
+    ("sparsegpt_prune", (np.ones((2, 8)), np.eye(8)), {"amount": 1}),
+    ("sparsegpt_prune", (np.ones((2, 8)), np.eye(8)), {"n": 2, "m": 3}),
+    ("obc_prune", (np.ones((2, 8)), np.ones((8, 8))), {"amount": 0.5}),
+    ("owl_densities", ([(10,), (10,)], [0.1, 0.3]), {"density": 0.99}),
+    ("nm_violations", (np.ones((2, 6), dtype=bool),), {"n": 2, "m": 4}),
 ]
 
 
@@ -409,6 +419,37 @@ def _cases_v1(rng):
     yield "block_mask", (np.ones((2, 8)),), {"block": (2,), "amount": 1}
     yield "layer_densities", (conv,), {"density": 0.001, "dense": [1]}
     yield "drop_grow", (np.ones(4), np.array([True, False, True, False])), {"drop_fraction": 3, "grow_scores": np.ones(4)}
+
+
+def _cases_v2(rng):
+    """Cases of the v2 one-shot functions on seeded random layers (``w``: out x in, ``x``: tokens x in)."""
+    x, w = rng.normal(size=(32, 8)), rng.normal(size=(4, 8))
+    norms = np.sqrt((x * x).sum(axis=0))
+    h = 2.0 / x.shape[0] * (x.T @ x)
+    yield "activation_norms", (x,), {}
+    yield "activation_norms", (x.reshape(2, 16, 8),), {}
+    yield "hessian", (x,), {}
+    yield "wanda_scores", (w, norms), {}
+    for kw in ({"amount": 0.5}, {"amount": 3}, {"amount": 0.5, "group": "layer"}, {"amount": 0.3, "rounding": "ceil"},
+               {"n": 2, "m": 4}, {"n": 1, "m": 4}, {"n": 3, "m": 8}):
+        yield "wanda_mask", (w, norms), kw
+    yield "ria_scores", (w, norms), {}
+    yield "ria_scores", (w, norms), {"a": 1.0}
+    scores = [np.abs(w) * norms, np.abs(rng.normal(size=(3, 8))) * norms]
+    yield "outlier_ratio", (scores,), {}
+    yield "outlier_ratio", (scores,), {"m": 2.0}
+    yield "owl_densities", ([(8, 8), (8, 32), (32, 8)], [0.02, 0.1, 0.05]), {"density": 0.5}
+    yield "owl_densities", ([(8, 8), (8, 32), (32, 8)], [0.02, 0.1, 0.05]), {"density": 0.3, "lam": 0.1}
+    mask = rng.random(w.shape) < 0.6
+    yield "masked_least_squares", (w, h, mask), {}
+    yield "reconstruction_error", (w, np.where(mask, w, 0.0), h), {}
+    for kw in ({"amount": 0.5}, {"amount": 0.5, "block": 3}, {"amount": 0.25, "damp": 0.0}, {"n": 2, "m": 4},
+               {"n": 2, "m": 4, "block": 3}, {"n": 1, "m": 2, "block": 5}):
+        yield "sparsegpt_prune", (w, h), kw
+    for kw in ({"amount": 0.5}, {"amount": 3}, {"amount": 0.25, "damp": 0.01}):
+        yield "obc_prune", (w, h), kw
+    yield "nm_violations", (mask,), {"n": 2, "m": 4}
+    yield "nm_violations", (np.where(mask, w, 0.0),), {"n": 3, "m": 4}
 
 
 def format_results(results):

@@ -929,6 +929,390 @@ MUTANTS.update({
     "absolute_counting_ignored": Mutant("is_update_step", absolute_counting_ignored, "update-counting", "counting ignored"),
     "one_shot_every_step_after": Mutant("one_shot_sparsity", one_shot_every_step_after, "one-shot", "updates after at"),
 })
+# =========================================================================== oracle protocol v2: one-shot pruning
+# One mutant per documented v2 rule, most of them a difference the official codes or a
+# library really has (docs/differs.md).
+
+
+def norms_squared(x):
+    return ok.activation_norms(x) ** 2  # bug: the squared norm (Wanda's scaler_row)
+
+
+def norms_rms(x):
+    out = ok.activation_norms(x)
+    return out / math.sqrt(max(1, x.shape[0]))  # bug: divided by sqrt(tokens), the running mean of the official code
+
+
+def wanda_scores_signed(w, norms):
+    ok.wanda_scores(w, norms)
+    return w * norms  # bug: w, not |w|
+
+
+def wanda_mask_layer_default(w, norms, *, amount=None, n=None, m=None, group="layer", rounding="half-even"):
+    return ok.wanda_mask(w, norms, amount=amount, n=n, m=m, group=group, rounding=rounding)  # bug: default group
+
+
+def wanda_mask_n_pruned(w, norms, *, amount=None, n=None, m=None, group="row", rounding="half-even"):
+    ok.wanda_mask(w, norms, amount=amount, n=n, m=m, group=group, rounding=rounding)
+    if n is not None:
+        n = m - n  # bug: n read as the number pruned (the official prune_n)
+    return ok.wanda_mask(w, norms, amount=amount, n=n, m=m, group=group, rounding=rounding)
+
+
+def wanda_mask_ties_reversed(w, norms, *, amount=None, n=None, m=None, group="row", rounding="half-even"):
+    ok.wanda_mask(w, norms, amount=amount, n=n, m=m, group=group, rounding=rounding)
+    flipped = ok.wanda_mask(w.flip(-1), norms.flip(-1), amount=amount, n=n, m=m, group=group, rounding=rounding)
+    if group == "layer" and amount is not None:  # bug: equal scores prune the LOWER index first
+        return ok.wanda_mask(w.flip((0, 1)), norms.flip(-1), amount=amount, group=group, rounding=rounding).flip((0, 1))
+    return flipped.flip(-1) if n is None or (w.shape[1] // max(m, 1)) <= 1 else _nm_flip_each_group(w, norms, n, m)
+
+
+def _nm_flip_each_group(w, norms, n, m):
+    s = (w.abs() * norms).reshape(-1, m).flip(1)
+    return ok._rank_keep(s, n).flip(1).reshape(w.shape)
+
+
+def wanda_mask_truncates(w, norms, *, amount=None, n=None, m=None, group="row", rounding="half-even"):
+    out = ok.wanda_mask(w, norms, amount=amount, n=n, m=m, group=group, rounding=rounding)
+    if amount is None or group != "row" or isinstance(amount, int):
+        return out
+    k = int(w.shape[1] * float(amount))  # bug: the official int(in * sparsity), rounding ignored
+    s = w.abs() * norms
+    return ok._rank_keep(s, w.shape[1] - k) if w.numel() else out
+
+
+def wanda_mask_nm_down_columns(w, norms, *, amount=None, n=None, m=None, group="row", rounding="half-even"):
+    out = ok.wanda_mask(w, norms, amount=amount, n=n, m=m, group=group, rounding=rounding)
+    if n is None or w.shape[0] % m or not w.numel():
+        return out
+    s = (w.abs() * norms).T.contiguous()  # bug: groups run down the output axis
+    return ok._rank_keep(s.reshape(-1, m), n).reshape(s.shape).T.contiguous()
+
+
+def ria_row_only(w, norms, *, a=0.5):
+    ok.ria_scores(w, norms, a=a)
+    aw = w.abs()
+    row = aw.sum(dim=1, keepdim=True)
+    return torch.where(row > 0, aw / torch.where(row > 0, row, 1.0), 0.0) * norms ** a  # bug: no column term
+
+
+def ria_default_a_1(w, norms, *, a=1.0):
+    return ok.ria_scores(w, norms, a=a)  # bug: a defaults to 1
+
+
+def hessian_mean(x):
+    return ok.hessian(x) * (2.0 / max(1, x.shape[0]))  # bug: SparseGPT's 2/tokens scale
+
+
+def mls_plain_mask(w, h, mask):
+    ok.masked_least_squares(w, h, mask)
+    return torch.where(mask, w, torch.zeros_like(w))  # bug: no least-squares solve
+
+
+def error_frobenius(w, w_hat, h):
+    ok.reconstruction_error(w, w_hat, h)
+    return ((w - w_hat) ** 2).sum()  # bug: ignores H
+
+
+def _gpt(**knobs):
+    def prune(w, h, *, amount=None, n=None, m=None, block=128, damp=0.01):
+        return ok._sparsegpt(w, h, amount, n, m, block, damp, **knobs)
+
+    return prune
+
+
+def sparsegpt_full_inverse_diag(w, h, *, amount=None, n=None, m=None, block=128, damp=0.01):
+    ok.sparsegpt_prune(w, h, amount=amount, n=n, m=m, block=block, damp=damp)
+    w64, h64 = ok._damped(w.to(torch.float64), h, damp)
+    dinv = torch.diagonal(ok._inverse(h64)) if h.numel() else torch.ones(0, dtype=torch.float64)
+    # bug: scores w^2 / [H^-1]_jj of the whole inverse, not of the remaining columns (the Cholesky factor)
+    return ok._sparsegpt(w, h, amount, n, m, block, damp, diag=dinv.sqrt())
+
+
+def sparsegpt_threshold_count(w, h, *, amount=None, n=None, m=None, block=128, damp=0.01):
+    ok.sparsegpt_prune(w, h, amount=amount, n=n, m=m, block=block, damp=damp)
+    if amount is None:
+        return ok.sparsegpt_prune(w, h, n=n, m=m, block=block, damp=damp)
+    # bug: the official "score <= the sorted score at int(size * sparsity)": one more, and every tie
+    return ok._sparsegpt(w, h, amount, n, m, block, damp, count=lambda a, size: min(size, int(size * float(a)) + 1))
+
+
+sparsegpt_absolute_damp = _gpt(relative=False)  # bug: damp added as is, not damp * mean(diag H)
+sparsegpt_no_update = _gpt(update=False)  # bug: no OBS update (plain masking)
+sparsegpt_lazy_update_missing = _gpt(reach="block")  # bug: later blocks never receive a block's update
+sparsegpt_nm_block_local = _gpt(nm_origin="block")  # bug: N:M groups start at each block (the official code)
+sparsegpt_dead_kept = _gpt(dead_fix=False)  # bug: dead inputs keep their weights (damp alone makes H definite)
+sparsegpt_magnitude_score = _gpt(hessian_scores=False)  # bug: ranks w^2 alone, no Hessian
+
+
+def sparsegpt_nm_pruned(w, h, *, amount=None, n=None, m=None, block=128, damp=0.01):
+    ok.sparsegpt_prune(w, h, amount=amount, n=n, m=m, block=block, damp=damp)
+    return ok.sparsegpt_prune(w, h, amount=amount, n=None if n is None else m - n, m=m, block=block, damp=damp)  # bug
+
+
+obc_magnitude = lambda w, h, *, amount, damp=0.0: ok._obc(w, h, amount, damp, use_hinv=False)  # noqa: E731  bug: w^2
+obc_no_downdate = lambda w, h, *, amount, damp=0.0: ok._obc(w, h, amount, damp, downdate=False)  # noqa: E731  bug
+obc_ties_reversed = lambda w, h, *, amount, damp=0.0: ok._obc(  # noqa: E731  bug: equal scores prune the lower index
+    w, h, amount, damp, order=_keep_pruning_low_index_first)
+
+
+def obc_layer_count(w, h, *, amount, damp=0.0):
+    w_hat, keep = ok.obc_prune(w, h, amount=amount, damp=damp)
+    if not isinstance(amount, int) or w.shape[0] < 2:
+        return w_hat, keep
+    # bug: an int amount read as a count over the whole layer (spread over the rows), not per row
+    per_row = [amount // w.shape[0] + (i < amount % w.shape[0]) for i in range(w.shape[0])]
+    rows = [ok.obc_prune(w[i:i + 1], h, amount=c, damp=damp) for i, c in enumerate(per_row)]
+    return torch.cat([r[0] for r in rows]), torch.cat([r[1] for r in rows])
+
+
+def violations_not_exact(mask_or_w, *, n, m, axis=-1):
+    ok.nm_violations(mask_or_w, n=n, m=m, axis=axis)
+    nz = (mask_or_w != 0).movedim(ok._axis(axis, mask_or_w.dim()), -1)
+    return int((nz.reshape(-1, m).sum(dim=1) != n).sum()) if nz.numel() else 0  # bug: fewer than n counts too
+
+
+def violations_last_axis(mask_or_w, *, n, m, axis=-1):
+    ok.nm_violations(mask_or_w, n=n, m=m, axis=axis)
+    if mask_or_w.shape[-1] % m:
+        return ok.nm_violations(mask_or_w, n=n, m=m, axis=axis)
+    return ok.nm_violations(mask_or_w, n=n, m=m)  # bug: axis ignored
+
+
+def outlier_ratio_inclusive(scores, *, m=5.0):
+    ok.outlier_ratio(scores, m=m)
+    parts = scores if isinstance(scores, (list, tuple)) else [scores]
+    flat = torch.cat([p.reshape(-1).to(torch.float64) for p in parts])
+    return float((flat >= m * flat.mean()).sum()) / flat.numel()  # bug: >= m * mean
+
+
+def outlier_ratio_mean_of_layers(scores, *, m=5.0):
+    ok.outlier_ratio(scores, m=m)
+    parts = scores if isinstance(scores, (list, tuple)) else [scores]
+    return sum(ok.outlier_ratio(p, m=m) for p in parts) / len(parts)  # bug: each layer's ratio, then their mean
+
+
+def owl_unweighted_mean(shapes, outlier_ratios, *, density, lam=0.08):
+    out = ok.owl_densities(shapes, outlier_ratios, density=density, lam=lam)
+    if isinstance(out, dict) or not out:
+        return out
+    lo, hi = min(outlier_ratios), max(outlier_ratios)
+    spread = [0.0 if hi == lo else 2 * lam * (r - lo) / (hi - lo) for r in outlier_ratios]
+    return [density - sum(spread) / len(spread) + t for t in spread]  # bug: OWL's code, the unweighted mean
+
+
+def owl_spread_lam(shapes, outlier_ratios, *, density, lam=0.08):
+    ok.owl_densities(shapes, outlier_ratios, density=density, lam=lam)
+    return ok.owl_densities(shapes, outlier_ratios, density=density, lam=lam / 2)  # bug: spread lam, not 2 lam
+
+
+def owl_inverted(shapes, outlier_ratios, *, density, lam=0.08):
+    ok.owl_densities(shapes, outlier_ratios, density=density, lam=lam)
+    flipped = {k: -v for k, v in outlier_ratios.items()} if isinstance(outlier_ratios, dict) else \
+        [-r for r in outlier_ratios]
+    return ok.owl_densities(shapes, flipped, density=density, lam=lam)  # bug: more outliers, fewer weights kept
+
+
+def norms_first_batch(x):
+    return ok.activation_norms(x[0] if x.dim() > 2 else x)  # bug: a (batch, seq, in) x uses its first batch
+
+
+def hessian_tokens_per_batch(x):
+    out = ok.hessian(x)
+    return out * x.shape[0] if x.dim() > 2 else out  # bug: T counts one batch's tokens (2/seq, not 2/(batch*seq))
+
+
+def ria_nan_for_zero_sums(w, norms, *, a=0.5):
+    ok.ria_scores(w, norms, a=a)
+    aw = w.abs()  # bug: RIA's code, 0/0 = NaN for a row or column of zeros
+    return (aw / aw.sum(dim=0, keepdim=True) + aw / aw.sum(dim=1, keepdim=True)) * norms ** a
+
+
+def ria_dead_power_zero(w, norms, *, a=0.5):
+    out = ok.ria_scores(w, norms, a=a)
+    return torch.where(norms > 0, out, torch.zeros_like(out))  # bug: a dead input scores 0 even for a = 0 (0**0 = 1)
+
+
+def wanda_mask_rounding_ignored(w, norms, *, amount=None, n=None, m=None, group="row", rounding="half-even"):
+    ok.wanda_mask(w, norms, amount=amount, n=n, m=m, group=group, rounding=rounding)
+    return ok.wanda_mask(w, norms, amount=amount, n=n, m=m, group=group)  # bug: always half-even
+
+
+def wanda_mask_layer_nm(w, norms, *, amount=None, n=None, m=None, group="row", rounding="half-even"):
+    if amount is None and group == "layer":
+        group = "row"  # bug: group='layer' with n, m silently means per row
+    return ok.wanda_mask(w, norms, amount=amount, n=n, m=m, group=group, rounding=rounding)
+
+
+def mls_min_norm(w, h, mask):
+    ok.masked_least_squares(w, h, mask)
+    out = torch.zeros_like(w, dtype=torch.float64)
+    h64, target = h.to(torch.float64), w.to(torch.float64) @ h.to(torch.float64)
+    for i in range(w.shape[0]):  # bug: of all optima the smallest, not the one closest to w (dead inputs go to 0)
+        kept = torch.nonzero(mask[i]).reshape(-1)
+        if kept.numel():
+            out[i, kept] = torch.linalg.pinv(h64[kept][:, kept], hermitian=True) @ target[i, kept]
+    return out.to(w.dtype)
+
+
+def error_no_half(w, w_hat, h):
+    return 2 * ok.reconstruction_error(w, w_hat, h)  # bug: tr(D H D^T) without the 1/2
+
+
+def sparsegpt_zeroes_dead_always(w, h, *, amount=None, n=None, m=None, block=128, damp=0.01):
+    w_hat, keep = ok.sparsegpt_prune(w, h, amount=amount, n=n, m=m, block=block, damp=damp)
+    if w.numel():  # bug: dead columns zeroed even when nothing is pruned (amount 0, n == m)
+        w_hat = torch.where((torch.diagonal(h) == 0)[None, :], torch.zeros_like(w_hat), w_hat)
+    return w_hat, keep
+
+
+def sparsegpt_ties_reversed(w, h, *, amount=None, n=None, m=None, block=128, damp=0.01):
+    ok.sparsegpt_prune(w, h, amount=amount, n=n, m=m, block=block, damp=damp)
+    # bug: among equal scores of a block the LOWER row-major index is pruned first
+    return ok._sparsegpt(w, h, amount, n, m, block, damp, order=_keep_pruning_low_index_first)
+
+
+def obc_absolute_damp(w, h, *, amount, damp=0.0):
+    ok.obc_prune(w, h, amount=amount, damp=damp)
+    return ok._obc(w, h + damp * torch.eye(h.shape[0], dtype=h.dtype), amount, 0.0)  # bug: damp not relative
+
+
+def violations_nan_is_zero(mask_or_w, *, n, m, axis=-1):
+    ok.nm_violations(mask_or_w, n=n, m=m, axis=axis)
+    if mask_or_w.dtype == torch.bool:
+        return ok.nm_violations(mask_or_w, n=n, m=m, axis=axis)
+    return ok.nm_violations(torch.nan_to_num(mask_or_w, nan=0.0), n=n, m=m, axis=axis)  # bug: NaN counted as 0
+
+
+def outlier_ratio_default_m3(scores, *, m=3.0):
+    return ok.outlier_ratio(scores, m=m)  # bug: m defaults to 3
+
+
+def owl_default_lam(shapes, outlier_ratios, *, density, lam=0.1):
+    return ok.owl_densities(shapes, outlier_ratios, density=density, lam=lam)  # bug: lam defaults to 0.1
+
+
+def owl_equal_ratios_nan(shapes, outlier_ratios, *, density, lam=0.08):
+    out = ok.owl_densities(shapes, outlier_ratios, density=density, lam=lam)
+    values = list(outlier_ratios.values()) if isinstance(outlier_ratios, dict) else list(outlier_ratios)
+    if values and max(values) == min(values):  # bug: OWL's code divides by max - min = 0
+        return {k: math.nan for k in out} if isinstance(out, dict) else [math.nan] * len(out)
+    return out
+
+
+RULES.update({
+    "norms-tokens": "activation_norms: every leading axis of x counts as tokens",
+    "hessian-tokens": "hessian: T counts the tokens of every leading axis",
+    "ria-zero-sums": "ria_scores: a row or column summing to 0 contributes 0",
+    "ria-zero-power": "ria_scores: 0 ** 0 = 1 for a dead input with a = 0",
+    "wanda-rounding": "wanda_mask: rounding decides the count",
+    "wanda-nm-rows": "wanda_mask: group='layer' with n, m is a ValueError",
+    "mls-closest": "masked_least_squares: of all optima the one closest to w",
+    "error-half": "reconstruction_error: 1/2 tr(D H D^T)",
+    "sparsegpt-nothing-to-prune": "sparsegpt_prune: amount 0 or n == m returns w unchanged, dead columns included",
+    "sparsegpt-ties": "sparsegpt_prune: equal scores keep the lower row-major index of the block first",
+    "obc-damp": "obc_prune: damp relative to the mean diagonal",
+    "violations-nan": "nm_violations: NaN counts as nonzero",
+    "owl-m-default": "outlier_ratio: m = 5 by default",
+    "owl-lam-default": "owl_densities: lam = 0.08 by default",
+    "owl-equal-ratios": "owl_densities: equal ratios give density everywhere",
+    "owl-outlier-strict": "outlier_ratio: scores strictly above m times the mean",
+    "owl-outlier-pooled": "outlier_ratio: one ratio over all the scores of the unit (concatenated)",
+    "owl-weighted-budget": "owl_densities: sum_l d_l N_l = density * sum_l N_l (weighted, exact)",
+    "owl-spread": "owl_densities: the densities span 2 lam",
+    "owl-direction": "owl_densities: more outliers, higher density",
+    "norms-l2": "activation_norms: the l2 norm of each input feature (not squared)",
+    "norms-sum": "activation_norms: summed over the tokens (no mean)",
+    "wanda-abs": "wanda_scores: |w_ij| * norms_j",
+    "wanda-group": "wanda_mask: one comparison group per output row by default",
+    "wanda-nm-kept": "wanda_mask: N:M keeps n of every m",
+    "wanda-nm-axis": "wanda_mask: N:M groups run along the input axis",
+    "wanda-ties": "wanda_mask: ties by the tie rule (the higher index pruned first)",
+    "wanda-count": "wanda_mask: exactly prune_count(amount, in, rounding) per row",
+    "ria-relative": "ria_scores: |w| / its row sum + |w| / its column sum",
+    "ria-exponent": "ria_scores: norms ** a, a = 0.5 by default",
+    "hessian-scale": "hessian: X^T X",
+    "mls-optimum": "masked_least_squares: the exact least-squares optimum for the mask",
+    "error-h": "reconstruction_error: trace((w - w_hat) H (w - w_hat)^T)",
+    "sparsegpt-score": "sparsegpt_prune: scores w^2 / [U_jj]^2, U the upper Cholesky factor of H^-1",
+    "sparsegpt-hessian": "sparsegpt_prune: the mask uses the Hessian, not magnitudes alone",
+    "sparsegpt-damp": "sparsegpt_prune: damp * mean(diag H) added to the diagonal",
+    "sparsegpt-dead": "sparsegpt_prune: dead inputs (H_jj = 0) have w_:j = 0 and H_jj = 1",
+    "sparsegpt-update": "sparsegpt_prune: the OBS update of the columns to the right",
+    "sparsegpt-lazy": "sparsegpt_prune: a block's update reaches every later block (lazy batch update)",
+    "sparsegpt-count": "sparsegpt_prune: exactly prune_count(amount, out * block columns) per column block",
+    "sparsegpt-nm-global": "sparsegpt_prune: N:M groups aligned to the global column index, whatever the block",
+    "sparsegpt-nm-kept": "sparsegpt_prune: N:M keeps n of every m",
+    "obc-score": "obc_prune: greedy on w_j^2 / [H^-1]_jj",
+    "obc-downdate": "obc_prune: H^-1 downdated after each pruned weight",
+    "obc-ties": "obc_prune: equal scores prune the higher index first",
+    "obc-count": "obc_prune: exactly prune_count(amount, in) per row",
+    "violations-more-than-n": "nm_violations: a group with more than n nonzeros (fewer is allowed)",
+    "violations-axis": "nm_violations: groups along axis",
+})
+
+MUTANTS.update({
+    "norms_first_batch": Mutant("activation_norms", norms_first_batch, "norms-tokens", "3-d x: the first batch only"),
+    "hessian_tokens_per_batch": Mutant("hessian", hessian_tokens_per_batch, "hessian-tokens", "2/seq for 3-d x"),
+    "ria_nan_for_zero_sums": Mutant("ria_scores", ria_nan_for_zero_sums, "ria-zero-sums", "0/0 = NaN (RIA's code)"),
+    "ria_dead_power_zero": Mutant("ria_scores", ria_dead_power_zero, "ria-zero-power", "dead inputs score 0 at a = 0"),
+    "wanda_mask_rounding_ignored": Mutant("wanda_mask", wanda_mask_rounding_ignored, "wanda-rounding",
+                                          "rounding ignored"),
+    "wanda_mask_layer_nm": Mutant("wanda_mask", wanda_mask_layer_nm, "wanda-nm-rows", "accepts group='layer' with n, m"),
+    "mls_min_norm": Mutant("masked_least_squares", mls_min_norm, "mls-closest", "the minimum-norm optimum"),
+    "error_no_half": Mutant("reconstruction_error", error_no_half, "error-half", "no 1/2"),
+    "sparsegpt_zeroes_dead_always": Mutant("sparsegpt_prune", sparsegpt_zeroes_dead_always,
+                                           "sparsegpt-nothing-to-prune", "dead columns zeroed at amount 0"),
+    "sparsegpt_ties_reversed": Mutant("sparsegpt_prune", sparsegpt_ties_reversed, "sparsegpt-ties",
+                                      "columns reversed: ties keep the higher column"),
+    "obc_absolute_damp": Mutant("obc_prune", obc_absolute_damp, "obc-damp", "damp added as is"),
+    "violations_nan_is_zero": Mutant("nm_violations", violations_nan_is_zero, "violations-nan", "NaN counted as 0"),
+    "outlier_ratio_default_m3": Mutant("outlier_ratio", outlier_ratio_default_m3, "owl-m-default", "m = 3 by default"),
+    "owl_default_lam": Mutant("owl_densities", owl_default_lam, "owl-lam-default", "lam = 0.1 by default"),
+    "owl_equal_ratios_nan": Mutant("owl_densities", owl_equal_ratios_nan, "owl-equal-ratios", "NaN for equal ratios"),
+    "outlier_ratio_inclusive": Mutant("outlier_ratio", outlier_ratio_inclusive, "owl-outlier-strict", ">= m * mean"),
+    "outlier_ratio_mean_of_layers": Mutant("outlier_ratio", outlier_ratio_mean_of_layers, "owl-outlier-pooled",
+                                           "the mean of per-layer ratios"),
+    "owl_unweighted_mean": Mutant("owl_densities", owl_unweighted_mean, "owl-weighted-budget",
+                                  "OWL's code: centred on the unweighted mean"),
+    "owl_spread_lam": Mutant("owl_densities", owl_spread_lam, "owl-spread", "spread lam, not 2 lam"),
+    "owl_inverted": Mutant("owl_densities", owl_inverted, "owl-direction", "fewer weights where more outliers"),
+    "norms_squared": Mutant("activation_norms", norms_squared, "norms-l2", "the squared norm"),
+    "norms_rms": Mutant("activation_norms", norms_rms, "norms-sum", "divided by sqrt(tokens)"),
+    "wanda_scores_signed": Mutant("wanda_scores", wanda_scores_signed, "wanda-abs", "w * norms, no |.|"),
+    "wanda_mask_layer_default": Mutant("wanda_mask", wanda_mask_layer_default, "wanda-group", "group='layer' by default"),
+    "wanda_mask_n_pruned": Mutant("wanda_mask", wanda_mask_n_pruned, "wanda-nm-kept", "n read as the number pruned"),
+    "wanda_mask_nm_down_columns": Mutant("wanda_mask", wanda_mask_nm_down_columns, "wanda-nm-axis",
+                                         "N:M groups along the output axis"),
+    "wanda_mask_ties_reversed": Mutant("wanda_mask", wanda_mask_ties_reversed, "wanda-ties", "ties prune the lower index"),
+    "wanda_mask_truncates": Mutant("wanda_mask", wanda_mask_truncates, "wanda-count", "int(in * amount), rounding ignored"),
+    "ria_row_only": Mutant("ria_scores", ria_row_only, "ria-relative", "no column term"),
+    "ria_default_a_1": Mutant("ria_scores", ria_default_a_1, "ria-exponent", "a = 1 by default"),
+    "hessian_mean": Mutant("hessian", hessian_mean, "hessian-scale", "2/tokens X^T X"),
+    "mls_plain_mask": Mutant("masked_least_squares", mls_plain_mask, "mls-optimum", "w * mask, no solve"),
+    "error_frobenius": Mutant("reconstruction_error", error_frobenius, "error-h", "||w - w_hat||^2, H ignored"),
+    "sparsegpt_full_inverse_diag": Mutant("sparsegpt_prune", sparsegpt_full_inverse_diag, "sparsegpt-score",
+                                          "[H^-1]_jj of the full inverse"),
+    "sparsegpt_magnitude_score": Mutant("sparsegpt_prune", sparsegpt_magnitude_score, "sparsegpt-hessian", "w^2 alone"),
+    "sparsegpt_absolute_damp": Mutant("sparsegpt_prune", sparsegpt_absolute_damp, "sparsegpt-damp", "damp not relative"),
+    "sparsegpt_dead_kept": Mutant("sparsegpt_prune", sparsegpt_dead_kept, "sparsegpt-dead", "dead inputs not zeroed"),
+    "sparsegpt_no_update": Mutant("sparsegpt_prune", sparsegpt_no_update, "sparsegpt-update", "no OBS update"),
+    "sparsegpt_lazy_update_missing": Mutant("sparsegpt_prune", sparsegpt_lazy_update_missing, "sparsegpt-lazy",
+                                            "later blocks miss the update"),
+    "sparsegpt_threshold_count": Mutant("sparsegpt_prune", sparsegpt_threshold_count, "sparsegpt-count",
+                                        "int(size * amount) + 1 per block"),
+    "sparsegpt_nm_block_local": Mutant("sparsegpt_prune", sparsegpt_nm_block_local, "sparsegpt-nm-global",
+                                       "N:M groups restart at every block"),
+    "sparsegpt_nm_pruned": Mutant("sparsegpt_prune", sparsegpt_nm_pruned, "sparsegpt-nm-kept", "n read as pruned"),
+    "obc_magnitude": Mutant("obc_prune", obc_magnitude, "obc-score", "w^2, no [H^-1]_jj"),
+    "obc_no_downdate": Mutant("obc_prune", obc_no_downdate, "obc-downdate", "H^-1 never downdated"),
+    "obc_ties_reversed": Mutant("obc_prune", obc_ties_reversed, "obc-ties", "ties prune the lower index"),
+    "obc_layer_count": Mutant("obc_prune", obc_layer_count, "obc-count", "an int count over the layer"),
+    "violations_not_exact": Mutant("nm_violations", violations_not_exact, "violations-more-than-n",
+                                   "counts groups with fewer than n too"),
+    "violations_last_axis": Mutant("nm_violations", violations_last_axis, "violations-axis", "axis ignored"),
+})
+
 #: The correct implementation without any ``_grad`` (it must pass every other check).
 torch_impl_no_grad = _module(drop_grads=True)
 

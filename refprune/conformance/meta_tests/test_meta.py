@@ -38,6 +38,7 @@ pytestmark = pytest.mark.skipif(
 
 FAMILIES = ["test_edges", "test_gates", "test_regularizers", "test_thresholds", "test_masks", "test_schedules"]
 FAMILIES += ["test_patterns", "test_budgets", "test_scores", "test_dst", "test_schedule_variants"]  # oracle protocol v1
+FAMILIES += ["test_oneshot"]  # oracle protocol v2
 IMPL = "refprune.conformance.meta_tests.torch_impl"
 NO_GRAD = "refprune.conformance.meta_tests.mutants:torch_impl_no_grad"
 TORCH_PRUNE = "refprune.conformance.targets.torch_prune"

@@ -810,3 +810,320 @@ def jaxpruner_polynomial_sparsity(step, *, target, begin, end, power=3, frequenc
         raise ValueError("end must be >= begin")
     p = 1.0 if end == begin else min(max(step + 1 - begin, 0), end - begin) / (end - begin)
     return _on_grid(step, begin, end, frequency, "absolute"), target * (1.0 - (1.0 - p) ** power)
+
+
+# =========================================================================== oracle protocol v2: one-shot pruning
+#
+# Written from the papers and the official code (locuslab/wanda, RIA, IST-DASLab/sparsegpt,
+# IST-DASLab/OBC) and the protocol's v2 contract, never from refprune's code: ``w`` is
+# (out, in) like a torch Linear, ``x`` (tokens, in); every computation runs in float64 and
+# the result is cast back to the input's dtype. SparseGPT is written column by column
+# (no lazy block batching: in exact arithmetic the lazy update is the same), OBC as the
+# textbook greedy OBS on the inverse Hessian.
+
+
+def _matrix(name, a):
+    _tensor(name, a)
+    if a.dim() != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {tuple(a.shape)}")
+    _no_nan(name, a)
+    return a
+
+
+def _norms_for(w, norms):
+    _matrix("w", w)
+    _tensor("norms", norms)
+    if norms.dim() != 1 or norms.shape[0] != w.shape[1]:
+        raise ValueError(f"norms must have shape ({w.shape[1]},) for w of shape {tuple(w.shape)}")
+    _no_nan("norms", norms)
+    if bool((norms < 0).any()):
+        raise ValueError("norms must be >= 0")
+    return norms
+
+
+def _square(name, h, size):
+    _matrix(name, h)
+    if tuple(h.shape) != (size, size):
+        raise ValueError(f"{name} must have shape ({size}, {size}), got {tuple(h.shape)}")
+    return h
+
+
+def _tokens(x):
+    """``x`` as ``(tokens, in)``: every leading axis counts as tokens."""
+    _tensor("x", x)
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape (tokens, in), got {tuple(x.shape)}")
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+
+
+def activation_norms(x):
+    x = _tokens(x)
+    x64 = x.to(torch.float64)
+    big = x64.abs().amax(dim=0) if x.shape[0] else torch.zeros(x.shape[1], dtype=torch.float64)
+    safe = torch.where(big > 0, big, torch.ones_like(big))
+    scaled = (x64 / safe).square().sum(dim=0).sqrt() * big if x.shape[0] else big
+    return scaled.to(x.dtype)
+
+
+def wanda_scores(w, norms):
+    norms = _norms_for(w, norms)
+    return (w.to(torch.float64).abs() * norms.to(torch.float64)).to(w.dtype)
+
+
+def _nm_args(n, m, length):
+    m = _count_arg("m", m, 1)
+    n = _count_arg("n", n, 0)
+    if n > m:
+        raise ValueError("n must be <= m")
+    if length % m:
+        raise ValueError(f"w.shape[1]={length} is not a multiple of m={m}")
+    return n, m
+
+
+def _exactly_one_budget(amount, n, m):
+    has_nm = n is not None or m is not None
+    if (amount is None) == (not has_nm):
+        raise ValueError("give either amount or n and m")
+    if has_nm and (n is None or m is None):
+        raise ValueError("N:M needs both n and m")
+
+
+def wanda_mask(w, norms, *, amount=None, n=None, m=None, group="row", rounding="half-even"):
+    norms = _norms_for(w, norms)
+    _exactly_one_budget(amount, n, m)
+    if group not in ("row", "layer"):
+        raise ValueError(f"group must be 'row' or 'layer', got {group!r}")
+    if amount is None and group != "row":
+        raise ValueError("N:M groups are per row: group='layer' takes amount, not n and m")
+    s = w.to(torch.float64).abs() * norms.to(torch.float64)
+    rows, cols = w.shape
+    if amount is None:
+        n, m = _nm_args(n, m, cols)
+        if s.numel() == 0:
+            return torch.ones(w.shape, dtype=torch.bool)
+        return _rank_keep(s.reshape(-1, m), n).reshape(w.shape)
+    if group == "layer":
+        return _keep(s.reshape(-1), prune_count(amount, s.numel(), rounding=rounding)).reshape(w.shape)
+    k = prune_count(amount, cols, rounding=rounding)
+    if s.numel() == 0:
+        return torch.ones(w.shape, dtype=torch.bool)
+    return _rank_keep(s, cols - k)
+
+
+def ria_scores(w, norms, *, a=0.5):
+    norms = _norms_for(w, norms)
+    a = _real("a", a)
+    aw = w.to(torch.float64).abs()
+    row = aw.sum(dim=1, keepdim=True)
+    col = aw.sum(dim=0, keepdim=True)
+    rel = torch.where(row > 0, aw / torch.where(row > 0, row, 1.0), 0.0) + \
+        torch.where(col > 0, aw / torch.where(col > 0, col, 1.0), 0.0)
+    return (rel * norms.to(torch.float64) ** a).to(w.dtype)
+
+
+def hessian(x):
+    """``H = 2/T X^T X``: the Hessian of the mean squared output error (SparseGPT's scale)."""
+    x = _tokens(x)
+    if x.shape[0] == 0:
+        raise ValueError("x has no tokens")
+    x64 = x.to(torch.float64)
+    return (2.0 / x.shape[0] * (x64.T @ x64)).to(x.dtype)
+
+
+def _mask_for(w, mask):
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        raise TypeError("mask must be a bool tensor")
+    _same_shape(w, mask, ("w", "mask"))
+    return mask
+
+
+def masked_least_squares(w, h, mask):
+    """Per row: ``w_S + H_SS^+ H_SP w_P`` on the kept inputs S (of all optima the closest to ``w``), 0 on P."""
+    _matrix("w", w)
+    _square("h", h, w.shape[1])
+    _mask_for(w, mask)
+    w64, h64 = w.to(torch.float64), h.to(torch.float64)
+    out = torch.zeros_like(w64)
+    rtol = max(1, w.shape[1]) * torch.finfo(torch.float64).eps
+    for i in range(w.shape[0]):
+        kept = torch.nonzero(mask[i]).reshape(-1)
+        pruned = torch.nonzero(~mask[i]).reshape(-1)
+        if kept.numel():
+            pinv = torch.linalg.pinv(h64[kept][:, kept], rtol=rtol, hermitian=True)
+            out[i, kept] = w64[i, kept] + pinv @ (h64[kept][:, pruned] @ w64[i, pruned])
+    return out.to(w.dtype)
+
+
+def reconstruction_error(w, w_hat, h):
+    """``1/2 tr((w - w_hat) H (w - w_hat)^T)``."""
+    _matrix("w", w)
+    _matrix("w_hat", w_hat)
+    _same_shape(w, w_hat, ("w", "w_hat"))
+    _square("h", h, w.shape[1])
+    d = (w.to(torch.float64) - w_hat.to(torch.float64))
+    dtype = torch.promote_types(torch.promote_types(w.dtype, w_hat.dtype), h.dtype)
+    return (0.5 * ((d @ h.to(torch.float64)) * d).sum()).to(dtype)
+
+
+def _damped(w64, h, damp, *, dead_fix=True, relative=True):
+    """The official preparation: dead inputs (H_jj = 0) get H_jj = 1 and w_:j = 0; then
+    damp * mean(diag H) is added to the diagonal."""
+    damp = _real("damp", damp, lo=0.0)
+    h64 = h.to(torch.float64).clone()
+    w64 = w64.clone()
+    if dead_fix:
+        dead = torch.diagonal(h64) == 0
+        h64[dead, dead] = 1.0
+        w64[:, dead] = 0.0
+    if h64.shape[0]:
+        scale = torch.diagonal(h64).mean() if relative else 1.0
+        h64 += damp * scale * torch.eye(h64.shape[0], dtype=torch.float64)
+    return w64, h64
+
+
+def _inverse(h64):
+    chol, info = torch.linalg.cholesky_ex(h64)
+    if int(info):
+        raise ValueError("h (dead inputs fixed, damped) is not positive definite: raise damp")
+    return torch.cholesky_inverse(chol)
+
+
+def _budget_args(w, amount, n, m):
+    _exactly_one_budget(amount, n, m)
+    rows, cols = w.shape
+    if amount is None:
+        return _nm_args(n, m, cols)
+    if isinstance(amount, bool) or not isinstance(amount, float):
+        raise TypeError("amount must be a float fraction (it applies to every column block)")
+    prune_count(amount, rows * cols)  # validation
+    return None, None
+
+
+def sparsegpt_prune(w, h, *, amount=None, n=None, m=None, block=128, damp=0.01):
+    return _sparsegpt(w, h, amount, n, m, block, damp)
+
+
+def _sparsegpt(w, h, amount, n, m, block, damp, *, diag=None, hessian_scores=True, count=prune_count, order=None,
+               reach="all", nm_origin="global", update=True, **prep):
+    """SparseGPT column by column. The knobs (defaults: the protocol) exist for the mutants."""
+    _matrix("w", w)
+    _square("h", h, w.shape[1])
+    n, m = _budget_args(w, amount, n, m)
+    block = _count_arg("block", block, 1)
+    rows, cols = w.shape
+    W, h64 = _damped(w.to(torch.float64), h, damp, **prep)
+    if cols == 0 or rows == 0 or amount == 0 or (amount is None and n == m):  # nothing to prune: w as it is
+        return w.clone(), torch.ones(w.shape, dtype=torch.bool)
+    U = torch.linalg.cholesky(_inverse(h64), upper=True)
+    d = torch.diagonal(U)
+    dd = d if diag is None else diag
+    score = (lambda a, b: W[:, a:b] ** 2 / dd[a:b] ** 2) if hessian_scores else (lambda a, b: W[:, a:b] ** 2)
+    keep = torch.ones(w.shape, dtype=torch.bool)
+    for i in range(cols):
+        start = i - i % block
+        if amount is not None and i == start:
+            s = score(i, i + block)
+            keep[:, i:i + block] = (order or _keep)(s.reshape(-1), count(amount, s.numel())).reshape(s.shape)
+        origin = start if nm_origin == "block" else 0
+        if amount is None and (i - origin) % m == 0:
+            j = min(i + m, start + block) if nm_origin == "block" else i + m
+            keep[:, i:j] = _rank_keep(score(i, j), max(0, n - (m - (j - i))) if nm_origin == "block" else n)
+        q = torch.where(keep[:, i], W[:, i], 0.0)
+        if update:
+            stop = start + block if reach == "block" else cols
+            W[:, i:stop] -= ((W[:, i] - q) / d[i])[:, None] * U[i, i:stop][None, :]
+        W[:, i] = q
+    return W.to(w.dtype), keep
+
+
+def obc_prune(w, h, *, amount, damp=0.0):
+    return _obc(w, h, amount, damp)
+
+
+def _obc(w, h, amount, damp, *, downdate=True, use_hinv=True, order=_keep):
+    """Greedy exact OBS, row by row: prune the smallest w_j^2 / [H^-1]_jj, update the row, downdate H^-1."""
+    _matrix("w", w)
+    _square("h", h, w.shape[1])
+    rows, cols = w.shape
+    k = prune_count(amount, cols)
+    W, h64 = _damped(w.to(torch.float64), h, damp)
+    keep = torch.ones(w.shape, dtype=torch.bool)
+    if rows == 0 or cols == 0 or k == 0:
+        return w.clone(), keep
+    hinv0 = _inverse(h64)
+    for r in range(rows):
+        wr, hinv = W[r].clone(), hinv0.clone()
+        for _ in range(k):
+            live = torch.nonzero(keep[r]).reshape(-1)
+            s = wr[live] ** 2 / (torch.diagonal(hinv)[live] if use_hinv else 1.0)
+            # the smallest score goes; among equal ones the higher index (the tie rule: keep n - 1 of them)
+            j = int(live[~order(s, 1)][0])
+            col = hinv[:, j].clone()
+            wr = wr - wr[j] / col[j] * col
+            if downdate:
+                hinv = hinv - torch.outer(col, col) / col[j]
+            keep[r, j] = False
+            wr[~keep[r]] = 0.0
+        W[r] = wr
+    return W.to(w.dtype), keep
+
+
+def nm_violations(mask_or_w, *, n, m, axis=-1):
+    _tensor("mask_or_w", mask_or_w, floating=False)
+    if mask_or_w.dim() == 0:
+        raise ValueError("nm_violations needs at least one axis")
+    axis = _axis(axis, mask_or_w.dim())
+    m = _count_arg("m", m, 1)
+    n = _count_arg("n", n, 0)
+    if n > m:
+        raise ValueError("n must be <= m")
+    if mask_or_w.shape[axis] % m:
+        raise ValueError(f"mask_or_w.shape[{axis}] is not a multiple of m={m}")
+    nz = (mask_or_w != 0).movedim(axis, -1)
+    if nz.numel() == 0:
+        return 0
+    return int((nz.reshape(-1, m).sum(dim=1) > n).sum())
+
+
+def outlier_ratio(scores, *, m=5.0):
+    """OWL: the fraction of all the scores above ``m`` times their mean."""
+    parts = scores if isinstance(scores, (list, tuple)) else [scores]
+    for i, part in enumerate(parts):
+        _tensor(f"scores[{i}]", part)
+        _no_nan(f"scores[{i}]", part)
+    m = _real("m", m, lo=0.0)
+    flat = torch.cat([p.reshape(-1).to(torch.float64) for p in parts]) if parts else torch.zeros(0, dtype=torch.float64)
+    if flat.numel() == 0:
+        raise ValueError("outlier_ratio needs at least one score")
+    return float((flat > m * flat.mean()).sum()) / flat.numel()
+
+
+def owl_densities(shapes, outlier_ratios, *, density, lam=0.08):
+    """OWL: ``d_l = c + 2 lam (D_l - min D) / (max D - min D)``, ``c`` solved (exactly) for the weighted budget."""
+    from fractions import Fraction
+
+    named = isinstance(shapes, dict)
+    if named != isinstance(outlier_ratios, dict):
+        raise TypeError("shapes and outlier_ratios must both be mappings or both sequences")
+    if named and set(shapes) != set(outlier_ratios):
+        raise ValueError("shapes and outlier_ratios must have the same keys")
+    keys = list(shapes) if named else None
+    shape_list = [shapes[k] for k in keys] if named else list(shapes)
+    ratios = [outlier_ratios[k] for k in keys] if named else list(outlier_ratios)
+    if len(ratios) != len(shape_list):
+        raise ValueError("one outlier ratio per layer")
+    density = _real("density", density, lo=0.0, hi=1.0)
+    lam = _real("lam", lam, lo=0.0)
+    ratios = [_real("outlier ratio", r) for r in ratios]
+    counts = [math.prod(_int("shape entry", d, lo=0) for d in s) for s in shape_list]
+    total = sum(counts)
+    lo, hi = (min(ratios), max(ratios)) if ratios else (0.0, 0.0)
+    spread = [Fraction(0) if hi == lo else Fraction(2) * Fraction(lam) * (Fraction(r) - Fraction(lo)) /
+              (Fraction(hi) - Fraction(lo)) for r in ratios]
+    if not total:  # no parameters to budget: the target density everywhere
+        spread = [Fraction(0)] * len(spread)
+    c = (Fraction(density) * total - sum(t * n for t, n in zip(spread, counts))) / total if total else Fraction(density)
+    out = [float(c + t) for t in spread]
+    if any(not 0.0 <= d <= 1.0 for d in out):
+        raise ValueError(f"a density falls outside [0, 1] ({out}): lower lam")
+    return dict(zip(keys, out)) if named else out
