@@ -39,6 +39,7 @@ from functools import partial
 from refprune import data as datasets
 from refprune import engine
 from refprune.nn import PRESETS, build_model, train
+from refprune.plots import new_figure, save_figure
 
 from ._registry import Option, register_method
 
@@ -102,7 +103,7 @@ def run(eng, o):
 
 def plot(path, *, rows, result, title=""):
     """Held-out bits per byte (or loss) and the training loss per epoch, with the unigram baseline."""
-    fig, (ax,) = engine.new_figure()
+    fig, (ax,) = new_figure()
     text = "unigram_bits_per_byte" in result
     scale = 1.0 / math.log(2.0) if text else 1.0
     trained = [r for r in rows if "loss" in r]  # the epoch-0 row measures the untrained network only
@@ -117,4 +118,4 @@ def plot(path, *, rows, result, title=""):
     ax.set_title(f"Dense training\n{title}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
-    engine.save_figure(fig, path)
+    save_figure(fig, path)
