@@ -257,3 +257,13 @@ def test_torch_module_points_to_the_readme_for_a_transformer(lm_run):
 
     with pytest.raises(ValueError, match="The language model in plain torch"):
         io.torch_module(io.load_model(lm_run[0]))
+
+
+def test_the_run_lists_and_compares_like_every_other(lm_run, tmp_path, capsys):
+    from refprune import cli
+
+    out, _ = lm_run
+    assert cli.main(["runs", str(out.parent)]) == 0
+    assert cli.main(["compare", str(out), "--out", str(tmp_path / "c.png")]) == 0
+    table = capsys.readouterr().out
+    assert "dense" in table and "stdlib" in table and "gpt-tiny" in table and (tmp_path / "c.png").exists()
