@@ -674,7 +674,7 @@ def _load_synthetic(*, seed, n):
 
 #: Bytes of input per example of ``stdlib``; each predicts the byte after it.
 STDLIB_CONTEXT = 64
-#: The most bytes read for each split: 10,000 training windows, loaded in well under a second.
+#: The most bytes read for each split: 9,999 training windows, loaded in well under a second.
 STDLIB_BYTES = {"train": 640_000, "val": 64_000, "test": 128_000}
 #: The most bytes read from one file (its beginning), so that each split spans many files.
 STDLIB_FILE_BYTES = 8192

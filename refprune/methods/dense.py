@@ -24,7 +24,7 @@ row per epoch), ``plot.png`` (held-out bits per byte, or loss, per epoch),
 ``checkpoint.npz``, ``final.npz``.
 
 Defaults: Adam lr 2e-3, batch 32, 2 epochs: for ``--model gpt-tiny`` (width 128, 2
-blocks, 4 heads, context 64) 625 steps over the 10,000 training windows of ``stdlib``;
+blocks, 4 heads, context 64) 626 steps over the 9,999 training windows of ``stdlib``;
 an epoch-0 row measures the untrained network. ``--width``, ``--blocks`` and ``--heads``
 change gpt-tiny's size. The default model is ``mlp-300-100``, so that the method runs
 on every data set (``refprune demo``); for a dense MLP on digits worth pruning, train it
