@@ -81,6 +81,7 @@ from .plots import new_figure, save_figure
 from .plots import plot_unavailable as _plot_unavailable
 from .nn import functional as F
 from .nn import optim
+from .nn.train import label_rows
 
 __all__ = [
     "RunSpec",
@@ -268,22 +269,25 @@ class Interrupted(RuntimeError):
 def evaluate(model, x, y, *, backend, batch_size=1000, train=False, rng=None):
     """Mean cross-entropy and accuracy of ``model`` on host arrays ``x``, ``y``, as Python floats.
 
+    Per label: a language model's targets ``(n, time)`` count every position (the loss
+    in nats per token, :func:`refprune.nn.train.label_rows`).
+
     Test mode: deterministic gates, batch-norm running statistics. ``train=True``: the
     training-mode forward instead (each batch's own batch-norm statistics, gates sampled
     from ``rng``), the model's buffers put back afterwards, also on an error. The sums
     stay on the device until the end.
     """
-    n = len(y)
-    if n == 0:
+    if len(y) == 0:
         msg = "evaluate needs at least one example, got an empty data set"
         raise ValueError(msg)
+    n = y.size  # labels (batch, time) of a language model: every position counts
     forward = partial(model.forward, train=True, **({} if rng is None else {"rng": rng})) if train else \
         partial(model.forward, train=False)
     saved = model.state() if train else None
     loss_sum, correct = 0.0, 0
     try:
         for xb, yb in datasets.batches(x, y, batch_size, backend=backend, dtype=model.dtype):
-            logits = forward(xb)
+            logits, yb = forward(xb), label_rows(yb)
             loss_sum = loss_sum + F.softmax_cross_entropy(logits, yb) * int(yb.shape[0])
             correct = correct + F.count_correct(logits, yb)
     finally:
@@ -304,6 +308,7 @@ class _EpochSums:
         self.loss, self.correct, self.seen, self.losses = loss, correct, seen, []
 
     def add(self, out, yb):
+        yb = label_rows(yb)
         n = int(yb.shape[0])
         self.losses.append(out.loss)
         self.loss = self.loss + out.loss * n
