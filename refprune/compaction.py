@@ -62,7 +62,7 @@ from __future__ import annotations
 from . import measures
 from ._array import device_of, flat_size, namespace
 from .nn import layers as L
-from .nn.models import Sequential, describe
+from .nn.models import Sequential, Transformer, describe
 
 __all__ = ["compact", "compaction_summary", "parameter_count"]
 
@@ -90,6 +90,11 @@ def compact(model, masks=None):
     if not isinstance(model, Sequential):
         msg = f"compact takes a refprune.nn.Sequential, got {type(model).__name__}"
         raise TypeError(msg)
+    if isinstance(model, Transformer):
+        msg = ("compact keeps the architecture of a transformer (gpt-tiny): it removes dead units of a chain of "
+               "layers, and a residual stream has none it could drop exactly; its masks stay masks. Export it with "
+               "refprune export RUN --format torch (or safetensors)")
+        raise ValueError(msg)
     if masks is None:
         return _compact(model)
     saved = model.masks()

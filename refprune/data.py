@@ -23,6 +23,13 @@ arrays into a stream of backend minibatches, shuffled by a refprune generator.
                     images drawn by a fixed shuffle are the validation set.
 ``synthetic``       MNIST-shaped, learnable, generated from ``seed``: ten random class
                     prototypes, shifted, rescaled and noised.
+``stdlib``          a text corpus that needs no download: the ``.py`` sources of the running
+                    interpreter's standard library (``data_dir`` to read another folder),
+                    as windows of 64 bytes, each byte predicting the next (byte ids
+                    0..255). Files are split by a hash of their path (5% test, 5%
+                    validation) and read in hash order up to :data:`STDLIB_BYTES` per
+                    split; ``info`` holds the SHA-256 of the text read (it differs
+                    between Python versions), the file and byte counts.
 ==================  ===================================================================
 
 A missing file is a ``FileNotFoundError`` that names every file expected and where to
@@ -47,8 +54,12 @@ Examples
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.util
 import math
+import os
+import platform
+import sysconfig
 import numbers
 import warnings
 import zlib
@@ -58,12 +69,13 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    "NAMES", "SPLIT_SEED", "Dataset", "batches", "load", "num_batches", "read_cifar10_batch", "read_idx",
-    "read_mnist5k", "shuffled_order", "subset",
+    "NAMES", "SPLIT_SEED", "STDLIB_CONTEXT", "STDLIB_BYTES", "Dataset", "batches", "load", "num_batches",
+    "read_cifar10_batch", "read_idx", "read_mnist5k", "shuffled_order", "stdlib_files", "subset",
+    "unigram_bits_per_byte",
 ]
 
 #: The names ``load`` accepts.
-NAMES = ("digits", "mnist5k", "mnist", "fashion-mnist", "cifar10", "synthetic")
+NAMES = ("digits", "mnist5k", "mnist", "fashion-mnist", "cifar10", "synthetic", "stdlib")
 
 #: Seed of the fixed shuffles that split the real data sets (the same split on every machine).
 SPLIT_SEED = 0
@@ -78,7 +90,8 @@ class Dataset:
     """Train / validation / test splits of one data set, as host NumPy arrays.
 
     Images are ``(n, c, h, w)`` float32 in [0, 1]; labels are int64 in
-    ``[0, num_classes)``.
+    ``[0, num_classes)``. A text corpus (``stdlib``) holds windows of byte ids ``(n, T)``
+    and their next bytes ``(n, T)``, uint8; ``info`` describes where it came from.
     """
 
     x_train: np.ndarray
@@ -89,10 +102,11 @@ class Dataset:
     y_test: np.ndarray
     name: str
     num_classes: int
+    info: dict | None = None
 
     @property
     def input_shape(self):
-        """``(c, h, w)`` of one image."""
+        """``(c, h, w)`` of one image (``(T,)`` of a window of bytes)."""
         return tuple(self.x_train.shape[1:])
 
     def __repr__(self):
@@ -145,6 +159,8 @@ def load(name, data_dir=None, *, seed=0, n_synthetic=10000):
         return _load_idx_dataset(canonical, data_dir)
     if canonical == "cifar10":
         return _load_cifar10(data_dir)
+    if canonical == "stdlib":
+        return _load_stdlib(data_dir)
     return _load_synthetic(seed=seed, n=n_synthetic)
 
 
@@ -653,6 +669,99 @@ def _load_synthetic(*, seed, n):
 
 
 # --------------------------------------------------------------------------------------
+# stdlib: the interpreter's own Python sources as a byte-level text corpus
+# --------------------------------------------------------------------------------------
+
+#: Bytes of input per example of ``stdlib``; each predicts the byte after it.
+STDLIB_CONTEXT = 64
+#: The most bytes read for each split: about 20,000 training windows, loaded in well under a second.
+STDLIB_BYTES = {"train": 1_280_000, "val": 64_000, "test": 128_000}
+#: Per mille of the files (by a hash of their path) held out for validation and for test.
+_STDLIB_HELD_OUT = {"val": 50, "test": 50}
+
+
+def _path_hash(relative):
+    return hashlib.sha256(relative.encode()).hexdigest()
+
+
+def stdlib_files(root=None):
+    """``{"train": [...], "val": [...], "test": [...]}``: the ``.py`` files under ``root`` (relative paths).
+
+    ``root`` defaults to the running interpreter's standard library (``site-packages``
+    left out). A file's split is fixed by the SHA-256 of its relative path (its first
+    three hex digits as a number per mille: below 50 test, below 100 validation), and
+    each list is in the order of that hash: the same on every machine for the same files.
+    """
+    root = Path(sysconfig.get_paths()["stdlib"] if root is None else root).expanduser()
+    if not root.is_dir():
+        msg = f"stdlib: {root} is not a folder of Python sources (--data-dir names one, or leave it out)"
+        raise FileNotFoundError(msg)
+    found = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if d not in ("site-packages", "dist-packages", "__pycache__"))
+        base = Path(folder).relative_to(root)
+        found.extend((base / n).as_posix() for n in names if n.endswith(".py"))
+    splits = {"train": [], "val": [], "test": []}
+    for relative in sorted(found, key=_path_hash):
+        per_mille = int(_path_hash(relative)[:3], 16) * 1000 // 4096
+        test, val = _STDLIB_HELD_OUT["test"], _STDLIB_HELD_OUT["test"] + _STDLIB_HELD_OUT["val"]
+        splits["test" if per_mille < test else "val" if per_mille < val else "train"].append(relative)
+    return splits
+
+
+def _read_split(root, files, cap):
+    """The files' bytes joined by newlines, cut at ``cap`` bytes, and how many files were read."""
+    parts, size = [], 0
+    for relative in files:
+        if size >= cap:
+            break
+        text = (root / relative).read_bytes() + b"\n"
+        parts.append(text)
+        size += len(text)
+    return b"".join(parts)[:cap], len(parts)
+
+
+def _windows(text, context):
+    """Inputs ``(n, T)`` and next bytes ``(n, T)`` (uint8) of consecutive, non-overlapping windows."""
+    tokens = np.frombuffer(text, dtype=np.uint8)
+    n = (len(tokens) - 1) // context
+    if n < 1:
+        msg = f"stdlib: a split holds {len(tokens)} bytes, fewer than one window of {context + 1}"
+        raise ValueError(msg)
+    return tokens[: n * context].reshape(n, context), tokens[1 : n * context + 1].reshape(n, context)
+
+
+def _load_stdlib(data_dir=None):
+    root = Path(sysconfig.get_paths()["stdlib"] if data_dir is None else data_dir).expanduser()
+    files = stdlib_files(root)
+    digest, arrays, info = hashlib.sha256(), {}, {"root": str(root), "python": platform.python_version(),
+                                                  "context": STDLIB_CONTEXT, "files": {}, "bytes": {}}
+    for split in ("train", "val", "test"):
+        text, count = _read_split(root, files[split], STDLIB_BYTES[split])
+        digest.update(text)
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = _windows(text, STDLIB_CONTEXT)
+        info["files"][split], info["bytes"][split] = count, len(text)
+    info["sha256"] = digest.hexdigest()
+    return Dataset(**arrays, name="stdlib", num_classes=256, info=info)
+
+
+def unigram_bits_per_byte(train, test, *, vocabulary=256):
+    r"""Bits per byte of the byte-frequency (unigram) model of ``train`` on ``test``: the baseline of a language model.
+
+    .. math:: p(v) = \frac{c_v + 1}{N + V},\qquad
+              \text{bits per byte} = -\frac{1}{M}\sum_{m=1}^{M} \log_2 p(\text{test}_m)
+
+    with :math:`c_v` the count of byte :math:`v` among the :math:`N` training bytes
+    (add-one smoothing, so an unseen byte costs a finite amount). A model that beats it
+    uses the context.
+    """
+    train, test = np.asarray(train).reshape(-1), np.asarray(test).reshape(-1)
+    counts = np.bincount(train, minlength=vocabulary).astype(np.float64) + 1.0
+    p = counts / counts.sum()
+    return float(-np.mean(np.log2(p[test])))
+
+
+# --------------------------------------------------------------------------------------
 # Minibatches
 # --------------------------------------------------------------------------------------
 
@@ -707,7 +816,9 @@ def batches(x, y, batch_size, *, backend, rng=None, order=None, start=0, dtype="
         Index of the first batch to yield (the earlier ones are skipped): continues an
         epoch that was interrupted after ``start`` batches.
     dtype : str or dtype
-        Floating dtype of ``xb`` on the backend. Labels ``yb`` are always int64.
+        Floating dtype of ``xb`` on the backend; integer inputs (token ids) become
+        int64. Labels ``yb`` are always int64, ``(batch,)`` or a language model's
+        ``(batch, time)``.
     drop_last : bool
         Skip a final batch smaller than ``batch_size``.
 
@@ -717,7 +828,7 @@ def batches(x, y, batch_size, *, backend, rng=None, order=None, start=0, dtype="
     batch_size = _check_batch_size(batch_size)
     x = np.asarray(x)
     y = np.asarray(y)
-    if x.ndim < 1 or y.ndim != 1 or len(x) != len(y):
+    if x.ndim < 1 or y.ndim < 1 or len(x) != len(y):
         msg = (
             f"x and y must hold the same number of examples, y one label each: "
             f"got x of shape {x.shape} and y of shape {y.shape}"
@@ -752,7 +863,9 @@ def _batch_iter(x, y, batch_size, backend, order, dtype, first, stop):
         else:
             idx = order[start:end]
             xb, yb = x[idx], y[idx]
-        yield backend.asarray(xb, dtype=dtype), backend.asarray(yb.astype(np.int64), dtype="int64")
+        xb = backend.asarray(xb, dtype=dtype) if x.dtype.kind == "f" else backend.asarray(xb.astype(np.int64),
+                                                                                          dtype="int64")
+        yield xb, backend.asarray(yb.astype(np.int64), dtype="int64")
 
 
 def subset(dataset, n):

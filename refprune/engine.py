@@ -75,6 +75,7 @@ from . import data as datasets
 from ._array import trusted
 from .nn import functional as F
 from .nn import optim
+from .nn.train import label_rows
 
 __all__ = [
     "RunSpec",
@@ -268,16 +269,19 @@ class Interrupted(RuntimeError):
 def evaluate(model, x, y, *, backend, batch_size=1000):
     """Mean cross-entropy and accuracy of ``model`` on host arrays ``x``, ``y``, as Python floats.
 
+    Per label: a language model's targets ``(n, time)`` count every position (the loss
+    in nats per token, :func:`refprune.nn.train.label_rows`).
+
     Test mode: deterministic gates, batch-norm running statistics. The sums stay on
     the device until the end.
     """
-    n = len(y)
-    if n == 0:
+    if len(y) == 0:
         msg = "evaluate needs at least one example, got an empty data set"
         raise ValueError(msg)
+    n = y.size  # labels (batch, time) of a language model: every position counts
     loss_sum, correct = 0.0, 0
     for xb, yb in datasets.batches(x, y, batch_size, backend=backend, dtype=model.dtype):
-        logits = model.forward(xb, train=False)
+        logits, yb = model.forward(xb, train=False), label_rows(yb)
         loss_sum = loss_sum + F.softmax_cross_entropy(logits, yb) * int(yb.shape[0])
         correct = correct + F.count_correct(logits, yb)
     return float(loss_sum) / n, float(correct) / n
@@ -295,6 +299,7 @@ class _EpochSums:
         self.loss, self.correct, self.seen, self.losses = loss, correct, seen, []
 
     def add(self, out, yb):
+        yb = label_rows(yb)
         n = int(yb.shape[0])
         self.losses.append(out.loss)
         self.loss = self.loss + out.loss * n

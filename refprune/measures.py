@@ -108,6 +108,8 @@ def liveness(model):
     channels); ``live_in`` and ``live_out`` are boolean arrays on the model's backend
     (see the module docstring). Alive units are ``live_in & live_out``.
     """
+    if hasattr(model, "liveness"):  # a network that is not a chain (a transformer) judges its own units
+        return model.liveness()
     layers = list(model.layers.items())
     params = {ln: layer.effective() for ln, layer in layers}
     shape = tuple(int(d) for d in model.config.get("input_shape", ()))

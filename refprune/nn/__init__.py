@@ -10,7 +10,12 @@ The training loop, evaluation and checkpoints are in :mod:`refprune.engine`.
 from . import constraints, functional, layers, models, optim, train
 from .constraints import apply_constraints, clamp
 from .layers import (
+    GELU,
     BatchNorm1d,
+    CausalSelfAttention,
+    Embedding,
+    LayerNorm,
+    PositionEmbedding,
     Conv2d,
     Dense,
     Flatten,
@@ -25,7 +30,7 @@ from .layers import (
     SoftInvert,
     Tanh,
 )
-from .models import PRESETS, Sequential, build_like, build_model, describe, format_architecture, preset
+from .models import PRESETS, Sequential, Transformer, build_like, build_model, describe, format_architecture, preset
 from .optim import adam, init_state, sgd
 from .train import Step, loss_and_grads, train_step
 
@@ -49,7 +54,13 @@ __all__ = [
     "HardInvert",
     "L0Dense",
     "L0Conv2d",
+    "Embedding",
+    "PositionEmbedding",
+    "LayerNorm",
+    "GELU",
+    "CausalSelfAttention",
     "Sequential",
+    "Transformer",
     "build_model",
     "build_like",
     "describe",

@@ -33,6 +33,7 @@ Array([[ 5.,  7.],
 
 from __future__ import annotations
 
+import math
 import numbers
 
 from .._array import (
@@ -70,6 +71,14 @@ __all__ = [
     "feature_index",
     "select_features",
     "select_features_grad",
+    "embedding",
+    "embedding_grad",
+    "layer_norm",
+    "layer_norm_grad",
+    "gelu",
+    "gelu_grad",
+    "causal_self_attention",
+    "causal_self_attention_grad",
 ]
 
 
@@ -897,3 +906,226 @@ def select_features_grad(x, dy, /, *, index, xp=None):
     inverse = [position.get(i, len(index)) for i in range(n)]
     padded = xp.concat([dy, _zeros(xp, (int(dy.shape[0]), 1), dy)], axis=1)
     return xp.take(padded, xp.asarray(inverse, dtype=xp.int64, device=device_of(dy)), axis=1)
+
+
+# ----------------------------------------------------------------------- the transformer's pieces
+
+
+def _token_ids(ids, name, xp):
+    if not xp.isdtype(ids.dtype, "integral"):
+        msg = f"{name} must be an integer array of token ids, got dtype {ids.dtype}; convert it with xp.astype({name}, xp.int64)"
+        raise TypeError(msg)
+
+
+def embedding(ids, table, /, *, xp=None):
+    r"""Look up one row of ``table`` per token id (``torch.nn.functional.embedding``).
+
+    .. math:: y_{\dots, j} = E_{\mathrm{ids}_{\dots}, j}
+
+    Parameters
+    ----------
+    ids : integer array, any shape
+        Token ids in ``[0, V)``.
+    table : array, shape (V, d)
+
+    Returns
+    -------
+    y : array, shape ``ids.shape + (d,)``
+    """
+    xp = float_namespace(xp, table=table)
+    namespace(xp, ids=ids, table=table)
+    _token_ids(ids, "ids", xp)
+    _check_ndim("table", table, 2, "(vocabulary, width)")
+    v, d = _shape(table)
+    if values_checkable(ids) and _size(ids) and known_true(xp.any((ids < 0) | (ids >= v))):
+        msg = f"ids must lie in [0, {v - 1}] for a table of {v} rows, got values in [{int(xp.min(ids))}, {int(xp.max(ids))}]"
+        raise ValueError(msg)
+    rows = xp.take(table, xp.reshape(ids, (-1,)), axis=0)
+    return xp.reshape(rows, (*_shape(ids), d))
+
+
+def embedding_grad(ids, table, dy, /, *, xp=None):
+    r"""Gradient of :func:`embedding` with respect to the table (ids get none).
+
+    .. math:: dE_{v,j} = \sum_{n:\ \mathrm{ids}_n = v} dy_{n,j} = (\mathrm{onehot}(\mathrm{ids})^\top dY)_{v,j}
+
+    written as one matmul with the one-hot matrix (no scatter, so immutable arrays work).
+    """
+    xp = _float_ns(xp, table=table, dy=dy)
+    _token_ids(ids, "ids", xp)
+    v, d = _shape(table)
+    _check_shape("dy", dy, (*_shape(ids), d), " (the shape of embedding's output)")
+    flat = xp.reshape(ids, (-1, 1))
+    vocab = xp.arange(v, dtype=ids.dtype, device=device_of(ids))
+    onehot = xp.astype(flat == vocab, table.dtype)
+    return xp.matmul(xp.matrix_transpose(onehot), xp.reshape(dy, (-1, d)))
+
+
+def _ln_stats(x, eps, xp):
+    mean = xp.mean(x, axis=-1, keepdims=True)
+    inv_std = 1.0 / xp.sqrt(xp.var(x, axis=-1, keepdims=True) + eps)
+    return (x - mean) * inv_std, inv_std
+
+
+def _ln_args(x, gamma, beta, xp):
+    xp = _float_ns(xp, x=x, gamma=gamma, beta=beta)
+    if x.ndim < 1:
+        msg = "layer_norm needs x of shape (..., features), got a 0-d array"
+        raise ValueError(msg)
+    d = int(x.shape[-1])
+    _check_shape("gamma", gamma, (d,), f" (one entry per feature, x.shape[-1] = {d})")
+    _check_shape("beta", beta, (d,), f" (one entry per feature, x.shape[-1] = {d})")
+    return xp
+
+
+def layer_norm(x, gamma, beta, /, *, eps=1e-5, xp=None):
+    r"""Layer normalization over the last axis (``torch.nn.functional.layer_norm``).
+
+    .. math:: y = \gamma\,\frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta
+
+    with :math:`\mu, \sigma^2` the mean and biased variance of each row's ``d`` features.
+    ``gamma``, ``beta``: shape ``(d,)``, or None for no affine part.
+    """
+    xp = _ln_args(x, gamma, beta, xp)
+    eps = check_finite_scalar("eps", eps, nonnegative=True)
+    y, _ = _ln_stats(x, eps, xp)
+    if gamma is not None:
+        y = y * gamma
+    return y if beta is None else y + beta
+
+
+def layer_norm_grad(x, gamma, beta, dy, /, *, eps=1e-5, xp=None):
+    r"""Gradient of :func:`layer_norm`.
+
+    With :math:`\hat x = (x-\mu)/\sqrt{\sigma^2+\epsilon}`, :math:`g = dy\,\gamma` and means
+    over each row's features:
+
+    .. math::
+
+        dx = \frac{g - \overline{g} - \hat x\,\overline{g \hat x}}{\sqrt{\sigma^2+\epsilon}},\qquad
+        d\gamma = \sum_{\text{rows}} dy\,\hat x,\qquad d\beta = \sum_{\text{rows}} dy
+
+    Returns
+    -------
+    dx, dgamma, dbeta : arrays shaped like ``x``, ``gamma``, ``beta`` (``None`` where those are).
+    """
+    xp = _ln_args(x, gamma, beta, xp)
+    xp = _float_ns(xp, x=x, dy=dy)
+    _check_shape("dy", dy, _shape(x), " (the shape of x)")
+    eps = check_finite_scalar("eps", eps, nonnegative=True)
+    xhat, inv_std = _ln_stats(x, eps, xp)
+    g = dy if gamma is None else dy * gamma
+    dx = (g - xp.mean(g, axis=-1, keepdims=True) - xhat * xp.mean(g * xhat, axis=-1, keepdims=True)) * inv_std
+    rows = tuple(range(x.ndim - 1))
+    dgamma = None if gamma is None else xp.sum(dy * xhat, axis=rows)
+    dbeta = None if beta is None else xp.sum(dy, axis=rows)
+    return dx, dgamma, dbeta
+
+
+#: :math:`\sqrt{2/\pi}`, the constant of the tanh approximation of GELU.
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+def gelu(x, /, *, xp=None):
+    r"""GELU, the **tanh approximation** (GPT-2's; torch's ``gelu(x, approximate="tanh")``).
+
+    .. math:: y = \tfrac12 x\left(1 + \tanh u\right),\qquad u = \sqrt{2/\pi}\,(x + 0.044715\,x^3)
+
+    The Array API has no ``erf``, so the exact GELU (torch's default) is not offered; the
+    two differ by less than :math:`10^{-3}` everywhere.
+    """
+    xp = float_namespace(xp, x=x)
+    return 0.5 * x * (1.0 + xp.tanh(_GELU_C * (x + 0.044715 * x * x * x)))
+
+
+def gelu_grad(x, dy, /, *, xp=None):
+    r"""Gradient of :func:`gelu` (tanh approximation).
+
+    .. math:: dx = dy\left(\tfrac12(1 + t) + \tfrac12 x\,(1 - t^2)\sqrt{2/\pi}\,(1 + 3\cdot 0.044715\,x^2)\right),
+              \qquad t = \tanh u
+    """
+    xp = _float_ns(xp, x=x, dy=dy)
+    _check_shape("dy", dy, _shape(x), " (the shape of x)")
+    x2 = x * x
+    t = xp.tanh(_GELU_C * (x + 0.044715 * x2 * x))
+    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * 0.044715 * x2))
+
+
+def _attention_args(qkv, heads, xp):
+    xp = float_namespace(xp, qkv=qkv)
+    _check_ndim("qkv", qkv, 3, "(batch, time, 3 * width)")
+    if isinstance(heads, bool) or not isinstance(heads, numbers.Integral) or heads < 1:
+        msg = f"heads must be an int >= 1, got heads={heads!r}"
+        raise ValueError(msg)
+    b, t, three_d = _shape(qkv)
+    if three_d % (3 * heads):
+        msg = (f"qkv's last axis ({three_d}) must be 3 * width with width divisible by heads={heads}; "
+               "qkv is the concatenation [q, k, v] along the last axis")
+        raise ValueError(msg)
+    return xp, b, t, three_d // 3
+
+
+def _split_heads(a, b, t, heads, xp):
+    """``(B, T, d) -> (B, H, T, d/H)``: head ``h`` reads features ``h*d/H .. (h+1)*d/H - 1``."""
+    return xp.permute_dims(xp.reshape(a, (b, t, heads, -1)), (0, 2, 1, 3))
+
+
+def _merge_heads(a, b, t, xp):
+    return xp.reshape(xp.permute_dims(a, (0, 2, 1, 3)), (b, t, -1))
+
+
+def _attention_probs(q, k, t, xp):
+    """Causal softmax of the scaled scores ``q k^T / sqrt(d_h)``: ``(B, H, T, T)``, 0 above the diagonal."""
+    scores = xp.matmul(q, xp.matrix_transpose(k)) * (1.0 / math.sqrt(int(q.shape[-1])))
+    steps = xp.arange(t, device=device_of(q))
+    causal = steps[:, None] >= steps[None, :]
+    scores = xp.where(causal, scores, xp.asarray(-math.inf, dtype=q.dtype, device=device_of(q)))
+    return softmax(scores, axis=-1, xp=xp)
+
+
+def causal_self_attention(qkv, /, *, heads, xp=None):
+    r"""Causal multi-head self-attention of packed queries, keys and values (no projections).
+
+    ``qkv`` is ``[q, k, v]`` concatenated on the last axis (what one dense layer of width
+    ``3d`` outputs, as GPT-2's ``c_attn``); each is split into ``heads`` heads of
+    :math:`d_h = d/H` consecutive features. Per head,
+
+    .. math::
+
+        P = \operatorname{softmax}\!\Big(\frac{Q K^\top}{\sqrt{d_h}} + M\Big),\qquad
+        O = P V,\qquad M_{ij} = \begin{cases} 0 & j \le i \\ -\infty & j > i \end{cases}
+
+    and the heads' outputs are concatenated back to ``(B, T, d)``: the same as
+    ``torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)`` on the
+    split heads.
+    """
+    xp, b, t, d = _attention_args(qkv, heads, xp)
+    q, k, v = (_split_heads(qkv[..., i * d:(i + 1) * d], b, t, heads, xp) for i in range(3))
+    return _merge_heads(xp.matmul(_attention_probs(q, k, t, xp), v), b, t, xp)
+
+
+def causal_self_attention_grad(qkv, dy, /, *, heads, xp=None):
+    r"""Gradient of :func:`causal_self_attention` with respect to ``qkv`` (the probabilities recomputed).
+
+    Per head, with :math:`S` the scaled scores and :math:`dO` the head's slice of ``dy``:
+
+    .. math::
+
+        dV = P^\top dO,\qquad dP = dO\,V^\top,\qquad
+        dS = P \odot \big(dP - \textstyle\sum_j (dP \odot P)_{\cdot j}\big),\qquad
+        dQ = \frac{dS\,K}{\sqrt{d_h}},\qquad dK = \frac{dS^\top Q}{\sqrt{d_h}}
+
+    (the masked entries have :math:`P = 0`, so they get no gradient). Returns
+    ``concat([dQ, dK, dV])`` merged back to ``qkv``'s shape.
+    """
+    xp, b, t, d = _attention_args(qkv, heads, xp)
+    xp = _float_ns(xp, qkv=qkv, dy=dy)
+    _check_shape("dy", dy, (b, t, d), " (the shape of the attention's output)")
+    q, k, v = (_split_heads(qkv[..., i * d:(i + 1) * d], b, t, heads, xp) for i in range(3))
+    p = _attention_probs(q, k, t, xp)
+    do = _split_heads(dy, b, t, heads, xp)
+    dv = xp.matmul(xp.matrix_transpose(p), do)
+    dp = xp.matmul(do, xp.matrix_transpose(v))
+    ds = p * (dp - xp.sum(dp * p, axis=-1, keepdims=True)) * (1.0 / math.sqrt(d // heads))
+    dq, dk = xp.matmul(ds, k), xp.matmul(xp.matrix_transpose(ds), q)
+    return xp.concat([_merge_heads(g, b, t, xp) for g in (dq, dk, dv)], axis=-1)

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 
 from .. import gates
-from .._array import namespace
+from .._array import device_of, namespace
 from ..masks import apply_mask
 from ..regularizers import l0_penalty_and_grad
 from . import functional as F
@@ -62,6 +62,11 @@ __all__ = [
     "HardInvert",
     "L0Dense",
     "L0Conv2d",
+    "Embedding",
+    "PositionEmbedding",
+    "LayerNorm",
+    "GELU",
+    "CausalSelfAttention",
     "GATE_NOISE_EPS",
     "LOG_ALPHA_RANGE",
 ]
@@ -180,7 +185,7 @@ class Dense(Layer):
         return dx
 
     def output_shape(self, shape):
-        return (int(self.params["w"].shape[1]),)
+        return (*tuple(shape)[:-1], int(self.params["w"].shape[1]))
 
 
 class Conv2d(Layer):
@@ -781,3 +786,123 @@ class L0Conv2d(_Gated):
 
     def output_shape(self, shape):
         return conv_output_shape(shape, self.params["w"].shape, self.stride, self.padding)
+
+
+# --------------------------------------------------------------------------- the transformer's layers
+
+
+class Embedding(Layer):
+    r"""Token embedding :math:`y_{b,t} = E_{\mathrm{ids}_{b,t}}`: integer ids ``(B, T)`` to ``(B, T, d)``.
+
+    Parameters
+    ----------
+    w : array
+        The table ``(V, d)`` (``torch.nn.Embedding.weight``). Not prunable: ``kind`` is None.
+    """
+
+    def __init__(self, w):
+        super().__init__()
+        self.params["w"] = w
+
+    def forward(self, x, *, train=False, rng=None):
+        self._cache = x
+        return F.embedding(x, self.param("w"))
+
+    def backward(self, dy, *, input_grad=True):
+        self._set_grads(w=F.embedding_grad(self._cached(), self.param("w"), dy))
+        return None  # token ids have no gradient
+
+    def output_shape(self, shape):
+        return (*tuple(shape), int(self.params["w"].shape[1]))
+
+
+class PositionEmbedding(Layer):
+    r"""Learned positions added to a sequence: :math:`y_{b,t} = x_{b,t} + P_t` for ``x`` ``(B, T, d)``.
+
+    Parameters
+    ----------
+    w : array
+        The table ``(context, d)``; a sequence may be shorter than ``context``.
+    """
+
+    def __init__(self, w):
+        super().__init__()
+        self.params["w"] = w
+
+    def _positions(self, x):
+        xp = namespace(None, x=x)
+        return xp.arange(int(x.shape[1]), dtype=xp.int64, device=device_of(x))
+
+    def forward(self, x, *, train=False, rng=None):
+        context = int(self.params["w"].shape[0])
+        if x.ndim != 3 or int(x.shape[1]) > context:
+            msg = f"PositionEmbedding needs (batch, time, width) inputs with time <= {context}, got {tuple(x.shape)}"
+            raise ValueError(msg)
+        self._cache = x
+        return x + F.embedding(self._positions(x), self.param("w"))
+
+    def backward(self, dy, *, input_grad=True):
+        xp = namespace(None, dy=dy)
+        positions = self._positions(self._cached())
+        self._set_grads(w=F.embedding_grad(positions, self.param("w"), xp.sum(dy, axis=0)))
+        return dy
+
+
+class LayerNorm(Layer):
+    """Layer normalization over the last axis (:func:`refprune.nn.functional.layer_norm`), ``gamma``, ``beta`` ``(d,)``."""
+
+    def __init__(self, gamma, beta, *, eps=1e-5):
+        super().__init__()
+        self.params["gamma"] = gamma
+        self.params["beta"] = beta
+        self.eps = eps
+
+    def forward(self, x, *, train=False, rng=None):
+        self._cache = x
+        return F.layer_norm(x, self.param("gamma"), self.param("beta"), eps=self.eps)
+
+    def backward(self, dy, *, input_grad=True):
+        dx, dgamma, dbeta = F.layer_norm_grad(self._cached(), self.param("gamma"), self.param("beta"), dy,
+                                              eps=self.eps)
+        self._set_grads(gamma=dgamma, beta=dbeta)
+        return dx
+
+    def __repr__(self):
+        return f"LayerNorm({int(self.params['gamma'].shape[0])}, eps={self.eps})"
+
+
+class GELU(Layer):
+    """GELU, tanh approximation (:func:`refprune.nn.functional.gelu`; torch's ``approximate="tanh"``)."""
+
+    def forward(self, x, *, train=False, rng=None):
+        self._cache = x
+        return F.gelu(x)
+
+    def backward(self, dy, *, input_grad=True):
+        return F.gelu_grad(self._cached(), dy)
+
+
+class CausalSelfAttention(Layer):
+    """Causal multi-head attention of packed ``[q, k, v]`` ``(B, T, 3d)`` to ``(B, T, d)``; no parameters.
+
+    The projections around it are :class:`Dense` layers (``qkv`` before, ``proj`` after),
+    so that a pruner masks them like any dense weight
+    (:func:`refprune.nn.functional.causal_self_attention`).
+    """
+
+    def __init__(self, heads):
+        super().__init__()
+        self.heads = int(heads)
+
+    def forward(self, x, *, train=False, rng=None):
+        self._cache = x
+        return F.causal_self_attention(x, heads=self.heads)
+
+    def backward(self, dy, *, input_grad=True):
+        return F.causal_self_attention_grad(self._cached(), dy, heads=self.heads)
+
+    def output_shape(self, shape):
+        return (*tuple(shape)[:-1], int(shape[-1]) // 3)
+
+    def __repr__(self):
+        return f"CausalSelfAttention(heads={self.heads})"

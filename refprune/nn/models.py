@@ -57,13 +57,18 @@ import contextlib
 import math
 from dataclasses import dataclass
 
-from .._array import namespace
+from .._array import device_of, namespace
 from ..masks import apply_mask
 from .layers import (
+    GELU,
     BatchNorm1d,
+    CausalSelfAttention,
     Conv2d,
     Dense,
+    Embedding,
     Flatten,
+    LayerNorm,
+    PositionEmbedding,
     HardInvert,
     L0Conv2d,
     L0Dense,
@@ -75,7 +80,7 @@ from .layers import (
     dtype_name,
 )
 
-__all__ = ["Sequential", "build_model", "build_like", "describe", "preset", "Preset", "PRESETS", "INITS", "NORMS",
+__all__ = ["Sequential", "Transformer", "build_model", "build_like", "describe", "preset", "Preset", "PRESETS", "INITS", "NORMS",
            "format_architecture"]
 
 INITS = ("glorot-uniform", "glorot-normal", "he-normal", "torch-uniform", "bernoulli", "standard-normal")
@@ -251,6 +256,40 @@ class Sequential:
         finally:
             self.set_params(saved)
 
+    def capture_inputs(self, x, names=None):
+        """Run the test-mode forward on ``x``; return ``(logits, inputs)`` with the input of each named weight's layer.
+
+        ``names``: prunable weight names such as ``"fc1.w"`` or ``"h0_qkv.w"`` (default
+        :meth:`prunable`). ``inputs[name]`` is the array the layer received, e.g.
+        ``(batch, in)`` for an MLP's dense layer and ``(batch, time, in)`` for a
+        transformer's: ``xp.reshape(a, (-1, in))`` gives the ``x`` (tokens, in) of the v2
+        one-shot functions. Masks in force shape these inputs (a layer pruned before
+        changes what the later ones receive), as layer-by-layer one-shot pruning needs.
+        """
+        names = self.prunable() if names is None else tuple(names)
+        inputs = {}
+        layers = {}
+        for name in names:
+            self.weight_kind(name)
+            layers.setdefault(_split(name)[0], []).append(name)
+        originals = {ln: self.layers[ln].forward for ln in layers}
+
+        def recording(ln):
+            def forward(x_in, **kw):
+                for name in layers[ln]:
+                    inputs[name] = x_in
+                return originals[ln](x_in, **kw)
+            return forward
+
+        for ln in layers:
+            self.layers[ln].forward = recording(ln)
+        try:
+            logits = self.forward(x, train=False)
+        finally:
+            for ln in layers:
+                del self.layers[ln].forward
+        return logits, inputs
+
     # ------------------------------------------------------------------ pruning structure
 
     def prunable(self, *, include_output=False):
@@ -345,7 +384,110 @@ class Sequential:
 
     def __repr__(self):
         lines = [f"  {ln}: {layer!r}" for ln, layer in self.layers.items()]
-        return "Sequential(\n" + "\n".join(lines) + "\n)"
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+class Transformer(Sequential):
+    r"""A decoder-only transformer (GPT-2's pre-norm layout) over named leaf layers.
+
+    The layers live in ``layers`` under flat names, like every :class:`Sequential`, so
+    parameters, masks, checkpoints and pruning work unchanged: ``tok`` (:class:`Embedding`),
+    ``pos`` (:class:`PositionEmbedding`), per block ``i`` the attention branch
+    ``h{i}_ln1, h{i}_qkv, h{i}_attn, h{i}_proj`` and the MLP branch
+    ``h{i}_ln2, h{i}_fc, h{i}_gelu, h{i}_fc2``, then ``ln_f`` and ``head``. Only the
+    wiring differs: each branch is added to the residual stream,
+
+    .. math::
+
+        h_0 = E_{\mathrm{ids}} + P,\qquad
+        h \leftarrow h + \mathrm{proj}(\mathrm{attn}(\mathrm{qkv}(\mathrm{LN}_1(h)))),\qquad
+        h \leftarrow h + \mathrm{fc_2}(\mathrm{GELU}(\mathrm{fc}(\mathrm{LN}_2(h)))),\qquad
+        z = \mathrm{head}(\mathrm{LN}_f(h))
+
+    and the logits come out as ``(batch * time, vocabulary)`` rows, one per position
+    (row ``b * T + t`` predicts token ``t + 1`` of sequence ``b``), which is what
+    :func:`~refprune.nn.functional.softmax_cross_entropy` takes with the targets
+    ``(batch, time)`` flattened (:func:`refprune.nn.train.label_rows`).
+
+    **Pruning.** The prunable weights (:meth:`prunable`) are the four :class:`Dense`
+    layers of every block, ``h{i}_qkv.w`` ``(d, 3d)``, ``h{i}_proj.w`` ``(d, d)``,
+    ``h{i}_fc.w`` ``(d, 4d)`` and ``h{i}_fc2.w`` ``(4d, d)``, stored ``(in, out)`` (the
+    transpose of torch's Linear; the v2 one-shot functions take ``w.T``); ``head`` is the
+    output layer, left out as in every preset. Mask one with
+    ``model.set_masks({"h0_fc.w": mask})``; the inputs each receives come from
+    ``model.capture_inputs(ids, names)`` (``(batch, time, in)``, reshape to
+    ``(-1, in)``).
+    """
+
+    #: The two residual branches of a block, by layer suffix.
+    BRANCHES = (("ln1", "qkv", "attn", "proj"), ("ln2", "fc", "gelu", "fc2"))
+
+    def __init__(self, layers, *, config=None):
+        super().__init__(layers, config=config)
+        blocks = 0
+        while f"h{blocks}_ln1" in self.layers:
+            blocks += 1
+        self.branches = [[f"h{i}_{s}" for s in branch] for i in range(blocks) for branch in self.BRANCHES]
+        expected = ["tok", "pos", *(n for b in self.branches for n in b), "ln_f", "head"]
+        if list(self.layers) != expected:
+            msg = f"a Transformer's layers must be named {expected}, got {list(self.layers)}"
+            raise ValueError(msg)
+
+    def _chain(self, names, x, train, rng):
+        for name in names:
+            x = self.layers[name].forward(x, train=train, rng=rng)
+        return x
+
+    def _chain_back(self, names, dy):
+        for name in reversed(names):
+            dy = self.layers[name].backward(dy)
+        return dy
+
+    def forward(self, x, *, train=False, rng=None):
+        """Logits ``(batch * time, vocabulary)`` of the token ids ``x`` ``(batch, time)``."""
+        h = self._chain(("tok", "pos"), x, train, rng)
+        for branch in self.branches:
+            h = h + self._chain(branch, h, train, rng)
+        z = self._chain(("ln_f", "head"), h, train, rng)
+        xp = namespace(None, z=z)
+        return xp.reshape(z, (-1, int(z.shape[-1])))
+
+    __call__ = forward
+
+    def backward(self, dy, *, input_grad=True):
+        """Back-propagate ``dy`` ``(batch * time, vocabulary)``; token ids get no gradient (returns None)."""
+        ids = self.layers["tok"]._cached()
+        xp = namespace(None, dy=dy)
+        dh = self._chain_back(("ln_f", "head"), xp.reshape(dy, (*tuple(ids.shape), int(dy.shape[-1]))))
+        for branch in reversed(self.branches):
+            dh = dh + self._chain_back(branch, dh)
+        return self._chain_back(("tok", "pos"), dh)
+
+    def liveness(self):
+        """Per prunable layer ``(name, "dense", live_in, live_out)``, judged locally (see :mod:`refprune.measures`).
+
+        The residual stream and the layer norms feed every feature, so a layer reading
+        them (``qkv``, ``fc``, ``head``) has every input live-in; ``proj``'s input ``j`` is
+        live-in when column ``j`` of the value projection is nonzero, ``fc2``'s input
+        ``j`` when column ``j`` of ``fc`` is. An input is live-out when its row of the
+        layer's effective weight has a nonzero.
+        """
+        params = self.effective_params()
+        xp = namespace(None, w=params["head.w"])
+        out = []
+        for name in self.prunable(include_output=True):
+            ln = name.split(".")[0]
+            w = params[name]
+            live_out = xp.any(w != 0, axis=1)
+            live_in = xp.ones(live_out.shape, dtype=xp.bool, device=device_of(w))
+            if ln.endswith("_proj"):
+                qkv = params[ln.replace("_proj", "_qkv") + ".w"]
+                d = int(w.shape[0])
+                live_in = xp.any(qkv[:, 2 * d:] != 0, axis=0)
+            elif ln.endswith("_fc2"):
+                live_in = xp.any(params[ln.replace("_fc2", "_fc") + ".w"] != 0, axis=0)
+            out.append((ln, "dense", live_in, live_out))
+        return out
 
 
 # ---------------------------------------------------------------------- initialization
@@ -398,6 +540,7 @@ class _Builder:
         self.layers = []
         self.n_gated = 0
         self.init_kw = {}
+        self.container = Sequential
 
     def add(self, name, layer):
         self.shape = layer.output_shape(self.shape)
@@ -463,7 +606,8 @@ class Preset:
     needs ``(channels, height, width)`` inputs; ``init`` its default initializer (None:
     Glorot uniform, He normal for L0); ``first_droprate`` the initial drop rate of the
     first L0 gate layer (0.2 for the MLPs' input units, as ``L0MLP``); ``required`` the
-    options it cannot do without (such a preset is no choice of ``--model``).
+    options it cannot do without (such a preset is no choice of ``--model``); ``tokens``:
+    it reads windows of token ids ``(context,)`` (a language model, ``--data stdlib``).
     """
 
     name: str
@@ -474,13 +618,15 @@ class Preset:
     init: str | None = None
     first_droprate: float = 0.5
     required: tuple = ()
+    tokens: bool = False
 
 
 #: The registered presets by name (:func:`preset` adds one).
 PRESETS: dict[str, Preset] = {}
 
 
-def preset(name, *, summary, options=("bias", "init"), images=False, init=None, first_droprate=0.5, required=()):
+def preset(name, *, summary, options=("bias", "init"), images=False, init=None, first_droprate=0.5, required=(),
+           tokens=False):
     """Register ``fn(builder, num_classes, options)`` as the network preset ``name``.
 
     A new preset is one decorated function: it becomes a choice of ``build_model``,
@@ -488,7 +634,8 @@ def preset(name, *, summary, options=("bias", "init"), images=False, init=None, 
     """
 
     def register(fn):
-        PRESETS[name] = Preset(name, fn, summary, tuple(options), images, init, first_droprate, tuple(required))
+        PRESETS[name] = Preset(name, fn, summary, tuple(options), images, init, first_droprate, tuple(required),
+                               tokens)
         return fn
 
     return register
@@ -626,7 +773,7 @@ def build_model(preset, *, input_shape, num_classes, backend, rng, dtype="float3
         "l0": bool(l0),
         "options": dict(options),
     }
-    return Sequential(b.layers, config=config)
+    return b.container(b.layers, config=config)
 
 
 @preset("binary-mlp", summary="4 hidden dense layers, each dense - tanh - norm, then dense - tanh - norm for the "
@@ -667,13 +814,66 @@ def _binary_mlp(b, num_classes, options):
             b.add(f"inv{i}", HardInvert())
 
 
+# ---------------------------------------------------------------------- the small language model
+
+#: gpt-tiny's defaults: width, blocks, heads (the MLP is 4 x width wide).
+GPT_TINY = {"width": 128, "blocks": 2, "heads": 4}
+
+
+@preset("gpt-tiny", summary="decoder-only transformer over bytes (GPT-2 layout, pre-norm): width 128, 2 blocks of "
+        "4-head causal attention and a 512-unit GELU MLP, learned positions; --data stdlib",
+        options=("width", "blocks", "heads"), tokens=True)
+def _gpt_tiny(b, num_classes, options):
+    """Token and position embeddings, ``blocks`` x (LN, qkv, attention, proj; LN, fc, GELU, fc2), LN, head.
+
+    GPT-2's initialization: every weight and embedding ``N(0, 0.02^2)``, the two
+    projections back into the residual stream (``proj``, ``fc2``) ``N(0, (0.02/sqrt(2L))^2)``
+    for ``L`` blocks, biases 0, layer norms ``gamma = 1, beta = 0``.
+    """
+    if len(b.shape) != 1 or b.l0:
+        msg = (f"gpt-tiny reads windows of byte ids (input_shape=(context,), --data stdlib) and has no L0 version; "
+               f"got input_shape={b.shape}, l0={b.l0}")
+        raise ValueError(msg)
+    width, blocks, heads = (int(options.get(k, GPT_TINY[k])) for k in ("width", "blocks", "heads"))
+    if min(width, blocks, heads) < 1 or width % heads:
+        msg = f"gpt-tiny needs width, blocks, heads >= 1 and width divisible by heads, got {width}, {blocks}, {heads}"
+        raise ValueError(msg)
+    context = b.shape[0]
+
+    def normal(shape, std=0.02):
+        return b.rng.normal(shape, b.dtype) * std
+
+    def norm(name):
+        b.add(name, LayerNorm(b.backend.asarray([1.0] * width, dtype=b.dtype), b._zeros(width)))
+
+    def dense(name, n_in, n_out, std=0.02):
+        b.add(name, Dense(normal((n_in, n_out), std), b._zeros(n_out)))
+
+    b.container = Transformer
+    b.add("tok", Embedding(normal((num_classes, width))))
+    b.add("pos", PositionEmbedding(normal((context, width))))
+    residual = 0.02 / math.sqrt(2 * blocks)
+    for i in range(blocks):
+        norm(f"h{i}_ln1")
+        dense(f"h{i}_qkv", width, 3 * width)
+        b.add(f"h{i}_attn", CausalSelfAttention(heads))
+        dense(f"h{i}_proj", width, width, residual)
+        norm(f"h{i}_ln2")
+        dense(f"h{i}_fc", width, 4 * width)
+        b.add(f"h{i}_gelu", GELU())
+        dense(f"h{i}_fc2", 4 * width, width, residual)
+    norm("ln_f")
+    dense("head", width, num_classes)
+
+
 # ---------------------------------------------------------------------- any stack of layers
 
 #: The layer ``type`` of :func:`describe` for each layer class (a gated layer is its plain kind).
 LAYER_TYPES = {
     Dense: "dense", L0Dense: "dense", Conv2d: "conv", L0Conv2d: "conv", MaxPool2d: "max_pool", ReLU: "relu",
     Tanh: "tanh", Flatten: "flatten", SelectFeatures: "select", BatchNorm1d: "batch_norm",
-    SoftInvert: "soft_invert", HardInvert: "hard_invert",
+    SoftInvert: "soft_invert", HardInvert: "hard_invert", Embedding: "embedding", PositionEmbedding: "position",
+    LayerNorm: "layer_norm", GELU: "gelu", CausalSelfAttention: "attention",
 }
 
 
@@ -716,8 +916,12 @@ def describe(model):
             spec["kernel"], spec["stride"] = layer.kernel, layer.stride
         elif kind == "select":
             spec["index"] = list(layer.index)
-        elif kind == "batch_norm":
-            spec["momentum"], spec["eps"] = layer.momentum, layer.eps
+        elif kind in ("batch_norm", "layer_norm"):
+            spec["eps"] = layer.eps
+            if kind == "batch_norm":
+                spec["momentum"] = layer.momentum
+        elif kind == "attention":
+            spec["heads"] = layer.heads
         out.append(spec)
     return out
 

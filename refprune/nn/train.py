@@ -26,10 +26,20 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .._array import namespace
 from . import functional as F
 from .constraints import apply_constraints
 
-__all__ = ["Step", "loss_and_grads", "train_step"]
+__all__ = ["Step", "label_rows", "loss_and_grads", "train_step"]
+
+
+def label_rows(labels):
+    """The labels as one entry per row of the logits: ``(batch,)`` as they are, a language model's
+    next-token targets ``(batch, time)`` flattened to ``(batch * time,)`` in row-major order, the order of
+    :class:`~refprune.nn.Transformer`'s logit rows."""
+    if labels.ndim == 1:
+        return labels
+    return namespace(None, labels=labels).reshape(labels, (-1,))
 
 
 class Step(NamedTuple):
@@ -64,6 +74,7 @@ def loss_and_grads(model, xb, yb, *, rng=None, penalty_scale=0.0):
         ``(loss, grads, logits)``.
     """
     logits = model.forward(xb, train=True, rng=rng)
+    yb = label_rows(yb)
     loss = F.softmax_cross_entropy(logits, yb)
     model.backward(F.softmax_cross_entropy_grad(logits, yb), input_grad=False)
     grads = model.grads()
