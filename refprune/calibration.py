@@ -9,11 +9,13 @@ before it, so that a layer compensates what the earlier ones lost:
 
 .. math:: X_1 = x, \qquad X_{l+1} = f_l(X_l;\ \hat W_l) .
 
-:class:`Calibration` does that bookkeeping for a :class:`refprune.nn.Sequential`: its
-top-level layers that hold prunable weights are the *units* pruned one after the
-other; :meth:`Calibration.inputs` runs the calibration examples through the units
-before a unit, as they are now (pruned or not), and returns every prunable weight's
-input matrix inside it.
+:class:`Calibration` does that bookkeeping. The network is a chain of stages
+(:func:`stages`): the layers of a :class:`refprune.nn.Sequential`, the blocks of a
+:class:`refprune.nn.Transformer` (as the official codes prune a decoder layer: all its
+linears from one pass, then the block's output for the next one). The stages that hold
+weights to prune are the *units*, pruned one after the other; :meth:`Calibration.inputs`
+runs the calibration examples through the stages before a unit, as they are now
+(pruned or not), and returns the input matrix of every weight to prune inside it.
 
 Layouts. A dense layer stores ``w`` as ``(in, out)``: its matrix is ``w.T``, its input
 the activations with every axis but the last merged into tokens. A convolution
@@ -44,7 +46,7 @@ from __future__ import annotations
 from ._array import namespace
 from .nn import functional as F
 
-__all__ = ["Calibration", "weight_matrix", "matrix_to_weight", "layer_inputs"]
+__all__ = ["Calibration", "stages", "weight_matrix", "matrix_to_weight", "layer_inputs"]
 
 
 def _layer_and_key(model, name):
@@ -96,6 +98,42 @@ def layer_inputs(layer, x):
     raise TypeError(msg)
 
 
+def _chain(model, names, x, record):
+    """Run layers ``names`` of ``model`` on ``x`` in test mode, keeping in ``record`` what enters each it lists."""
+    for ln in names:
+        if ln in record:
+            record[ln] = x
+        x = model.layers[ln].forward(x, train=False)
+    return x
+
+
+def stages(model):
+    """``model`` as a chain of stages: ``[(name, layer names, run(x, record) -> x)]`` in order.
+
+    A :class:`~refprune.nn.Sequential` is a chain of its layers, one stage each. A
+    :class:`~refprune.nn.Transformer` (residual, so not a chain of layers) is its
+    embeddings, then one stage per block: both residual branches,
+    :math:`h \\leftarrow h + \\mathrm{branch}(h)`, as the official codes prune a decoder
+    layer (every linear of the block from one pass, then the block's output).
+    """
+    branches = getattr(model, "branches", None)
+    if branches is None:
+        return [(ln, (ln,), lambda x, record, ln=ln: _chain(model, (ln,), x, record)) for ln in model.layers]
+    blocks = {}
+    for branch in branches:
+        blocks.setdefault(branch[0].partition("_")[0], []).append(tuple(branch))
+
+    def block(h, record, parts):
+        for branch in parts:
+            h = h + _chain(model, branch, h, record)
+        return h
+
+    out = [("embeddings", ("tok", "pos"), lambda x, record: _chain(model, ("tok", "pos"), x, record))]
+    for name, parts in blocks.items():
+        out.append((name, tuple(ln for b in parts for ln in b), lambda h, record, parts=parts: block(h, record, parts)))
+    return out
+
+
 class Calibration:
     """Calibration examples and the inputs they send into each unit of ``model``, the earlier units as they are now.
 
@@ -110,8 +148,9 @@ class Calibration:
 
     Attributes
     ----------
-    units : tuple of (layer name, weight names)
-        The top-level layers holding weights to prune, in order, with those weights.
+    units : tuple of (stage name, weight names)
+        The stages (:func:`stages`: a layer, or a transformer block) holding weights to
+        prune, in order, with those weights.
     """
 
     def __init__(self, model, chunks, names=None):
@@ -121,23 +160,30 @@ class Calibration:
             msg = "calibration needs at least one batch of examples, got none"
             raise ValueError(msg)
         names = tuple(model.prunable() if names is None else names)
-        order = list(model.layers)
-        units = {}
         for name in names:
             _layer_and_key(model, name)
-            units.setdefault(name.partition(".")[0], []).append(name)
-        self.units = tuple((ln, tuple(units[ln])) for ln in order if ln in units)
-        self._at = (0, self.chunks)  # (index of the first layer not yet applied, activations entering it)
+        self._stages = stages(model)
+        units = []
+        for i, (stage, layers, _) in enumerate(self._stages):
+            weights = tuple(n for n in names if n.partition(".")[0] in layers)
+            if weights:
+                units.append((i, stage, weights))
+        missing = sorted(set(names) - {n for _, _, weights in units for n in weights})
+        if missing:
+            msg = f"cannot prune {missing} one-shot: no stage of this {type(model).__name__} before its output holds them"
+            raise ValueError(msg)
+        self._index = [i for i, _, _ in units]
+        self.units = tuple((stage, weights) for _, stage, weights in units)
+        self._at = (0, self.chunks)  # (index of the first stage not yet applied, activations entering it)
 
-    def _activations(self, layer_index):
-        """The calibration batches entering top-level layer ``layer_index`` of the model as it is now."""
+    def _activations(self, index):
+        """The calibration batches entering stage ``index`` of the model as it is now."""
         start, acts = self._at
-        if start > layer_index:  # the cache is past this layer (the caller went back): start over
+        if start > index:  # the cache is past this stage (the caller went back): start over
             start, acts = 0, self.chunks
-        layers = list(self.model.layers.values())
-        for layer in layers[start:layer_index]:
-            acts = [layer.forward(a, train=False) for a in acts]
-        self._at = (layer_index, acts)
+        for _, _, run in self._stages[start:index]:
+            acts = [run(a, {}) for a in acts]
+        self._at = (index, acts)
         return acts
 
     def inputs(self, unit):
@@ -146,12 +192,16 @@ class Calibration:
         The units before it enter with their current weights and masks, so calling this
         after pruning them gives the inputs of the official sequential procedure. The
         activations are kept between calls: asking for the units in order runs each
-        layer once per batch, and pruning a unit never changes what enters it.
+        stage once per batch, and pruning a unit never changes what enters it.
         """
-        ln, names = self.units[unit]
-        index = list(self.model.layers).index(ln)
-        layer = self.model.layers[ln]
-        per_chunk = [layer_inputs(layer, a) for a in self._activations(index)]
-        xp = namespace(None, x=self.chunks[0])
-        return {name: xp.concat([inputs[name.partition(".")[2]] for inputs in per_chunk], axis=0)
-                for name in names}
+        index, (_, names) = self._index[unit], self.units[unit]
+        _, _, run = self._stages[index]
+        layers = {name.partition(".")[0] for name in names}
+        per_chunk = []
+        for a in self._activations(index):
+            record = dict.fromkeys(layers)
+            run(a, record)
+            per_chunk.append({ln: layer_inputs(self.model.layers[ln], x) for ln, x in record.items()})
+        xp = namespace(None, x=per_chunk[0][next(iter(layers))]["w"])
+        return {name: xp.concat([inputs[name.partition(".")[0]][name.partition(".")[2]] for inputs in per_chunk],
+                                axis=0) for name in names}

@@ -95,3 +95,21 @@ def test_bad_inputs_are_clear_errors(backend):
                         l0=True)
     with pytest.raises(TypeError, match="refprune compact"):
         Calibration(gated, [backend.asarray(np.ones((2, 64), dtype=np.float32))]).inputs(0)
+
+
+def test_a_transformer_is_pruned_block_by_block_with_the_inputs_its_forward_sees(backend, close, rng):
+    """Units are blocks; the captured inputs agree with ``Transformer.capture_inputs`` before and after pruning."""
+    model = build_model("gpt-tiny", input_shape=(16,), num_classes=256, backend=backend, rng=backend.rng(0),
+                        dtype="float64", width=32, blocks=2, heads=2)
+    ids = backend.asarray(rng.integers(0, 256, size=(3, 16)).astype(np.int64), dtype="int64")
+    cal = Calibration(model, [ids])
+    assert cal.units == (("h0", ("h0_qkv.w", "h0_proj.w", "h0_fc.w", "h0_fc2.w")),
+                         ("h1", ("h1_qkv.w", "h1_proj.w", "h1_fc.w", "h1_fc2.w")))
+    for pruned in (False, True):
+        if pruned:  # prune block 0 and see block 1's inputs change accordingly
+            w = model.params()["h0_fc.w"]
+            model.set_masks({"h0_fc.w": backend.asarray(rng.uniform(size=tuple(w.shape)) < 0.5)})
+        _, expected = model.capture_inputs(ids)
+        for unit in range(2):
+            for name, x in cal.inputs(unit).items():
+                close(x, backend.to_numpy(expected[name]).reshape(-1, int(x.shape[1])), context=f"{name} {pruned}")

@@ -187,3 +187,23 @@ def test_the_command_line(dense, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["run", "oneshot", "--pattern", "2-4"])
     assert info.value.code == 2 and "N:M" in capsys.readouterr().err
+
+
+def test_a_small_language_model_is_pruned_block_by_block(tmp_path):
+    """gpt-tiny on stdlib: every block linear pruned (2:4 here), bits per byte before and after."""
+    lm = {"data": "stdlib", "subset": 96, "quiet": True, "threads": 1}
+    dense = tmp_path / "dense"
+    methods.run("dense", model="gpt-tiny", width=32, blocks=2, heads=2, epochs=1, out=str(dense), **lm)
+    r = methods.run("oneshot", init_from=str(dense), criterion="sparsegpt", pattern="2:4", calibration=16,
+                    out=str(tmp_path / "pruned"), **lm)
+    widths = {"qkv": (96, 32), "proj": (32, 32), "fc": (128, 32), "fc2": (32, 128)}  # (out, in)
+    assert [row["weight"] for row in r["layers"]] == [f"h{i}_{k}.w" for i in range(2) for k in widths]
+    assert all(row["tokens"] == 16 * 64 for row in r["layers"])
+    model = io.load_model(r["out"])
+    for row in r["layers"]:
+        mask = np.asarray(model.masks()[row["weight"]]).T
+        assert tuple(mask.shape) == widths[row["weight"].split("_")[1][:-2]]
+        assert np.all(mask.reshape(mask.shape[0], -1, 4).sum(axis=-1) == 2), row["weight"]
+    for when in ("before", "after"):
+        assert r[when]["test_bits_per_byte"] == pytest.approx(r[when]["test_loss"] / np.log(2))
+    assert np.isfinite(r["after"]["test_bits_per_byte"]) and r["after"] != r["before"]

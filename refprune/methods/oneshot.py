@@ -77,6 +77,7 @@ from refprune.oneshot import (
 from refprune.patterns import nm_mask
 
 from ._registry import Option, integer, register_method
+from .dense import held_out
 
 CRITERIA = ("magnitude", "wanda", "ria", "sparsegpt", "obc")
 
@@ -232,15 +233,6 @@ def calibration_batches(eng, *, count, seed):
                                     backend=eng.backend, dtype=eng.spec.dtype)]
 
 
-def held_out(eng, model):
-    """Test loss and accuracy of ``model`` (and bits per byte for a byte-level language model)."""
-    loss, accuracy = eng.evaluate(model, "test")
-    out = {"test_loss": loss, "test_accuracy": accuracy}
-    if getattr(eng.dataset, "bytes_per_token", None):
-        out["test_bits_per_byte"] = loss / math.log(2) / eng.dataset.bytes_per_token
-    return out
-
-
 def layer_sparsities(model, calibration, o):
     """``{weight: sparsity}``: ``--sparsity`` everywhere, or OWL's outlier-weighted split of it.
 
@@ -273,14 +265,14 @@ def run(eng, o):
     epochs = spec.epochs if spec.epochs is not None else (0 if spec.init_from else DENSE["epochs"])
     eng.train(model, phase="dense", step=train.train_step, optimizer=engine.adam(lr=spec.lr), epochs=epochs)
     chunks = calibration_batches(eng, count=o.calibration, seed=o.calibration_seed)
-    before = eng.once("before", lambda: held_out(eng, model))
+    before = eng.once("before", lambda: held_out(eng, model, "test"))
     calibration = Calibration(model, chunks)
     sparsities = eng.once("budget", lambda: layer_sparsities(model, calibration, o))
     rows = []
     for unit, (layer, _) in enumerate(calibration.units):
         rows += eng.once(f"prune {layer}", lambda unit=unit: prune_unit(model, calibration, unit, o=o,
                                                                         sparsities=sparsities))
-    after = held_out(eng, model)
+    after = held_out(eng, model, "test")
     result = {
         **after,
         "before": before,
