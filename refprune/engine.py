@@ -6,6 +6,9 @@ A method is its algorithm; everything around it is here, written once:
   early stopping, callbacks after each step and each epoch, and the validation
   checks of the primitives switched off inside the step (:func:`~refprune._array.trusted`:
   the engine made those arrays itself);
+* **phases**: each :meth:`Engine.train` call is a named phase whose ``setup`` runs once,
+  and :meth:`Engine.once` is a step without training whose value is stored; neither runs
+  again when a resumed run had done it, so a method writes resume nowhere;
 * a stopwatch that counts training time only and survives resume;
 * a **NaN guard**: a non-finite loss or parameter stops the run with one line naming
   the step and the last good checkpoint (:class:`Diverged`); that checkpoint and the
@@ -370,7 +373,7 @@ class Engine:
         self.dataset = dataset
         self.rows, self.extra, self.steps, self.clock = [], {}, 0, Stopwatch()
         self._models, self._phases, self._position, self._streams, self._stored_streams = {}, {}, None, {}, {}
-        self._ckpt = None
+        self._ckpt, self._once, self._phase_state = None, {}, None
         self.rng = self.backend.rng(spec.seed, stream=spec.stream)
         if spec.resume:
             self._load(checkpoint_path(spec.resume))
@@ -416,9 +419,16 @@ class Engine:
         self._phases = dict(engine["phases"])
         self._stored_streams = dict(engine.get("streams", {}))
         self._position = dict(engine["position"]) if engine.get("position") else None
+        self._once = dict(engine.get("once", {}))
         arrays = ckpt.extra or {}
         self.extra = {**config.get("extra", {}), **{k: self._to_backend(v) for k, v in arrays.items()
                                                    if not k.startswith("_")}}
+        active = config["networks"].get("active")
+        self._phase_state = {
+            "position": engine.get("position"), "optimizer_state": ckpt.optimizer_state or {},
+            "rng_state": ckpt.rng_state, "arrays": {k: v for k, v in arrays.items() if k.startswith("_")},
+            "active": None if active is None else {"config": active, "params": self._stored("active"),
+                                                   "masks": self._stored("active", "masks")}}
 
     def _to_backend(self, value):
         if isinstance(value, dict):
@@ -490,8 +500,8 @@ class Engine:
 
     # ------------------------------------------------------------------ the loop
 
-    def train(self, model, *, step, optimizer, epochs, phase="train", rng=None, measure=None, stopper=None,
-              on_step=None, on_epoch=None, initial_row=False):
+    def train(self, model, *, step, optimizer, epochs, phase="train", setup=None, rng=None, measure=None,
+              stopper=None, on_step=None, on_epoch=None, initial_row=False):
         """Train ``model`` for ``epochs`` epochs of the training split; returns a :class:`PhaseResult`.
 
         Parameters
@@ -509,6 +519,12 @@ class Engine:
             The phase's name: its rows' ``phase`` column, and how a resumed run finds
             where it stopped. A phase completed before the checkpoint returns at once
             (unless it stopped on its epoch limit and more are asked).
+        setup : callable, optional
+            ``setup()`` prepares the phase (sets masks, rewinds weights, starts the
+            method's records in :attr:`extra`): called once, before the phase's first
+            epoch, and only when the phase has not started before the checkpoint the
+            run resumes from. What it does to the tracked models and to ``extra`` is in
+            every later checkpoint, so a resumed run finds it done.
         rng : refprune generator, optional
             Draws the epochs' order and the step's noise; default ``self.rng``. A
             method with several phases passes ``self.rng_for(phase)``.
@@ -536,6 +552,8 @@ class Engine:
                 if name == "active":
                     self._restore(model, name)
             return PhaseResult(**{k: record[k] for k in PhaseResult.__dataclass_fields__})
+        if setup is not None and not resuming:
+            setup()
         opt_state = optimizer.init(model.params())
         start_epoch, start_batch, order, sums, best, phase_steps = 1, 0, None, _EpochSums(), None, 0
         if resuming:
@@ -613,8 +631,43 @@ class Engine:
         return PhaseResult(**{k: result[k] for k in PhaseResult.__dataclass_fields__})
 
     def started(self, phase):
-        """True when ``phase`` ran (in full or in part) before the checkpoint this run resumes from."""
-        return phase in self._phases or (self._position is not None and self._position["phase"] == phase)
+        """True when ``phase`` (a :meth:`train` phase or a :meth:`once` step) ran, in full or in part, before now."""
+        return (phase in self._phases or phase in self._once
+                or (self._position is not None and self._position["phase"] == phase))
+
+    def once(self, name, fn):
+        """Do ``fn()`` once in the run's life (a phase without training) and return its value.
+
+        ``fn()`` runs only when step ``name`` has not completed before; its JSON-able
+        return value (numbers, strings, lists, dicts; tuples come back as lists) is stored
+        with the run's state and a checkpoint is written after it (unless the run is of
+        zero epochs, which writes none), holding what ``fn``
+        did to the tracked models (parameters, masks) and to :attr:`extra`. A run resumed
+        from that checkpoint or a later one does not call ``fn`` again: it gets the
+        stored value. A step interrupted inside ``fn`` (Ctrl-C in a :meth:`train` it
+        calls) has not completed: on resume ``fn`` runs again, and its training phases
+        continue where they stopped.
+
+        Examples
+        --------
+        A one-shot method: score and prune once, then fine-tune::
+
+            kept = eng.once("prune", lambda: prune(model))      # not repeated on resume
+            eng.train(model, phase="finetune", step=..., optimizer=..., epochs=...)
+        """
+        if name in self._once:
+            return self._once[name]
+        value = fn()
+        try:
+            stored = json.loads(json.dumps(value))
+        except (TypeError, ValueError) as exc:
+            msg = (f"once({name!r}, fn): fn must return a JSON-able value (numbers, strings, lists, dicts), got "
+                   f"{type(value).__name__} ({exc}); keep arrays in eng.extra or in a tracked model")
+            raise TypeError(msg) from None
+        self._once[name] = stored
+        if self.spec.epochs != 0:  # a run of zero epochs has nothing to resume and writes no checkpoint
+            self._write_checkpoint(f"after {name}")
+        return stored
 
     def _resume_phase(self, model, name, rng, stopper):
         """Restore the phase in progress at the checkpoint: model, optimizer, generator, position."""
@@ -680,18 +733,49 @@ class Engine:
     # ------------------------------------------------------------------ checkpoints and files
 
     def _save(self, model, name, position, opt_state, rng, stopper, best, order=None):
-        """Write the checkpoint: every tracked model, the training model, optimizer, generator, position, extra."""
+        """Write the checkpoint at ``position`` of the phase in progress (its model, optimizer, generator)."""
         to_host = self.backend.to_numpy
-        models = dict(self._models)
+        arrays = {}
+        if stopper is not None:
+            position["stopper"] = stopper.state()
+            if best is not None:
+                arrays["_best"] = {k: to_host(v) for k, v in best.items()}
+        if order is not None:
+            arrays["_order"] = order
+        try:
+            rng_state = rng.state()
+        except NotImplementedError:  # a library generator that cannot be saved (CuPy's native stream)
+            rng_state = None
+        active = None
         if name == "active":
-            models["active"] = model
-        params, masks = {}, {}
-        for mname, m in models.items():
+            active = {"config": model.config,
+                      "params": {k: to_host(v) for k, v in {**model.params(), **model.state()}.items()},
+                      "masks": {k: to_host(v) for k, v in model.masks().items()}}
+        self._phase_state = {
+            "position": position, "rng_state": rng_state, "arrays": arrays, "active": active,
+            "optimizer_state": {k: {n: to_host(a) for n, a in v.items()} if isinstance(v, dict) else v
+                                for k, v in opt_state.items()}}
+        self._write_checkpoint(f"{position['phase']}, epoch {position['epoch']}")
+
+    def _write_checkpoint(self, description):
+        """Write ``checkpoint.npz``: every tracked model, ``extra``, the run's records and the phase state last saved.
+
+        Between phases (after :meth:`once`) the phase state is that of the last
+        checkpoint, so a resumed run still finds the phase it stopped in.
+        """
+        to_host = self.backend.to_numpy
+        phase = self._phase_state or {"position": None, "optimizer_state": {}, "rng_state": None, "arrays": {},
+                                      "active": None}
+        params, masks, networks = {}, {}, {}
+        for mname, m in self._models.items():
             params.update({f"{mname}/{k}": to_host(v) for k, v in {**m.params(), **m.state()}.items()})
             masks.update({f"{mname}/{k}": to_host(v) for k, v in m.masks().items()})
-        host_state = {k: {n: to_host(a) for n, a in v.items()} if isinstance(v, dict) else v
-                      for k, v in opt_state.items()}
-        extra_json, extra_arrays = {}, {}
+            networks[mname] = m.config
+        if phase["active"] is not None:
+            params.update({f"active/{k}": v for k, v in phase["active"]["params"].items()})
+            masks.update({f"active/{k}": v for k, v in phase["active"]["masks"].items()})
+            networks["active"] = phase["active"]["config"]
+        extra_json, extra_arrays = {}, dict(phase["arrays"])
         for key, value in self.extra.items():
             if isinstance(value, dict) and value and all(_is_array(v) for v in value.values()):
                 extra_arrays[key] = {k: to_host(v) for k, v in value.items()}
@@ -699,23 +783,12 @@ class Engine:
                 extra_arrays[key] = to_host(value)
             else:
                 extra_json[key] = value
-        if stopper is not None:
-            position["stopper"] = stopper.state()
-            if best is not None:
-                extra_arrays["_best"] = {k: to_host(v) for k, v in best.items()}
-        if order is not None:
-            extra_arrays["_order"] = order
-        engine = {"schema": SCHEMA, "position": position, "phases": self._phases, "rows": self.rows,
-                  "train_seconds": self.clock.seconds, "streams": _stream_states(self._streams)}
-        config = {"run": self.spec.config(), "networks": {k: m.config for k, m in models.items()},
-                  "engine": engine, "extra": extra_json}
-        try:
-            rng_state = rng.state()
-        except NotImplementedError:  # a library generator that cannot be saved (CuPy's native stream)
-            rng_state = None
-        io.save_checkpoint(self.checkpoint_file, params=params, masks=masks, optimizer_state=host_state,
-                           rng_state=rng_state, step=self.steps, config=config, extra=extra_arrays)
-        self._good = (f"{position['phase']}, epoch {position['epoch']}", self.checkpoint_file)
+        engine = {"schema": SCHEMA, "position": phase["position"], "phases": self._phases, "once": self._once,
+                  "rows": self.rows, "train_seconds": self.clock.seconds, "streams": _stream_states(self._streams)}
+        config = {"run": self.spec.config(), "networks": networks, "engine": engine, "extra": extra_json}
+        io.save_checkpoint(self.checkpoint_file, params=params, masks=masks, optimizer_state=phase["optimizer_state"],
+                           rng_state=phase["rng_state"], step=self.steps, config=config, extra=extra_arrays)
+        self._good = (description, self.checkpoint_file)
 
     def _save_final(self, model):
         """Write ``final.npz``: the network this run's result describes, as ``finish`` got it.

@@ -66,11 +66,15 @@ def dense_accuracy(eng, o):
     return eng.evaluate(dense, "test")[1]
 
 
-def train_sparse(eng, model, *, phase="train", on_step=None, measure=None):
-    """Train ``model`` with its masks (masked forward and gradient) on the same minibatches as the baseline."""
+def train_sparse(eng, model, *, phase="train", setup=None, on_step=None, measure=None):
+    """Train ``model`` with its masks (masked forward and gradient) on the same minibatches as the baseline.
+
+    ``setup()`` prepares the phase once (:meth:`refprune.engine.Engine.train`).
+    """
     spec = eng.spec
-    return eng.train(model, phase=phase, rng=eng.rng_for("data:sparse", seed_name="data"), step=train.train_step,
-                     optimizer=engine.adam(lr=spec.lr), epochs=spec.epochs, on_step=on_step, measure=measure)
+    return eng.train(model, phase=phase, setup=setup, rng=eng.rng_for("data:sparse", seed_name="data"),
+                     step=train.train_step, optimizer=engine.adam(lr=spec.lr), epochs=spec.epochs, on_step=on_step,
+                     measure=measure)
 
 
 def mask_densities(model):
@@ -102,16 +106,18 @@ def train_dynamic(eng, o, *, grow_scores):
     """
     model = eng.track(build(eng))
     names = list(model.prunable(include_output=True))
-    if not eng.started("train"):
+
+    def random_start():
         amounts = layer_amounts(model, o.sparsity, o.distribution, names)
         rng, params = eng.rng_for("initial masks"), model.params()
         masks = {n: random_mask(rng.uniform(tuple(params[n].shape), model.dtype), amount=amounts[n]) for n in names}
         model.set_masks(masks)
         model.set_params({n: apply_mask(params[n], masks[n]) for n in names})  # pruned weights are 0
+        eng.extra["updates"] = []
+
     per_epoch = num_batches(len(eng.dataset.y_train), eng.spec.batch_size)
     end = int(o.end_fraction * per_epoch * eng.spec.epochs)
     every = o.update_every or per_epoch
-    history = eng.extra.setdefault("updates", [])
 
     def update(m, steps):
         fraction = cosine_drop_fraction(steps, initial=o.drop_fraction, end=max(1, end))
@@ -127,10 +133,10 @@ def train_dynamic(eng, o, *, grow_scores):
             record["grown"][n] = int(namespace(None, grown=grown).count_nonzero(grown))
         m.set_params(new_params)
         m.set_masks(new_masks)
-        history.append(record)
+        eng.extra["updates"].append(record)
 
-    train_sparse(eng, model, on_step=update)
-    return model, history
+    train_sparse(eng, model, setup=random_start, on_step=update)
+    return model, eng.extra["updates"]
 
 
 def dense_gradients(eng, model, names):

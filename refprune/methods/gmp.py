@@ -95,7 +95,6 @@ def run(eng, o):
     begin, end = _schedule_steps(o, per_epoch, eng.spec.epochs)
     frequency = o.frequency or per_epoch
     names = list(model.prunable(include_output=True))
-    updates = eng.extra.setdefault("updates", [])
 
     def prune(m, steps):
         step = steps - 1  # the schedule's step count starts at 0
@@ -116,15 +115,15 @@ def run(eng, o):
             amounts = _sparse.layer_amounts(m, sparsity, o.distribution, names)
             masks = {n: crit(weights[n], amount=amounts[n], keep=keeps.get(n)) for n in names}
         m.set_masks(masks)
-        updates.append({"step": step, "sparsity": sparsity})
+        eng.extra["updates"].append({"step": step, "sparsity": sparsity})
 
-    _sparse.train_sparse(eng, model, on_step=prune)
+    _sparse.train_sparse(eng, model, setup=lambda: eng.extra.update(updates=[]), on_step=prune)
     result = {
         "test_accuracy": eng.evaluate(model, "test")[1],
         "dense_accuracy": _sparse.dense_accuracy(eng, o),
         "target_sparsity": o.sparsity,
         "schedule": {"begin": begin, "end": end, "frequency": frequency, "power": o.power},
-        "updates": updates,
+        "updates": eng.extra["updates"],
         "mask_densities": _sparse.mask_densities(model),
         "weights_remaining": nonzero_weights(model),
     }

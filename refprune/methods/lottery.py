@@ -229,14 +229,22 @@ def run(eng, o):
         msg = "--global ranks all layers together; it does not take --distribution (keep it layerwise)"
         raise ValueError(msg)
     global_rate = o.global_rate if o.global_pruning or o.distribution != "layerwise" else None
-    x.setdefault("tickets", [])
-    x.setdefault("controls", [])
-    if o.rewind_step == 0:
-        x.setdefault("rewind", model.params())
+    def start():  # round 0: empty tables, and the weights every round rewinds to (theta_0 unless --rewind-step)
+        x.update(tickets=[], controls=[])
+        if o.rewind_step == 0:
+            x["rewind"] = model.params()
 
     def capture(m, steps):
-        if steps == o.rewind_step and "rewind" not in x:
+        if steps == o.rewind_step:
             x["rewind"] = m.params()
+
+    def prune_and_rewind(r):
+        trained = model.masked_params()
+        masks = next_masks({n: trained[n] for n in names}, model.masks(), r, rates=rates,
+                           global_rate=global_rate if o.global_pruning else None, criterion=o.criterion,
+                           distribution=o.distribution, rate=o.global_rate)
+        model.set_params(x["rewind"])
+        model.set_masks(masks)
 
     def fit(m, phase, **kw):
         stopper = engine.EarlyStopping(patience=o.patience, min_delta=o.min_delta)
@@ -250,25 +258,26 @@ def run(eng, o):
                 "epochs_run": fit_result.epochs_run, "best_val_loss": fit_result.best_value,
                 "weights_remaining": list(nonzero_weights(m).values())}
 
-    for r in range(o.rounds + 1):
-        if r >= len(x["tickets"]):
-            if r > 0 and not eng.started(f"round {r}"):
-                trained = model.masked_params()
-                masks = next_masks({n: trained[n] for n in names}, model.masks(), r, rates=rates,
-                                   global_rate=global_rate if o.global_pruning else None, criterion=o.criterion,
-                                   distribution=o.distribution, rate=o.global_rate)
-                model.set_params(x["rewind"])
-                model.set_masks(masks)
-            result = fit(model, f"round {r}", on_step=capture if r == 0 and o.rewind_step else None)
+    def ticket(r):
+        if r == 0:
+            result = fit(model, "round 0", setup=start, on_step=capture if o.rewind_step else None)
             if "rewind" not in x:
                 msg = (f"rewind_step={o.rewind_step} is beyond the {result.steps} steps of the dense training "
                        "(round 0 stopped early); choose a smaller --rewind-step")
                 raise ValueError(msg)
-            x["tickets"].append(record(model, r, result))
-        if r > 0 and o.control and len(x["controls"]) < r:
-            control = build_like(model.config, backend=eng.backend, rng=eng.rng_for(f"control init {r}"))
-            control.set_masks(model.masks())
-            x["controls"].append(record(control, r, fit(control, f"round {r} control")))
+        else:
+            result = fit(model, f"round {r}", setup=partial(prune_and_rewind, r))
+        x["tickets"].append(record(model, r, result))
+
+    def control(r):
+        net = build_like(model.config, backend=eng.backend, rng=eng.rng_for(f"control init {r}"))
+        net.set_masks(model.masks())
+        x["controls"].append(record(net, r, fit(net, f"round {r} control")))
+
+    for r in range(o.rounds + 1):
+        eng.once(f"ticket {r}", partial(ticket, r))
+        if r > 0 and o.control:
+            eng.once(f"control {r}", partial(control, r))
 
     tickets, controls = x["tickets"], x["controls"]
     by_round = {c["round"]: c for c in controls}

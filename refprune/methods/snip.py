@@ -69,8 +69,8 @@ def saliencies(eng, model, n_batches):
 def run(eng, o):
     """Score the initial weights, prune the least salient at once, train the sparse network."""
     model = eng.track(_sparse.build(eng))
-    seen = eng.extra.get("score_examples")
-    if not eng.started("train"):
+
+    def prune_at_init():
         scores, seen = saliencies(eng, model, o.score_batches)
         names = list(scores)
         params = model.params()
@@ -83,12 +83,13 @@ def run(eng, o):
             masks = {n: crit(params[n], amount=amounts[n], scores=scores[n]) for n in names}
         model.set_masks(masks)
         eng.extra["score_examples"] = seen
-    _sparse.train_sparse(eng, model)
+
+    _sparse.train_sparse(eng, model, setup=prune_at_init)
     result = {
         "test_accuracy": eng.evaluate(model, "test")[1],
         "dense_accuracy": _sparse.dense_accuracy(eng, o),
         "target_sparsity": o.sparsity,
-        "score_examples": seen,
+        "score_examples": eng.extra["score_examples"],
         "mask_densities": _sparse.mask_densities(model),
         "weights_remaining": nonzero_weights(model),
     }
