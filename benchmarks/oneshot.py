@@ -63,6 +63,7 @@ DENSE = {
         "data": "stdlib",
         "settings": {"model": "gpt-tiny"},
         "command": "refprune run dense --data stdlib --model gpt-tiny --out runs/bench-oneshot/lm",
+        "oneshot": {"subset": 500},
         "metric": "test_bits_per_byte",
         "label": "test bits per byte",
         "higher_is_better": False,
@@ -94,7 +95,7 @@ def prune_all(part, dense, *, seeds, calibration, dataset, work):
     from refprune import methods
 
     spec, rows = DENSE[part], []
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for criterion in CRITERIA:
         for label, options in TARGETS:
             for seed in range(1 if criterion == "magnitude" else seeds):
@@ -102,7 +103,7 @@ def prune_all(part, dense, *, seeds, calibration, dataset, work):
                 t0 = time.perf_counter()
                 r = methods.run("oneshot", data=spec["data"], init_from=str(dense), criterion=criterion,
                                 calibration=calibration, calibration_seed=seed, out=str(out), quiet=True,
-                                dataset=dataset, **options)
+                                dataset=dataset, **spec.get("oneshot", {}), **options)
                 rows.append({"criterion": criterion, "target": label, "seed": seed,
                              "value": r["after"][spec["metric"]], "dense": r["before"][spec["metric"]],
                              "weight_sparsity": r["weight_sparsity"], "prune_seconds": r["prune_seconds"],
@@ -111,7 +112,7 @@ def prune_all(part, dense, *, seeds, calibration, dataset, work):
                 shutil.rmtree(out, ignore_errors=True)
                 print(f"[{part}] {criterion:9s} {label:4s} seed {seed}: {spec['label']} {rows[-1]['value']:.4f}",
                       flush=True)
-    return rows, time.perf_counter() - start
+    return rows, time.perf_counter() - start, time.process_time() - cpu
 
 
 def summarize(rows):
@@ -170,15 +171,16 @@ def plot(path, summary, dense, *, title, label):
     unstructured = [(t, o["sparsity"]) for t, o in TARGETS if "sparsity" in o]
     styles = {"magnitude": ("o", "tab:gray"), "wanda": ("s", "tab:blue"), "sparsegpt": ("^", "tab:red"),
               "ria": ("D", "tab:green")}
-    for criterion in CRITERIA:
+    for k, criterion in enumerate(CRITERIA):
         marker, color = styles[criterion]
-        xs = [s for _, s in unstructured]
+        xs = [s + 0.004 * (k - 1.5) for _, s in unstructured]  # side by side, so that no curve hides another
         ys = [summary[criterion][t]["mean"] for t, _ in unstructured]
         es = [summary[criterion][t]["std"] for t, _ in unstructured]
         left.errorbar(xs, ys, yerr=es, marker=marker, color=color, capsize=3, label=criterion, markersize=5)
     for ax in (left, right):
         ax.axhline(dense, color="black", linestyle=":", linewidth=1, label=f"dense ({dense:.4f})")
         ax.grid(alpha=0.3)
+    left.set_xticks([s for _, s in unstructured])
     left.set_xlabel("sparsity of every pruned layer (unstructured)")
     left.set_ylabel(label)
     left.set_title(f"{title}: unstructured", fontsize=9)
@@ -202,12 +204,13 @@ def run_part(part, *, seeds, calibration, retrain):
     dense = dense_run(part, retrain=retrain, dataset=dataset)
     with tempfile.TemporaryDirectory(prefix="refprune-oneshot-bench-") as work:
         load_before = list(os.getloadavg())
-        rows, seconds = prune_all(part, dense, seeds=seeds, calibration=calibration, dataset=dataset, work=work)
+        rows, seconds, cpu_seconds = prune_all(part, dense, seeds=seeds, calibration=calibration, dataset=dataset, work=work)
     dense_value = rows[0]["dense"]
     summary = summarize(rows)
     plot(HERE / f"{part}.png", summary, dense_value, title=spec["title"], label=spec["label"])
     return {"title": spec["title"], "dense_command": spec["command"], "metric": spec["metric"],
-            "dense": dense_value, "runs": rows, "summary": summary, "seconds": seconds,
+            "dense": dense_value, "runs": rows, "summary": summary, "seconds": seconds, "cpu_seconds": cpu_seconds,
+            "oneshot_settings": spec.get("oneshot", {}),
             "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
             "orderings": orderings(summary, higher_is_better=spec["higher_is_better"])}
 
@@ -221,8 +224,11 @@ def markdown(results, *, seeds, calibration):
     for part, r in results["parts"].items():
         lines += [f"## {r['title']}", "", f"Dense network: `{r['dense_command']}`.", "",
                   table(r["summary"], r["dense"], label=DENSE[part]["label"]), "",
-                  f"Pruning and evaluating all {len(r['runs'])} runs: {r['seconds']:.0f} s wall clock (load average "
-                  f"{r['load_average_before'][0]:.1f} before, {r['load_average_after'][0]:.1f} after).", "",
+                  f"Pruning and evaluating all {len(r['runs'])} runs: {r['seconds']:.0f} s wall clock, "
+                  f"{r['cpu_seconds']:.0f} s of CPU (one thread; load average {r['load_average_before'][0]:.1f} "
+                  f"before, {r['load_average_after'][0]:.1f} after, on {results['environment']['cpu_count']} CPUs)."
+                  + (f" Oneshot settings: {r['oneshot_settings']} (held-out metric and calibration draws from the "
+                     "first examples of each split)." if r["oneshot_settings"] else ""), "",
                   "Orderings, as measured:", ""]
         lines += [f"- {line}" for line in r["orderings"]]
         lines += ["", f"![{r['title']}]({part}.png)", ""]
@@ -237,17 +243,19 @@ def main(argv=None):
     parser.add_argument("--retrain", action="store_true", help="train the dense networks again")
     args = parser.parse_args(argv)
     HERE.mkdir(parents=True, exist_ok=True)
+    earlier = json.loads((HERE / "results.json").read_text()) if args.only and (HERE / "results.json").exists() else {}
+    kept = {k: v for k, v in earlier.get("parts", {}).items() if k in DENSE}  # --only: the other parts stay
     results = {"environment": _environment(), "python": platform.python_version(), "argv": sys.argv[1:],
-               "seeds": args.seeds, "calibration": args.calibration, "parts": {}}
-    start = time.perf_counter()
+               "seeds": args.seeds, "calibration": args.calibration, "parts": kept}
     for part in args.only or tuple(DENSE):
         results["parts"][part] = run_part(part, seeds=args.seeds, calibration=args.calibration, retrain=args.retrain)
-    results["seconds"] = time.perf_counter() - start
+    results["parts"] = {k: results["parts"][k] for k in DENSE if k in results["parts"]}
+    results["seconds"] = sum(r["seconds"] for r in results["parts"].values())
     (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     (HERE / "results.md").write_text(markdown(results, seeds=args.seeds, calibration=args.calibration) + "\n",
                                      encoding="utf-8")
     for part, r in results["parts"].items():
-        print(f"\n{r['title']}: {r['seconds']:.0f} s\n" + table(r["summary"], r["dense"], label=DENSE[part]["label"]))
+        print(f"\n{r['title']}: {r['seconds']:.0f} s ({r['cpu_seconds']:.0f} s CPU)\n" + table(r["summary"], r["dense"], label=DENSE[part]["label"]))
         print("\n".join(r["orderings"]))
     return 0
 
