@@ -3,6 +3,7 @@
     python benchmarks/oneshot.py                  # LeNet-300-100 on mnist5k and gpt-tiny on stdlib
     python benchmarks/oneshot.py --only mlp       # one of them
     python benchmarks/oneshot.py --seeds 2        # fewer calibration seeds (a quick look)
+    python benchmarks/oneshot.py --workers 1      # one process (default: 2, one thread each)
 
 The dense network of each part comes from the same pipeline as everything else: a
 ``refprune run dense`` (the command is in ``DENSE`` and in ``results.md``), trained once and cached
@@ -30,11 +31,13 @@ import json
 import math
 import os
 import platform
+import resource
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,29 +93,55 @@ def dense_run(part, *, retrain=False, dataset=None):
     return out
 
 
-def prune_all(part, dense, *, seeds, calibration, dataset, work):
-    """Every (criterion, target, seed) run of the part; returns the rows and the wall seconds."""
+_DATA = {}
+
+
+def _load(name):
+    """A worker's data set, loaded once per process."""
+    from refprune import data
+
+    if name not in _DATA:
+        _DATA[name] = data.load(name)
+    return _DATA[name]
+
+
+def _one(task):
+    """One oneshot run (in a worker process): the row of the results."""
     from refprune import methods
 
-    spec, rows = DENSE[part], []
-    start, cpu = time.perf_counter(), time.process_time()
-    for criterion in CRITERIA:
-        for label, options in TARGETS:
-            for seed in range(1 if criterion == "magnitude" else seeds):
-                out = Path(work) / f"{part}-{criterion}-{label.replace(':', 'of').rstrip('%')}-{seed}"
-                t0 = time.perf_counter()
-                r = methods.run("oneshot", data=spec["data"], init_from=str(dense), criterion=criterion,
-                                calibration=calibration, calibration_seed=seed, out=str(out), quiet=True,
-                                dataset=dataset, **spec.get("oneshot", {}), **options)
-                rows.append({"criterion": criterion, "target": label, "seed": seed,
-                             "value": r["after"][spec["metric"]], "dense": r["before"][spec["metric"]],
-                             "weight_sparsity": r["weight_sparsity"], "prune_seconds": r["prune_seconds"],
-                             "wall_seconds": time.perf_counter() - t0,
-                             "relative_error": {x["weight"]: x["relative_error"] for x in r["layers"]}})
-                shutil.rmtree(out, ignore_errors=True)
-                print(f"[{part}] {criterion:9s} {label:4s} seed {seed}: {spec['label']} {rows[-1]['value']:.4f}",
-                      flush=True)
-    return rows, time.perf_counter() - start, time.process_time() - cpu
+    part, dense, criterion, label, options, seed, calibration, out = task
+    spec = DENSE[part]
+    start = time.perf_counter()
+    r = methods.run("oneshot", data=spec["data"], init_from=dense, criterion=criterion, calibration=calibration,
+                    calibration_seed=seed, out=out, quiet=True, threads=1, dataset=_load(spec["data"]),
+                    **spec.get("oneshot", {}), **options)
+    shutil.rmtree(out, ignore_errors=True)
+    return {"criterion": criterion, "target": label, "seed": seed, "value": r["after"][spec["metric"]],
+            "dense": r["before"][spec["metric"]], "weight_sparsity": r["weight_sparsity"],
+            "prune_seconds": r["prune_seconds"], "wall_seconds": time.perf_counter() - start,
+            "relative_error": {x["weight"]: x["relative_error"] for x in r["layers"]}}
+
+
+def _cpu_seconds():
+    """CPU seconds of this process and of its finished workers."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def prune_all(part, dense, *, seeds, calibration, workers, work):
+    """Every (criterion, target, seed) run of the part on ``workers`` processes; rows, wall and CPU seconds."""
+    spec = DENSE[part]
+    tasks = [(part, str(dense), criterion, label, options, seed, calibration,
+              str(Path(work) / f"{part}-{criterion}-{label.replace(':', 'of').rstrip('%')}-{seed}"))
+             for criterion in CRITERIA for label, options in TARGETS
+             for seed in range(1 if criterion == "magnitude" else seeds)]
+    start, cpu, rows = time.perf_counter(), _cpu_seconds(), []
+    with ProcessPoolExecutor(workers) as pool:
+        for row in pool.map(_one, tasks):
+            rows.append(row)
+            print(f"[{part}] {row['criterion']:9s} {row['target']:4s} seed {row['seed']}: {spec['label']} "
+                  f"{row['value']:.4f}", flush=True)
+    return rows, time.perf_counter() - start, _cpu_seconds() - cpu
 
 
 def summarize(rows):
@@ -196,21 +225,19 @@ def plot(path, summary, dense, *, title, label):
     engine.save_figure(fig, path)
 
 
-def run_part(part, *, seeds, calibration, retrain):
-    from refprune import data
-
+def run_part(part, *, seeds, calibration, retrain, workers):
     spec = DENSE[part]
-    dataset = data.load(spec["data"])
-    dense = dense_run(part, retrain=retrain, dataset=dataset)
+    dense = dense_run(part, retrain=retrain, dataset=_load(spec["data"]))
     with tempfile.TemporaryDirectory(prefix="refprune-oneshot-bench-") as work:
         load_before = list(os.getloadavg())
-        rows, seconds, cpu_seconds = prune_all(part, dense, seeds=seeds, calibration=calibration, dataset=dataset, work=work)
+        rows, seconds, cpu_seconds = prune_all(part, dense, seeds=seeds, calibration=calibration, workers=workers,
+                                               work=work)
     dense_value = rows[0]["dense"]
     summary = summarize(rows)
     plot(HERE / f"{part}.png", summary, dense_value, title=spec["title"], label=spec["label"])
     return {"title": spec["title"], "dense_command": spec["command"], "metric": spec["metric"],
             "dense": dense_value, "runs": rows, "summary": summary, "seconds": seconds, "cpu_seconds": cpu_seconds,
-            "oneshot_settings": spec.get("oneshot", {}),
+            "oneshot_settings": spec.get("oneshot", {}), "workers": workers,
             "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
             "orderings": orderings(summary, higher_is_better=spec["higher_is_better"])}
 
@@ -225,7 +252,7 @@ def markdown(results, *, seeds, calibration):
         lines += [f"## {r['title']}", "", f"Dense network: `{r['dense_command']}`.", "",
                   table(r["summary"], r["dense"], label=DENSE[part]["label"]), "",
                   f"Pruning and evaluating all {len(r['runs'])} runs: {r['seconds']:.0f} s wall clock, "
-                  f"{r['cpu_seconds']:.0f} s of CPU (one thread; load average {r['load_average_before'][0]:.1f} "
+                  f"{r['cpu_seconds']:.0f} s of CPU ({r['workers']} processes of one thread; load average {r['load_average_before'][0]:.1f} "
                   f"before, {r['load_average_after'][0]:.1f} after, on {results['environment']['cpu_count']} CPUs)."
                   + (f" Oneshot settings: {r['oneshot_settings']} (held-out metric and calibration draws from the "
                      "first examples of each split)." if r["oneshot_settings"] else ""), "",
@@ -241,6 +268,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=5, help="calibration seeds per operating point")
     parser.add_argument("--calibration", type=int, default=128, help="calibration examples (sequences)")
     parser.add_argument("--retrain", action="store_true", help="train the dense networks again")
+    parser.add_argument("--workers", type=int, default=2, help="processes running the runs (one thread each)")
     args = parser.parse_args(argv)
     HERE.mkdir(parents=True, exist_ok=True)
     earlier = json.loads((HERE / "results.json").read_text()) if args.only and (HERE / "results.json").exists() else {}
@@ -248,7 +276,8 @@ def main(argv=None):
     results = {"environment": _environment(), "python": platform.python_version(), "argv": sys.argv[1:],
                "seeds": args.seeds, "calibration": args.calibration, "parts": kept}
     for part in args.only or tuple(DENSE):
-        results["parts"][part] = run_part(part, seeds=args.seeds, calibration=args.calibration, retrain=args.retrain)
+        results["parts"][part] = run_part(part, seeds=args.seeds, calibration=args.calibration, retrain=args.retrain,
+                                           workers=args.workers)
     results["parts"] = {k: results["parts"][k] for k in DENSE if k in results["parts"]}
     results["seconds"] = sum(r["seconds"] for r in results["parts"].values())
     (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
