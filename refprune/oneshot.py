@@ -34,6 +34,7 @@ array([[ True, False,  True, False]])
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -45,6 +46,7 @@ from ._array import (
     float_namespace,
     values_checkable,
 )
+from ._dispatch import delegate
 from .masks import _keep_flat, prune_count
 from .patterns import _check_int, _check_nm, _nm_keep
 
@@ -62,6 +64,9 @@ __all__ = [
 ]
 
 GROUPS = ("row", "layer")
+
+#: Scores per slab of rows in :func:`wanda_mask` (4 MiB of float32).
+_SLAB = 1 << 20
 
 #: Rows handled at once by the batched per-row solvers: at most this many floats in their (rows, in, in) stacks.
 _STACK_FLOATS = 1 << 22
@@ -216,29 +221,49 @@ def wanda_scores(w, norms, /, *, xp=None):
     xp = float_namespace(xp, w=w, norms=norms)
     _check_norms(w, norms, xp)
     check_no_nan("w", w, xp)
+    return _wanda(w, norms, xp)
+
+
+def _wanda(w, norms, xp):
     return xp.abs(w) * xp.reshape(norms, (1, -1))
 
 
-def _row_keep(scores, k, xp):
+def _row_keep(scores, *, k, xp):
     """Keep mask that prunes exactly ``k`` entries of every row of ``scores`` (the tie rule per row)."""
     rows, cols = (int(d) for d in scores.shape)
     keep = _nm_keep(xp.reshape(scores, (rows, cols, 1)), cols - k, xp, magnitude=False, name="scores")
     return xp.reshape(keep, (rows, cols))
 
 
-def _select(scores, target, group, rounding, xp):
-    """The keep mask of ``scores`` for a target from :func:`_check_target`."""
+def _nm_rows_keep(scores, n, m, xp):
+    """Keep mask of the N:M groups along each row of ``scores``."""
     rows, cols = (int(d) for d in scores.shape)
+    groups = xp.reshape(scores, (rows * (cols // m), m, 1))
+    return xp.reshape(_nm_keep(groups, n, xp, magnitude=False, name="scores"), (rows, cols))
+
+
+def _select(w, norms, target, group, rounding, xp):
+    """Wanda's keep mask for a target from :func:`_check_target`.
+
+    Row and N:M masks are computed a slab of rows at a time, so the scores never exist
+    in full (extra memory: one slab of scores and the masks).
+    """
+    rows, cols = (int(d) for d in w.shape)
     kind, value = target
     if kind == "nm":
         n, m = value
         _check_nm_width(cols, m)
-        groups = xp.reshape(scores, (rows * (cols // m), m, 1))
-        return xp.reshape(_nm_keep(groups, n, xp, magnitude=False, name="scores"), (rows, cols))
-    if group == "row":
-        return _row_keep(scores, prune_count(value, cols, rounding=rounding), xp)
-    k = prune_count(value, rows * cols, rounding=rounding)
-    return xp.reshape(_keep_flat(xp.reshape(scores, (-1,)), k, xp), (rows, cols))
+        select = functools.partial(_nm_rows_keep, n=n, m=m, xp=xp)
+    elif group == "row":
+        select = functools.partial(_row_keep, k=prune_count(value, cols, rounding=rounding), xp=xp)
+    else:
+        k = prune_count(value, rows * cols, rounding=rounding)
+        return xp.reshape(_keep_flat(xp.reshape(_wanda(w, norms, xp), (-1,)), k, xp), (rows, cols))
+    step = max(1, _SLAB // max(1, cols))
+    if rows <= step:
+        return select(_wanda(w, norms, xp))
+    slabs = [select(_wanda(w[r0 : min(r0 + step, rows), :], norms, xp)) for r0 in range(0, rows, step)]
+    return xp.concat(slabs, axis=0)
 
 
 def wanda_mask(w, norms, /, *, amount=None, n=None, m=None, group="row", rounding="half-even", xp=None):
@@ -295,7 +320,9 @@ def wanda_mask(w, norms, /, *, amount=None, n=None, m=None, group="row", roundin
     """
     xp = float_namespace(xp, w=w, norms=norms)
     target = _check_target(amount, n, m, group=group)
-    return _select(wanda_scores(w, norms, xp=xp), target, group, rounding, xp)
+    _check_norms(w, norms, xp)
+    check_no_nan("w", w, xp)
+    return _select(w, norms, target, group, rounding, xp)
 
 
 def ria_scores(w, norms, /, *, a=0.5, xp=None):
@@ -655,8 +682,20 @@ def sparsegpt_prune(w, h, /, *, amount=None, n=None, m=None, block=128, damp=0.0
 
 
 def _sparsegpt_columns(w, u, kind, value, block, xp):
-    """The column loop of :func:`sparsegpt_prune` on prepared ``w`` and the factor ``u``."""
+    """The column loop of :func:`sparsegpt_prune` on prepared ``w`` and the factor ``u``.
+
+    The step a backend may replace: ``delegate("sparsegpt_columns", xp, w, u, block=...,
+    counts=..., nm=...)`` with ``counts`` the pruned count of each column block (``None``
+    for N:M) and ``nm`` the pair ``(n, m)`` (``None`` for an amount); it returns
+    ``(w_hat, mask)``.
+    """
     rows, cols = (int(d) for d in w.shape)
+    counts = None
+    if kind == "amount":
+        counts = [prune_count(value, rows * (min(i1 + block, cols) - i1)) for i1 in range(0, cols, block)]
+    out = delegate("sparsegpt_columns", xp, w, u, block=block, counts=counts, nm=value if kind == "nm" else None)
+    if out is not None:
+        return out
     d = _diagonal(u, xp)
     done_w, done_keep = [], []
     rest = w
@@ -667,8 +706,7 @@ def _sparsegpt_columns(w, u, kind, value, block, xp):
         u1 = u[i1:i2, i1:i2]
         if kind == "amount":
             score = w1 * w1 / xp.reshape(d[i1:i2] * d[i1:i2], (1, -1))
-            k = prune_count(value, rows * (i2 - i1))
-            keep1 = xp.reshape(_keep_flat(xp.reshape(score, (-1,)), k, xp), (rows, i2 - i1))
+            keep1 = xp.reshape(_keep_flat(xp.reshape(score, (-1,)), counts[i1 // block], xp), (rows, i2 - i1))
         qs, errs, keeps = [], [], []
         for j in range(i1, i2):
             i = j - i1

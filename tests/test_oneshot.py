@@ -10,7 +10,9 @@ squares by a pseudo-inverse per row. A last group re-states the official SparseG
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,6 +191,22 @@ def test_wanda_mask_ties_and_rounding(backend):
     np.testing.assert_array_equal(got, [[True, True, True, False, False], [True, True, True, False, False]])
     got = _host(backend, rp.wanda_mask(w, norms, amount=0.5, rounding="ceil"))
     np.testing.assert_array_equal(got, [[True, True, False, False, False], [True, True, False, False, False]])
+
+
+@pytest.mark.parametrize("cols", [65, 300])
+def test_wanda_long_rows_with_ties_match_the_reference_path(backend, rng, cols, monkeypatch):
+    """Rows longer than the fast path's pairwise limit, many ties, several slabs of rows."""
+    from refprune import _dispatch, oneshot
+
+    monkeypatch.setattr(oneshot, "_SLAB", 4 * cols)  # 4 rows per slab
+    w = rng.integers(-3, 4, size=(10, cols)).astype(np.float64)
+    norms = np.ones(cols)
+    for amount in (0.3, 0.5, 0.9):
+        got = _host(backend, rp.wanda_mask(_put(backend, w), _put(backend, norms), amount=amount))
+        with _dispatch.reference_only():
+            ref = _host(backend, rp.wanda_mask(_put(backend, w), _put(backend, norms), amount=amount))
+        np.testing.assert_array_equal(got, ref)
+        np.testing.assert_array_equal(got, ref_wanda(w, norms, k_row=rp.prune_count(amount, cols)))
 
 
 def test_wanda_with_equal_norms_is_magnitude_per_row(backend, rng):
@@ -409,75 +427,91 @@ def test_bad_input(backend):
         rp.wanda_scores(backend.asarray(np.ones((2, 8), dtype=np.int64)), norms)
 
 
-# ---------------------------------------------------------------- the official SparseGPT, re-stated
+# ---------------------------------------------------------------- the official codes (tests/official_oneshot.py)
 
 
-def official_sparsegpt(w, h, *, sparsity=0.0, prunen=0, prunem=0, blocksize=128, percdamp=0.01):
-    """``fasterprune`` of IST-DASLab/sparsegpt re-stated in torch float64 (mask True = pruned there).
-
-    ``prunen`` is the number **pruned** of every ``prunem`` (``topk(..., largest=False)``);
-    the unstructured mask of a block prunes the entries at or below its
-    ``int(numel * sparsity)``-th smallest score (so ``int(numel * sparsity) + 1`` without ties).
-    """
+def _t(a):
     torch = pytest.importorskip("torch")
-    W = torch.tensor(w, dtype=torch.float64)
-    H = torch.tensor(h, dtype=torch.float64)
-    columns = W.shape[1]
-    dead = torch.diag(H) == 0
-    H[dead, dead] = 1
-    W[:, dead] = 0
-    damp = percdamp * torch.mean(torch.diag(H))
-    idx = torch.arange(columns)
-    H[idx, idx] += damp
-    H = torch.linalg.cholesky(H)
-    H = torch.cholesky_inverse(H)
-    Hinv = torch.linalg.cholesky(H, upper=True)
-    pruned = torch.zeros_like(W, dtype=torch.bool)
-    for i1 in range(0, columns, blocksize):
-        i2 = min(i1 + blocksize, columns)
-        W1 = W[:, i1:i2].clone()
-        Q1 = torch.zeros_like(W1)
-        Err1 = torch.zeros_like(W1)
-        Hinv1 = Hinv[i1:i2, i1:i2]
-        if prunen == 0:
-            tmp = W1**2 / (torch.diag(Hinv1).reshape((1, -1))) ** 2
-            thresh = torch.sort(tmp.flatten())[0][int(tmp.numel() * sparsity)]
-            mask1 = tmp <= thresh
-        else:
-            mask1 = torch.zeros_like(W1, dtype=torch.bool)
-        for i in range(i2 - i1):
-            col = W1[:, i]
-            d = Hinv1[i, i]
-            if prunen != 0 and i % prunem == 0:
-                tmp = W1[:, i : i + prunem] ** 2 / (torch.diag(Hinv1)[i : i + prunem].reshape((1, -1))) ** 2
-                mask1.scatter_(1, i + torch.topk(tmp, prunen, dim=1, largest=False)[1], True)
-            q = col.clone()
-            q[mask1[:, i]] = 0
-            Q1[:, i] = q
-            err1 = (col - q) / d
-            W1[:, i:] -= err1.unsqueeze(1).matmul(Hinv1[i, i:].unsqueeze(0))
-            Err1[:, i] = err1
-        W[:, i1:i2] = Q1
-        pruned[:, i1:i2] = mask1
-        W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:])
-    return W.numpy(), ~pruned.numpy()
+    return torch.tensor(np.asarray(a, dtype=np.float64))
+
+
+@pytest.fixture(scope="module")
+def official():
+    """``tests/official_oneshot.py``, the official codes' rules re-stated in torch (loaded by path: importlib mode)."""
+    pytest.importorskip("torch")
+    path = Path(__file__).with_name("official_oneshot.py")
+    spec = importlib.util.spec_from_file_location("official_oneshot", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.parametrize("block", [4, 8, 16])
-def test_agrees_with_the_official_sparsegpt_on_tie_free_layers(rng, block):
+def test_agrees_with_the_official_sparsegpt_on_tie_free_layers(official, rng, block):
     w, _, h = _layer(rng, out=8, inp=32, tokens=80)
     h[5, :] = h[:, 5] = 0.0
     # 2:4 (prunen=2 pruned of 4 = 2 kept of 4), block a multiple of m
-    ref_w, ref_keep = official_sparsegpt(w, h, prunen=2, prunem=4, blocksize=block)
+    ref_w, ref_keep = official.sparsegpt(_t(w), _t(h), prunen=2, prunem=4, blocksize=block)
     w_hat, keep = rp.sparsegpt_prune(w, h, n=2, m=4, block=block)
-    np.testing.assert_array_equal(keep, ref_keep)
-    np.testing.assert_allclose(w_hat, ref_w, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(keep, ref_keep.numpy())
+    np.testing.assert_allclose(w_hat, ref_w.numpy(), rtol=1e-9, atol=1e-12)
     # unstructured: the official code prunes int(numel * s) + 1 per block; with numel * s = numel/2 + 0.75
     # (exact in binary) refprune's half-even count is the same number
     numel = 8 * block
     amount = (numel // 2 + 0.75) / numel
     assert rp.prune_count(amount, numel) == int(numel * amount) + 1
-    ref_w, ref_keep = official_sparsegpt(w, h, sparsity=amount, blocksize=block)
+    ref_w, ref_keep = official.sparsegpt(_t(w), _t(h), sparsity=amount, blocksize=block)
     w_hat, keep = rp.sparsegpt_prune(w, h, amount=amount, block=block)
-    np.testing.assert_array_equal(keep, ref_keep)
-    np.testing.assert_allclose(w_hat, ref_w, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(keep, ref_keep.numpy())
+    np.testing.assert_allclose(w_hat, ref_w.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_agrees_with_the_official_wanda_without_ties_or_rounding(official, rng):
+    w, x, _ = _layer(rng, out=6, inp=16)
+    norms = np.sqrt((x**2).sum(axis=0))
+    np.testing.assert_array_equal(rp.wanda_mask(w, norms, amount=0.5), official.wanda_row_mask(_t(w), _t(norms), 0.5))
+    np.testing.assert_array_equal(rp.wanda_mask(w, norms, n=2, m=4), official.wanda_nm_mask(_t(w), _t(norms), 2, 4))
+    np.testing.assert_allclose(rp.ria_scores(w, norms), official.ria_scores(_t(w), _t(norms)).numpy(), rtol=1e-12)
+
+
+def test_differs_examples_hold(official):
+    """Every example of docs/differs.md's one-shot section, run through the official rule re-stated in torch."""
+    # Wanda: ties (stable ascending sort prunes the lower index) and floor
+    w = np.asarray([[1.0, 1.0, 1.0, 1.0]])
+    assert official.wanda_row_mask(_t(w), _t(np.ones(4)), 0.5).tolist() == [[False, False, True, True]]
+    assert rp.wanda_mask(w, np.ones(4), amount=0.5).tolist() == [[True, True, False, False]]
+    w5 = np.asarray([[5.0, 4.0, 3.0, 2.0, 1.0]])
+    assert official.wanda_row_mask(_t(w5), _t(np.ones(5)), 0.3).tolist() == [[True, True, True, True, False]]
+    assert rp.wanda_mask(w5, np.ones(5), amount=0.3).tolist() == [[True, True, True, False, False]]
+    # Wanda / RIA / SparseGPT N:M: the code's n is the number pruned; topk's ties (torch CPU)
+    w4 = np.asarray([[5.0, 4.0, 3.0, 2.0]])
+    assert official.wanda_nm_mask(_t(w4), _t(np.ones(4)), 1, 4).tolist() == [[True, True, True, False]]
+    assert rp.wanda_mask(w4, np.ones(4), n=1, m=4).tolist() == [[True, False, False, False]]
+    assert official.wanda_nm_mask(_t(w), _t(np.ones(4)), 1, 4).tolist() == [[True, True, False, True]]
+    assert rp.wanda_mask(w, np.ones(4), n=3, m=4).tolist() == [[True, True, True, False]]
+    # RIA: 0/0 is NaN there, 0 here; its layer threshold prunes k + 1
+    wz = np.asarray([[0.0, 0.0], [1.0, 3.0]])
+    assert np.isnan(official.ria_scores(_t(wz), _t([4.0, 1.0])).numpy()[0]).all()
+    assert rp.ria_scores(wz, np.asarray([4.0, 1.0])).tolist() == [[0.0, 0.0], [2.5, 1.75]]
+    s = rp.ria_scores(np.asarray([[1.0, 2.0], [3.0, 4.0]]), np.ones(2))
+    assert official.layer_threshold_mask(_t(s), 0.5).tolist() == [[False, False], [False, True]]
+    assert rp.magnitude_mask(s, amount=0.5, scores=s).tolist() == [[False, False], [True, True]]
+    # OWL: the plain mean of the densities vs the weighted budget
+    assert np.allclose(official.owl_densities([0.0, 1.0], 0.5, 0.1).numpy(), [0.4, 0.6])
+    assert np.allclose(rp.owl_densities([(100,), (300,)], [0.0, 1.0], density=0.5, lam=0.1), [0.35, 0.55])
+    # OBC: argmin's ties prune the first index
+    assert int(official.obc_first_pruned(_t([[1.0, 1.0, 2.0]]), _t(np.eye(3)))[0]) == 0
+    assert rp.obc_prune(np.asarray([[1.0, 1.0, 2.0]]), np.eye(3), amount=1)[1].tolist() == [[True, False, True]]
+    # SparseGPT: k + 1 per block; groups restart in every block (violations, over-pruning, or a crash)
+    w, _, h = _layer(np.random.default_rng(0), out=4, inp=8, tokens=64)
+    _, keep = official.sparsegpt(_t(w), _t(h), sparsity=0.5, blocksize=8)
+    assert int((~keep).sum()) == 17
+    assert int((~rp.sparsegpt_prune(w, h, amount=0.5, block=8)[1]).sum()) == 16
+    rng = np.random.default_rng(0)
+    w, h = rng.normal(size=(4, 20)), rp.hessian(rng.normal(size=(64, 20)))
+    _, keep = official.sparsegpt(_t(w), _t(h), prunen=2, prunem=4, blocksize=10)
+    assert rp.nm_violations(keep.numpy(), n=2, m=4) == 1 and int(keep.sum()) == 32
+    w_hat, keep = rp.sparsegpt_prune(w, h, n=2, m=4, block=10)
+    assert rp.nm_violations(keep, n=2, m=4) == 0 and int(keep.sum()) == 40
+    with pytest.raises(RuntimeError):
+        official.sparsegpt(_t(w), _t(h), prunen=2, prunem=4, blocksize=5)
