@@ -73,9 +73,12 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
-from . import backends, io, measures
+from . import backends, checkpoints, io, measures
 from . import data as datasets
 from ._array import trusted
+from .checkpoints import CHECKPOINT, SCHEMA, checkpoint_path
+from .plots import new_figure, save_figure
+from .plots import plot_unavailable as _plot_unavailable
 from .nn import functional as F
 from .nn import optim
 from .nn.train import label_rows
@@ -101,10 +104,6 @@ COMMON_KEYS = (
     "method", "dataset", "backend", "device", "seed", "model", "epochs", "steps", "train_seconds",
     "test_accuracy", "weight_sparsity", "architecture", "architecture_string", "config", "environment",
 )
-
-CHECKPOINT = "checkpoint.npz"
-#: Version of the engine's checkpoint schema (``config["engine"]``).
-SCHEMA = 1
 
 
 # ---------------------------------------------------------------------------------- the run's settings
@@ -173,12 +172,6 @@ class RunSpec:
         if self.out:
             return self.out
         return os.path.dirname(checkpoint_path(self.resume)) if self.resume else self.default_out()
-
-
-def checkpoint_path(path):
-    """``path/checkpoint.npz`` for a run folder, ``path`` itself for a file."""
-    path = os.fspath(path)
-    return os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
 
 
 # ---------------------------------------------------------------------------------- small pieces
@@ -313,6 +306,80 @@ class _EpochSums:
         return {"loss": float(self.loss), "correct": int(self.correct), "seen": self.seen}
 
 
+@dataclass
+class _Loop:
+    """The state of the phase in progress: what :meth:`Engine.train`'s pieces share and a checkpoint inside it holds.
+
+    ``epoch`` counts the epochs done, ``batch`` the batches done of the next one,
+    ``steps`` the phase's steps; ``order`` is the epoch's minibatch order, ``sums`` its
+    training sums, ``best`` the parameters of the best epoch (early stopping).
+    """
+
+    model: object
+    name: str
+    phase: str
+    epochs: int
+    rng: object
+    stopper: object = None
+    opt_state: dict = field(default_factory=dict)
+    epoch: int = 0
+    batch: int = 0
+    steps: int = 0
+    order: object = None
+    sums: _EpochSums = field(default_factory=_EpochSums)
+    best: dict | None = None
+
+
+@dataclass
+class _PhaseState:
+    """The phase in progress as a checkpoint stores it (host arrays): position, optimizer and generator state,
+    the engine's arrays (``_best``, ``_order``) and an untracked network being trained (``active``)."""
+
+    position: dict | None = None
+    optimizer_state: dict = field(default_factory=dict)
+    rng_state: str | None = None
+    arrays: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    masks: dict = field(default_factory=dict)
+    network: dict | None = None
+
+    @classmethod
+    def of(cls, loop, *, to_host, keep_best=True):
+        """The state of ``loop`` now (``keep_best`` False: without the best epoch's parameters)."""
+        position = {"phase": loop.phase, "epoch": loop.epoch, "batch": loop.batch, "epochs": loop.epochs,
+                    "phase_steps": loop.steps}
+        arrays = {}
+        if loop.batch:
+            position["sums"] = loop.sums.host()
+            arrays["_order"] = loop.order
+        if loop.stopper is not None:
+            position["stopper"] = loop.stopper.state()
+            if keep_best and loop.best is not None:
+                arrays["_best"] = {k: to_host(v) for k, v in loop.best.items()}
+        try:
+            rng_state = loop.rng.state()
+        except NotImplementedError:  # a library generator that cannot be saved (CuPy's native stream)
+            rng_state = None
+        optimizer_state = {k: {n: to_host(a) for n, a in v.items()} if isinstance(v, dict) else v
+                           for k, v in loop.opt_state.items()}
+        state = cls(position=position, optimizer_state=optimizer_state, rng_state=rng_state, arrays=arrays)
+        if loop.name == checkpoints.ACTIVE:
+            state.params, state.masks = checkpoints.network_entries(loop.model, checkpoints.ACTIVE, to_host=to_host)
+            state.network = loop.model.config
+        return state
+
+    @classmethod
+    def stored(cls, ckpt):
+        """The phase state a loaded checkpoint holds."""
+        active = checkpoints.ACTIVE
+        arrays = ckpt.extra or {}
+        return cls(position=ckpt.config["engine"].get("position"), optimizer_state=ckpt.optimizer_state or {},
+                   rng_state=ckpt.rng_state, arrays={k: v for k, v in arrays.items() if k.startswith("_")},
+                   params=checkpoints.prefixed(checkpoints.network_arrays(ckpt.params, active), active),
+                   masks=checkpoints.prefixed(checkpoints.network_arrays(ckpt.masks, active), active),
+                   network=ckpt.config["networks"].get(active))
+
+
 class _SigintFlag:
     """While active, the first Ctrl-C only sets ``raised``; the second interrupts at once."""
 
@@ -417,35 +484,24 @@ class Engine:
         self.steps = int(ckpt.step)
         self.clock = Stopwatch(engine["train_seconds"])
         self._phases = dict(engine["phases"])
+        self._once = dict(engine.get("once", {}))
         self._stored_streams = dict(engine.get("streams", {}))
         self._position = dict(engine["position"]) if engine.get("position") else None
-        self._once = dict(engine.get("once", {}))
         arrays = ckpt.extra or {}
         self.extra = {**config.get("extra", {}), **{k: self._to_backend(v) for k, v in arrays.items()
                                                    if not k.startswith("_")}}
-        active = config["networks"].get("active")
-        self._phase_state = {
-            "position": engine.get("position"), "optimizer_state": ckpt.optimizer_state or {},
-            "rng_state": ckpt.rng_state, "arrays": {k: v for k, v in arrays.items() if k.startswith("_")},
-            "active": None if active is None else {"config": active, "params": self._stored("active"),
-                                                   "masks": self._stored("active", "masks")}}
+        self._phase_state = _PhaseState.stored(ckpt)
 
     def _to_backend(self, value):
         if isinstance(value, dict):
             return {k: self.backend.asarray(v) for k, v in value.items()}
         return self.backend.asarray(value)
 
-    def _stored(self, name, section="params"):
-        """``{param: host array}`` of model ``name`` in the checkpoint being resumed."""
-        prefix = f"{name}/"
-        found = getattr(self._ckpt, section) or {}
-        return {k[len(prefix):]: v for k, v in found.items() if k.startswith(prefix)}
-
     def _restore(self, model, name):
         """Put the checkpoint's arrays of model ``name`` into ``model`` (after checking it is the same network)."""
         stored = self._ckpt.config["networks"].get(name)
         _check_same_network(self._ckpt_path, stored, model.config)
-        arrays = self._stored(name)
+        arrays = checkpoints.network_arrays(self._ckpt.params, name)
         params, state = model.params(), model.state()
         expected = set(params) | set(state)
         if set(arrays) != expected:
@@ -459,7 +515,8 @@ class Engine:
             raise ValueError(msg)
         model.set_params({k: self.backend.asarray(arrays[k]) for k in params})
         model.set_state({k: self.backend.asarray(arrays[k]) for k in state})
-        model.set_masks({k: self.backend.asarray(v) for k, v in self._stored(name, "masks").items()})
+        model.set_masks({k: self.backend.asarray(v)
+                         for k, v in checkpoints.network_arrays(self._ckpt.masks, name).items()})
 
     # ------------------------------------------------------------------ models and random streams
 
@@ -480,7 +537,7 @@ class Engine:
             self._streams[name] = generator
         return self._streams[name]
 
-    def track(self, model, name="model"):
+    def track(self, model, name=checkpoints.MODEL):
         """Register ``model`` for checkpoints; when resuming, load its stored state into it. Returns the model to use.
 
         With ``spec.init_from``, the network named ``"model"`` starts from that file's
@@ -488,7 +545,7 @@ class Engine:
         architecture, and the model returned is then that network (methods train what
         ``track`` returns).
         """
-        if self.spec.init_from and name == "model":
+        if self.spec.init_from and name == checkpoints.MODEL:
             model = io.init_model(model, self.spec.init_from, backend=self.backend, rng=self.rng_for("init-from"))
         self._models[name] = model
         if self._ckpt is not None and name in self._ckpt.config["networks"]:
@@ -496,138 +553,143 @@ class Engine:
         return model
 
     def _name_of(self, model):
-        return next((n for n, m in self._models.items() if m is model), None)
+        return next((n for n, m in self._models.items() if m is model), checkpoints.ACTIVE)
 
     # ------------------------------------------------------------------ the loop
 
     def train(self, model, *, step, optimizer, epochs, phase="train", setup=None, rng=None, measure=None,
               stopper=None, on_step=None, on_epoch=None, initial_row=False):
-        """Train ``model`` for ``epochs`` epochs of the training split; returns a :class:`PhaseResult`.
+        """Train ``model`` (in place) for ``epochs`` epochs of the training split; returns a :class:`PhaseResult`.
 
         Parameters
         ----------
-        model : Sequential
-            Trained in place.
         step : callable
             ``step(model, update, opt_state, xb, yb, *, rng) -> (Step, opt_state)``, e.g.
             :func:`refprune.nn.train.train_step` (bind method options with ``partial``).
         optimizer : Optimizer
             Its ``init`` makes the phase's optimizer state; its ``update`` goes to ``step``.
-        epochs : int
-            Epochs of this phase.
         phase : str
-            The phase's name: its rows' ``phase`` column, and how a resumed run finds
-            where it stopped. A phase completed before the checkpoint returns at once
-            (unless it stopped on its epoch limit and more are asked).
+            The phase's name: its rows' ``phase`` column, and how a resumed run finds where
+            it stopped. A phase completed before returns at once (unless it stopped on its
+            epoch limit and more are asked).
         setup : callable, optional
-            ``setup()`` prepares the phase (sets masks, rewinds weights, starts the
-            method's records in :attr:`extra`): called once, before the phase's first
-            epoch, and only when the phase has not started before the checkpoint the
-            run resumes from. What it does to the tracked models and to ``extra`` is in
-            every later checkpoint, so a resumed run finds it done.
+            ``setup()`` prepares the phase (masks, rewound weights, records in :attr:`extra`): called
+            before its first epoch, only when it has not started before the checkpoint the run
+            resumes from; its effects are in every later checkpoint.
         rng : refprune generator, optional
-            Draws the epochs' order and the step's noise; default ``self.rng``. A
-            method with several phases passes ``self.rng_for(phase)``.
-        measure : callable, optional
-            ``measure(model) -> dict`` of columns added to each epoch's row; without it
-            the row gets ``val_loss`` and ``val_accuracy``.
-        stopper : EarlyStopping, optional
-            Stops on the row's ``stopper.monitor``; the best epoch's parameters are
-            restored at the end.
-        on_step : callable, optional
-            ``on_step(model, steps)`` after every step (steps: the run's total so far).
-        on_epoch : callable, optional
-            ``on_epoch(model, row)`` after each epoch's row, before the checkpoint.
-        initial_row : bool
-            Add an epoch-0 row (``measure`` of the untrained model) first.
+            The epochs' order and the step's noise; default ``self.rng`` (or ``self.rng_for(phase)``).
+        measure, stopper, on_step, on_epoch, initial_row
+            ``measure(model) -> dict``: the row's columns (default ``val_loss``, ``val_accuracy``);
+            an :class:`EarlyStopping` on the row's ``stopper.monitor`` (the best epoch's
+            parameters are restored); ``on_step(model, steps)`` after every step (the run's
+            steps so far); ``on_epoch(model, row)`` before the epoch's checkpoint; an epoch-0
+            row of the untrained model first.
         """
         measure = measure or (lambda m: dict(zip(("val_loss", "val_accuracy"), self.evaluate(m, "val"))))
-        record = self._phases.get(phase)
-        resuming = self._position is not None and self._position["phase"] == phase
-        name = self._name_of(model) or "active"
-        rng = self.rng if rng is None else rng
-        if record is not None and not (resuming and record["epochs_run"] < epochs and not record["stopped_early"]):
-            if resuming:  # the checkpoint was written at this phase's end
-                self._position = None
-                if name == "active":
-                    self._restore(model, name)
-            return PhaseResult(**{k: record[k] for k in PhaseResult.__dataclass_fields__})
-        if setup is not None and not resuming:
-            setup()
-        opt_state = optimizer.init(model.params())
-        start_epoch, start_batch, order, sums, best, phase_steps = 1, 0, None, _EpochSums(), None, 0
-        if resuming:
-            start_epoch, start_batch, order, sums, best, phase_steps, opt_state = self._resume_phase(
-                model, name, rng, stopper)
-        elif initial_row:
-            self.rows.append({"phase": phase, "epoch": 0, "step": self.steps, **measure(model),
-                              "train_seconds": self.clock.seconds})
-        if best is None and stopper is not None:
-            best = model.params()
-        ds = self.dataset
-        n = len(ds.y_train)
-        per_epoch = datasets.num_batches(n, self.spec.batch_size)
-        epoch, stopped = start_epoch - 1, False
-        bar = _progress(total=max(0, (epochs - start_epoch + 1) * per_epoch - start_batch),
+        loop = _Loop(model=model, name=self._name_of(model), phase=phase, epochs=epochs,
+                     rng=self.rng if rng is None else rng, stopper=stopper)
+        done = self._completed(loop)
+        if done is not None:
+            return done
+        if self._position is not None and self._position["phase"] == phase:
+            self._resume_phase(loop)
+        else:
+            if setup is not None:
+                setup()
+            loop.opt_state = optimizer.init(model.params())
+            if initial_row:
+                self.rows.append({"phase": phase, "epoch": 0, "step": self.steps, **measure(model),
+                                  "train_seconds": self.clock.seconds})
+        if loop.best is None and stopper is not None:
+            loop.best = model.params()
+        per_epoch = datasets.num_batches(len(self.dataset.y_train), self.spec.batch_size)
+        bar = _progress(total=max(0, (epochs - loop.epoch) * per_epoch - loop.batch),
                         desc=f"{self.spec.method} {phase}", quiet=self.spec.quiet)
         with bar, _SigintFlag() as sigint:
-            for epoch in range(start_epoch, epochs + 1):
-                if order is None:
-                    order = datasets.shuffled_order(rng, n, backend=self.backend)
-                batches = datasets.batches(ds.x_train, ds.y_train, self.spec.batch_size, backend=self.backend,
-                                           order=order, start=start_batch, dtype=self.spec.dtype)
-                for b, (xb, yb) in enumerate(batches, start_batch):
-                    with self.clock, trusted(), warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)  # overflow: the NaN guard reports it
-                        out, opt_state = step(model, optimizer.update, opt_state, xb, yb, rng=rng)
-                        sums.add(out, yb)
-                    self.steps += 1
-                    phase_steps += 1
-                    bar.update(1)
-                    if on_step is not None:
-                        with self.clock:
-                            on_step(model, self.steps)
-                    if sigint.raised and b + 1 < per_epoch:
-                        self._interrupt(model, name, phase, (epoch - 1, b + 1), order, sums, opt_state, rng,
-                                        stopper, best, phase_steps, epochs)
-                start_batch = 0
-                self._guard(model, phase, epoch, sums)
-                host = sums.host()
-                row = {"phase": phase, "epoch": epoch, "step": self.steps, "loss": host["loss"] / host["seen"],
-                       "train_accuracy": host["correct"] / host["seen"], **measure(model),
-                       "train_seconds": self.clock.seconds}
-                self.rows.append(row)
-                order, sums = None, _EpochSums()
-                if stopper is not None and stopper.update(epoch, row[stopper.monitor]):
-                    best = model.params()
-                stopped = stopper is not None and stopper.stop
-                if on_epoch is not None:
-                    on_epoch(model, row)
-                bar.set_postfix_str(_postfix(epoch, row), refresh=False)
-                done = stopped or epoch == epochs
-                if done:
-                    if best is not None:
-                        model.set_params(best)
-                    self._phases[phase] = {
-                        "epochs_run": epoch, "best_epoch": stopper.best_epoch if stopper else epoch,
-                        "best_value": stopper.best if stopper else row.get("val_loss", math.nan),
-                        "steps": phase_steps, "stopped_early": bool(stopped)}
-                if done or (self.spec.checkpoint_every and epoch % self.spec.checkpoint_every == 0):
-                    self._save(model, name, {"phase": phase, "epoch": epoch, "batch": 0, "epochs": epochs,
-                                             "phase_steps": phase_steps}, opt_state, rng, stopper,
-                               None if done else best)
-                if sigint.raised and not done:
-                    self._interrupt(model, name, phase, (epoch, 0), None, sums, opt_state, rng, stopper, best,
-                                    phase_steps, epochs)
-                if done:
-                    break
+            finished = loop.epoch >= epochs
+            while not finished:
+                self._train_epoch(loop, step=step, update=optimizer.update, on_step=on_step, sigint=sigint,
+                                  bar=bar, per_epoch=per_epoch)
+                row = self._epoch_row(loop, measure=measure, on_epoch=on_epoch)
+                bar.set_postfix_str(_postfix(loop.epoch, row), refresh=False)
+                finished = self._end_epoch(loop, row, sigint=sigint)
         if sigint.raised:  # Ctrl-C in the phase's last step: the phase is complete and saved
-            self._interrupt(model, name, phase, (epoch, 0), None, sums, opt_state, rng, stopper, None,
-                            phase_steps, epochs, saved=True)
-        if phase not in self._phases:  # zero epochs asked (or all run before): the phase is complete as it is
-            self._phases[phase] = {"epochs_run": epoch, "best_epoch": epoch, "best_value": math.nan,
-                                   "steps": phase_steps, "stopped_early": False}
-        result = self._phases[phase]
+            self._interrupt(loop, saved=True)
+        return self._phase_result(loop)
+
+    def _completed(self, loop):
+        """The :class:`PhaseResult` of a phase completed before the checkpoint (None: it is to run)."""
+        record = self._phases.get(loop.phase)
+        resuming = self._position is not None and self._position["phase"] == loop.phase
+        if record is None or (resuming and record["epochs_run"] < loop.epochs and not record["stopped_early"]):
+            return None
+        if resuming:  # the checkpoint was written at this phase's end
+            self._position = None
+            if loop.name == checkpoints.ACTIVE:
+                self._restore(loop.model, loop.name)
+        return PhaseResult(**{k: record[k] for k in PhaseResult.__dataclass_fields__})
+
+    def _train_epoch(self, loop, *, step, update, on_step, sigint, bar, per_epoch):
+        """One epoch's steps (from ``loop.batch``, the batches a resumed epoch had done); Ctrl-C stops after a step."""
+        ds = self.dataset
+        if loop.order is None:
+            loop.order = datasets.shuffled_order(loop.rng, len(ds.y_train), backend=self.backend)
+        for xb, yb in datasets.batches(ds.x_train, ds.y_train, self.spec.batch_size, backend=self.backend,
+                                       order=loop.order, start=loop.batch, dtype=self.spec.dtype):
+            with self.clock, trusted(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # overflow: the NaN guard reports it
+                out, loop.opt_state = step(loop.model, update, loop.opt_state, xb, yb, rng=loop.rng)
+                loop.sums.add(out, yb)
+            self.steps += 1
+            loop.steps += 1
+            loop.batch += 1
+            bar.update(1)
+            if on_step is not None:
+                with self.clock:
+                    on_step(loop.model, self.steps)
+            if sigint.raised and loop.batch < per_epoch:
+                self._interrupt(loop)
+        loop.epoch, loop.batch = loop.epoch + 1, 0
+
+    def _epoch_row(self, loop, *, measure, on_epoch):
+        """The NaN guard, then the epoch's metrics row (training sums and ``measure``), early stopping, ``on_epoch``."""
+        self._guard(loop.model, loop.phase, loop.epoch, loop.sums)
+        host = loop.sums.host()
+        row = {"phase": loop.phase, "epoch": loop.epoch, "step": self.steps, "loss": host["loss"] / host["seen"],
+               "train_accuracy": host["correct"] / host["seen"], **measure(loop.model),
+               "train_seconds": self.clock.seconds}
+        self.rows.append(row)
+        loop.order, loop.sums = None, _EpochSums()
+        if loop.stopper is not None and loop.stopper.update(loop.epoch, row[loop.stopper.monitor]):
+            loop.best = loop.model.params()
+        if on_epoch is not None:
+            on_epoch(loop.model, row)
+        return row
+
+    def _end_epoch(self, loop, row, *, sigint):
+        """Record a finished phase, checkpoint when due, stop on Ctrl-C; True when the phase is over."""
+        stopper = loop.stopper
+        stopped = stopper is not None and stopper.stop
+        done = stopped or loop.epoch == loop.epochs
+        if done:
+            if loop.best is not None:
+                loop.model.set_params(loop.best)
+            self._phases[loop.phase] = {
+                "epochs_run": loop.epoch, "best_epoch": stopper.best_epoch if stopper else loop.epoch,
+                "best_value": stopper.best if stopper else row.get("val_loss", math.nan),
+                "steps": loop.steps, "stopped_early": bool(stopped)}
+        every = self.spec.checkpoint_every
+        if done or (every and loop.epoch % every == 0):
+            self._save(loop, keep_best=not done)
+        if sigint.raised and not done:
+            self._interrupt(loop)
+        return done
+
+    def _phase_result(self, loop):
+        if loop.phase not in self._phases:  # zero epochs asked (or all run before): the phase is complete as it is
+            self._phases[loop.phase] = {"epochs_run": loop.epoch, "best_epoch": loop.epoch, "best_value": math.nan,
+                                        "steps": loop.steps, "stopped_early": False}
+        result = self._phases[loop.phase]
         return PhaseResult(**{k: result[k] for k in PhaseResult.__dataclass_fields__})
 
     def started(self, phase):
@@ -669,31 +731,27 @@ class Engine:
             self._write_checkpoint(f"after {name}")
         return stored
 
-    def _resume_phase(self, model, name, rng, stopper):
-        """Restore the phase in progress at the checkpoint: model, optimizer, generator, position."""
+    def _resume_phase(self, loop):
+        """Restore the phase in progress at the checkpoint into ``loop``: model, optimizer, generator, position."""
         pos, ckpt = self._position, self._ckpt
         self._position = None
-        if name == "active":  # an untracked model (a control network): its arrays are stored as "active"
-            self._restore(model, name)
+        if loop.name == checkpoints.ACTIVE:  # an untracked model (a control network): stored as "active"
+            self._restore(loop.model, loop.name)
         if ckpt.rng_state is None:
             msg = (f"cannot resume {self._ckpt_path} inside a phase: its random stream ({self.spec.stream} on "
                    f"{self.spec.backend}) could not be saved; run with --stream reference to be able to resume")
             raise ValueError(msg)
-        rng.set_state(ckpt.rng_state)
-        opt_state = {}
-        for key, value in (ckpt.optimizer_state or {}).items():
-            opt_state[key] = {k: self.backend.asarray(v) for k, v in value.items()} if isinstance(value, dict) \
-                else value
+        loop.rng.set_state(ckpt.rng_state)
+        loop.opt_state = {key: self._to_backend(value) if isinstance(value, dict) else value
+                          for key, value in (ckpt.optimizer_state or {}).items()}
         arrays = ckpt.extra or {}
-        best = None
-        if stopper is not None and pos.get("stopper"):
-            stopper.set_state(pos["stopper"])
-            best = {k: self.backend.asarray(v) for k, v in arrays.get("_best", {}).items()} or None
-        sums, order = _EpochSums(), None
+        if loop.stopper is not None and pos.get("stopper"):
+            loop.stopper.set_state(pos["stopper"])
+            loop.best = self._to_backend(arrays["_best"]) if arrays.get("_best") else None
         if pos["batch"]:
-            sums = _EpochSums(**pos["sums"])
-            order = arrays["_order"]
-        return pos["epoch"] + 1, pos["batch"], order, sums, best, pos["phase_steps"], opt_state
+            loop.sums = _EpochSums(**pos["sums"])
+            loop.order = arrays["_order"]
+        loop.epoch, loop.batch, loop.steps = pos["epoch"], pos["batch"], pos["phase_steps"]
 
     def _guard(self, model, phase, epoch, sums):
         """The NaN guard: a non-finite training loss or parameter stops the run here, keeping the last checkpoint."""
@@ -715,47 +773,22 @@ class Engine:
                f"the metrics so far are in {os.path.join(self.out, 'metrics.csv')}. Lower --lr and run again")
         raise Diverged(msg)
 
-    def _interrupt(self, model, name, phase, at, order, sums, opt_state, rng, stopper, best, steps, epochs, *,
-                   saved=False):
-        """Ctrl-C: checkpoint the exact point ``at = (epochs done, batches done)``, then stop with how to resume."""
-        epoch, batch = at
+    def _interrupt(self, loop, *, saved=False):
+        """Ctrl-C: checkpoint the exact point the loop is at (epochs and batches done), then stop with how to resume."""
         if not saved:
-            position = {"phase": phase, "epoch": epoch, "batch": batch, "epochs": epochs, "phase_steps": steps}
-            if batch:
-                position["sums"] = sums.host()
-            self._save(model, name, position, opt_state, rng, stopper, best, order=order)
+            self._save(loop)
         self._write_metrics()
-        where = f"epoch {epoch + 1}, batch {batch}" if batch else f"after epoch {epoch}"
-        msg = (f"interrupted in {phase}, {where}; wrote {self.checkpoint_file}. "
+        where = f"epoch {loop.epoch + 1}, batch {loop.batch}" if loop.batch else f"after epoch {loop.epoch}"
+        msg = (f"interrupted in {loop.phase}, {where}; wrote {self.checkpoint_file}. "
                f"Resume with: refprune run {self.spec.method} --resume {self.out} (and the same options)")
         raise Interrupted(msg)
 
     # ------------------------------------------------------------------ checkpoints and files
 
-    def _save(self, model, name, position, opt_state, rng, stopper, best, order=None):
-        """Write the checkpoint at ``position`` of the phase in progress (its model, optimizer, generator)."""
-        to_host = self.backend.to_numpy
-        arrays = {}
-        if stopper is not None:
-            position["stopper"] = stopper.state()
-            if best is not None:
-                arrays["_best"] = {k: to_host(v) for k, v in best.items()}
-        if order is not None:
-            arrays["_order"] = order
-        try:
-            rng_state = rng.state()
-        except NotImplementedError:  # a library generator that cannot be saved (CuPy's native stream)
-            rng_state = None
-        active = None
-        if name == "active":
-            active = {"config": model.config,
-                      "params": {k: to_host(v) for k, v in {**model.params(), **model.state()}.items()},
-                      "masks": {k: to_host(v) for k, v in model.masks().items()}}
-        self._phase_state = {
-            "position": position, "rng_state": rng_state, "arrays": arrays, "active": active,
-            "optimizer_state": {k: {n: to_host(a) for n, a in v.items()} if isinstance(v, dict) else v
-                                for k, v in opt_state.items()}}
-        self._write_checkpoint(f"{position['phase']}, epoch {position['epoch']}")
+    def _save(self, loop, *, keep_best=True):
+        """Write the checkpoint at the loop's position (its model, optimizer, generator, epoch sums)."""
+        self._phase_state = _PhaseState.of(loop, to_host=self.backend.to_numpy, keep_best=keep_best)
+        self._write_checkpoint(f"{loop.phase}, epoch {loop.epoch}")
 
     def _write_checkpoint(self, description):
         """Write ``checkpoint.npz``: every tracked model, ``extra``, the run's records and the phase state last saved.
@@ -764,30 +797,22 @@ class Engine:
         checkpoint, so a resumed run still finds the phase it stopped in.
         """
         to_host = self.backend.to_numpy
-        phase = self._phase_state or {"position": None, "optimizer_state": {}, "rng_state": None, "arrays": {},
-                                      "active": None}
-        params, masks, networks = {}, {}, {}
-        for mname, m in self._models.items():
-            params.update({f"{mname}/{k}": to_host(v) for k, v in {**m.params(), **m.state()}.items()})
-            masks.update({f"{mname}/{k}": to_host(v) for k, v in m.masks().items()})
-            networks[mname] = m.config
-        if phase["active"] is not None:
-            params.update({f"active/{k}": v for k, v in phase["active"]["params"].items()})
-            masks.update({f"active/{k}": v for k, v in phase["active"]["masks"].items()})
-            networks["active"] = phase["active"]["config"]
-        extra_json, extra_arrays = {}, dict(phase["arrays"])
-        for key, value in self.extra.items():
-            if isinstance(value, dict) and value and all(_is_array(v) for v in value.values()):
-                extra_arrays[key] = {k: to_host(v) for k, v in value.items()}
-            elif _is_array(value):
-                extra_arrays[key] = to_host(value)
-            else:
-                extra_json[key] = value
-        engine = {"schema": SCHEMA, "position": phase["position"], "phases": self._phases, "once": self._once,
+        phase = self._phase_state or _PhaseState()
+        params, masks, networks = dict(phase.params), dict(phase.masks), {}
+        for name, m in self._models.items():
+            entries = checkpoints.network_entries(m, name, to_host=to_host)
+            params.update(entries[0])
+            masks.update(entries[1])
+            networks[name] = m.config
+        if phase.network is not None:
+            networks[checkpoints.ACTIVE] = phase.network
+        extra_json, extra_arrays = checkpoints.split_extra(self.extra, to_host=to_host)
+        engine = {"schema": SCHEMA, "position": phase.position, "phases": self._phases, "once": self._once,
                   "rows": self.rows, "train_seconds": self.clock.seconds, "streams": _stream_states(self._streams)}
         config = {"run": self.spec.config(), "networks": networks, "engine": engine, "extra": extra_json}
-        io.save_checkpoint(self.checkpoint_file, params=params, masks=masks, optimizer_state=phase["optimizer_state"],
-                           rng_state=phase["rng_state"], step=self.steps, config=config, extra=extra_arrays)
+        io.save_checkpoint(self.checkpoint_file, params=params, masks=masks, optimizer_state=phase.optimizer_state,
+                           rng_state=phase.rng_state, step=self.steps, config=config,
+                           extra={**extra_arrays, **phase.arrays})
         self._good = (description, self.checkpoint_file)
 
     def _save_final(self, model):
@@ -870,10 +895,6 @@ def _stream_states(streams):
     return states
 
 
-def _is_array(value):
-    return hasattr(value, "shape") and hasattr(value, "dtype")
-
-
 #: The network config keys that fix its architecture (options such as ``lam`` may change).
 _ARCHITECTURE_KEYS = ("preset", "input_shape", "num_classes", "l0")
 
@@ -921,14 +942,6 @@ def _progress(*, total, desc, quiet):
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, unit="step")
 
 
-def _plot_unavailable():
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return "matplotlib is not installed; pip install 'refprune[plot]'"
-    return None
-
-
 _WARNED = set()
 
 
@@ -969,27 +982,3 @@ def environment(backend=None):
     if backend is not None:
         env.update(backend.versions())
     return env
-
-
-def new_figure(*, ncols=1, width=5.5, height=4.0):
-    """A matplotlib figure on the Agg backend (no display needed) and its axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
-    return fig, list(axes[0])
-
-
-def save_figure(fig, path):
-    """Save ``fig`` atomically as PNG and close it."""
-    import io as _bytes_io
-
-    import matplotlib.pyplot as plt
-
-    buffer = _bytes_io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    io.atomic_write_bytes(path, buffer.getvalue())

@@ -64,14 +64,13 @@ def _out_folder(args, default_name, files):
 def load_run_network(path, *, backend):
     """``(model, info)``: the network in ``path`` (a run folder, its final.npz, or a compacted model.npz) rebuilt
     on ``backend``, and ``info`` = ``{"file", "run", "method"}`` (``run`` the run's config when recorded)."""
-    from refprune import io
+    from refprune import checkpoints, io
     from refprune.io import interop as io_interop
 
     file = io_interop.resolve(path)
     ckpt = io.load_checkpoint(file) if file.suffix == ".npz" else None
     model = io.load_model(file, backend=backend)
-    config = (ckpt.config or {}) if ckpt is not None else {}
-    run = config.get("run") or (config.get("compact") or {}).get("run")
+    run = checkpoints.run_settings(ckpt.config) if ckpt is not None else None
     return model, {"file": str(file), "run": run, "method": (run or {}).get("method")}
 
 

@@ -96,6 +96,7 @@ from pathlib import Path
 
 import numpy as np
 
+from refprune import checkpoints
 
 __all__ = [
     "FINAL",
@@ -176,12 +177,12 @@ def read_network(path):
     if kind == "refprune":
         ckpt = _io().load_checkpoint(path)
         networks = (ckpt.config or {}).get("networks") or {}
-        params = {k[len("model/"):]: v for k, v in ckpt.params.items() if k.startswith("model/")}
+        params = checkpoints.network_arrays(ckpt.params, checkpoints.MODEL)
         if not params:
             msg = f"{path}: a refprune checkpoint without a network named 'model' (it holds {sorted(networks)})"
             raise ValueError(msg)
-        masks = {k[len("model/"):]: v for k, v in (ckpt.masks or {}).items() if k.startswith("model/")}
-        return params, masks, networks.get("model"), "refprune"
+        masks = checkpoints.network_arrays(ckpt.masks, checkpoints.MODEL)
+        return params, masks, networks.get(checkpoints.MODEL), "refprune"
     if kind == "safetensors":
         tensors, metadata = read_safetensors(path)
         if metadata.get("format") == "refprune":
@@ -366,9 +367,9 @@ def save_safetensors(path, model, *, metadata=None):
 def save_model(path, model, *, config=None):
     """Write ``model`` (parameters, buffers, masks) as a refprune checkpoint that ``--init-from`` and
     :func:`load_weights` read: the engine's schema, one network named ``model``, no optimizer state."""
-    params = {f"model/{k}": _to_host(v) for k, v in {**model.params(), **model.state()}.items()}
-    masks = {f"model/{k}": _to_host(v) for k, v in model.masks().items()}
-    _io().save_checkpoint(path, params=params, masks=masks, config={**(config or {}), "networks": {"model": model.config}})
+    params, masks = checkpoints.network_entries(model, checkpoints.MODEL, to_host=_to_host)
+    _io().save_checkpoint(path, params=params, masks=masks,
+                          config={**(config or {}), "networks": {checkpoints.MODEL: model.config}})
 
 
 # ---------------------------------------------------------------------------------- loading into a model

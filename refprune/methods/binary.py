@@ -109,6 +109,7 @@ from ..nn import build_model, train
 from ..nn import functional as F
 from ..nn.constraints import clamp
 from ..nn.models import NORMS
+from ..plots import new_figure, save_figure
 from ._registry import Option, integer, register_method
 
 #: The threshold that turns a real weight (and an input pixel) on.
@@ -410,7 +411,7 @@ def run(eng, o):
 
 def plot(path, *, sweep_test, sweep_val, rows, layers, fracs, total_on, test):
     """The "on" sweep (test and validation) and the fraction of weights on per layer over the epochs."""
-    fig, (ax1, ax2) = engine.new_figure(ncols=2)
+    fig, (ax1, ax2) = new_figure(ncols=2)
     ax1.plot([r[0] for r in sweep_test], [r[1] for r in sweep_test], "o-", ms=3, label="test")
     ax1.plot([r[0] for r in sweep_val], [r[1] for r in sweep_val], "s--", ms=3, alpha=0.7, label="validation")
     ax1.axvline(1.0, color="grey", lw=0.8, ls=":")
@@ -427,4 +428,4 @@ def plot(path, *, sweep_test, sweep_val, rows, layers, fracs, total_on, test):
     ax2.set_ylabel("weights on (%)")
     ax2.set_title("fraction of weights on, per layer")
     ax2.legend(fontsize=8)
-    engine.save_figure(fig, path)
+    save_figure(fig, path)

@@ -109,6 +109,7 @@ from refprune._array import namespace
 from refprune.nn import build_model, train
 from refprune.nn import functional as F
 from refprune.nn.models import format_architecture
+from refprune.plots import new_figure, save_figure
 
 from ._registry import Option, integer, numbers, register_method
 
@@ -278,7 +279,7 @@ def run(eng, o):
 
 def plot(path, *, rows, gated, sizes):
     """Open gates per layer (fraction of the layer) and accuracies over the epochs."""
-    fig, (ax_gates, ax_acc) = engine.new_figure(ncols=2)
+    fig, (ax_gates, ax_acc) = new_figure(ncols=2)
     epochs = [r["epoch"] for r in rows]
     for name, size in zip(gated, sizes):
         counts = [r[f"open_{name}"] for r in rows]
@@ -299,4 +300,4 @@ def plot(path, *, rows, gated, sizes):
     ax_l0 = ax_acc.twinx()
     ax_l0.plot(epochs, [r["expected_l0"] for r in rows], color="grey", linestyle="--", label="expected L0")
     ax_l0.set_ylabel("expected L0 (dashed)")
-    engine.save_figure(fig, path)
+    save_figure(fig, path)

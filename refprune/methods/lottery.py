@@ -79,6 +79,7 @@ from refprune._array import flat_size
 from refprune.measures import nonzero_weights, weight_sparsity
 from refprune.nn import build_like, build_model, train
 from refprune.budgets import layer_densities
+from refprune.plots import new_figure, save_figure
 from refprune.schedules import imp_sparsity
 
 from ._registry import Option, register_method
@@ -213,95 +214,116 @@ def expected_sparsity(sizes, round, *, rates=None, global_rate=None):
 # ---------------------------------------------------------------------- the run
 
 
+class _Rounds:
+    """One lottery run's rounds: the ticket network, its pruning schedule, and how a round is trained and recorded.
+
+    Every round is one :meth:`~refprune.engine.Engine.once` step, so a resumed run redoes
+    no finished round; what happens between rounds (pruning and rewinding) is the
+    ``setup`` of the round's training phase, done once.
+    """
+
+    def __init__(self, eng, o):
+        spec, ds = eng.spec, eng.dataset
+        self.eng, self.o, self.x = eng, o, eng.extra
+        self.model = eng.track(build_model(spec.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
+                                           backend=eng.backend, dtype=spec.dtype, rng=eng.rng))
+        self.names = self.model.prunable(include_output=True)
+        self.sizes = {n: flat_size(w) for n, w in self.model.params().items() if n in self.names}
+        self.rates = layer_rates(self.model, conv_rate=o.conv_rate, dense_rate=o.dense_rate,
+                                 output_rate=o.output_rate)
+        if o.global_pruning and o.distribution != "layerwise":
+            msg = "--global ranks all layers together; it does not take --distribution (keep it layerwise)"
+            raise ValueError(msg)
+        self.global_rate = o.global_rate if o.global_pruning or o.distribution != "layerwise" else None
+
+    def start(self):
+        """Round 0's setup: empty tables, and the weights every round rewinds to (theta_0 unless --rewind-step)."""
+        self.x.update(tickets=[], controls=[])
+        if self.o.rewind_step == 0:
+            self.x["rewind"] = self.model.params()
+
+    def capture(self, m, steps):
+        if steps == self.o.rewind_step:
+            self.x["rewind"] = m.params()
+
+    def prune_and_rewind(self, r):
+        """Round ``r``'s setup: prune a rate of the surviving trained weights, rewind the survivors."""
+        o, model = self.o, self.model
+        trained = model.masked_params()
+        masks = next_masks({n: trained[n] for n in self.names}, model.masks(), r, rates=self.rates,
+                           global_rate=self.global_rate if o.global_pruning else None, criterion=o.criterion,
+                           distribution=o.distribution, rate=o.global_rate)
+        model.set_params(self.x["rewind"])
+        model.set_masks(masks)
+
+    def fit(self, m, phase, **kw):
+        eng, o = self.eng, self.o
+        stopper = engine.EarlyStopping(patience=o.patience, min_delta=o.min_delta)
+        return eng.train(m, phase=phase, rng=eng.rng_for(phase), step=train.train_step,
+                         optimizer=engine.adam(lr=eng.spec.lr), epochs=eng.spec.epochs, stopper=stopper, **kw)
+
+    def record(self, m, r, fit_result):
+        return {"round": r, "sparsity": weight_sparsity(m)[0],
+                "expected_sparsity": expected_sparsity(self.sizes, r, rates=self.rates, global_rate=self.global_rate),
+                "test_accuracy": self.eng.evaluate(m, "test")[1], "best_epoch": fit_result.best_epoch,
+                "epochs_run": fit_result.epochs_run, "best_val_loss": fit_result.best_value,
+                "weights_remaining": list(nonzero_weights(m).values())}
+
+    def ticket(self, r):
+        """Round ``r``: train the ticket (round 0: the dense network), record it."""
+        if r == 0:
+            result = self.fit(self.model, "round 0", setup=self.start,
+                              on_step=self.capture if self.o.rewind_step else None)
+            if "rewind" not in self.x:
+                msg = (f"rewind_step={self.o.rewind_step} is beyond the {result.steps} steps of the dense training "
+                       "(round 0 stopped early); choose a smaller --rewind-step")
+                raise ValueError(msg)
+        else:
+            result = self.fit(self.model, f"round {r}", setup=partial(self.prune_and_rewind, r))
+        self.x["tickets"].append(self.record(self.model, r, result))
+
+    def control(self, r):
+        """Round ``r``'s control: the ticket's masks on fresh random weights, trained and recorded."""
+        net = build_like(self.model.config, backend=self.eng.backend, rng=self.eng.rng_for(f"control init {r}"))
+        net.set_masks(self.model.masks())
+        self.x["controls"].append(self.record(net, r, self.fit(net, f"round {r} control")))
+
+
 @register_method("lottery", summary="lottery tickets: iterative magnitude pruning, rewinding to the initial weights, "
                  "random-reinit control", defaults={"model": "mlp-300-100", "epochs": 50, "batch_size": 60,
                                                      "lr": 1.2e-3}, options=OPTIONS)
 def run(eng, o):
     """Train, prune a rate of what remains, rewind, retrain; a random-reinit control each round."""
-    spec, ds, x = eng.spec, eng.dataset, eng.extra
-    build = partial(build_model, spec.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
-                    backend=eng.backend, dtype=spec.dtype)
-    model = eng.track(build(rng=eng.rng))
-    names = model.prunable(include_output=True)
-    sizes = {n: flat_size(w) for n, w in model.params().items() if n in names}
-    rates = layer_rates(model, conv_rate=o.conv_rate, dense_rate=o.dense_rate, output_rate=o.output_rate)
-    if o.global_pruning and o.distribution != "layerwise":
-        msg = "--global ranks all layers together; it does not take --distribution (keep it layerwise)"
-        raise ValueError(msg)
-    global_rate = o.global_rate if o.global_pruning or o.distribution != "layerwise" else None
-    def start():  # round 0: empty tables, and the weights every round rewinds to (theta_0 unless --rewind-step)
-        x.update(tickets=[], controls=[])
-        if o.rewind_step == 0:
-            x["rewind"] = model.params()
-
-    def capture(m, steps):
-        if steps == o.rewind_step:
-            x["rewind"] = m.params()
-
-    def prune_and_rewind(r):
-        trained = model.masked_params()
-        masks = next_masks({n: trained[n] for n in names}, model.masks(), r, rates=rates,
-                           global_rate=global_rate if o.global_pruning else None, criterion=o.criterion,
-                           distribution=o.distribution, rate=o.global_rate)
-        model.set_params(x["rewind"])
-        model.set_masks(masks)
-
-    def fit(m, phase, **kw):
-        stopper = engine.EarlyStopping(patience=o.patience, min_delta=o.min_delta)
-        return eng.train(m, phase=phase, rng=eng.rng_for(phase), step=train.train_step,
-                         optimizer=engine.adam(lr=spec.lr), epochs=spec.epochs, stopper=stopper, **kw)
-
-    def record(m, r, fit_result):
-        return {"round": r, "sparsity": weight_sparsity(m)[0],
-                "expected_sparsity": expected_sparsity(sizes, r, rates=rates, global_rate=global_rate),
-                "test_accuracy": eng.evaluate(m, "test")[1], "best_epoch": fit_result.best_epoch,
-                "epochs_run": fit_result.epochs_run, "best_val_loss": fit_result.best_value,
-                "weights_remaining": list(nonzero_weights(m).values())}
-
-    def ticket(r):
-        if r == 0:
-            result = fit(model, "round 0", setup=start, on_step=capture if o.rewind_step else None)
-            if "rewind" not in x:
-                msg = (f"rewind_step={o.rewind_step} is beyond the {result.steps} steps of the dense training "
-                       "(round 0 stopped early); choose a smaller --rewind-step")
-                raise ValueError(msg)
-        else:
-            result = fit(model, f"round {r}", setup=partial(prune_and_rewind, r))
-        x["tickets"].append(record(model, r, result))
-
-    def control(r):
-        net = build_like(model.config, backend=eng.backend, rng=eng.rng_for(f"control init {r}"))
-        net.set_masks(model.masks())
-        x["controls"].append(record(net, r, fit(net, f"round {r} control")))
-
+    rounds = _Rounds(eng, o)
     for r in range(o.rounds + 1):
-        eng.once(f"ticket {r}", partial(ticket, r))
+        eng.once(f"ticket {r}", partial(rounds.ticket, r))
         if r > 0 and o.control:
-            eng.once(f"control {r}", partial(control, r))
+            eng.once(f"control {r}", partial(rounds.control, r))
 
-    tickets, controls = x["tickets"], x["controls"]
+    tickets, controls = eng.extra["tickets"], eng.extra["controls"]
     by_round = {c["round"]: c for c in controls}
     rows = [{**{k: t[k] for k in ("round", "sparsity", "expected_sparsity", "test_accuracy", "best_epoch",
                                   "epochs_run", "best_val_loss")},
              **{f"control_{k}": by_round.get(t["round"], {}).get(k) for k in ("test_accuracy", "best_epoch",
                                                                              "best_val_loss")}} for t in tickets]
+    global_rate = rounds.global_rate
     result = {
         "test_accuracy": tickets[-1]["test_accuracy"],
         "dense_accuracy": tickets[0]["test_accuracy"],
-        "pruning": {"global_rate": global_rate} if global_rate is not None else {"rates": rates},
+        "pruning": {"global_rate": global_rate} if global_rate is not None else {"rates": rounds.rates},
         "criterion": o.criterion,
         "distribution": o.distribution,
         "rounds": tickets,
         "random_reinit": controls,
     }
-    title = f"{spec.model} on {spec.data}"
-    return eng.finish(result, model=model, tables={"rounds": rows},
+    title = f"{eng.spec.model} on {eng.spec.data}"
+    return eng.finish(result, model=rounds.model, tables={"rounds": rows},
                       plot=partial(plot, tickets=tickets, controls=controls, title=title))
 
 
 def plot(path, *, tickets, controls, title=""):
     """Test accuracy and early-stopping epoch against sparsity, tickets and random-reinit control."""
-    fig, (ax_acc, ax_ep) = engine.new_figure(ncols=2)
+    fig, (ax_acc, ax_ep) = new_figure(ncols=2)
     for rows, label, style in ((tickets, "winning ticket (rewound)", "o-"), (controls, "random reinit", "s--")):
         if not rows:
             continue
@@ -317,4 +339,4 @@ def plot(path, *, tickets, controls, title=""):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Iterative magnitude pruning: {title}", fontsize=10)
-    engine.save_figure(fig, path)
+    save_figure(fig, path)

@@ -65,6 +65,7 @@ from refprune import criteria, engine
 from refprune.budgets import layer_densities
 from refprune.measures import weight_sparsity
 from refprune.nn import build_model, train
+from refprune.plots import new_figure, save_figure
 
 from ._registry import Option, register_method
 
@@ -174,7 +175,7 @@ def run(eng, o):
 
 def plot(path, *, curves, dense, title=""):
     """Test accuracy against sparsity, one curve per criterion (the notebook's figure)."""
-    fig, (ax,) = engine.new_figure()
+    fig, (ax,) = new_figure()
     for (criterion, pts), style in zip(curves.items(), ("o-", "s-", "^-", "v-", "d-")):
         ax.plot([p[1] for p in pts], [p[2] for p in pts], style, label=f"{criterion} pruning", markersize=4)
     ax.axhline(dense, color="gray", linestyle=":", linewidth=1, label=f"dense ({dense:.3f})")
@@ -184,4 +185,4 @@ def plot(path, *, curves, dense, title=""):
     ax.set_title(f"Magnitude pruning without retraining\n{title}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
-    engine.save_figure(fig, path)
+    save_figure(fig, path)

@@ -98,6 +98,7 @@ from refprune.measures import zero_fraction
 from refprune.nn import build_model, train
 from refprune.nn.constraints import apply_constraints
 from refprune.nn.models import INITS
+from refprune.plots import new_figure, save_figure
 from refprune.regularizers import rvsm_penalty, rvsm_penalty_grad
 from refprune.thresholds import hard_threshold, rvsm_threshold
 
@@ -328,7 +329,7 @@ def run(eng, o):
 def plot(path, *, rows, weights, names, threshold):
     """Validation accuracies with w, u and the complement and the sparsity of u over the
     epochs; a histogram of the final w of the split layers with the threshold."""
-    fig, (ax_acc, ax_hist) = engine.new_figure(ncols=2)
+    fig, (ax_acc, ax_hist) = new_figure(ncols=2)
     epochs = [r["epoch"] for r in rows]
     for key, label in (("u", "with u (deployed)"), ("w", "with w"), ("complement", "with the complement w - u")):
         ax_acc.plot(epochs, [r[f"val_accuracy_{key}"] for r in rows], label=label)
@@ -345,4 +346,4 @@ def plot(path, *, rows, weights, names, threshold):
     ax_hist.set_xlabel("final w of the split layers (dashed: +-t)")
     ax_hist.set_ylabel("count (log)")
     ax_hist.legend(fontsize="small")
-    engine.save_figure(fig, path)
+    save_figure(fig, path)
