@@ -194,9 +194,9 @@ def table(summary, dense, *, label):
 
 def plot(path, summary, dense, *, title, label):
     """Held-out metric against sparsity, one curve per criterion (error bars: std over seeds), 2:4 beside."""
-    from refprune import engine
+    from refprune import plots
 
-    fig, (left, right) = engine.new_figure(ncols=2, width=5.0, height=4.0)
+    fig, (left, right) = plots.new_figure(ncols=2, width=5.0, height=4.0)
     unstructured = [(t, o["sparsity"]) for t, o in TARGETS if "sparsity" in o]
     styles = {"magnitude": ("o", "tab:gray"), "wanda": ("s", "tab:blue"), "sparsegpt": ("^", "tab:red"),
               "ria": ("D", "tab:green")}
@@ -222,7 +222,7 @@ def plot(path, summary, dense, *, title, label):
     right.set_xlim(-0.5, len(CRITERIA) - 0.5)
     right.set_ylabel(label)
     right.set_title(f"{title}: 2:4 (50%)", fontsize=9)
-    engine.save_figure(fig, path)
+    plots.save_figure(fig, path)
 
 
 def run_part(part, *, seeds, calibration, retrain, workers):
