@@ -168,6 +168,8 @@ def test_bad_settings_are_one_clear_error(dense, tmp_path):
         _prune(tmp_path, dense, pattern="3:2")
     with pytest.raises(ValueError, match="obc prunes unstructured only"):
         _prune(tmp_path, dense, "obc", criterion="obc", pattern="2:4")
+    with pytest.raises(ValueError, match="--distribution owl gives each layer its own sparsity"):
+        _prune(tmp_path, dense, "owl", pattern="2:4", distribution="owl")
     with pytest.raises(ValueError, match="holds a mlp-300-100 network"):
         _prune(tmp_path, dense, "model", model="lenet5")
     with pytest.raises(ValueError, match="pass the --data the network was trained on"):

@@ -154,7 +154,7 @@ def prune_matrix(w, x, /, *, criterion, amount=None, n=None, m=None, damp=0.01, 
     return apply_mask(w, mask), mask
 
 
-def _layer_row(name, w, w_hat, mask, x, h, seconds):
+def _layer_row(name, w, w_hat, mask, x, h):
     xp = namespace(None, w=w)
     error = float(reconstruction_error(w, w_hat, h))
     scale = float(reconstruction_error(w, xp.zeros_like(w), h))
@@ -162,13 +162,14 @@ def _layer_row(name, w, w_hat, mask, x, h, seconds):
     pruned = size - int(xp.count_nonzero(mask))
     return {"weight": name, "shape": [int(d) for d in w.shape], "tokens": int(x.shape[0]), "pruned": pruned,
             "sparsity": pruned / size, "reconstruction_error": error,
-            "relative_error": error / scale if scale > 0 else math.nan, "seconds": seconds}
+            "relative_error": error / scale if scale > 0 else math.nan}
 
 
 def prune_unit(model, calibration, unit, *, o, sparsities):
     """Prune every weight of calibration unit ``unit`` from the inputs the network as pruned so far sends in.
 
-    Sets the pruned weights and masks on ``model``; returns one row per weight.
+    Sets the pruned weights and masks on ``model``; returns one row per weight, its
+    ``seconds`` the unit's (capture and pruning) shared equally by its weights.
     """
     start = time.perf_counter()
     inputs = calibration.inputs(unit)
@@ -183,7 +184,7 @@ def prune_unit(model, calibration, unit, *, o, sparsities):
         h = hessian(x)
         w_hat, mask = prune_matrix(w, x, criterion=o.criterion, amount=sparsities[name], n=n, m=m, damp=o.damp,
                                    block=o.block, ria_a=o.ria_a, h=h)
-        rows.append(_layer_row(name, w, w_hat, mask, x, h, 0.0))
+        rows.append(_layer_row(name, w, w_hat, mask, x, h))
         params[name], masks[name] = matrix_to_weight(model, name, w_hat), matrix_to_weight(model, name, mask)
     model.set_params(params)
     model.set_masks(masks)
@@ -242,6 +243,9 @@ def layer_sparsities(model, calibration, o):
     get its density.
     """
     names = {layer: weights for layer, weights in calibration.units}
+    if o.distribution == "owl" and o.pattern:
+        msg = "--distribution owl gives each layer its own sparsity, --pattern N:M the same to all: choose one"
+        raise ValueError(msg)
     if o.distribution == "uniform" or o.pattern:
         return {w: o.sparsity for weights in names.values() for w in weights}
     ratios, sizes = {}, {}
