@@ -247,7 +247,8 @@ def run_part(part, *, seeds, calibration, retrain, workers):
     dense_value = rows[0]["dense"]
     summary = summarize(rows)
     plot(HERE / f"{part}.png", summary, dense_value, title=spec["title"], label=spec["label"])
-    return {"title": spec["title"], "dense_command": spec["command"], "metric": spec["metric"],
+    corpus = json.loads((dense / "result.json").read_text()).get("corpus")
+    return {"title": spec["title"], "dense_command": spec["command"], "metric": spec["metric"], "corpus": corpus,
             "dense": dense_value, "runs": rows, "summary": summary, "seconds": seconds, "cpu_seconds": cpu_seconds,
             "held_out": spec.get("held_out"), "workers": workers,
             "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
@@ -264,7 +265,12 @@ def markdown(results, *, seeds, calibration):
              f"{sum(r['seconds'] for r in results['parts'].values()):.0f} s wall clock, "
              f"{sum(r['cpu_seconds'] for r in results['parts'].values()):.0f} s of CPU.", ""]
     for part, r in results["parts"].items():
-        lines += [f"## {r['title']}", "", f"Dense network: `{r['dense_command']}`.", "",
+        corpus = r.get("corpus")
+        text = (f" Corpus: Python {corpus['python']}'s standard library, files train/val/test "
+                f"{corpus['files']['train']}/{corpus['files']['val']}/{corpus['files']['test']}, bytes "
+                f"{corpus['bytes']['train']}/{corpus['bytes']['val']}/{corpus['bytes']['test']}, SHA-256 "
+                f"{corpus['sha256'][:16]}..." if corpus else "")
+        lines += [f"## {r['title']}", "", f"Dense network: `{r['dense_command']}`.{text}", "",
                   table(r["summary"], r["dense"], label=DENSE[part]["label"]), "",
                   f"Pruning and evaluating all {len(r['runs'])} runs: {r['seconds']:.0f} s wall clock, "
                   f"{r['cpu_seconds']:.0f} s of CPU ({r['workers']} processes of one thread; load average {r['load_average_before'][0]:.1f} "
