@@ -80,7 +80,8 @@ def _tokens(x, xp):
     if x.ndim < 2:
         msg = f"x must have shape (tokens, in) (leading axes count as tokens), got shape {tuple(x.shape)}"
         raise ValueError(msg)
-    return xp.reshape(x, (-1, int(x.shape[-1])))
+    shape = tuple(int(d) for d in x.shape)
+    return xp.reshape(x, (math.prod(shape[:-1]), shape[-1]))  # not (-1, in): in may be 0
 
 
 def _check_weight(w):

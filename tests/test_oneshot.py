@@ -143,6 +143,14 @@ def test_norms_scores_and_hessian_match_the_reference(backend, dtype, rng, close
     close(rp.hessian(x3), h, dtype, "hessian 3-D", scale=10)
 
 
+def test_no_input_features(backend):
+    """x of shape (tokens, 0): empty norms and Hessian (reshape(-1, 0) cannot infer the tokens)."""
+    for shape in ((5, 0), (2, 3, 0)):
+        x = _put(backend, np.ones(shape))
+        assert tuple(rp.activation_norms(x).shape) == (0,)
+        assert tuple(rp.hessian(x).shape) == (0, 0)
+
+
 def test_ria_zero_rows_and_columns_score_zero(backend):
     w = np.asarray([[0.0, 0.0, 0.0], [1.0, 0.0, 2.0]])
     got = _host(backend, rp.ria_scores(_put(backend, w), _put(backend, np.ones(3))))

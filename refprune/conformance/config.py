@@ -37,7 +37,7 @@ ENV_CHECKS = "REFPRUNE_CHECKS"
 
 #: The version of the oracle protocol this suite checks (``docs/protocol.md``, shipped
 #: in the wheel as ``refprune/conformance/protocol.md``; its ``protocol-version:`` line).
-PROTOCOL_VERSION = "v1"
+PROTOCOL_VERSION = "v2"
 
 
 def protocol_document():
@@ -129,6 +129,22 @@ PROTOCOL.update({
     "dst": ("drop_grow", "cosine_drop_fraction"),
 })
 PROTOCOL["schedules"] += ("is_update_step", "one_shot_sparsity", "jaxpruner_polynomial_sparsity")
+
+#: The oracle protocol v2 primitives (docs/protocol.md): one-shot pruning from calibration inputs.
+PROTOCOL["oneshot"] = (
+    "activation_norms",
+    "wanda_scores",
+    "wanda_mask",
+    "ria_scores",
+    "outlier_ratio",
+    "hessian",
+    "reconstruction_error",
+    "masked_least_squares",
+    "sparsegpt_prune",
+    "obc_prune",
+)
+PROTOCOL["patterns"] += ("nm_violations",)
+PROTOCOL["budgets"] += ("owl_densities",)
 
 PROTOCOL_NAMES = tuple(name for names in PROTOCOL.values() for name in names)
 
