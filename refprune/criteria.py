@@ -55,7 +55,8 @@ from ._array import namespace
 from .masks import apply_mask, global_magnitude_mask, magnitude_mask, structured_mask
 from .patterns import block_mask, nm_mask
 
-__all__ = ["Criterion", "CRITERIA", "FAMILIES", "register_criterion", "register_family", "get", "unit_axis"]
+__all__ = ["Criterion", "CRITERIA", "FAMILIES", "register_criterion", "register_family", "get", "unit_axis",
+           "layer_amounts", "layer_masks"]
 
 
 @dataclass(frozen=True)
@@ -192,3 +193,55 @@ def _block_family(match):
                                   rounding=rounding), keep)
 
     return Criterion(f"block:{a}x{b}:{pool}", block, f"whole {a}x{b} tiles with the smallest {pool} score")
+
+
+# ---------------------------------------------------------------------------------- mask calculators
+
+
+def layer_amounts(shapes, /, *, sparsity, distribution="uniform"):
+    """``{name: fraction pruned}`` of layers of ``shapes`` so that together they are ``sparsity`` sparse.
+
+    The densities of :func:`refprune.layer_densities` (``"uniform"``, ``"erk"``, ``"er"``)
+    turned into amounts, :math:`a_l = \\max(0, 1 - d_l)`.
+
+    >>> layer_amounts({"a": (4, 4), "b": (16, 16)}, sparsity=0.5, distribution="erk")
+    {'a': 0.0, 'b': 0.53125}
+    """
+    from .budgets import layer_densities
+
+    shapes = {n: tuple(int(d) for d in shape) for n, shape in shapes.items()}
+    densities = layer_densities(shapes, density=1.0 - sparsity, distribution=distribution)
+    return {n: max(0.0, 1.0 - d) for n, d in densities.items()}
+
+
+def layer_masks(weights, /, *, criterion="weight", sparsity=None, distribution="uniform", amounts=None,
+                scores=None, keeps=None, rounding="half-even"):
+    """Masks of the layers ``weights`` (``{name: w}``) that prune ``sparsity`` of them together, by ``criterion``.
+
+    The one mask calculator of the methods (jaxpruner's): ``distribution="global"`` ranks
+    all layers together under one budget (the criterion's ``global_mask``); ``"uniform"``,
+    ``"erk"`` or ``"er"`` prune each layer to its share (:func:`layer_amounts`);
+    ``amounts`` (``{name: fraction}``) gives the shares directly. ``scores`` and ``keeps``
+    (``{name: array}``) are the criterion's ``scores`` and ``keep`` of each layer.
+
+    >>> import numpy as np
+    >>> w = {"a": np.array([0.1, -2.0, 0.3, 0.4]), "b": np.array([0.5, 0.05, -0.6, 3.0])}
+    >>> layer_masks(w, sparsity=0.5, distribution="global")["b"]
+    array([ True, False,  True,  True])
+    >>> layer_masks(w, amounts={"a": 0.25, "b": 0.75})["b"]
+    array([False, False, False,  True])
+    """
+    crit = get(criterion)
+    names = list(weights)
+    if distribution == "global":
+        if crit.global_mask is None:
+            msg = f"criterion {criterion!r} has no global ranking; use criterion='weight' for a global budget"
+            raise ValueError(msg)
+        kept = crit.global_mask([weights[n] for n in names], amount=sparsity, rounding=rounding,
+                                scores=None if scores is None else [scores[n] for n in names],
+                                keeps=None if keeps is None else [keeps.get(n) for n in names])
+        return dict(zip(names, kept))
+    if amounts is None:
+        amounts = layer_amounts({n: weights[n].shape for n in names}, sparsity=sparsity, distribution=distribution)
+    return {n: crit(weights[n], amount=amounts[n], rounding=rounding, scores=None if scores is None else scores[n],
+                    keep=None if keeps is None else keeps.get(n)) for n in names}

@@ -262,24 +262,33 @@ class Interrupted(RuntimeError):
     """Ctrl-C: the run stopped after writing a checkpoint; the message says how to resume."""
 
 
-def evaluate(model, x, y, *, backend, batch_size=1000):
+def evaluate(model, x, y, *, backend, batch_size=1000, train=False, rng=None):
     """Mean cross-entropy and accuracy of ``model`` on host arrays ``x``, ``y``, as Python floats.
 
     Per label: a language model's targets ``(n, time)`` count every position (the loss
     in nats per token, :func:`refprune.nn.train.label_rows`).
 
-    Test mode: deterministic gates, batch-norm running statistics. The sums stay on
-    the device until the end.
+    Test mode: deterministic gates, batch-norm running statistics. ``train=True``: the
+    training-mode forward instead (each batch's own batch-norm statistics, gates sampled
+    from ``rng``), the model's buffers put back afterwards, also on an error. The sums
+    stay on the device until the end.
     """
     if len(y) == 0:
         msg = "evaluate needs at least one example, got an empty data set"
         raise ValueError(msg)
     n = y.size  # labels (batch, time) of a language model: every position counts
+    forward = partial(model.forward, train=True, **({} if rng is None else {"rng": rng})) if train else \
+        partial(model.forward, train=False)
+    saved = model.state() if train else None
     loss_sum, correct = 0.0, 0
-    for xb, yb in datasets.batches(x, y, batch_size, backend=backend, dtype=model.dtype):
-        logits, yb = model.forward(xb, train=False), label_rows(yb)
-        loss_sum = loss_sum + F.softmax_cross_entropy(logits, yb) * int(yb.shape[0])
-        correct = correct + F.count_correct(logits, yb)
+    try:
+        for xb, yb in datasets.batches(x, y, batch_size, backend=backend, dtype=model.dtype):
+            logits, yb = forward(xb), label_rows(yb)
+            loss_sum = loss_sum + F.softmax_cross_entropy(logits, yb) * int(yb.shape[0])
+            correct = correct + F.count_correct(logits, yb)
+    finally:
+        if saved is not None:
+            model.set_state(saved)
     return float(loss_sum) / n, float(correct) / n
 
 
@@ -413,6 +422,10 @@ class Engine:
         The run's settings (``epochs`` etc. already filled from the method's defaults).
     dataset : refprune.data.Dataset, optional
         Use this data instead of loading ``spec.data``.
+    inputs : callable, optional
+        ``inputs(dataset, *, backend, dtype) -> dataset``: the data as the method's network
+        reads it (a method's ``inputs`` hook, such as binary's binarized pixels); applied
+        once, so that training and every evaluation read the same inputs.
 
     Attributes
     ----------
@@ -431,12 +444,14 @@ class Engine:
         The run's main random stream (``spec.seed``, ``spec.stream``).
     """
 
-    def __init__(self, spec, *, dataset=None):
+    def __init__(self, spec, *, dataset=None, inputs=None):
         self.spec = spec
         self.backend = backends.get(spec.backend, device=spec.device)
         self._thread_limit = self.backend.limit_threads(spec.threads) if spec.threads else None
         if dataset is None:
             dataset = datasets.subset(datasets.load(spec.data, spec.data_dir, seed=spec.seed), spec.subset)
+        if inputs is not None:
+            dataset = inputs(dataset, backend=self.backend, dtype=spec.dtype)
         self.dataset = dataset
         self.rows, self.extra, self.steps, self.clock = [], {}, 0, Stopwatch()
         self._models, self._phases, self._position, self._streams, self._stored_streams = {}, {}, None, {}, {}
@@ -828,13 +843,16 @@ class Engine:
         io.save_model(os.path.join(self.out, io.FINAL), model, config={"run": self.spec.config(), "final": True})
         return io.FINAL
 
-    def evaluate(self, model, split="val", *, batch_size=1000):
-        """``(loss, accuracy)`` of ``model`` on the ``"train"``, ``"val"`` or ``"test"`` split (test mode)."""
+    def evaluate(self, model, split="val", *, batch_size=1000, train=False, rng=None):
+        """``(loss, accuracy)`` of ``model`` on the ``"train"``, ``"val"`` or ``"test"`` split.
+
+        Test mode; ``train=True`` with ``rng``: the training-mode forward (:func:`evaluate`).
+        """
         if split not in ("train", "val", "test"):
             msg = f"split must be 'train', 'val' or 'test', got split={split!r}"
             raise ValueError(msg)
         x, y = getattr(self.dataset, f"x_{split}"), getattr(self.dataset, f"y_{split}")
-        return evaluate(model, x, y, backend=self.backend, batch_size=batch_size)
+        return evaluate(model, x, y, backend=self.backend, batch_size=batch_size, train=train, rng=rng)
 
     def _write_metrics(self):
         io.write_csv(os.path.join(self.out, "metrics.csv"), self.rows)

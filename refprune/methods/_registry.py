@@ -21,6 +21,7 @@ import argparse
 import math
 import pkgutil
 from dataclasses import dataclass, fields
+from functools import partial
 from importlib import import_module
 from types import SimpleNamespace
 
@@ -351,7 +352,7 @@ def run(method, *, dataset=None, **settings):
 def execute(spec, *, dataset=None):
     """Run a prepared :class:`~refprune.engine.RunSpec` on the engine; return the result dict."""
     m = get(spec.method)
-    eng = Engine(spec, dataset=dataset)
+    eng = Engine(spec, dataset=dataset, inputs=partial(m.prepare, options=spec.options))
     return m.run(eng, SimpleNamespace(**spec.options))
 
 

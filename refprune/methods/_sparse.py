@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from refprune import engine
 from refprune._array import namespace
-from refprune.budgets import layer_densities
+from refprune.criteria import layer_amounts
 from refprune.data import batches, num_batches
 from refprune.dst import cosine_drop_fraction, drop_grow
 from refprune.masks import apply_mask, random_mask
@@ -34,15 +34,6 @@ def distribution_option(default):
     return Option("distribution", default, "how the sparsity is split over the layers (refprune.layer_densities): "
                   "uniform (the same in every layer), erk (Erdos-Renyi-Kernel, RigL: small layers keep more) or er",
                   choices=("uniform", "erk", "er"))
-
-
-def layer_amounts(model, sparsity, distribution, names=None):
-    """``{weight name: fraction pruned}`` so that the layers together are ``sparsity`` sparse."""
-    params = model.params()
-    names = list(names or model.prunable(include_output=True))
-    shapes = {n: tuple(int(d) for d in params[n].shape) for n in names}
-    densities = layer_densities(shapes, density=1.0 - sparsity, distribution=distribution)
-    return {n: max(0.0, 1.0 - d) for n, d in densities.items()}
 
 
 def build(eng, rng=None):
@@ -108,8 +99,9 @@ def train_dynamic(eng, o, *, grow_scores):
     names = list(model.prunable(include_output=True))
 
     def random_start():
-        amounts = layer_amounts(model, o.sparsity, o.distribution, names)
         rng, params = eng.rng_for("initial masks"), model.params()
+        amounts = layer_amounts({n: params[n].shape for n in names}, sparsity=o.sparsity,
+                                distribution=o.distribution)
         masks = {n: random_mask(rng.uniform(tuple(params[n].shape), model.dtype), amount=amounts[n]) for n in names}
         model.set_masks(masks)
         model.set_params({n: apply_mask(params[n], masks[n]) for n in names})  # pruned weights are 0

@@ -103,10 +103,8 @@ from dataclasses import replace
 from functools import partial
 
 from .. import binarize, binarize_grad, engine
-from .. import data as datasets
-from .._array import namespace
+from .._array import flat_size, namespace
 from ..nn import build_model, train
-from ..nn import functional as F
 from ..nn.constraints import clamp
 from ..nn.models import NORMS
 from ..plots import new_figure, save_figure
@@ -282,13 +280,13 @@ def fraction_on(params, names, *, threshold=THRESHOLD):
     for n in names:
         w = params[n]
         xp = _xp(w)
-        out.append(int(xp.count_nonzero(xp.abs(w) >= threshold)) / max(1, _size(w)))
+        out.append(int(xp.count_nonzero(xp.abs(w) >= threshold)) / max(1, flat_size(w)))
     return out
 
 
 def total_fraction_on(params, names, *, threshold=THRESHOLD):
     """Fraction of the entries with :math:`|w| \\ge t` over all named arrays together."""
-    sizes = [_size(params[n]) for n in names]
+    sizes = [flat_size(params[n]) for n in names]
     fracs = fraction_on(params, names, threshold=threshold)
     return sum(f * s for f, s in zip(fracs, sizes)) / max(1, sum(sizes))
 
@@ -297,10 +295,6 @@ def inputs_used(w, /, *, threshold=THRESHOLD):
     """Input units (rows of a dense ``(in, out)`` weight) with at least one outgoing weight on."""
     xp = _xp(w)
     return int(xp.count_nonzero(xp.any(xp.abs(w) >= threshold, axis=1)))
-
-
-def _size(w):
-    return math.prod(int(d) for d in w.shape)
 
 
 def _xp(w):
@@ -317,18 +311,7 @@ def _binary_inputs(backend, x, dtype):
 
 def accuracy(eng, model, split, *, batch_size, bn_eval):
     """Accuracy on ``split`` in test mode (``bn_eval="running"``) or with each batch's statistics (``"batch"``)."""
-    if bn_eval == "running":
-        return eng.evaluate(model, split, batch_size=batch_size)[1]
-    x, y = getattr(eng.dataset, f"x_{split}"), getattr(eng.dataset, f"y_{split}")
-    saved = model.state()
-    correct = 0
-    try:
-        for xb, yb in datasets.batches(x, y, batch_size, backend=eng.backend, dtype=model.dtype):
-            logits = model.forward(xb, train=True)
-            correct += int(F.count_correct(logits, yb))
-    finally:
-        model.set_state(saved)
-    return correct / len(y)
+    return eng.evaluate(model, split, batch_size=batch_size, train=bn_eval == "batch")[1]
 
 
 def _sweep(eng, model, names, split, on_values, **kw):
@@ -368,7 +351,6 @@ def run(eng, o):
     names = binarized_names(model, bias=o.bias)
     weights = [n for n in names if n.endswith(".w")]
     layers = [n.split(".")[0] for n in weights]
-    eng.dataset = network_inputs(ds, o, backend=eng.backend, dtype=spec.dtype)
     eval_kw = {"batch_size": o.eval_batch_size, "bn_eval": o.bn_eval}
 
     def step(m, update, opt_state, xb, yb, *, rng):

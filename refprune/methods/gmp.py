@@ -107,14 +107,10 @@ def run(eng, o):
                                                    power=o.power, frequency=frequency)
         if not update:
             return
-        weights, keeps = m.masked_params(), m.masks()
-        if o.global_pruning:
-            masks = dict(zip(names, crit.global_mask([weights[n] for n in names], amount=sparsity,
-                                                     keeps=[keeps.get(n) for n in names])))
-        else:
-            amounts = _sparse.layer_amounts(m, sparsity, o.distribution, names)
-            masks = {n: crit(weights[n], amount=amounts[n], keep=keeps.get(n)) for n in names}
-        m.set_masks(masks)
+        weights = m.masked_params()
+        m.set_masks(criteria.layer_masks({n: weights[n] for n in names}, criterion=o.criterion, sparsity=sparsity,
+                                         distribution="global" if o.global_pruning else o.distribution,
+                                         keeps=m.masks()))
         eng.extra["updates"].append({"step": step, "sparsity": sparsity})
 
     _sparse.train_sparse(eng, model, setup=lambda: eng.extra.update(updates=[]), on_step=prune)

@@ -103,11 +103,9 @@ from __future__ import annotations
 
 from functools import partial
 
-from refprune import data as datasets
-from refprune import engine
+from refprune import engine, gates
 from refprune._array import namespace
 from refprune.nn import build_model, train
-from refprune.nn import functional as F
 from refprune.nn.models import format_architecture
 from refprune.plots import new_figure, save_figure
 
@@ -164,7 +162,7 @@ OPTIONS = (
            metavar="D[,D...]"),
     Option("gate_lr", 0.05, "learning rate of the gate locations log_alpha (--lr is the weights' rate); the paper's "
            "code uses one rate for both, 1e-3", positive=True),
-    Option("temperature", 2.0 / 3.0, "hard-concrete temperature beta: lower gives more nearly binary gate samples",
+    Option("temperature", gates.BETA, "hard-concrete temperature beta: lower gives more nearly binary gate samples",
            positive=True),
     Option("local_rep", False, "sample one gate vector per example instead of one per minibatch (the paper's "
            "local_rep)"),
@@ -206,17 +204,8 @@ def sampled_gate_accuracy(eng, model, *, split="test", draws=10, batch_size=None
     training, from the run's ``"sampled-gates"`` stream (so the training stream is not
     touched). The model's buffers are put back afterwards. Returns ``(mean, min, max)``.
     """
-    x, y = getattr(eng.dataset, f"x_{split}"), getattr(eng.dataset, f"y_{split}")
-    rng, state = eng.rng_for("sampled-gates"), model.state()
-    accuracies = []
-    for _ in range(draws):
-        correct = 0
-        for xb, yb in datasets.batches(x, y, batch_size or eng.spec.batch_size, backend=eng.backend,
-                                       dtype=model.dtype):
-            logits = model.forward(xb, train=True, rng=rng)
-            correct += int(F.count_correct(logits, yb))
-        accuracies.append(correct / len(y))
-    model.set_state(state)
+    rng, batch_size = eng.rng_for("sampled-gates"), batch_size or eng.spec.batch_size
+    accuracies = [eng.evaluate(model, split, batch_size=batch_size, train=True, rng=rng)[1] for _ in range(draws)]
     return sum(accuracies) / draws, min(accuracies), max(accuracies)
 
 

@@ -78,7 +78,6 @@ from refprune import criteria, engine
 from refprune._array import flat_size
 from refprune.measures import nonzero_weights, weight_sparsity
 from refprune.nn import build_like, build_model, train
-from refprune.budgets import layer_densities
 from refprune.plots import new_figure, save_figure
 from refprune.schedules import imp_sparsity
 
@@ -137,9 +136,8 @@ def round_amounts(weights, round, *, rates=None, rate=0.2, distribution="layerwi
     """
     if distribution == "layerwise":
         return {n: imp_sparsity(round, rate=rates[n]) for n in weights}
-    shapes = {n: tuple(int(d) for d in w.shape) for n, w in weights.items()}
-    densities = layer_densities(shapes, density=1.0 - imp_sparsity(round, rate=rate), distribution=distribution)
-    return {n: max(0.0, 1.0 - d) for n, d in densities.items()}
+    return criteria.layer_amounts({n: w.shape for n, w in weights.items()},
+                                  sparsity=imp_sparsity(round, rate=rate), distribution=distribution)
 
 
 def next_masks(weights, masks, round, *, rates=None, global_rate=None, criterion="weight", distribution="layerwise",
@@ -185,17 +183,14 @@ def next_masks(weights, masks, round, *, rates=None, global_rate=None, criterion
     >>> next_masks(w, m1, 2, rates={"fc": 0.4})["fc"]  # 1 - 0.6**2 = 0.64 of 5: one more, 0.3
     array([ True, False, False, False,  True])
     """
-    crit = criteria.get(criterion)
-    names = list(weights)
     if global_rate is not None:
-        if crit.global_mask is None:
+        if criteria.get(criterion).global_mask is None:
             msg = f"criterion {criterion!r} has no global version; use --criterion weight with --global"
             raise ValueError(msg)
-        kept = crit.global_mask([weights[n] for n in names], amount=imp_sparsity(round, rate=global_rate),
-                                keeps=[masks.get(n) for n in names])
-        return dict(zip(names, kept))
+        return criteria.layer_masks(weights, criterion=criterion, sparsity=imp_sparsity(round, rate=global_rate),
+                                    distribution="global", keeps=masks)
     amounts = round_amounts(weights, round, rates=rates, rate=rate, distribution=distribution)
-    return {n: crit(weights[n], amount=amounts[n], keep=masks.get(n)) for n in names}
+    return criteria.layer_masks(weights, criterion=criterion, amounts=amounts, keeps=masks)
 
 
 def expected_sparsity(sizes, round, *, rates=None, global_rate=None):

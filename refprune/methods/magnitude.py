@@ -62,7 +62,6 @@ from __future__ import annotations
 from functools import partial
 
 from refprune import criteria, engine
-from refprune.budgets import layer_densities
 from refprune.measures import weight_sparsity
 from refprune.nn import build_model, train
 from refprune.plots import new_figure, save_figure
@@ -121,14 +120,12 @@ def prune(model, criterion, amount, *, rounding="floor", distribution="uniform")
     prune ``amount`` of those layers together, split by :func:`refprune.layer_densities`.
     """
     params = model.params()
-    crit = criteria.get(criterion)
-    names = model.prunable()
-    amounts = dict.fromkeys(names, amount)
+    weights = {n: params[n] for n in model.prunable()}
+    amounts = dict.fromkeys(weights, amount)  # exactly amount: 1 - (1 - amount) can be an ulp less, and floor drops one
     if distribution != "uniform":
-        shapes = {n: tuple(int(d) for d in params[n].shape) for n in names}
-        densities = layer_densities(shapes, density=1.0 - amount, distribution=distribution)
-        amounts = {n: max(0.0, 1.0 - d) for n, d in densities.items()}
-    return {n: crit(params[n], amount=amounts[n], rounding=rounding) for n in names}
+        amounts = criteria.layer_amounts({n: w.shape for n, w in weights.items()}, sparsity=amount,
+                                         distribution=distribution)
+    return criteria.layer_masks(weights, criterion=criterion, amounts=amounts, rounding=rounding)
 
 
 @register_method("magnitude", summary="train dense, then prune by weight magnitude and by unit L2 norm over a sweep "

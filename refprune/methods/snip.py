@@ -72,16 +72,9 @@ def run(eng, o):
 
     def prune_at_init():
         scores, seen = saliencies(eng, model, o.score_batches)
-        names = list(scores)
         params = model.params()
-        crit = criteria.get("weight")
-        if o.distribution == "global":
-            kept = crit.global_mask([params[n] for n in names], amount=o.sparsity, scores=[scores[n] for n in names])
-            masks = dict(zip(names, kept))
-        else:
-            amounts = _sparse.layer_amounts(model, o.sparsity, o.distribution, names)
-            masks = {n: crit(params[n], amount=amounts[n], scores=scores[n]) for n in names}
-        model.set_masks(masks)
+        model.set_masks(criteria.layer_masks({n: params[n] for n in scores}, sparsity=o.sparsity,
+                                             distribution=o.distribution, scores=scores))
         eng.extra["score_examples"] = seen
 
     _sparse.train_sparse(eng, model, setup=prune_at_init)
