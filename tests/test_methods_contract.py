@@ -27,7 +27,7 @@ SMALL = {
     "lottery": {"rounds": 1, "patience": 5},
     "binary": {"hidden": "64", "on_values": "0,1,2"},
     "gmp": {"begin_epoch": 1},  # prunes in the second of two epochs (the default begins after two)
-    "dense": {"data": "stdlib", "width": 16, "blocks": 1, "heads": 2},  # a tiny gpt-tiny on 120 byte windows
+    "dense": {"data": "stdlib", "model": "gpt-tiny", "width": 16, "blocks": 1, "heads": 2},  # a tiny gpt-tiny on 120 byte windows
 }
 BASE = {"data": "digits", "subset": 120, "batch_size": 40, "epochs": 2, "quiet": True, "threads": 1}
 #: The opt-in backends (JAX: about 2 minutes for every method) join when named, e.g.

@@ -239,3 +239,31 @@ def test_compact_says_it_keeps_a_transformer(lm_run, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "compact keeps the architecture of a transformer" in err and "Traceback" not in err
+
+
+def test_dense_refuses_a_model_that_cannot_read_the_data(tmp_path):
+    from refprune import methods
+
+    with pytest.raises(ValueError, match="a byte corpus .* needs --model gpt-tiny"):
+        methods.run("dense", data="stdlib", model="mlp-300-100", subset=8, quiet=True, out=str(tmp_path / "a"))
+    with pytest.raises(ValueError, match="--model gpt-tiny does not read digits"):
+        methods.run("dense", data="digits", model="gpt-tiny", subset=8, quiet=True, out=str(tmp_path / "b"))
+    with pytest.raises(ValueError, match="size gpt-tiny"):
+        methods.run("dense", data="digits", width=8, subset=8, quiet=True, out=str(tmp_path / "c"))
+
+
+def test_torch_module_points_to_the_readme_for_a_transformer(lm_run):
+    from refprune import io
+
+    with pytest.raises(ValueError, match="The language model in plain torch"):
+        io.torch_module(io.load_model(lm_run[0]))
+
+
+def test_the_run_lists_and_compares_like_every_other(lm_run, tmp_path, capsys):
+    from refprune import cli
+
+    out, _ = lm_run
+    assert cli.main(["runs", str(out.parent)]) == 0
+    assert cli.main(["compare", str(out), "--out", str(tmp_path / "c.png")]) == 0
+    table = capsys.readouterr().out
+    assert "dense" in table and "stdlib" in table and "gpt-tiny" in table and (tmp_path / "c.png").exists()

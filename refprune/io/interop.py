@@ -39,7 +39,18 @@ refprune layer              torch module                           state_dict en
                             module of :func:`torch_module`)
 ``HardInvert``              ``HardInvert``: ``1 - x``              none
 ``SelectFeatures``          ``SelectFeatures``: ``x[:, index]``    ``ln.index`` (int64 buffer)
+``Embedding``               ``nn.Embedding(V, d)``                 ``ln.weight`` = ``w`` ``(V, d)``
+``PositionEmbedding``       ``nn.Embedding(context, d)``, added    ``ln.weight`` = ``w`` ``(context, d)``
+``LayerNorm``               ``nn.LayerNorm(d, eps)``               ``ln.weight`` = ``gamma``, ``ln.bias`` = ``beta``
+``GELU``                    ``F.gelu(x, approximate="tanh")``      none
+``CausalSelfAttention``     ``F.scaled_dot_product_attention(q,    none (``q, k, v`` = ``qkv(x).split(d, -1)``,
+                            k, v, is_causal=True)``                heads of ``d / H`` consecutive features)
 ==========================  =====================================  ==========================================
+
+``gpt-tiny`` (:class:`refprune.nn.Transformer`) is no ``torch.nn.Sequential``: its torch
+module is the README's "The language model in plain torch" (``tok``, ``pos``,
+``h{i}_ln1``, ``h{i}_qkv``, ``h{i}_proj``, ``h{i}_ln2``, ``h{i}_fc``, ``h{i}_fc2``,
+``ln_f``, ``head``), which loads the state_dict written here and computes the same logits.
 
 Gated layers: torch has no hard-concrete gate, so the L0 test-time gates
 :math:`\hat z` are folded into the weights (a dense layer's row ``i`` times
@@ -519,6 +530,11 @@ def torch_module(model, *, prune=True, dtype=None):
     """
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
+    if model.config.get("preset") == "gpt-tiny":
+        msg = ("torch_module builds a torch.nn.Sequential, and gpt-tiny is a transformer (a residual stream): the "
+               "README's 'The language model in plain torch' is its torch module, named alike, which loads the "
+               "state_dict of refprune export RUN --format torch")
+        raise ValueError(msg)
     import torch
     from torch import nn
     from torch.nn.utils import prune as torch_prune

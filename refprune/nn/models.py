@@ -414,6 +414,20 @@ class Transformer(Sequential):
     ``model.set_masks({"h0_fc.w": mask})``; the inputs each receives come from
     ``model.capture_inputs(ids, names)`` (``(batch, time, in)``, reshape to
     ``(-1, in)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refprune import backends
+    >>> from refprune.nn import build_model
+    >>> b = backends.get("numpy")
+    >>> lm = build_model("gpt-tiny", input_shape=(16,), num_classes=256, backend=b, rng=b.rng(0),
+    ...                  width=32, blocks=1, heads=2)
+    >>> lm.prunable()
+    ('h0_qkv.w', 'h0_proj.w', 'h0_fc.w', 'h0_fc2.w')
+    >>> logits, inputs = lm.capture_inputs(np.zeros((2, 16), dtype=np.int64))
+    >>> logits.shape, inputs["h0_fc2.w"].shape
+    ((32, 256), (2, 16, 128))
     """
 
     #: The two residual branches of a block, by layer suffix.
