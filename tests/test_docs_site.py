@@ -55,7 +55,7 @@ def test_page_examples(page, tmp_path, monkeypatch):
 
 def test_every_tutorial_has_a_figure():
     pages = [p for p in EXECUTED if p.parent.name == "tutorials" and p.stem != "oracle"]
-    assert len(pages) == 5, [p.name for p in pages]
+    assert len(pages) == 6, [p.name for p in pages]
     for page in pages:
         assert _figures(page), f"{page} embeds no figure"
 

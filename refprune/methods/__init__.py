@@ -10,6 +10,8 @@
 ``snip``                pruning at initialization by connection saliency (Lee et al. 2019)
 ``set``                 sparse evolutionary training: random drop/grow (Mocanu et al. 2018)
 ``rigl``                rigged lottery: drop by magnitude, grow by gradient (Evci et al. 2020)
+``dense``               dense training, nothing pruned: the baseline (gpt-tiny on stdlib)
+``oneshot``             one-shot pruning of a trained network from calibration inputs (Wanda, SparseGPT)
 ======================  ===============================================================
 
 A method is one module here: ``run(eng, o)`` decorated with
