@@ -126,7 +126,8 @@ def bench_sparsegpt(args):
     import refprune as rp
 
     official = _official()
-    size, tokens = (1024, 512) if args.quick else (4096, 2048)
+    size = args.sparsegpt_size or (1024 if args.quick else 4096)
+    tokens = size // 2
     rng = np.random.default_rng(0)
     w = rng.standard_normal((size, size), dtype=np.float32)
     h = rp.hessian(rng.standard_normal((tokens, size), dtype=np.float32))
@@ -139,11 +140,11 @@ def bench_sparsegpt(args):
             return lambda: out.__setitem__(name, fn())
 
         contenders = {
-            "refprune (numpy)": (keep("numpy", lambda: rp.sparsegpt_prune(w, h, **kw)), 2),
-            "refprune (torch backend)": (keep("torch", lambda: rp.sparsegpt_prune(tw, th, **kw)), 2),
-            "official (torch)": (keep("official", lambda: official.sparsegpt(tw, th, **okw)), 2),
+            "refprune (numpy)": (keep("numpy", lambda: rp.sparsegpt_prune(w, h, **kw)), args.rounds),
+            "refprune (torch backend)": (keep("torch", lambda: rp.sparsegpt_prune(tw, th, **kw)), args.rounds),
+            "official (torch)": (keep("official", lambda: official.sparsegpt(tw, th, **okw)), args.rounds),
         }
-        times = race(contenders, rounds=2, warmup=0)
+        times = race(contenders, rounds=args.rounds, warmup=0)
         t = {k: median(v) for k, v in times.items()}
         ref_w, ref_keep = (a.numpy() for a in out["official"])
         np_w, np_keep = out["numpy"]
@@ -167,7 +168,7 @@ def bench_sparsegpt(args):
 def bench_obc(args):
     import refprune as rp
 
-    sizes = (32, 64, 128) if args.quick else (64, 128, 256, 384)
+    sizes = args.obc_sizes or ((32, 64, 128) if args.quick else (64, 128, 256, 384))
     rng = np.random.default_rng(0)
     rows = []
     for n in sizes:
@@ -229,7 +230,7 @@ def markdown(results):
                 lines.append(f"* {k}: {v}")
             lines.append("")
         for k, v in b.items():
-            if k not in ("name", "modes", "ratios", "targets", "seconds"):
+            if k not in ("name", "modes", "ratios", "targets"):
                 lines.append(f"* {k}: {v}")
     return "\n".join(lines) + "\n"
 
@@ -239,6 +240,11 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="4x smaller layers")
     parser.add_argument("--only", default="", help="comma-separated subset: wanda, sparsegpt, obc, masking")
     parser.add_argument("--out", type=Path, default=None, help="folder of the results (default benchmarks/, --quick runs/)")
+    parser.add_argument("--sparsegpt-size", type=int, default=None,
+                        help="in = out of the SparseGPT layer (default 4096, --quick 1024); tokens = half of it")
+    parser.add_argument("--rounds", type=int, default=2, help="timed runs of each SparseGPT contender")
+    parser.add_argument("--obc-sizes", type=lambda v: tuple(int(n) for n in v.split(",")), default=None,
+                        help="comma-separated layer sizes of the obc_prune timing (default 64,128,256,384)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -248,6 +254,8 @@ def main(argv=None):
     start = time.perf_counter()
     threads = _limit_threads(THREADS)
     results = {"machine": machine(), "quick": args.quick, "threads": threads, "benchmarks": []}
+    if args.only and (out / "oneshot_primitives.json").exists():  # --only into an existing file: the others stay
+        results["benchmarks"] = json.loads((out / "oneshot_primitives.json").read_text())["benchmarks"]
     plan = [("wanda", bench_wanda), ("sparsegpt", bench_sparsegpt), ("obc", bench_obc),
             ("masking", bench_sparsegpt_vs_masking)]
     only = {s.strip() for s in args.only.split(",") if s.strip()}
@@ -258,7 +266,8 @@ def main(argv=None):
         t0 = time.perf_counter()
         res = fn(args)
         res["seconds"] = time.perf_counter() - t0
-        results["benchmarks"].append(res)
+        res["load_average_at_end"] = list(os.getloadavg())
+        results["benchmarks"] = [b for b in results["benchmarks"] if b["name"] != res["name"]] + [res]
         for k, v in res.get("ratios", {}).items():
             print(f"    {k}: {v:.3g}", flush=True)
         results["total_seconds"] = time.perf_counter() - start

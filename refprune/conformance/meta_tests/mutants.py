@@ -1001,7 +1001,7 @@ def ria_default_a_1(w, norms, *, a=1.0):
 
 
 def hessian_mean(x):
-    return ok.hessian(x) * (2.0 / max(1, x.shape[0]))  # bug: SparseGPT's 2/tokens scale
+    return ok.hessian(x) / 2  # bug: X^T X / T, the mean without the 2 of the Hessian
 
 
 def mls_plain_mask(w, h, mask):
@@ -1231,9 +1231,9 @@ RULES.update({
     "wanda-count": "wanda_mask: exactly prune_count(amount, in, rounding) per row",
     "ria-relative": "ria_scores: |w| / its row sum + |w| / its column sum",
     "ria-exponent": "ria_scores: norms ** a, a = 0.5 by default",
-    "hessian-scale": "hessian: X^T X",
+    "hessian-scale": "hessian: (2/T) X^T X",
     "mls-optimum": "masked_least_squares: the exact least-squares optimum for the mask",
-    "error-h": "reconstruction_error: trace((w - w_hat) H (w - w_hat)^T)",
+    "error-h": "reconstruction_error: weighted by H, 1/2 tr((w - w_hat) H (w - w_hat)^T)",
     "sparsegpt-score": "sparsegpt_prune: scores w^2 / [U_jj]^2, U the upper Cholesky factor of H^-1",
     "sparsegpt-hessian": "sparsegpt_prune: the mask uses the Hessian, not magnitudes alone",
     "sparsegpt-damp": "sparsegpt_prune: damp * mean(diag H) added to the diagonal",
@@ -1288,7 +1288,7 @@ MUTANTS.update({
     "wanda_mask_truncates": Mutant("wanda_mask", wanda_mask_truncates, "wanda-count", "int(in * amount), rounding ignored"),
     "ria_row_only": Mutant("ria_scores", ria_row_only, "ria-relative", "no column term"),
     "ria_default_a_1": Mutant("ria_scores", ria_default_a_1, "ria-exponent", "a = 1 by default"),
-    "hessian_mean": Mutant("hessian", hessian_mean, "hessian-scale", "2/tokens X^T X"),
+    "hessian_mean": Mutant("hessian", hessian_mean, "hessian-scale", "X^T X / T, no 2"),
     "mls_plain_mask": Mutant("masked_least_squares", mls_plain_mask, "mls-optimum", "w * mask, no solve"),
     "error_frobenius": Mutant("reconstruction_error", error_frobenius, "error-h", "||w - w_hat||^2, H ignored"),
     "sparsegpt_full_inverse_diag": Mutant("sparsegpt_prune", sparsegpt_full_inverse_diag, "sparsegpt-score",
