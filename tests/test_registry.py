@@ -162,3 +162,10 @@ def test_help_lists_every_flag_as_plain_text(method, capsys):
     commands = re.findall(r"\\[A-Za-z]+", text)  # a shell line continuation is a backslash before a newline
     assert not commands, commands
     assert methods.get(method).doc.strip().splitlines()[0].split("(")[0].strip(" .`*") in text
+
+
+def test_the_methods_package_docstring_lists_every_method():
+    from refprune import methods
+
+    missing = [name for name in methods.names() if f"``{name}``" not in methods.__doc__]
+    assert not missing, f"refprune/methods/__init__.py's table lacks {missing}"

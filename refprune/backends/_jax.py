@@ -30,14 +30,6 @@ def _import_jax():
     return jax
 
 
-def x64_enabled():
-    """Whether JAX's 64-bit mode is on (``False`` when jax is not imported or not installed)."""
-    try:
-        jax = _import_jax()
-    except RuntimeError:
-        return False
-    return bool(jax.config.jax_enable_x64)
-
 
 class JaxGenerator(Generator):
     """``jax.random`` with a key that is split at every draw (a stateful stream over JAX's stateless one)."""

@@ -6,6 +6,10 @@
 ``magnitude``           magnitude weight pruning vs unit pruning, swept over sparsity
 ``lottery``             lottery tickets: iterative magnitude pruning with rewinding
 ``binary``              weight-invariant self-pruning binarized networks
+``gmp``                 gradual magnitude pruning during training (Zhu & Gupta 2017)
+``snip``                pruning at initialization by connection saliency (Lee et al. 2019)
+``set``                 sparse evolutionary training: random drop/grow (Mocanu et al. 2018)
+``rigl``                rigged lottery: drop by magnitude, grow by gradient (Evci et al. 2020)
 ======================  ===============================================================
 
 A method is one module here: ``run(eng, o)`` decorated with

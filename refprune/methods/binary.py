@@ -103,7 +103,7 @@ from dataclasses import replace
 from functools import partial
 
 from .. import binarize, binarize_grad, engine
-from .._array import namespace
+from .._array import flat_size, namespace
 from ..nn import build_model, train
 from ..nn.constraints import clamp
 from ..nn.models import NORMS
@@ -280,13 +280,13 @@ def fraction_on(params, names, *, threshold=THRESHOLD):
     for n in names:
         w = params[n]
         xp = _xp(w)
-        out.append(int(xp.count_nonzero(xp.abs(w) >= threshold)) / max(1, _size(w)))
+        out.append(int(xp.count_nonzero(xp.abs(w) >= threshold)) / max(1, flat_size(w)))
     return out
 
 
 def total_fraction_on(params, names, *, threshold=THRESHOLD):
     """Fraction of the entries with :math:`|w| \\ge t` over all named arrays together."""
-    sizes = [_size(params[n]) for n in names]
+    sizes = [flat_size(params[n]) for n in names]
     fracs = fraction_on(params, names, threshold=threshold)
     return sum(f * s for f, s in zip(fracs, sizes)) / max(1, sum(sizes))
 
@@ -295,10 +295,6 @@ def inputs_used(w, /, *, threshold=THRESHOLD):
     """Input units (rows of a dense ``(in, out)`` weight) with at least one outgoing weight on."""
     xp = _xp(w)
     return int(xp.count_nonzero(xp.any(xp.abs(w) >= threshold, axis=1)))
-
-
-def _size(w):
-    return math.prod(int(d) for d in w.shape)
 
 
 def _xp(w):

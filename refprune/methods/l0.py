@@ -103,7 +103,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from refprune import engine
+from refprune import engine, gates
 from refprune._array import namespace
 from refprune.nn import build_model, train
 from refprune.nn.models import format_architecture
@@ -162,7 +162,7 @@ OPTIONS = (
            metavar="D[,D...]"),
     Option("gate_lr", 0.05, "learning rate of the gate locations log_alpha (--lr is the weights' rate); the paper's "
            "code uses one rate for both, 1e-3", positive=True),
-    Option("temperature", 2.0 / 3.0, "hard-concrete temperature beta: lower gives more nearly binary gate samples",
+    Option("temperature", gates.BETA, "hard-concrete temperature beta: lower gives more nearly binary gate samples",
            positive=True),
     Option("local_rep", False, "sample one gate vector per example instead of one per minibatch (the paper's "
            "local_rep)"),

@@ -90,13 +90,12 @@ coupling beta * (w - u) pulls the weights inside +-t towards 0.
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 from refprune import engine
+from refprune._array import flat_size
 from refprune.measures import zero_fraction
 from refprune.nn import build_model, train
-from refprune.nn.constraints import apply_constraints
 from refprune.nn.models import INITS
 from refprune.plots import new_figure, save_figure
 from refprune.regularizers import rvsm_penalty, rvsm_penalty_grad
@@ -156,7 +155,7 @@ def pruned_names(model, layers):
         if not dense:
             msg = f"layers='largest-dense' but this model has no hidden dense layer; prunable: {hidden}"
             raise ValueError(msg)
-        names = [max(dense, key=lambda n: math.prod(int(d) for d in params[n].shape))]
+        names = [max(dense, key=lambda n: flat_size(params[n]))]
     else:
         items = layers.split(",") if isinstance(layers, str) else list(layers)
         names = [item.strip() if item.strip().endswith(".w") else f"{item.strip()}.w" for item in items if item.strip()]
@@ -248,9 +247,7 @@ def train_step(model, opt, opt_state, xb, yb, *, names, threshold, variant="grad
             grads[n] = grads[n] + rvsm_penalty_grad(w[n], u[n], beta=beta)[0]
             loss = loss + rvsm_penalty(w[n], u[n], beta=beta)
         step = train.Step(loss, grads, step.logits)
-    new_params, opt_state = opt(model.params(), step.grads, opt_state)
-    model.set_params(apply_constraints(new_params, model.constraints()))
-    return step, opt_state
+    return step, train.apply_update(model, opt, opt_state, step.grads)
 
 
 def evaluate_splits(eng, model, *, names, threshold, split="val"):

@@ -589,7 +589,7 @@ class L0Dense(_Gated):
 
     kind = "dense"
 
-    def __init__(self, w, b, log_alpha, *, lam=1.0, weight_decay=0.0, temperature=2.0 / 3.0, local_rep=False):
+    def __init__(self, w, b, log_alpha, *, lam=1.0, weight_decay=0.0, temperature=gates.BETA, local_rep=False):
         super().__init__(
             w, b, log_alpha, lam=lam, weight_decay=weight_decay, temperature=temperature, local_rep=local_rep
         )
@@ -711,7 +711,7 @@ class L0Conv2d(_Gated):
         padding=0,
         lam=1.0,
         weight_decay=0.0,
-        temperature=2.0 / 3.0,
+        temperature=gates.BETA,
         local_rep=False,
         input_hw=None,
     ):

@@ -57,6 +57,7 @@ import contextlib
 import math
 from dataclasses import dataclass
 
+from .. import gates
 from .._array import namespace
 from ..masks import apply_mask
 from .layers import (
@@ -339,10 +340,6 @@ class Sequential:
             return dtype_name(v)
         return self.config.get("dtype", "float32")
 
-    def num_params(self):
-        """Number of trainable scalars."""
-        return sum(math.prod(int(d) for d in v.shape) for v in self.params().values())
-
     def __repr__(self):
         lines = [f"  {ln}: {layer!r}" for ln, layer in self.layers.items()]
         return "Sequential(\n" + "\n".join(lines) + "\n)"
@@ -420,7 +417,7 @@ class _Builder:
         kwargs = {
             "lam": _per_layer(o.get("lam", 1.0), i, "lam"),
             "weight_decay": _per_layer(o.get("weight_decay", 0.0), i, "weight_decay"),
-            "temperature": o.get("temperature", 2.0 / 3.0),
+            "temperature": o.get("temperature", gates.BETA),
             "local_rep": o.get("local_rep", False),
         }
         return log_alpha, kwargs

@@ -29,7 +29,7 @@ from typing import NamedTuple
 from . import functional as F
 from .constraints import apply_constraints
 
-__all__ = ["Step", "loss_and_grads", "train_step"]
+__all__ = ["Step", "loss_and_grads", "train_step", "apply_update"]
 
 
 class Step(NamedTuple):
@@ -98,7 +98,16 @@ def train_step(model, opt, opt_state, xb, yb, *, rng=None, penalty_scale=0.0, co
         The step's loss, gradients and logits, and the new optimizer state.
     """
     step = loss_and_grads(model, xb, yb, rng=rng, penalty_scale=penalty_scale)
-    params, opt_state = opt(model.params(), step.grads, opt_state)
-    params = apply_constraints(params, {**model.constraints(), **(constraints or {})})
-    model.set_params(params)
-    return step, opt_state
+    return step, apply_update(model, opt, opt_state, step.grads, constraints=constraints)
+
+
+def apply_update(model, opt, opt_state, grads, *, constraints=None):
+    """Update ``model``'s parameters in place with ``grads`` by ``opt``, then apply its constraints.
+
+    The end of every training step: :math:`\theta \leftarrow \Pi_C(\mathrm{opt}(\theta, g))`
+    with :math:`\Pi_C` the model's own constraints and ``constraints`` (``pattern ->
+    function``). Returns the new optimizer state.
+    """
+    params, opt_state = opt(model.params(), grads, opt_state)
+    model.set_params(apply_constraints(params, {**model.constraints(), **(constraints or {})}))
+    return opt_state
