@@ -38,6 +38,7 @@ def _figures(page):
     return re.findall(r"\]\((figures/[\w.-]+\.png)\)", page.read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", EXECUTED, ids=lambda p: str(p.relative_to(DOCS)))
 def test_page_examples(page, tmp_path, monkeypatch):
     work = _refresh_module().prepare(page, tmp_path)
@@ -88,6 +89,7 @@ def test_readme_links_the_docs():
         assert page in linked, f"the README does not link {page}"
 
 
+@pytest.mark.slow
 def test_sphinx_build(tmp_path):
     """The whole site builds with warnings as errors (about 15-30 s; needs the ``docs`` extra)."""
     for module in ("sphinx", "numpydoc", "myst_parser"):

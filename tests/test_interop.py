@@ -92,6 +92,7 @@ def _load_pruned(net, sd):
 # ------------------------------------------------------------------ export to torch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", methods.names())
 def test_torch_export_computes_refprunes_outputs_and_accuracy(name, method_run, tmp_path):
     result = method_run(name)
