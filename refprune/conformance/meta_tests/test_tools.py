@@ -66,6 +66,7 @@ def test_xfails_lines_and_matching():
     assert xfails.default_path("refprune.conformance.targets.torch_prune").name == "torch_prune.txt"
 
 
+@pytest.mark.slow
 def test_vectors_export_and_verify(tmp_path):
     path = tmp_path / "vectors.json"
     n = vectors.export(path)
@@ -154,6 +155,35 @@ def test_check_table_verdicts():
     assert any(line.startswith("not implemented") and "sparsity" in line for line in lines)
 
 
+def test_check_marks_checks_not_run_apart_from_checks_that_do_not_exist():
+    """A test of values and properties that fails on values: its properties did not run ('not run'),
+    which is not the protocol having no such check ('-'); a line under the table says what each means."""
+    report = {"tests": [
+        {"functions": ["magnitude_mask"], "kinds": ["values", "properties"], "outcome": "failed", "kind": "values"},
+        {"functions": ["magnitude_mask"], "kinds": ["errors"], "outcome": "passed"},
+    ]}
+    rows = dict(check.table(report))
+    assert rows["magnitude_mask"] == {"values": "FAIL", "properties": "not run", "gradients": "-", "errors": "pass"}
+    lines, _, _ = check.summarize(list(rows.items()))
+    assert "-: the protocol has no such check for this function" in lines
+    assert any(line.startswith("not run: ") for line in lines)
+
+
+def test_check_explains_pytests_failure_count():
+    report = {"tests": [
+        {"functions": ["sparsity"], "kinds": ["values"], "outcome": "failed", "missing": True},
+        {"functions": ["sparsity"], "kinds": ["errors"], "outcome": "failed", "missing": True},
+        {"functions": ["apply_mask"], "kinds": ["values"], "outcome": "failed", "kind": "values"},
+        {"functions": ["apply_mask"], "kinds": ["errors"], "outcome": "passed"},
+    ]}
+    assert check.failure_count_note(report, "mylib") == (
+        "refprune check: of pytest's 3 failed, 2 are tests of protocol functions that mylib does not implement "
+        "(the table says 'not implemented': a target need not implement every name) and 1 is a real failure")
+    assert check.failure_count_note({"tests": report["tests"][3:]}, "mylib") == (
+        "refprune check: pytest reports no failure")
+
+
+@pytest.mark.slow
 def test_check_two_function_module(tmp_path, monkeypatch, capfd):
     """A correct forward-only module passes with gradients 'not implemented'; a short table, exit 0.
     (The tests of the threshold and magnitude functions only, to keep this fast.)"""
@@ -170,6 +200,7 @@ def test_check_two_function_module(tmp_path, monkeypatch, capfd):
     assert "magnitude_mask" in next(line for line in out.splitlines() if line.startswith("not implemented"))
 
 
+@pytest.mark.slow
 def test_check_catches_a_forward_only_bug(tmp_path, monkeypatch, capfd):
     """hard_threshold without abs, no _grad: caught in the ci profile; the table, the first failure
     with its reproducer, and the log file named."""
@@ -183,8 +214,13 @@ def test_check_catches_a_forward_only_bug(tmp_path, monkeypatch, capfd):
     assert row.split()[1] == "FAIL", row
     assert "hard_threshold: first failure in" in out and "Reproduce with:" in out, out
     assert f"full log: {tmp_path / 'check.log'}" in out and len(out.splitlines()) < 60, out
+    log = [line for line in (tmp_path / "check.log").read_text().splitlines() if line.strip()]
+    pytest_count, note, overall = log[-3:]
+    assert " failed" in pytest_count and note.startswith("refprune check: of pytest's ")
+    assert "does not implement" in note and overall.startswith("overall: FAIL"), (pytest_count, note)
 
 
+@pytest.mark.slow
 def test_check_xfails_relative_path(tmp_path, monkeypatch, capfd):
     """``--xfails FILE`` relative to the caller's directory (the suite runs in a temporary one): the
     listed failures are expected, the row says ``pass (xfails)``; a missing file is one line, exit 2."""
@@ -332,6 +368,7 @@ def test_protocol_document_is_shipped_and_versioned():
         assert '"protocol.md"' in pyproject.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_unknown_backend_in_the_environment_is_a_usage_error(tmp_path):
     """REFPRUNE_TARGET_BACKEND=jaxx under plain pytest: one error line, no INTERNALERROR / KeyError."""
     import subprocess
