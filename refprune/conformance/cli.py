@@ -37,6 +37,7 @@ def _cmd_vectors(args):
         print(f"  {message[:300]}")
     if len(failures) > 20:
         print(f"  ... and {len(failures) - 20} more")
+    print(vectors.overall_line(results))
     return 1 if failures else 0
 
 

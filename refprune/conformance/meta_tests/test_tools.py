@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -121,9 +122,31 @@ def test_vectors_verify_finds_a_module_in_the_current_directory(tmp_path, monkey
     assert status == 0, out
     rows = {line.split()[0]: line for line in out.splitlines() if line.split()}
     assert rows["hard_threshold"].endswith("pass") and rows["magnitude_mask"].endswith("not implemented"), out
+    assert out.splitlines()[-1].startswith("overall: pass - every case of the 2 implemented functions agrees"), out
     status = main(["vectors", "verify", "v.json", "--target", "no_such_module_here"])
     captured = capfd.readouterr()
     assert status == 2 and "Traceback" not in captured.err and len(captured.err.strip().splitlines()) == 1, captured
+
+
+def test_vectors_overall_line():
+    ok, bad, absent = vectors.Result(), vectors.Result(), vectors.Result()
+    ok.passed, bad.passed, bad.failed, absent.missing = 3, 2, 1, 4
+    assert vectors.overall_line({"a": ok, "b": bad, "c": absent}) == (
+        "overall: FAIL - 1 of 2 implemented functions differ from the vectors: b")
+    assert vectors.overall_line({"a": ok, "c": absent}) == (
+        "overall: pass - every case of the 1 implemented functions agrees (1 of 2 not implemented)")
+    assert vectors.overall_line({"c": absent}).startswith("overall: nothing to check")
+
+
+@pytest.mark.parametrize("command", ["check", "vectors"])
+def test_help_says_each_default_once(command, capsys):
+    from refprune.cli import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and not re.search(r"\(default[^)]*\) \(default", text), text
+    assert text.count("(default: numpy") == 1
 
 
 def test_check_table_verdicts():
