@@ -223,7 +223,8 @@ def compare_figure(results):
         style = {"color": COLORS[i % len(COLORS)], "marker": MARKERS[i % len(MARKERS)]}
         for (criterion, points), line in zip((result.get("curves") or {}).items(), ("-", "--", "-.", ":")):
             xs, ys = [p[1] for p in points], [p[2] for p in points]
-            ax.plot(xs, ys, line, **style, alpha=0.6, linewidth=1.2, markersize=3, label=f"{label}: {criterion} pruning")
+            ax.plot(xs, ys, line, **style, alpha=0.6, linewidth=1.2, markersize=3,
+                    label=f"{label}: {criterion} pruning")
             shown += ys
         for key, line, what in (("rounds", "-", "rounds"), ("random_reinit", ":", "random-reinit control")):
             points = result.get(key) or []

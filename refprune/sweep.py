@@ -63,8 +63,8 @@ import time
 from . import io
 from .engine import CHECKPOINT, RunSpec
 
-__all__ = ["Grid", "read_config", "split_values", "expand", "run_one", "run_sweep", "summarize", "plot_sweep", "sweep_figure",
-           "SweepError", "INSTALL"]
+__all__ = ["Grid", "read_config", "split_values", "expand", "run_one", "run_sweep", "summarize", "plot_sweep",
+           "sweep_figure", "point_line", "SweepError", "INSTALL"]
 
 INSTALL = "pip install 'refprune[sweep]' (or pip install 'dask[distributed]')"
 

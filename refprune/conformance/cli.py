@@ -64,7 +64,8 @@ def add_commands(sub):
     p.add_argument("--target-backend", default=None, metavar="NAME",
                    help="array type the target takes: numpy, torch, torch-cuda, cupy, array-api-strict, jax "
                    "(default: numpy; every backend for refprune itself)")
-    p.add_argument("--profile", choices=["ci", "thorough"], default="ci", help="ci: 15 derandomized examples per test; thorough: 400")
+    p.add_argument("--profile", choices=["ci", "thorough"], default="ci",
+                   help="ci: 15 derandomized examples per test; thorough: 400")
     p.add_argument("--max-examples", type=int, default=None, help="examples per test (default: the profile's)")
     p.add_argument("--xfails", default=None, metavar="FILE",
                    help="known deviations, one test id a line with '# reason' (default: xfails/<target>.txt; 'none')")

@@ -104,7 +104,8 @@ def plot(path, *, rows, updates, target, test_accuracy, dense_accuracy=None, tit
     """
     fig, (ax_sp, ax_acc) = engine.new_figure(ncols=2)
     steps = [r["step"] for r in rows]
-    ax_sp.plot(steps, [r["weight_sparsity"] for r in rows], "o-", ms=3, label="measured before training and after each epoch")
+    ax_sp.plot(steps, [r["weight_sparsity"] for r in rows], "o-", ms=3,
+               label="measured before training and after each epoch")
     ax_sp.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
     scheduled = [u for u in updates if "sparsity" in u]
     if scheduled:
