@@ -2,9 +2,10 @@
 
 ``refprune runs [DIR]`` lists every run under a folder (``runs/`` by default) with the
 summary every method reports; ``refprune compare RUN_OR_FOLDER...`` draws accuracy
-against weight sparsity for the given runs (every method on the same axes, one marker
-per run, the curves of the sweeping methods: magnitude's criteria, the lottery's rounds
-and its random-reinit control), with binary's on-sweep in a second panel.
+against weight sparsity for the given runs (every method on the same axes, one colour and
+marker per run, labelled by what differs between runs of a method; the curves of the
+sweeping methods: magnitude's criteria, the lottery's rounds and its random-reinit
+control), with binary's on-sweep in a second panel.
 
 >>> from refprune import runs
 >>> runs.collect(["does-not-exist"])
@@ -23,7 +24,7 @@ from datetime import datetime, timezone
 
 from . import io
 
-__all__ = ["collect", "rows", "COLUMNS", "format_rows", "plot_compare"]
+__all__ = ["collect", "rows", "COLUMNS", "format_rows", "labels", "compare_figure", "plot_compare"]
 
 #: The table's columns: what identifies a run, then the summary every method reports.
 COLUMNS = ("run", "method", "data", "model", "backend", "seed", "options", "test accuracy", "weight sparsity",
@@ -85,6 +86,11 @@ def _read_result(file):
 
 def _options(result):
     """The settings and method options that differ from the method's defaults, as ``name=value`` text."""
+    return " ".join(f"{k}={_short(v)}" for k, v in _changed_settings(result).items())
+
+
+def _changed_settings(result):
+    """``{name: value}`` of the settings and method options that differ from the method's defaults."""
     from .methods import get
 
     config = result.get("config", {})
@@ -97,8 +103,7 @@ def _options(result):
     else:
         defaults = {**method.defaults, "subset": 0, "dtype": "float32",
                     **{o.name: o.check(o.default) for o in method.options}}
-    changed = {k: v for k, v in settings.items() if k not in defaults or _same(defaults[k]) != _same(v)}
-    return " ".join(f"{k}={_short(v)}" for k, v in changed.items())
+    return {k: v for k, v in settings.items() if k not in defaults or _same(defaults[k]) != _same(v)}
 
 
 def _same(value):
@@ -118,7 +123,7 @@ def rows(results):
     out = []
     for r in results:
         out.append({
-            "run": os.path.basename(os.path.dirname(os.path.abspath(r["_path"]))),
+            "run": _run_name(r),
             "method": r["method"],
             "data": r.get("dataset", ""),
             "model": r.get("model", ""),
@@ -134,15 +139,23 @@ def rows(results):
     return out
 
 
+#: Sort keys whose natural order is largest first (the best accuracy at the top).
+DESCENDING = ("accuracy",)
+
+
 def sort_rows(table, key="date", *, reverse=False):
-    """``table`` sorted by one of :data:`SORT_KEYS` (missing values last)."""
+    """``table`` sorted by one of :data:`SORT_KEYS` (missing values last).
+
+    Accuracy lists the best first, every other key the smallest (or earliest) first;
+    ``reverse`` turns the order around.
+    """
     if key not in SORT_KEYS:
         msg = f"unknown sort key {key!r}; choose one of {', '.join(SORT_KEYS)}"
         raise ValueError(msg)
     column = SORT_KEYS[key]
     present = [r for r in table if r[column] is not None]
     missing = [r for r in table if r[column] is None]
-    return sorted(present, key=lambda r: r[column], reverse=reverse) + missing
+    return sorted(present, key=lambda r: r[column], reverse=reverse != (key in DESCENDING)) + missing
 
 
 def _cell(value):
@@ -169,54 +182,110 @@ def format_rows(table, fmt="text"):
     return "\n".join(lines)
 
 
-def _label(result, table_row):
-    extra = f" {table_row['options']}" if table_row["options"] else ""
-    return f"{result['method']} {result.get('model', '')} seed {result.get('seed', '')}{extra}"
+#: One colour and one marker per run (cycled together: 10 x 9 pairs before one repeats). Hollow markers,
+#: so that two runs at the same point show both shapes.
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray",
+          "tab:olive", "tab:cyan")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
+
+
+#: The settings that tell runs apart, besides the method's options (``out``, ``resume`` and the like do not).
+_IDENTITY = ("data", "model", "backend", "device", "seed", "epochs", "batch_size", "lr", "dtype", "stream", "subset",
+             "init_from")
+
+
+def _identity(result):
+    """``{setting: value as text}``: the settings and method options a run was trained with."""
+    config = result.get("config", {})
+    settings = {k: config.get(k, result.get("dataset" if k == "data" else k)) for k in _IDENTITY}
+    return {k: _short(v) for k, v in {**settings, **config.get("options", {})}.items()}
+
+
+def labels(results):
+    """One legend label per result: its method and what differs between it and the other runs of that method.
+
+    Runs that differ in nothing shown add their folder's name.
+    """
+    identities = [_identity(r) for r in results]
+    out = []
+    for r, ident in zip(results, identities):
+        peers = [i for q, i in zip(results, identities) if q["method"] == r["method"]]
+        keys = dict.fromkeys(k for i in peers for k in i)  # in order of first appearance
+        varying = [k for k in keys if len({str(i.get(k, "")) for i in peers}) > 1]
+        parts = [f"{k}={ident.get(k, '-')}" for k in varying]
+        out.append(" ".join([r["method"], *parts]))
+    repeated = {label for label in out if out.count(label) > 1}
+    return [f"{label} ({_run_name(r)})" if label in repeated else label for label, r in zip(out, results)]
+
+
+def _run_name(result):
+    return os.path.basename(os.path.dirname(os.path.abspath(result["_path"])))
+
+
+def compare_figure(results):
+    """The figure of :func:`plot_compare`: accuracy against sparsity, one colour and marker per run.
+
+    The legend sits beside the axes (it hides no marker) and the accuracy axis is zoomed to
+    the points drawn.
+    """
+    from .plots import new_figure
+
+    binary = [r for r in results if r.get("on_sweep")]
+    fig, axes = new_figure(ncols=2 if binary else 1, width=7.5, height=4.6)
+    ax, shown = axes[0], []
+    for i, (result, label) in enumerate(zip(results, labels(results))):
+        style = {"color": COLORS[i % len(COLORS)], "marker": MARKERS[i % len(MARKERS)]}
+        for (criterion, points), line in zip((result.get("curves") or {}).items(), ("-", "--", "-.", ":")):
+            xs, ys = [p[1] for p in points], [p[2] for p in points]
+            ax.plot(xs, ys, line, **style, alpha=0.6, linewidth=1.2, markersize=3,
+                    label=f"{label}: {criterion} pruning")
+            shown += ys
+        for key, line, what in (("rounds", "-", "rounds"), ("random_reinit", ":", "random-reinit control")):
+            points = result.get(key) or []
+            if points:
+                ys = [p["test_accuracy"] for p in points]
+                ax.plot([p["sparsity"] for p in points], ys, line, **style, alpha=0.6, linewidth=1.2, markersize=3,
+                        label=f"{label}: {what}")
+                shown += ys
+        ax.plot([result["weight_sparsity"]], [result["test_accuracy"]], linestyle="none", **style, markersize=9,
+                markerfacecolor="none", markeredgewidth=1.6, label=f"{label}: final", zorder=3)
+        shown.append(result["test_accuracy"])
+    ax.set_xlabel("weight sparsity (every dense and conv weight, output layer included)")
+    ax.set_ylabel("test accuracy")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(*_zoomed(shown))
+    ax.grid(alpha=0.3)
+    ax.set_title("accuracy against sparsity")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    if binary:
+        _binary_panel(axes[1], binary)
+    return fig
+
+
+def _zoomed(values):
+    """Axis limits around ``values`` (accuracies) with a margin of 5% of their span, at least 0.01."""
+    low, high = min(values), max(values)
+    margin = max(0.05 * (high - low), 0.01)
+    return max(0.0, low - margin), min(1.0, high) + margin
+
+
+def _binary_panel(ax, binary):
+    for result in binary:
+        sweep = result["on_sweep"]
+        ax.plot([p[0] for p in sweep], [p[1] for p in sweep], "o-", markersize=3,
+                label=f"binary seed {result.get('seed', '')}, {100 * (1 - result['weight_sparsity']):.1f}% on")
+    ax.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel('"on" weight value at evaluation (binary)')
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0.0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title("binary: weight invariance")
+    ax.legend(fontsize=7, loc="lower right")
 
 
 def plot_compare(results, path):
     """Accuracy against weight sparsity for ``results`` (and binary's on-sweep), written to ``path`` as PNG."""
-    from .plots import new_figure, save_figure
+    from .plots import save_figure
 
-    table = rows(results)
-    binary = [r for r in results if r.get("on_sweep")]
-    fig, axes = new_figure(ncols=2 if binary else 1, width=6.5, height=4.6)
-    ax = axes[0]
-    colors = {}
-    cycle = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
-             "tab:gray", "tab:olive", "tab:cyan"]
-    for result, row in zip(results, table):
-        color = colors.setdefault(result["method"], cycle[len(colors) % len(cycle)])
-        label = _label(result, row)
-        for (criterion, points), style in zip((result.get("curves") or {}).items(), ("-", "--", "-.", ":")):
-            ax.plot([p[1] for p in points], [p[2] for p in points], style, color=color, alpha=0.6, linewidth=1.2,
-                    marker=".", label=f"{label}: {criterion} pruning")
-        for key, style, what in (("rounds", "-", "rounds"), ("random_reinit", ":", "random-reinit control")):
-            points = result.get(key) or []
-            if points:
-                ax.plot([p["sparsity"] for p in points], [p["test_accuracy"] for p in points], style, color=color,
-                        alpha=0.6, linewidth=1.2, marker=".", label=f"{label}: {what}")
-        ax.plot([result["weight_sparsity"]], [result["test_accuracy"]], "o", color=color, markersize=8,
-                markeredgecolor="black", label=f"{label}: final")
-    ax.set_xlabel("weight sparsity (every dense and conv weight, output layer included)")
-    ax.set_ylabel("test accuracy")
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(0.0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.set_title("accuracy against sparsity")
-    ax.legend(fontsize=7, loc="best")
-    if binary:
-        ax2 = axes[1]
-        for result in binary:
-            sweep = result["on_sweep"]
-            ax2.plot([p[0] for p in sweep], [p[1] for p in sweep], "o-", markersize=3,
-                     label=f"binary seed {result.get('seed', '')}, {100 * (1 - result['weight_sparsity']):.1f}% on")
-        ax2.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
-        ax2.set_xlabel('"on" weight value at evaluation (binary)')
-        ax2.set_ylabel("test accuracy")
-        ax2.set_ylim(0.0, 1.02)
-        ax2.grid(alpha=0.3)
-        ax2.set_title("binary: weight invariance")
-        ax2.legend(fontsize=7, loc="lower right")
-    save_figure(fig, path)
+    save_figure(compare_figure(results), path)
     return path

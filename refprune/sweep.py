@@ -67,7 +67,7 @@ from . import io
 from .engine import CHECKPOINT, RunSpec
 
 __all__ = ["Grid", "read_config", "split_values", "expand", "run_one", "run_sweep", "summarize", "plot_sweep",
-           "SweepError", "INSTALL", "MANAGED", "default_workers"]
+           "sweep_figure", "point_line", "SweepError", "INSTALL", "MANAGED", "default_workers"]
 
 INSTALL = "pip install 'refprune[sweep]' (or pip install 'dask[distributed]')"
 
@@ -325,11 +325,21 @@ def default_workers():
 
 
 class _Progress:
+    """The sweep's progress line, printed when the counts change; it never goes backwards.
+
+    A run once counted running stays running until it finishes (the scheduler's view of
+    what executes may lag a moment behind, which printed "2 running" then "1 running, 1 waiting").
+    """
+
     def __init__(self, total, stream):
         self.total, self.stream, self.last = total, stream, None
         self.start = time.perf_counter()
 
     def show(self, done, running, failed):
+        if self.last is not None:
+            last_done, last_running, last_failed = self.last
+            finished = done + failed - last_done - last_failed
+            running = min(max(running, last_running - finished), self.total - done - failed)
         counts = (done, running, failed)
         if counts == self.last:
             return
@@ -495,34 +505,112 @@ def plot_sweep(path, summary):
 
     Error bars: one standard deviation over seeds, of the accuracy (vertical) and of
     the sparsity reached (horizontal); each point is labelled with its target sparsity
-    or varied setting where there is one.
+    or varied setting where there is one, placed inside the axes where it overlaps no
+    other label, marker or the legend.
     """
-    from .plots import new_figure, save_figure
+    from .plots import save_figure
+
+    save_figure(sweep_figure(summary), path)
+
+
+def sweep_figure(summary):
+    """The figure of :func:`plot_sweep`."""
+    from .plots import new_figure
 
     fig, (ax,) = new_figure(width=7.0, height=4.8)
     methods = list(dict.fromkeys(p["method"] for p in summary["points"]))
     markers = "osD^vP*X"
+    notes = []
     for i, method in enumerate(methods):
         pts = sorted((p for p in summary["points"] if p["method"] == method), key=lambda p: p["sparsity_mean"])
         seeds = sorted({p["seeds"] for p in pts})
         label = f"{method} ({'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''})"
         line = ax.errorbar([p["sparsity_mean"] for p in pts], [p["accuracy_mean"] for p in pts],
-                    xerr=[p["sparsity_std"] for p in pts], yerr=[p["accuracy_std"] for p in pts],
-                    marker=markers[i % len(markers)], capsize=3, linewidth=1.5, markersize=6, label=label)
+                           xerr=[p["sparsity_std"] for p in pts], yerr=[p["accuracy_std"] for p in pts],
+                           marker=markers[i % len(markers)], capsize=3, linewidth=1.5, markersize=6, label=label)
         for p in pts:
             note = p["setting"] or (f"target {p['target_sparsity']:g}" if p["target_sparsity"] is not None else "")
             if note and len(pts) > 1:
-                note = note if len(note) <= 22 else note[:21] + "..."
-                ax.annotate(note, (p["sparsity_mean"], p["accuracy_mean"]), textcoords="offset points",
-                            xytext=(5, 7 if i % 2 else -13), fontsize="x-small", color=line[0].get_color())
+                notes.append((note, (p["sparsity_mean"], p["accuracy_mean"]), line[0].get_color()))
     accs = [p["accuracy_mean"] - p["accuracy_std"] for p in summary["points"]]
     low = max(0.0, math.floor(min(accs) * 20) / 20 - 0.05)
-    ax.set_ylim(low, 1.01)
+    ax.set_ylim(low, 1.04)
     ax.set_xlim(-0.02, 1.02)
     ax.set_xlabel("weight sparsity of the pruned network (fraction of zero weights)")
     ax.set_ylabel("test accuracy")
     n = len(summary["runs"])
     ax.set_title(f"refprune sweep: {n} run{'s' if n != 1 else ''}, mean and standard deviation over seeds")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="lower left")
-    save_figure(fig, path)
+    ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    _place_labels(ax, notes)
+    return fig
+
+
+#: Where a point's label may go, in points from the point (tried in order): right, left, above, below, further.
+_LABEL_OFFSETS = [(dx, dy, ha) for dy in (6, -14, 16, -24, 28, -36) for dx, ha in ((6, "left"), (-6, "right"),
+                                                                                     (0, "center"))]
+
+
+def _place_labels(ax, notes, *, pad=4.0):
+    """Annotate each ``(text, (x, y), colour)`` at the first offset whose text lies inside the axes (``pad``
+    pixels from the frame) and overlaps no label placed before, no point, line or error bar and not the legend;
+    where none is free, at the offset that overlaps least."""
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer).padded(-pad)
+    taken = [ax.get_legend().get_window_extent(renderer)] if ax.get_legend() else []
+    for _, xy, _ in notes:
+        px, py = ax.transData.transform(xy)
+        taken.append(Bbox.from_extents(px - 5, py - 5, px + 5, py + 5))
+    ink = _drawn_pixels(ax)
+    for text, xy, color in notes:
+        best = None
+        for dx, dy, ha in _LABEL_OFFSETS:
+            label = ax.annotate(text, xy, textcoords="offset points", xytext=(dx, dy), ha=ha, fontsize="x-small",
+                                color=color)
+            box = label.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            crossed = sum(box.x0 <= x <= box.x1 and box.y0 <= y <= box.y1 for x, y in ink)
+            overlap = sum(_overlap_area(box, other) for other in taken) + 10 * crossed + (0 if inside else 1e9)
+            if best is None or overlap < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (overlap, label, box)
+            else:
+                label.remove()
+            if overlap == 0:
+                break
+        taken.append(best[2])
+
+
+def _drawn_pixels(ax, step=2.0):
+    """Pixel positions every ``step`` pixels along the axes' lines and error bars."""
+    segments = [line.get_xydata() for line in ax.get_lines()]
+    segments += [seg for coll in ax.collections for seg in coll.get_segments()]
+    points = []
+    for seg in segments:
+        pixels = ax.transData.transform(seg)
+        for (x0, y0), (x1, y1) in zip(pixels[:-1], pixels[1:]):
+            n = max(1, int(math.hypot(x1 - x0, y1 - y0) / step))
+            points += [(x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n) for k in range(n + 1)]
+    return points
+
+
+def _overlap_area(a, b):
+    return max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)) * max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+
+
+def point_line(point):
+    """One line of the sweep's summary: a setting's mean over seeds (with the spread when there are several)."""
+    p = point
+    target = f" target {p['target_sparsity']:g}" if p["target_sparsity"] is not None else ""
+    setting = f" {p['setting']}" if p["setting"] else ""
+    if p["seeds"] == 1:
+        return (f"{p['method']}{target}{setting}: test accuracy {p['accuracy_mean']:.4f}, "
+                f"weight sparsity {p['sparsity_mean']:.3f} (1 seed)")
+    return (f"{p['method']}{target}{setting}: test accuracy {p['accuracy_mean']:.4f} +- {p['accuracy_std']:.4f}, "
+            f"weight sparsity {p['sparsity_mean']:.3f} ({p['seeds']} seeds)")

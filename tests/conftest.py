@@ -128,3 +128,10 @@ def method_run(tmp_path_factory):
         return done[name]
 
     return get
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses its module's ``default_run`` (a method's whole default run on digits) is ``slow``."""
+    for item in items:
+        if "default_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -95,6 +95,7 @@ def test_run_writes_the_result_it_prints(tmp_path, capsys):
     assert result["method"] == "magnitude" and result["dataset"] == "synthetic"
 
 
+@pytest.mark.slow
 def test_runs_are_never_overwritten_unasked(tmp_path, monkeypatch, capsys):
     """Issue 10.3: the default folder tells runs apart; an occupied folder needs --overwrite or --resume."""
     monkeypatch.chdir(tmp_path)
@@ -162,6 +163,7 @@ def test_run_and_demo_build_the_same_runs():
         assert from_run.threads == 1
 
 
+@pytest.mark.slow
 def test_runs_and_compare(tmp_path, capsys):
     for seed in (0, 1):
         cli.main(["run", "magnitude", *TINY, "--model", "mlp-300-100", "--amounts", "0,0.5,0.9", "--seed",
@@ -182,6 +184,7 @@ def test_runs_and_compare(tmp_path, capsys):
     assert _exit_code(["runs", str(tmp_path / "nothing")]) == 2
 
 
+@pytest.mark.slow
 def test_demo_runs_every_method_and_prints_one_table(tmp_path, short_demo, capsys):
     """The README's main command, each method shortened (one epoch on 60 examples) so that it takes seconds."""
     out = tmp_path / "demo"
@@ -196,6 +199,7 @@ def test_demo_runs_every_method_and_prints_one_table(tmp_path, short_demo, capsy
     assert [r["method"] for r in summary["methods"]] == list(methods.names()) and table
 
 
+@pytest.mark.slow
 def test_warnings_are_one_line_in_the_terminal(tmp_path):
     """A warning reaches the terminal as ``warning: ...``, not as a source path and a line of refprune's code."""
     import subprocess

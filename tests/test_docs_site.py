@@ -38,6 +38,7 @@ def _figures(page):
     return re.findall(r"\]\((figures/[\w.-]+\.png)\)", page.read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", EXECUTED, ids=lambda p: str(p.relative_to(DOCS)))
 def test_page_examples(page, tmp_path, monkeypatch):
     work = _refresh_module().prepare(page, tmp_path)
@@ -88,6 +89,7 @@ def test_readme_links_the_docs():
         assert page in linked, f"the README does not link {page}"
 
 
+@pytest.mark.slow
 def test_sphinx_build(tmp_path):
     """The whole site builds with warnings as errors (about 15-30 s; needs the ``docs`` extra)."""
     for module in ("sphinx", "numpydoc", "myst_parser"):
@@ -105,3 +107,25 @@ def test_sphinx_build(tmp_path):
 
     for name in methods.names():
         assert f"refprune run {name}" in cli, f"the CLI reference lacks refprune run {name}"
+
+
+def test_api_reference_lists_every_public_module():
+    """Each public module of the package's top level (and refprune.io.interop, the exports) has its API page;
+    the command line and the conformance suite have their own pages."""
+    import pkgutil
+    import re
+
+    import refprune
+
+    listed = set(re.findall(r"^   (refprune[\w.]*)\s*$", (DOCS / "api" / "index.rst").read_text(), re.M))
+    top = {f"refprune.{m.name}" for m in pkgutil.iter_modules(refprune.__path__) if not m.name.startswith("_")}
+    wanted = (top - {"refprune.cli", "refprune.conformance"}) | {"refprune.io.interop"}
+    assert wanted <= listed, sorted(wanted - listed)
+
+
+def test_readme_lists_every_presets_layers():
+    from refprune.nn.models import PRESETS
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### The networks (`--model`)", 1)[1].split("###", 1)[0]
+    assert all(f"| `{name}` |" in table for name in PRESETS), [n for n in PRESETS if f"| `{n}` |" not in table]

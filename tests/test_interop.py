@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,6 +93,7 @@ def _load_pruned(net, sd):
 # ------------------------------------------------------------------ export to torch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", methods.names())
 def test_torch_export_computes_refprunes_outputs_and_accuracy(name, method_run, tmp_path):
     result = method_run(name)
@@ -357,3 +359,35 @@ def test_export_refuses_to_overwrite(method_run, tmp_path, capsys):
         _export(result, tmp_path, "--format", "torch")
     assert "--overwrite" in capsys.readouterr().err
     assert os.path.exists(tmp_path / "export" / "model.json")
+
+
+def _readme_block(containing):
+    """The README's ```python block that contains ``containing``."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    found = [b for b in blocks if containing in b]
+    assert len(found) == 1, f"the README has {len(found)} python blocks with {containing!r}"
+    return found[0]
+
+
+def test_binary_export_records_binarized_inputs_and_rebuilds_in_plain_torch(method_run, tmp_path, monkeypatch):
+    """model.json says the inputs are binarized; the README's plain-torch snippet (its own HardInvert, no
+    refprune import) loads the --masks baked export and computes refprune's logits on binarized images."""
+    from refprune import data as datasets
+
+    result = method_run("binary")
+    run = Path(result["out"])
+    _export(result, tmp_path, "--format", "torch", "--masks", "baked")
+    described = json.loads((tmp_path / "export" / "model.json").read_text())
+    assert described["inputs"].startswith("binarized: x >= 0.5 -> 1.0, else 0.0")
+    config = io.load_checkpoint(run / "final.npz").config["run"]
+    raw = datasets.subset(datasets.load(config["data"], seed=config["seed"]), config["subset"])
+    snippet = _readme_block("class HardInvert").replace("runs/binary/export", str(tmp_path / "export"))
+    assert "import refprune" not in snippet and "from refprune" not in snippet
+    scope = {"images": torch.from_numpy(raw.x_test)}
+    exec(snippet, scope)  # noqa: S102 - the README's own example
+    model = io.load_model(run)
+    seen = run_test_data(config, backend=NP, dtype="float64")
+    assert not np.array_equal(seen.x_test, raw.x_test)  # the network reads binarized images
+    expected = NP.to_numpy(model.forward(NP.asarray(seen.x_test)))
+    np.testing.assert_allclose(scope["logits"].detach().double().numpy(), expected, rtol=1e-4, atol=1e-4)

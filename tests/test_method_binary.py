@@ -95,6 +95,7 @@ def test_default_checkpoint_bookkeeping(default_run, alive_in_dense_chain):
 # ----------------------------------------------------------------------------- (b) paper-shaped path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend_name", ["numpy", "torch"])
 def test_notebook_settings_on_synthetic(tmp_path, backend_name):
     reason = backends.unavailable_reason(backend_name)

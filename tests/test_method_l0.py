@@ -145,6 +145,7 @@ def test_defaults_checkpoint_reproduces_the_reported_model(default_run):
 # ---------------------------------------------------------------------- (b) the paper's LeNet-5 path, tiny
 
 
+@pytest.mark.slow
 def test_paper_lenet5_path_on_synthetic(tmp_path, backend):
     """LeNet-5-Caffe on MNIST-shaped data with the paper's lambda sep.: 20-50-800-500 gates."""
     r = methods.run("l0", model="lenet5", backend=backend.name, out=str(tmp_path), **TINY, **PAPER)
@@ -158,6 +159,7 @@ def test_paper_lenet5_path_on_synthetic(tmp_path, backend):
     assert np.all(stored.params["model/conv1.log_alpha"] <= math.log(100) + 1e-6)
 
 
+@pytest.mark.slow
 def test_paper_command_through_the_cli(tmp_path, capsys):
     argv = ["run", "l0", "--data", "synthetic", "--subset", "100", "--model", "lenet5", "--epochs", "1",
             "--batch-size", "50", "--lam", "10,0.5,0.1,0.1", "--weight-decay", "5e-4", "--droprate-init", "0.5",
@@ -191,6 +193,7 @@ def test_wrong_number_of_lambdas_is_refused(tmp_path):
         methods.run("l0", model="mlp-300-100", out=str(tmp_path / "b"), lam="1,2,3,4", **TINY)
 
 
+@pytest.mark.slow
 def test_penalty_is_scaled_by_one_over_n(tmp_path, monkeypatch):
     seen = []
     real = train.train_step

@@ -111,6 +111,7 @@ def _tiny(out, **kw):
     return methods.run("lottery", **options)
 
 
+@pytest.mark.slow
 def test_conv4_layerwise_rates_per_layer_kind(tmp_path):
     result = _tiny(tmp_path, control=False)
     assert list(result["nonzero_weights"]) == ["conv1.w", "conv2.w", "conv3.w", "conv4.w", "fc1.w", "fc2.w", "out.w"]
@@ -123,6 +124,7 @@ def test_conv4_layerwise_rates_per_layer_kind(tmp_path):
     assert (tmp_path / "plot.png").exists()
 
 
+@pytest.mark.slow
 def test_conv4_global_rate_and_control(tmp_path):
     result = _tiny(tmp_path, rounds=1, global_pruning=True, global_rate=0.3)
     before = result["rounds"][0]["weights_remaining"]
@@ -163,6 +165,7 @@ def test_rewind_step(tmp_path):
         _tiny(tmp_path / "b", rewind_step=5, **kw)
 
 
+@pytest.mark.slow
 def test_torch_follows_numpy(tmp_path):
     if backends.unavailable_reason("torch") is not None:
         pytest.skip(f"torch: {backends.unavailable_reason('torch')}")

@@ -113,6 +113,7 @@ def test_defaults_checkpoint_is_the_dense_model_and_reproduces_the_choice(defaul
 # ---------------------------------------------------------------------- (b) the paper presets, tiny
 
 
+@pytest.mark.slow
 def test_conv4_on_synthetic_prunes_output_channels(tmp_path):
     result = methods.run("magnitude", data="synthetic", model="conv4", epochs=1, batch_size=8, subset=16,
                          amounts="0,0.5,1", out=str(tmp_path), quiet=True, threads=1)

@@ -91,6 +91,7 @@ def test_defaults_checkpoint_reproduces_the_reported_accuracies(default_run):
 # ---------------------------------------------------------------------- (b) conv path on synthetic, tiny
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", rvsm.VARIANTS)
 def test_conv_path_on_synthetic(tmp_path, backend, variant):
     """LeNet-5 on MNIST-shaped data, the convolutions split (both variants)."""
@@ -120,6 +121,7 @@ def test_sparsity_of_u_at_step_0_is_the_mass_of_the_init_inside_the_threshold(tm
     assert r["sparsity_u_initial"] == r["sparsity_u"] == pytest.approx(expected, abs=0.01)
 
 
+@pytest.mark.slow
 def test_notebook_command_through_the_cli(tmp_path, capsys):
     argv = ["run", "rvsm", "--data", "synthetic", "--subset", "100", "--model", "lenet5", "--layers", "fc1",
             "--lam", "5e-4", "--beta", "0.1", "--lr", "1e-3", "--batch-size", "128", "--epochs", "1",
@@ -139,6 +141,7 @@ def test_help_teaches_the_method(capsys):
     assert "t = sqrt(2 * lam / beta)" in text and "gradient-at-u" in text
 
 
+@pytest.mark.slow
 def test_largest_dense_and_mlp(tmp_path):
     r = methods.run("rvsm", model="mlp-300-100", layers="largest-dense", out=str(tmp_path), **TINY)
     assert r["split_layers"] == ["fc1.w"]  # 784 x 300 beats 300 x 100

@@ -52,6 +52,17 @@ def test_what_each_method_records(default_run):
         assert masks["model/fc1.w"].mean() == pytest.approx(densities["fc1.w"])
 
 
+def test_each_plots_its_sparsity_and_accuracy_over_training(default_run):
+    """plot.png as every method has one, from the measured weight sparsity of each epoch's row."""
+    name, out, r = default_run
+    assert r["files"]["plot"] == "plot.png", name
+    assert (out / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [row for row in r_rows(default_run) if row["phase"] == "train"]
+    assert [row["epoch"] for row in rows] == list(range(len(rows)))  # an epoch-0 row before training
+    assert rows[-1]["weight_sparsity"] == pytest.approx(r["weight_sparsity"])
+    assert rows[0]["weight_sparsity"] == (0.0 if name == "gmp" else pytest.approx(0.9, abs=0.002))
+
+
 def test_rigl_grows_by_the_dense_gradient(tmp_path):
     """The grow scores are the gradient of every weight, pruned ones included, at the masked weights."""
     from refprune.data import batches

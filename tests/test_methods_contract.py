@@ -61,6 +61,7 @@ def _params(out):
     return ckpt.params, ckpt.masks
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend_name,device", BACKENDS, ids=[f"{b}{'-' + d if d else ''}" for b, d in BACKENDS])
 @pytest.mark.parametrize("method", methods.names())
 def test_method_contract(method, backend_name, device, tmp_path, monkeypatch, interrupt_after):

@@ -174,6 +174,7 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_sweep_on_a_local_cluster_writes_every_run_and_resumes(tmp_path, client, capsys):
     grid = sweep.Grid(["l0"], seeds=[0, 1], options=SMALL)
     out = tmp_path / "sweep"
@@ -218,6 +219,7 @@ def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, client, capsys
     assert (tmp_path / "sweep.png").exists()  # the plot of what finished
 
 
+@pytest.mark.slow
 def test_a_killed_worker_costs_nothing_written(tmp_path, client):
     """Kill the worker process in the middle of a run: the run resumes from its checkpoint on a worker, and ends
     exactly as a run straight through."""
@@ -253,6 +255,7 @@ def test_a_killed_worker_costs_nothing_written(tmp_path, client):
 # ---------------------------------------------------------------------------------- the command line
 
 
+@pytest.mark.slow
 def test_cli_sweep_on_an_existing_scheduler(tmp_path, capsys, client):
     out = tmp_path / "cli"
     code = main(["sweep", "--methods", "rvsm", "--subset", "120", "--epochs", "1", "--model", "mlp-300-100",

@@ -120,7 +120,8 @@ def build_parser():
                        "line (stderr) and left out; the exit status is then 1.")
     p.add_argument("folder", nargs="?", default="runs", metavar="FOLDER", help="where to look")
     p.add_argument("--sort", default="date", choices=tuple(SORT_KEYS), help="column to sort by")
-    p.add_argument("--reverse", action="store_true", help="largest first")
+    p.add_argument("--reverse", action="store_true", help="reverse the order (accuracy lists the best first, "
+                   "the other keys the smallest or earliest first)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
     fmt.add_argument("--csv", action="store_true", help="print CSV instead of a table")

@@ -42,6 +42,7 @@ def _cmd_vectors(args):
         print(f"  {message[:300]}")
     if len(failures) > 20:
         print(f"  ... and {len(failures) - 20} more")
+    print(vectors.overall_line(results))
     return 1 if failures else 0
 
 
@@ -54,6 +55,15 @@ def _kinds(text):
         raise argparse.ArgumentTypeError(msg) from None
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds ``(default: ...)`` only where the help does not say the default itself (and it is not None)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_commands(sub):
     """Add ``check`` and ``vectors`` to the ``refprune`` subparsers ``sub``."""
     p = sub.add_parser(
@@ -61,15 +71,16 @@ def add_commands(sub):
         help="run the conformance suite against an implementation of the oracle protocol",
         description="Run the property-based conformance suite (pytest --pyargs refprune.conformance) "
         "against MODULE and print a per-function pass/fail table. Extra arguments after -- go to pytest.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--target", default=cfg.DEFAULT_TARGET, metavar="MODULE",
                    help="importable module (or module:attribute) with protocol functions")
     p.add_argument("--target-backend", default=None, metavar="NAME",
                    help="array type the target takes: numpy, torch, torch-cuda, cupy, array-api-strict, jax "
                    "(default: numpy; every backend for refprune itself)")
-    p.add_argument("--profile", choices=["ci", "thorough"], default="ci", help="examples per test")
-    p.add_argument("--max-examples", type=int, default=None, help="override the profile's examples per test")
+    p.add_argument("--profile", choices=["ci", "thorough"], default="ci",
+                   help="ci: 15 derandomized examples per test; thorough: 400")
+    p.add_argument("--max-examples", type=int, default=None, help="examples per test (default: the profile's)")
     p.add_argument("--xfails", default=None, metavar="FILE",
                    help="known deviations, one test id a line with '# reason' (default: xfails/<target>.txt; 'none')")
     p.add_argument("--checks", default=None, metavar="KINDS", type=_kinds,
@@ -82,13 +93,13 @@ def add_commands(sub):
     p = sub.add_parser(
         "vectors",
         help="export or verify golden input/output vectors of every protocol function (JSON)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("action", choices=["export", "verify"])
     p.add_argument("file", metavar="FILE.json")
     p.add_argument("--target", default=cfg.DEFAULT_TARGET, metavar="MODULE",
                    help="verify: the implementation to check (the current directory is searched)")
-    p.add_argument("--target-backend", default=None, metavar="NAME", help="verify: its array type (default numpy)")
+    p.add_argument("--target-backend", default=None, metavar="NAME", help="verify: its array type (default: numpy)")
     p.add_argument("--overwrite", action="store_true", help="export: replace FILE if it exists")
     p.set_defaults(func=_cmd_vectors, parser=p)
 

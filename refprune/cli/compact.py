@@ -36,7 +36,8 @@ def add_commands(sub):
                        "torch.nn.utils.prune's weight_orig/weight_mask form or baked in); --format safetensors "
                        "writes DIR/model.safetensors, every array under refprune's names with the masks and JSON "
                        "metadata (method, config, architecture): the format for JAX and other tools. DIR/model.json "
-                       "describes the export.")
+                       "describes the export: what the network reads (inputs: e.g. binary's binarized pixels), the "
+                       "run's config, the layers and the architecture.")
     p.add_argument("run", metavar="RUN_DIR", help="a run folder (its final.npz), a final.npz or a compacted model.npz")
     p.add_argument("--format", required=True, choices=("torch", "safetensors"), help="what to write")
     p.add_argument("--masks", default="prune", choices=("prune", "baked"),
@@ -147,6 +148,13 @@ def _cmd_compact(args):
     return 0
 
 
+def inputs_note(run):
+    """What the network reads (``model.json``'s ``inputs``): binary's binarized pixels, or the data as loaded."""
+    if ((run or {}).get("options") or {}).get("binarize_input"):
+        return "binarized: x >= 0.5 -> 1.0, else 0.0 (binary's --binarize-input); binarize the images first"
+    return "the data set's images as refprune.data loads them"
+
+
 def _cmd_export(args):
     from refprune import backends, io, measures
     from refprune.io import interop as io_interop
@@ -163,6 +171,7 @@ def _cmd_export(args):
         fail(args.parser, str(exc))
     arch = measures.architecture(model)
     described = {"format": args.format, "file": name, "source": info["file"], "method": info["method"],
+                 "inputs": inputs_note(info["run"]), "config": info["run"],
                  "network": model.config, "layers": describe(model), "architecture": arch,
                  "architecture_string": measures.architecture_string(arch)}
     _make_folder(args, out)

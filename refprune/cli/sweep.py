@@ -6,7 +6,8 @@ import os
 
 from refprune import io, sweep
 from refprune.methods import COMMON_OPTIONS, get, names
-from refprune.sweep import MANAGED, Grid, SweepError, default_workers, expand, read_config, run_sweep, split_values
+from refprune.sweep import (MANAGED, Grid, SweepError, default_workers, expand, point_line, read_config, run_sweep,
+                            split_values)
 
 from ._format import ArgumentFormatter, check_backend, fail
 from ._text import plain
@@ -117,9 +118,6 @@ def _cmd_sweep(args):
     counts = summary["counts"]
     print(f"[sweep] {counts['done']} ran, {counts['skipped']} already complete (skipped), {counts['failed']} failed")
     for p in sorted(summary["points"], key=lambda p: (p["method"], p["sparsity_mean"])):
-        target = f" target {p['target_sparsity']:g}" if p["target_sparsity"] is not None else ""
-        setting = f" {p['setting']}" if p["setting"] else ""
-        print(f"  {p['method']}{target}{setting}: test accuracy {p['accuracy_mean']:.4f} +- {p['accuracy_std']:.4f}, "
-              f"weight sparsity {p['sparsity_mean']:.3f} ({p['seeds']} seeds)")
+        print(f"  {point_line(p)}")
     print(f"wrote {os.path.join(setup['out'], 'sweep.csv')}, sweep.json, sweep.png")
     return 1 if counts["failed"] else 0

@@ -8,11 +8,13 @@ file, and prints:
 * one row per protocol function the target implements, with a column per kind of
   check (``values``, ``properties``, ``gradients``, ``errors``), each ``pass``,
   ``FAIL``, ``not implemented`` (the name, or for ``gradients`` the ``_grad``, is
-  missing), ``skip`` (could not run here) or ``-`` (the protocol has no such check);
-  the functions the target does not implement on one line;
+  missing), ``skip`` (could not run here), ``not run`` (the test stopped at a failure of
+  another kind first) or ``-`` (the protocol has no such check), with a line saying what
+  each mark in the table means; the functions the target does not implement on one line;
 * one overall line;
 * when something failed, the first failure of each function with its reproducer,
-  and the name of the log file with everything.
+  and the name of the log file with everything. The log ends with a line that explains
+  pytest's failure count (the tests of functions the target does not implement fail too).
 
 A misspelt target or an unknown backend is one line, before the suite runs. The exit
 status is 0 when every check of every implemented function passes (a target need not
@@ -31,7 +33,11 @@ from pathlib import Path
 
 from refprune.conformance import config as cfg
 
-PASS, FAIL, MISSING, SKIP, NONE = "pass", "FAIL", "not implemented", "skip", "-"
+PASS, FAIL, MISSING, SKIP, NONE, NOT_RUN = "pass", "FAIL", "not implemented", "skip", "-", "not run"
+
+#: What the two marks that are not outcomes mean (printed under the table when they appear).
+MARKS = {NONE: "the protocol has no such check for this function",
+         NOT_RUN: "the tests with these checks stopped at a failure of another kind first"}
 
 #: Lines of each function's first failure printed (the log file has all of it).
 FAILURE_LINES = 40
@@ -130,7 +136,7 @@ def run(*, target, backend=None, profile=None, max_examples=None, xfails=None, c
 
 
 def _empty():
-    return {"passed": 0, "failed": 0, "missing": 0, "xfailed": 0, "skipped": 0}
+    return {"passed": 0, "failed": 0, "missing": 0, "xfailed": 0, "skipped": 0, "not_run": 0}
 
 
 def cells(report):
@@ -150,6 +156,9 @@ def cells(report):
             c[kind]["missing" if missing else "failed"] += 1
             if not missing:
                 first.setdefault(row, test)
+                for other in kinds:
+                    if other != kind:
+                        c[other]["not_run"] += 1
         elif outcome in ("passed", "xfailed", "skipped"):
             for kind in kinds:
                 c[kind][outcome] += 1
@@ -157,7 +166,7 @@ def cells(report):
 
 
 def verdict(c):
-    """``pass`` / ``FAIL`` / ``not implemented`` / ``skip`` / ``-`` for one cell's counts."""
+    """``pass`` / ``FAIL`` / ``not implemented`` / ``skip`` / ``not run`` / ``-`` for one cell's counts."""
     if c["failed"]:
         return FAIL
     if c["passed"] or c["xfailed"]:  # a _grad's bad-input cases may be missing where the function's pass
@@ -166,6 +175,8 @@ def verdict(c):
         return MISSING
     if c["skipped"]:
         return SKIP
+    if c["not_run"]:
+        return NOT_RUN
     return NONE
 
 
@@ -176,7 +187,7 @@ def table(report):
 
 
 def implemented(verdicts):
-    return any(v not in (MISSING, NONE, SKIP) for v in verdicts.values()) and verdicts["values"] != MISSING
+    return any(v not in (MISSING, NONE, SKIP, NOT_RUN) for v in verdicts.values()) and verdicts["values"] != MISSING
 
 
 def summarize(rows):
@@ -187,6 +198,8 @@ def summarize(rows):
     lines = [f"{'function':{width}s}  " + "  ".join(f"{k:16s}" for k in cfg.KINDS).rstrip()]
     for name, v in shown:
         lines.append(f"{name:{width}s}  " + "  ".join(f"{v[k]:16s}" for k in cfg.KINDS).rstrip())
+    used = {mark for _, v in shown for mark in v.values()}
+    lines += [f"{mark}: {meaning}" for mark, meaning in MARKS.items() if mark in used]
     if absent:
         lines.append(f"not implemented ({len(absent)} of {len(rows)}): {', '.join(absent)}")
     failing = [n for n, v in shown if FAIL in v.values()]
@@ -209,6 +222,20 @@ def summarize(rows):
 def format_table(rows):
     lines, overall, _ = summarize(rows)
     return "\n".join([*lines, overall])
+
+
+def failure_count_note(report, target):
+    """The line that ends the log: pytest's failures split into functions the target lacks and real failures."""
+    failed = [t for t in report["tests"] if t["outcome"] in ("failed", "error", "xpassed")]
+    missing = sum(1 for t in failed if t.get("missing", "does not implement" in t.get("message", "")))
+    real = len(failed) - missing
+    if not failed:
+        return "refprune check: pytest reports no failure"
+    if not missing:
+        return f"refprune check: pytest's {len(failed)} failed are all real failures (see the table)"
+    return (f"refprune check: of pytest's {len(failed)} failed, {missing} are tests of protocol functions that "
+            f"{target} does not implement (the table says 'not implemented': a target need not implement every "
+            f"name) and {real} {'is a real failure' if real == 1 else 'are real failures'}")
 
 
 def first_failures(report, limit=FAILURE_LINES):
@@ -271,6 +298,8 @@ def main(args):
             print(f"  {line}", file=sys.stderr)
         return 2
     lines, overall, code = summarize(table(report))
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(f"\n{failure_count_note(report, args.target)}\n{overall}\n")
     print()
     print("\n".join(lines))
     print(overall)

@@ -56,6 +56,7 @@ def pytest_ignore_collect(collection_path, config):
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: deselected by -m 'not slow' (the quick subset of refprune's tests)")
     config.addinivalue_line(
         "markers",
         "protocol(*names, checks=None): oracle-protocol functions a conformance test exercises, its own first "

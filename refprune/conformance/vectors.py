@@ -459,3 +459,17 @@ def format_results(results):
     for name, r in results.items():
         lines.append(f"{name:{width}s}  {r.passed:6d}  {r.failed:6d}  {r.verdict}")
     return "\n".join(lines)
+
+
+def overall_line(results):
+    """The verdict over every function of a verify: pass, FAIL (naming the functions) or nothing to check."""
+    implemented = [name for name, r in results.items() if r.verdict != "not implemented"]
+    failing = [name for name, r in results.items() if r.verdict == "FAIL"]
+    absent = len(results) - len(implemented)
+    if failing:
+        return (f"overall: FAIL - {len(failing)} of {len(implemented)} implemented functions differ from the "
+                f"vectors: {', '.join(failing)}")
+    if implemented:
+        return (f"overall: pass - every case of the {len(implemented)} implemented functions agrees"
+                + (f" ({absent} of {len(results)} not implemented)" if absent else ""))
+    return "overall: nothing to check - the target implements none of the file's functions"

@@ -5,10 +5,14 @@ sparsity of the prunable layers (every dense and conv weight, the output layer
 included: what :func:`refprune.measures.weight_sparsity` reports), split over the
 layers by ``--distribution`` (:func:`refprune.layer_densities`), and report
 ``dense_accuracy``: the same network, from the same initial weights, trained dense
-for the same epochs on the same stream of minibatches.
+for the same epochs on the same stream of minibatches. Each writes ``plot.png``
+(:func:`plot`): the weight sparsity over training beside the accuracies, and each epoch's
+row of ``metrics.csv`` has the measured ``weight_sparsity``.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 from refprune import engine
 from refprune._array import namespace
@@ -16,8 +20,9 @@ from refprune.criteria import layer_amounts
 from refprune.data import batches, num_batches
 from refprune.dst import cosine_drop_fraction, drop_grow
 from refprune.masks import apply_mask, random_mask
-from refprune.measures import zero_fraction
+from refprune.measures import weight_sparsity, zero_fraction
 from refprune.nn import build_model, train
+from refprune.plots import new_figure, save_figure
 
 from ._registry import Option, integer
 
@@ -57,15 +62,78 @@ def dense_accuracy(eng, o):
     return eng.evaluate(dense, "test")[1]
 
 
-def train_sparse(eng, model, *, phase="train", setup=None, on_step=None, measure=None):
+def train_sparse(eng, model, *, phase="train", setup=None, on_step=None):
     """Train ``model`` with its masks (masked forward and gradient) on the same minibatches as the baseline.
 
-    ``setup()`` prepares the phase once (:meth:`refprune.engine.Engine.train`).
+    ``setup()`` prepares the phase once (:meth:`refprune.engine.Engine.train`). Every
+    epoch's row (and an epoch-0 row before training) has ``val_loss``, ``val_accuracy``
+    and the measured ``weight_sparsity``.
     """
     spec = eng.spec
-    return eng.train(model, phase=phase, setup=setup, rng=eng.rng_for("data:sparse", seed_name="data"),
-                     step=train.train_step, optimizer=engine.adam(lr=spec.lr), epochs=spec.epochs, on_step=on_step,
-                     measure=measure)
+
+    def measure(m):
+        loss, accuracy = eng.evaluate(m, "val")
+        return {"val_loss": loss, "val_accuracy": accuracy, "weight_sparsity": weight_sparsity(m)[0]}
+
+    return eng.train(model, phase=phase, setup=setup, rng=eng.rng_for("data:sparse", seed_name="data"), step=train.train_step,
+                     optimizer=engine.adam(lr=spec.lr), epochs=spec.epochs, on_step=on_step, measure=measure,
+                     initial_row=True)
+
+
+def finish(eng, result, *, model):
+    """``eng.finish`` with the sparse methods' ``plot.png`` (:func:`plot`) drawn from the rows and ``result``."""
+    rows = [r for r in eng.rows if r["phase"] == "train"]
+    return eng.finish(result, model=model, plot=partial(
+        plot, rows=rows, updates=result.get("updates", []), target=result["target_sparsity"],
+        test_accuracy=result["test_accuracy"], dense_accuracy=result.get("dense_accuracy"),
+        title=f"{eng.spec.method} {eng.spec.model} on {eng.spec.data}"))
+
+
+def plot(path, *, rows, updates, target, test_accuracy, dense_accuracy=None, title=""):
+    """Weight sparsity over the training steps (measured each epoch, and the mask updates), beside the accuracies.
+
+    ``updates``: gmp's ``{"step", "sparsity"}`` (drawn as the schedule's steps) or SET's and
+    RigL's ``{"step", "drop_fraction"}`` (drawn on a second axis); SNIP has none.
+    """
+    fig, (ax_sp, ax_acc) = new_figure(ncols=2)
+    steps = [r["step"] for r in rows]
+    ax_sp.plot(steps, [r["weight_sparsity"] for r in rows], "o-", ms=3,
+               label="measured before training and after each epoch")
+    ax_sp.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
+    scheduled = [u for u in updates if "sparsity" in u]
+    if scheduled:
+        ax_sp.step([u["step"] for u in scheduled], [u["sparsity"] for u in scheduled], where="post", color="tab:red",
+                   linewidth=1, marker=".", label="schedule (mask updates)")
+    handles = ax_sp.get_legend_handles_labels()
+    swaps = [u for u in updates if "drop_fraction" in u]
+    if swaps:
+        ax_drop = ax_sp.twinx()
+        ax_drop.plot([u["step"] for u in swaps], [u["drop_fraction"] for u in swaps], "s:", color="tab:green",
+                     ms=3, label="drop fraction of each update (right axis)")
+        ax_drop.set_ylabel("drop fraction")
+        ax_drop.set_ylim(0, max(u["drop_fraction"] for u in swaps) * 2.2)  # the lower half: the legend is above
+        handles = [a + b for a, b in zip(handles, ax_drop.get_legend_handles_labels())]
+    ax_sp.set_xlabel("training step")
+    ax_sp.set_ylabel("weight sparsity (zeros among the weights)")
+    ax_sp.set_ylim(-0.02, 1.02)
+    ax_sp.set_title("sparsity over training")
+    ax_sp.legend(*handles, fontsize="small", loc="center right")
+    trained = [r for r in rows if "train_accuracy" in r]
+    ax_acc.plot([r["step"] for r in trained], [r["train_accuracy"] for r in trained], label="train (running)")
+    ax_acc.plot(steps, [r["val_accuracy"] for r in rows], label="validation")
+    ax_acc.plot([steps[-1]], [test_accuracy], "o", color="black", label=f"test, final: {test_accuracy:.3f}")
+    shown = [r["val_accuracy"] for r in rows] + [r["train_accuracy"] for r in trained] + [test_accuracy]
+    if dense_accuracy is not None:
+        ax_acc.axhline(dense_accuracy, color="grey", linestyle="--", linewidth=1,
+                       label=f"dense test: {dense_accuracy:.3f}")
+        shown.append(dense_accuracy)
+    ax_acc.set_ylim(max(0.0, min(shown) - 0.03), min(1.0, max(shown)) + 0.03)
+    ax_acc.set_xlabel("training step")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_title(title)
+    ax_acc.grid(alpha=0.3)
+    ax_acc.legend(fontsize="small", loc="lower right")
+    save_figure(fig, path)
 
 
 def mask_densities(model):
@@ -146,13 +214,13 @@ def dense_gradients(eng, model, names):
     return {n: grads[n] for n in names}
 
 
-def dst_result(eng, model, history, o):
-    """The result keys SET and RigL report."""
-    return {
+def dst_finish(eng, model, history, o):
+    """Report SET's and RigL's result (and plot)."""
+    return finish(eng, {
         "test_accuracy": eng.evaluate(model, "test")[1],
         "dense_accuracy": dense_accuracy(eng, o),
         "target_sparsity": o.sparsity,
         "updates": history,
         "mask_densities": mask_densities(model),
         "mask_note": "the masks themselves are in checkpoint.npz (masks/model/<layer>.w)",
-    }
+    }, model=model)

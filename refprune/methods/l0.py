@@ -105,6 +105,7 @@ from functools import partial
 
 from refprune import engine, gates
 from refprune._array import namespace
+from refprune.measures import architecture
 from refprune.nn import build_model, train
 from refprune.nn.models import format_architecture
 from refprune.plots import new_figure, save_figure
@@ -260,14 +261,19 @@ def run(eng, o):
         "penalty_n": penalty_n,
         "lam": list(settings["lam"]) if isinstance(settings["lam"], tuple) else settings["lam"],
     }
-    return eng.finish(result, model=model, plot=partial(plot, rows=eng.rows, gated=gated, sizes=before))
+    return eng.finish(result, model=model, plot=partial(plot, rows=eng.rows, gated=gated, sizes=before,
+                                                        alive=architecture(model)["after"]))
 
 
 # ---------------------------------------------------------------------------- plot
 
 
-def plot(path, *, rows, gated, sizes):
-    """Open gates per layer (fraction of the layer) and accuracies over the epochs."""
+def plot(path, *, rows, gated, sizes, alive):
+    """Open gates per layer (fraction of the layer) and accuracies over the epochs.
+
+    The title gives both counts: the open test-time gates and the alive units (``alive``,
+    the architecture the run reports; a unit behind an open gate may still be cut off).
+    """
     fig, (ax_gates, ax_acc) = new_figure(ncols=2)
     epochs = [r["epoch"] for r in rows]
     for name, size in zip(gated, sizes):
@@ -276,7 +282,8 @@ def plot(path, *, rows, gated, sizes):
     ax_gates.set_xlabel("epoch")
     ax_gates.set_ylabel("open test-time gates (fraction of layer)")
     ax_gates.set_ylim(0, 1.05)
-    ax_gates.set_title("pruned architecture " + format_architecture([rows[-1][f"open_{n}"] for n in gated]))
+    ax_gates.set_title(f"open gates {format_architecture([rows[-1][f'open_{n}'] for n in gated])}, "
+                       f"alive units {format_architecture(alive)}")
     ax_gates.legend(fontsize="small")
     train_rows = [r for r in rows if "train_accuracy" in r]
     ax_acc.plot([r["epoch"] for r in train_rows], [r["train_accuracy"] for r in train_rows],

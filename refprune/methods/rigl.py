@@ -51,4 +51,4 @@ def run(eng, o):
         return {n: namespace(None, g=g).abs(g) for n, g in grads.items()}
 
     model, history = _sparse.train_dynamic(eng, o, grow_scores=grow)
-    return eng.finish(_sparse.dst_result(eng, model, history, o), model=model)
+    return _sparse.dst_finish(eng, model, history, o)

@@ -55,4 +55,4 @@ def run(eng, o):
         return {n: random_scores(params[n], rng=params_rng) for n in names}
 
     model, history = _sparse.train_dynamic(eng, o, grow_scores=grow)
-    return eng.finish(_sparse.dst_result(eng, model, history, o), model=model)
+    return _sparse.dst_finish(eng, model, history, o)

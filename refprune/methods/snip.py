@@ -86,4 +86,4 @@ def run(eng, o):
         "mask_densities": _sparse.mask_densities(model),
         "weights_remaining": nonzero_weights(model),
     }
-    return eng.finish(result, model=model)
+    return _sparse.finish(eng, result, model=model)

@@ -93,6 +93,7 @@ def _messages(tests):
     return "".join(f"\n{t['id']}: {(t.get('error') or t.get('message', ''))[-1500:]}" for t in tests)
 
 
+@pytest.mark.slow
 def test_independent_implementation_passes(results):
     """An independent, correct torch implementation passes the whole suite."""
     tests = _tests(results, IMPL)
@@ -101,6 +102,7 @@ def test_independent_implementation_passes(results):
     print(f"torch_impl: {_counts(tests)}")
 
 
+@pytest.mark.slow
 def test_independent_implementation_without_grads(results):
     """Without its ``_grad`` functions it passes every other check, and ``refprune check`` calls its
     gradients not implemented, not FAIL."""
@@ -120,6 +122,7 @@ def test_independent_implementation_without_grads(results):
     print(f"torch_impl without _grad: {_counts(tests)}; {overall}")
 
 
+@pytest.mark.slow
 def test_torch_prune_fails_exactly_where_recorded(results):
     """torch.nn.utils.prune fails exactly the tests in xfails/torch_prune.txt (strict),
     apart from the tests of protocol names it has no counterpart for."""
@@ -143,6 +146,7 @@ def caught_by(results, name):
     return failed[0] if failed else None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MUTANTS))
 def test_mutant_is_caught(results, name):
     """Each planted bug fails a test of the function it breaks, in the ci examples; a forward's bug
@@ -175,6 +179,7 @@ def mutant_table(results):
     return "\n".join(lines)
 
 
+@pytest.mark.slow
 def test_mutant_table_is_documented(results):
     """Print the whole mutant table; conformance/README.md lists every mutant."""
     table = mutant_table(results)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -66,6 +67,7 @@ def test_xfails_lines_and_matching():
     assert xfails.default_path("refprune.conformance.targets.torch_prune").name == "torch_prune.txt"
 
 
+@pytest.mark.slow
 def test_vectors_export_and_verify(tmp_path):
     path = tmp_path / "vectors.json"
     n = vectors.export(path)
@@ -120,9 +122,31 @@ def test_vectors_verify_finds_a_module_in_the_current_directory(tmp_path, monkey
     assert status == 0, out
     rows = {line.split()[0]: line for line in out.splitlines() if line.split()}
     assert rows["hard_threshold"].endswith("pass") and rows["magnitude_mask"].endswith("not implemented"), out
+    assert out.splitlines()[-1].startswith("overall: pass - every case of the 2 implemented functions agrees"), out
     status = main(["vectors", "verify", "v.json", "--target", "no_such_module_here"])
     captured = capfd.readouterr()
     assert status == 2 and "Traceback" not in captured.err and len(captured.err.strip().splitlines()) == 1, captured
+
+
+def test_vectors_overall_line():
+    ok, bad, absent = vectors.Result(), vectors.Result(), vectors.Result()
+    ok.passed, bad.passed, bad.failed, absent.missing = 3, 2, 1, 4
+    assert vectors.overall_line({"a": ok, "b": bad, "c": absent}) == (
+        "overall: FAIL - 1 of 2 implemented functions differ from the vectors: b")
+    assert vectors.overall_line({"a": ok, "c": absent}) == (
+        "overall: pass - every case of the 1 implemented functions agrees (1 of 2 not implemented)")
+    assert vectors.overall_line({"c": absent}).startswith("overall: nothing to check")
+
+
+@pytest.mark.parametrize("command", ["check", "vectors"])
+def test_help_says_each_default_once(command, capsys):
+    from refprune.cli import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and not re.search(r"\(default[^)]*\) \(default", text), text
+    assert text.count("(default: numpy") == 1
 
 
 def test_check_table_verdicts():
@@ -154,6 +178,35 @@ def test_check_table_verdicts():
     assert any(line.startswith("not implemented") and "sparsity" in line for line in lines)
 
 
+def test_check_marks_checks_not_run_apart_from_checks_that_do_not_exist():
+    """A test of values and properties that fails on values: its properties did not run ('not run'),
+    which is not the protocol having no such check ('-'); a line under the table says what each means."""
+    report = {"tests": [
+        {"functions": ["magnitude_mask"], "kinds": ["values", "properties"], "outcome": "failed", "kind": "values"},
+        {"functions": ["magnitude_mask"], "kinds": ["errors"], "outcome": "passed"},
+    ]}
+    rows = dict(check.table(report))
+    assert rows["magnitude_mask"] == {"values": "FAIL", "properties": "not run", "gradients": "-", "errors": "pass"}
+    lines, _, _ = check.summarize(list(rows.items()))
+    assert "-: the protocol has no such check for this function" in lines
+    assert any(line.startswith("not run: ") for line in lines)
+
+
+def test_check_explains_pytests_failure_count():
+    report = {"tests": [
+        {"functions": ["sparsity"], "kinds": ["values"], "outcome": "failed", "missing": True},
+        {"functions": ["sparsity"], "kinds": ["errors"], "outcome": "failed", "missing": True},
+        {"functions": ["apply_mask"], "kinds": ["values"], "outcome": "failed", "kind": "values"},
+        {"functions": ["apply_mask"], "kinds": ["errors"], "outcome": "passed"},
+    ]}
+    assert check.failure_count_note(report, "mylib") == (
+        "refprune check: of pytest's 3 failed, 2 are tests of protocol functions that mylib does not implement "
+        "(the table says 'not implemented': a target need not implement every name) and 1 is a real failure")
+    assert check.failure_count_note({"tests": report["tests"][3:]}, "mylib") == (
+        "refprune check: pytest reports no failure")
+
+
+@pytest.mark.slow
 def test_check_two_function_module(tmp_path, monkeypatch, capfd):
     """A correct forward-only module passes with gradients 'not implemented'; a short table, exit 0.
     (The tests of the threshold and magnitude functions only, to keep this fast.)"""
@@ -170,6 +223,7 @@ def test_check_two_function_module(tmp_path, monkeypatch, capfd):
     assert "magnitude_mask" in next(line for line in out.splitlines() if line.startswith("not implemented"))
 
 
+@pytest.mark.slow
 def test_check_catches_a_forward_only_bug(tmp_path, monkeypatch, capfd):
     """hard_threshold without abs, no _grad: caught in the ci profile; the table, the first failure
     with its reproducer, and the log file named."""
@@ -183,8 +237,13 @@ def test_check_catches_a_forward_only_bug(tmp_path, monkeypatch, capfd):
     assert row.split()[1] == "FAIL", row
     assert "hard_threshold: first failure in" in out and "Reproduce with:" in out, out
     assert f"full log: {tmp_path / 'check.log'}" in out and len(out.splitlines()) < 60, out
+    log = [line for line in (tmp_path / "check.log").read_text().splitlines() if line.strip()]
+    pytest_count, note, overall = log[-3:]
+    assert " failed" in pytest_count and note.startswith("refprune check: of pytest's ")
+    assert "does not implement" in note and overall.startswith("overall: FAIL"), (pytest_count, note)
 
 
+@pytest.mark.slow
 def test_check_xfails_relative_path(tmp_path, monkeypatch, capfd):
     """``--xfails FILE`` relative to the caller's directory (the suite runs in a temporary one): the
     listed failures are expected, the row says ``pass (xfails)``; a missing file is one line, exit 2."""
@@ -334,6 +393,7 @@ def test_protocol_document_is_shipped_and_versioned():
         assert '"protocol.md"' in pyproject.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_unknown_backend_in_the_environment_is_a_usage_error(tmp_path):
     """REFPRUNE_TARGET_BACKEND=jaxx under plain pytest: one error line, no INTERNALERROR / KeyError."""
     import subprocess
