@@ -113,7 +113,7 @@ def train_step(model, opt, opt_state, xb, yb, *, rng=None, penalty_scale=0.0, co
 
 
 def apply_update(model, opt, opt_state, grads, *, constraints=None):
-    """Update ``model``'s parameters in place with ``grads`` by ``opt``, then apply its constraints.
+    r"""Update ``model``'s parameters in place with ``grads`` by ``opt``, then apply its constraints.
 
     The end of every training step: :math:`\theta \leftarrow \Pi_C(\mathrm{opt}(\theta, g))`
     with :math:`\Pi_C` the model's own constraints and ``constraints`` (``pattern ->
