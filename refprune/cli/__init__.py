@@ -107,6 +107,9 @@ def build_parser():
     from refprune.conformance.cli import add_commands as add_conformance_commands
 
     add_conformance_commands(sub)
+    from refprune.cli.peers import add_command as add_peers_command
+
+    add_peers_command(sub)
     return parser
 
 

@@ -224,6 +224,7 @@ class Target:
         self.backend = backends.get(backend_name)
         self.module = load_module(module_name)
         self.last = None
+        self.calls = 0
 
     def __repr__(self):
         return f"<conformance target {self}>"
@@ -266,6 +267,8 @@ class Target:
             return tuple(self.to_host(v, call) for v in out)
         if isinstance(out, list):
             return [self.to_host(v, call) for v in out]
+        if isinstance(out, dict):  # layer_densities of a mapping: its keys, in their order
+            return {k: self.to_host(v, call) for k, v in out.items()}
         if isinstance(out, np.generic):
             return np.asarray(out)
         if isinstance(out, (bool, int, float)) or out is None:
@@ -289,6 +292,7 @@ class Target:
         f = self.function(fname)
         call = Call(self, fname, args, kwargs)
         self.last = call
+        self.calls += 1
         t_args = [self.to_target(a) for a in args]
         t_kwargs = {k: self.to_target(v) for k, v in kwargs.items()}
         with _reference_path() if self.reference_path else contextlib.nullcontext():
