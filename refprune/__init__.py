@@ -6,7 +6,7 @@ The names exported here are the oracle protocol (docs/protocol.md).
 """
 
 from . import gates, masks, regularizers, schedules, thresholds
-from . import budgets, dst, patterns, scores
+from . import budgets, dst, oneshot, patterns, scores
 from .gates import *  # noqa: F403
 from .masks import *  # noqa: F403
 from .regularizers import *  # noqa: F403
@@ -16,10 +16,11 @@ from .patterns import *  # noqa: F403
 from .budgets import *  # noqa: F403
 from .scores import *  # noqa: F403
 from .dst import *  # noqa: F403
+from .oneshot import *  # noqa: F403
 
 from .compaction import compact  # noqa: E402  (not part of the oracle protocol: a tool on models)
 
 __version__ = "0.1.0"
 
 __all__ = [*gates.__all__, *regularizers.__all__, *thresholds.__all__, *masks.__all__, *schedules.__all__]
-__all__ += [*patterns.__all__, *budgets.__all__, *scores.__all__, *dst.__all__]
+__all__ += [*patterns.__all__, *budgets.__all__, *scores.__all__, *dst.__all__, *oneshot.__all__]

@@ -10,6 +10,8 @@ result, or returns ``None``, and the core then runs its reference lines:
 * ``"global_mask_keep"``: ``masks._global_keep``, one budget over a list of them;
 * ``"nm_keep"``: ``patterns._nm_keep``, the N:M keep mask of a ``(groups, m)`` array;
 * ``"block_keep"``: the pooling, tile selection and expansion of ``patterns.block_mask``;
+* ``"sparsegpt_columns"``: ``oneshot._sparsegpt_columns``, SparseGPT's column loop (masks
+  and OBS updates) on the prepared weights and the Cholesky factor of the inverse Hessian;
 * ``"hard_concrete_sample"``, ``"hard_concrete_sample_grad"``: the elementwise chains
   of ``gates.hard_concrete_sample`` and its gradient;
 * ``"conv2d"``, ``"conv2d_grad"``, ``"max_pool2d"``, ``"max_pool2d_grad"``: the

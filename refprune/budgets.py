@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 from ._array import check_finite_scalar
 
-__all__ = ["layer_densities"]
+__all__ = ["layer_densities", "owl_densities"]
 
 DISTRIBUTIONS = ("uniform", "erk", "er")
 
@@ -220,3 +220,106 @@ def _erk(counts, raw, forced, budget):
             break
         dense |= over
     return [1.0 if i in dense else float(eps * raw[i]) for i in range(len(counts))]
+
+
+def owl_densities(shapes, outlier_ratios, /, *, density, lam=0.08):
+    r"""OWL's per-layer densities (Yin et al., ICML 2024): more weights kept where more outliers are.
+
+    With :math:`D_l` the outlier ratio of layer :math:`l` (:func:`refprune.outlier_ratio`),
+    :math:`N_l` its parameter count and :math:`B = \text{density}\cdot\sum_l N_l`:
+
+    .. math:: d_l = c + 2\lambda\,\frac{D_l - \min D}{\max D - \min D}, \qquad
+              \sum_l d_l N_l = B
+
+    so the densities span ``2 * lam`` (OWL's range :math:`[S-\lambda, S+\lambda]` around
+    the target sparsity :math:`S`), and :math:`c` is solved so that the layers together
+    keep exactly the budget (in exact rational arithmetic, as
+    :func:`layer_densities`). OWL's code instead centres the **unweighted** mean,
+    :math:`c = \text{density} - \operatorname{mean}_l 2\lambda (D_l-\min D)/(\max D-\min D)`:
+    the same when every layer has the same size (OWL's unit is a decoder block, all
+    alike), a different total otherwise. Equal ratios give ``density`` everywhere
+    (OWL's code divides by zero).
+
+    Parameters
+    ----------
+    shapes : sequence of shapes, or mapping name -> shape
+        One shape per layer (or block: then its total parameter count as a 1-tuple).
+    outlier_ratios : sequence of float, or mapping name -> float
+        One ratio per layer, in the order (or with the keys) of ``shapes``.
+    density : float
+        Kept fraction of all parameters, in [0, 1].
+    lam : float
+        Half the spread of the densities, ``>= 0`` (OWL's ``Lamda``; 0.08 in its scripts).
+
+    Returns
+    -------
+    list of float, or dict
+
+    Raises
+    ------
+    ValueError
+        A density outside [0, 1] (lower ``lam``), mismatched lengths or keys, NaN ratios.
+
+    Examples
+    --------
+    >>> from refprune import owl_densities
+    >>> owl_densities([(10,), (10,), (20,)], [1.0, 3.0, 2.0], density=0.5, lam=0.1)  # c + 0, 0.2, 0.1
+    [0.4, 0.6, 0.5]
+    """
+    if isinstance(shapes, Mapping):
+        keys = list(shapes)
+        if not isinstance(outlier_ratios, Mapping) or set(outlier_ratios) != set(keys):
+            msg = "outlier_ratios must be a mapping with the keys of shapes when shapes is a mapping"
+            raise ValueError(msg)
+        ratios = [outlier_ratios[k] for k in keys]
+        values = [shapes[k] for k in keys]
+    elif isinstance(shapes, (list, tuple)):
+        keys, values = None, list(shapes)
+        if isinstance(outlier_ratios, (str, bytes, Mapping)) or not hasattr(outlier_ratios, "__len__"):
+            msg = f"outlier_ratios must be a list of floats, one per shape, got {type(outlier_ratios).__name__}"
+            raise TypeError(msg)
+        ratios = list(outlier_ratios)
+        if len(ratios) != len(values):
+            msg = f"outlier_ratios must hold one ratio per shape, got {len(ratios)} for {len(values)}"
+            raise ValueError(msg)
+    else:
+        msg = f"shapes must be a list of shapes or a mapping name -> shape, got {type(shapes).__name__}"
+        raise TypeError(msg)
+    counts = [math.prod(_shape(f"shapes[{i}]", s)) for i, s in enumerate(values)]
+    ratios = [check_finite_scalar(f"outlier_ratios[{i}]", r) for i, r in enumerate(ratios)]
+    density = check_finite_scalar("density", density)
+    if not 0.0 <= density <= 1.0:
+        msg = f"density must be a kept fraction in [0, 1], got density={density!r}"
+        raise ValueError(msg)
+    lam = check_finite_scalar("lam", lam, nonnegative=True)
+    out = _owl(counts, ratios, density, lam)
+    return out if keys is None else dict(zip(keys, out))
+
+
+def _owl(counts, ratios, density, lam):
+    """Solve ``c`` exactly (rationals on the float inputs); check every density lies in [0, 1]."""
+    if not counts:
+        return []
+    lo, hi = min(ratios), max(ratios)
+    if hi == lo or lam == 0:
+        return [density] * len(counts)
+    spread = fractions.Fraction(2) * fractions.Fraction(lam)
+    lo, width = fractions.Fraction(lo), fractions.Fraction(hi) - fractions.Fraction(lo)
+    offsets = [spread * (fractions.Fraction(r) - lo) / width for r in ratios]
+    total = sum(counts)
+    if total == 0:
+        return [density] * len(counts)
+    with decimal.localcontext() as ctx:
+        ctx.prec = 80
+        budget = fractions.Fraction(decimal.Decimal(repr(density)) * total)
+    c = (budget - sum(o * n for o, n in zip(offsets, counts))) / total
+    out = [c + o for o in offsets]
+    bad = [i for i, d in enumerate(out) if not 0 <= d <= 1]
+    if bad:
+        i = bad[0]
+        msg = (
+            f"OWL gives layer {i} the density {float(out[i])!r}, outside [0, 1] (density={density}, lam={lam}); "
+            f"lower lam or move density away from 0 and 1"
+        )
+        raise ValueError(msg)
+    return [float(d) for d in out]

@@ -30,13 +30,14 @@ from ._array import (
     device_of,
     flat_size,
     float_namespace,
+    namespace,
     normalize_axis,
     values_checkable,
 )
 from ._dispatch import delegate
-from .masks import _check_scores, _keep_flat, prune_count
+from .masks import _check_scores, _index_dtype, _keep_flat, prune_count
 
-__all__ = ["nm_mask", "block_mask"]
+__all__ = ["nm_mask", "nm_violations", "block_mask"]
 
 #: The pooled scores of :func:`block_mask`, on the entries' scores ``s`` (``|w|`` by default).
 BLOCK_POOLS = ("l1", "l2", "max", "mean")
@@ -170,6 +171,64 @@ def nm_mask(w, /, *, n, m, axis=-1, scores=None, xp=None):
     groups = xp.reshape(s, (math.prod(shape[:axis]) * (length // m), m, inner))  # no copy, no moved axis
     keep = _nm_keep(groups, n, xp, magnitude=magnitude, name="w")
     return xp.reshape(keep, shape)
+
+
+def nm_violations(mask_or_w, /, *, n, m, axis=-1, xp=None):
+    r"""The number of N:M groups with more than ``n`` nonzeros: the groups a sparse kernel would reject.
+
+    ``mask_or_w`` is cut along ``axis`` into groups of ``m`` consecutive entries starting
+    at index 0 (as :func:`nm_mask` cuts them); a group violates ``n``:``m`` when it holds
+    more than ``n`` True entries (a bool mask) or nonzero entries (weights; NaN counts as
+    nonzero). A group with fewer is valid: a 2:4 kernel stores it with explicit zeros.
+
+    .. math:: V = \#\{ g : |\{ i \in g : x_i \ne 0 \}| > n \}
+
+    Parameters
+    ----------
+    mask_or_w : array
+        A bool mask (True = keep) or real weights, at least one axis.
+    n : int
+        Nonzeros allowed per group, ``0 <= n <= m``.
+    m : int
+        Group size; ``mask_or_w.shape[axis]`` must be a multiple of ``m``.
+    axis : int
+        The axis along which the groups run (the input axis ``-1`` of an ``(out, in)`` weight).
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refprune import nm_violations
+    >>> nm_violations(np.asarray([[1.0, 2.0, 0.0, 3.0, 0.0, 0.0, 0.0, 4.0]]), n=2, m=4)
+    1
+    >>> nm_violations(np.asarray([[True, False, True, False]]), n=2, m=4)
+    0
+    """
+    xp = namespace(xp, mask_or_w=mask_or_w)
+    x = mask_or_w
+    if not xp.isdtype(x.dtype, ("bool", "real floating", "integral")):
+        msg = f"mask_or_w must be a bool mask or real weights, got dtype {x.dtype}"
+        raise TypeError(msg)
+    if x.ndim == 0:
+        msg = "nm_violations needs an array with at least one axis, got a 0-d array"
+        raise ValueError(msg)
+    axis = normalize_axis(axis, x.ndim)
+    n, m = _check_nm(n, m)
+    length = int(x.shape[axis])
+    if length % m:
+        msg = (
+            f"mask_or_w.shape[{axis}]={length} is not a multiple of m={m}: N:M groups must be whole; "
+            f"pad along axis {axis} to a multiple of {m} or choose another m"
+        )
+        raise ValueError(msg)
+    nonzero = x if xp.isdtype(x.dtype, "bool") else x != 0
+    shape = tuple(int(d) for d in x.shape)
+    groups = xp.reshape(nonzero, (math.prod(shape[:axis]) * (length // m), m, math.prod(shape[axis + 1 :])))
+    per_group = xp.sum(xp.astype(groups, _index_dtype(xp)), axis=1)
+    return int(xp.count_nonzero(per_group > n))
 
 
 # --------------------------------------------------------------------------- blocks

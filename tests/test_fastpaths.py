@@ -37,6 +37,7 @@ OPS = (
     "relu_grad",
     "nm_keep",
     "block_keep",
+    "sparsegpt_columns",
 )
 
 
@@ -671,3 +672,46 @@ def test_unsupported_nm_and_block_inputs_fall_back():
     wt = torch.tensor([[3.0, 1.0, 2.0, 1.0]], dtype=torch.bfloat16)
     assert _torch_fast._torch_nm_keep(wt.reshape(1, 4, 1), 2, magnitude=True) is None
     assert rp.nm_mask(wt, n=2, m=4).tolist() == [[True, False, True, False]]
+
+
+# ----------------------------------------------------------------------------- one-shot (protocol v2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sparsegpt_columns_equal_the_reference_path(backend, dtype):
+    """The in-place column loop gives the reference's masks and weights bit for bit (same operations)."""
+    need(backend, "sparsegpt_columns")
+    rng = np.random.default_rng(3)
+    for rows, cols, tokens in ((7, 24, 50), (33, 64, 20)):
+        w = backend.asarray(rng.normal(size=(rows, cols)), dtype=dtype)
+        h = rp.hessian(backend.asarray(rng.normal(size=(tokens, cols)), dtype=dtype))
+        for kwargs in ({"amount": 0.5, "block": 5}, {"amount": 0.3, "block": 16}, {"n": 2, "m": 4, "block": 6},
+                       {"n": 1, "m": 4, "block": 128}, {"n": 3, "m": 8, "block": 7}):
+            (w_fast, m_fast), (w_ref, m_ref) = both(rp.sparsegpt_prune, w, h, **kwargs)
+            np.testing.assert_array_equal(host(backend, m_fast), host(backend, m_ref), err_msg=str(kwargs))
+            np.testing.assert_array_equal(host(backend, w_fast), host(backend, w_ref), err_msg=str(kwargs))
+
+
+def test_sparsegpt_columns_decline_what_they_do_not_handle():
+    u = np.eye(4)
+    assert _numpy_fast._np_sparsegpt_columns(np.ones((2, 4), np.float32), u, block=2, counts=[2, 2], nm=None) is None
+    assert _numpy_fast._np_sparsegpt_columns(np.ones((2, 4), np.float16), u.astype(np.float16), block=2,
+                                             counts=[2, 2], nm=None) is None
+    nan = np.full((2, 4), np.nan)
+    assert _numpy_fast._np_sparsegpt_columns(nan, u, block=2, counts=[2, 2], nm=None) is None
+    assert _numpy_fast._np_sparsegpt_columns(nan, u, block=2, counts=None, nm=(2, 4)) is None
+
+
+@pytest.mark.parametrize("cols", [65, 257])
+def test_long_row_groups_equal_the_reference_path(backend, cols, monkeypatch):
+    """nm_keep with one long group per row (Wanda's per-row masks): ties, several chunks."""
+    need(backend, "nm_keep")
+    monkeypatch.setattr(_numpy_fast, "_CHUNK_BYTES", 64 * cols)
+    rng = np.random.default_rng(4)
+    for levels in (3, 1000):
+        s = backend.asarray(rng.integers(0, levels, size=(40, cols, 1)).astype(np.float64))
+        for n in (0, 1, cols // 2, cols - 1, cols):
+            fast = lookup(backend.xp, "nm_keep")(s, n, magnitude=False)
+            with reference_only():
+                ref = rp.patterns._nm_keep(s, n, backend.xp, magnitude=False, name="s")
+            np.testing.assert_array_equal(host(backend, fast), host(backend, ref))

@@ -532,6 +532,39 @@ def _np_nm_chunk(s, n, out):
     np.logical_or(above, eq & (np.cumsum(eq, axis=1) <= needed), out=out)
 
 
+_NM_ROWWISE = 64  # groups longer than this, one per row of a (groups, m) array, are selected row by row
+
+
+def _np_long_groups_keep(rows, n, magnitude, out):
+    """``_np_nm_keep`` for long contiguous groups, the rows of ``rows`` (e.g. Wanda's per-row masks).
+
+    Chunks of whole rows: the ``n``-th largest ``t`` of each row by a partition, keep ``s >= t``,
+    and only in the rows that keep more than ``n`` (ties at ``t``) the reference's rule (the first
+    ``t``'s in the row). Only comparisons: the reference's mask bit for bit. None on a NaN.
+    """
+    import numpy as np
+
+    big, m = rows.shape
+    keep = out[:, :, 0]
+    per = max(1, _CHUNK_BYTES // rows.dtype.itemsize // m)
+    for a0 in range(0, big, per):
+        s = np.abs(rows[a0 : a0 + per]) if magnitude else rows[a0 : a0 + per]
+        if np.isnan(s.max()):
+            return None
+        dst = keep[a0 : a0 + per]
+        if n == 0 or n == m:
+            dst[...] = n == m
+            continue
+        t = np.partition(s, m - n, axis=1)[:, m - n : m - n + 1]
+        np.greater_equal(s, t, out=dst)
+        over = np.flatnonzero(np.count_nonzero(dst, axis=1) > n)
+        if over.size:
+            tied = s[over] == t[over]
+            needed = n - np.count_nonzero(s[over] > t[over], axis=1)[:, None]
+            dst[over] = (s[over] > t[over]) | (tied & (np.cumsum(tied, axis=1) <= needed))
+    return out
+
+
 def _np_nm_keep(groups, n, *, magnitude):
     """``patterns._nm_keep`` for an (A, m, B) float32/float64 NumPy array, or None (NaN: the reference raises).
 
@@ -546,6 +579,8 @@ def _np_nm_keep(groups, n, *, magnitude):
     if out.size == 0:
         return out
     per = max(1, _CHUNK_BYTES // groups.dtype.itemsize // m)  # entries of one group row per chunk
+    if inner == 1 and m > _NM_ROWWISE:  # long groups along the last axis (one per row): select within each row
+        return _np_long_groups_keep(groups[:, :, 0], n, magnitude, out)
     if inner == 1:  # groups along the last axis: work on a transposed (1, m, a) copy, whose rows are contiguous
         buf = np.empty((1, m, min(per, big)), dtype=groups.dtype)
         keep = np.empty(buf.shape, dtype=bool)
@@ -690,6 +725,85 @@ def _np_relu_grad(x, dy):
     return np.multiply(dy, ~(x <= 0), dtype=dy.dtype)
 
 
+# ============================================================================ SparseGPT: NumPy (and torch CPU)
+
+
+def _obs_sweep(w, u, *, block, counts, nm, lib, select_flat, select_nm):
+    """``oneshot._sparsegpt_columns`` with in-place updates of a private copy of ``w``.
+
+    The reference's operations in the same order on the same values: the rank-1 update
+    of a column touches only the columns after it (the reference's full-width update
+    subtracts an exact 0 from the others), the q and error columns are written into
+    preallocated arrays instead of being stacked, and the masks come from the same exact
+    selections (``select_flat``: the ``k`` smallest of a 1-D array; ``select_nm``: N:M of an
+    ``(A, m, 1)`` array), so the results equal the reference's. ``lib`` is ``numpy`` or
+    ``torch`` (CPU): the module whose ``where``/``outer``/``matmul`` the arrays use.
+    """
+    rows, cols = int(w.shape[0]), int(w.shape[1])
+    w = w.clone() if lib.__name__ == "torch" else w.copy()
+    keep = lib.ones((rows, cols), dtype=lib.bool)
+    d = lib.diagonal(u)
+    zero = lib.zeros((rows,), dtype=w.dtype)
+    for b, i1 in enumerate(range(0, cols, block)):
+        i2 = min(i1 + block, cols)
+        w1, u1 = w[:, i1:i2], u[i1:i2, i1:i2]
+        errs = lib.empty((rows, i2 - i1), dtype=w.dtype)
+        if nm is None:
+            score = w1 * w1 / lib.reshape(d[i1:i2] * d[i1:i2], (1, -1))
+            keep[:, i1:i2] = lib.reshape(select_flat(lib.reshape(score, (-1,)), counts[b]), (rows, i2 - i1))
+        for j in range(i1, i2):
+            i = j - i1
+            if nm is not None and j % nm[1] == 0:
+                n, m = nm
+                vals = w[:, j : j + m]
+                if j + m > i2:
+                    vals = vals.clone() if lib.__name__ == "torch" else vals.copy()
+                    if i:
+                        done = errs[:, :i]
+                        done = done.contiguous() if lib.__name__ == "torch" else lib.ascontiguousarray(done)
+                        vals[:, i2 - j :] = vals[:, i2 - j :] - done @ u[i1:j, i2 : j + m]
+                score = vals * vals / lib.reshape(d[j : j + m] * d[j : j + m], (1, -1))
+                keep[:, j : j + m] = lib.reshape(select_nm(lib.reshape(score, (rows, m, 1)), n), (rows, m))
+            col = w1[:, i]
+            q = lib.where(keep[:, j], col, zero)
+            err = (col - q) / d[j]
+            w1[:, i:] -= lib.outer(err, u1[i, i:])
+            w1[:, i] = q
+            errs[:, i] = err
+        if i2 < cols:
+            w[:, i2:] -= errs @ u[i1:i2, i2:]
+    return w, keep
+
+
+def _np_sparsegpt_columns(w, u, *, block, counts, nm):
+    """SparseGPT's column loop for float32/float64 NumPy arrays of one dtype, or None."""
+    import numpy as np
+
+    if type(w) is not np.ndarray or type(u) is not np.ndarray or w.dtype.char not in "fd" or u.dtype != w.dtype:
+        return None
+
+    def select_flat(flat, k):
+        keep = _np_mask_keep(flat, k, magnitude=False)
+        if keep is None:
+            raise _Declined
+        return keep
+
+    def select_nm(groups, n):
+        keep = _np_nm_keep(groups, n, magnitude=False)
+        if keep is None:
+            raise _Declined
+        return keep
+
+    try:
+        return _obs_sweep(w, u, block=block, counts=counts, nm=nm, lib=np, select_flat=select_flat, select_nm=select_nm)
+    except _Declined:  # a NaN score: the reference path reports it
+        return None
+
+
+class _Declined(Exception):
+    """A selection inside a fast path met an input it does not handle: run the reference path."""
+
+
 FAST_PATHS = {
     "relu_grad": _np_relu_grad,
     "mask_keep": _np_mask_keep,
@@ -703,4 +817,5 @@ FAST_PATHS = {
     "adam_update": _np_adam_update,
     "nm_keep": _np_nm_keep,
     "block_keep": _np_block_keep,
+    "sparsegpt_columns": _np_sparsegpt_columns,
 }

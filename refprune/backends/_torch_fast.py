@@ -8,7 +8,7 @@ input it does not handle, inputs never written to) are in ``refprune._dispatch``
 from __future__ import annotations
 
 from .._array import checking
-from ._numpy_fast import _np_block_keep, _np_nm_keep, _np_select_keep
+from ._numpy_fast import _Declined, _np_block_keep, _np_nm_keep, _np_select_keep, _obs_sweep
 from ._select import _xp_select_keep
 
 
@@ -188,6 +188,37 @@ def _torch_block_keep(x, block, pool, k, *, magnitude):
     return None if keep is None else torch.from_numpy(keep)
 
 
+# ============================================================================ SparseGPT: torch CPU
+
+
+def _torch_sparsegpt_columns(w, u, *, block, counts, nm):
+    """CPU tensors: the in-place column loop with torch's own arithmetic (its matmul, as the
+    reference path on torch uses) and the NumPy selections on the same memory."""
+    import torch
+
+    if not (_torch_cpu_float(w) and _torch_cpu_float(u) and u.dtype == w.dtype):
+        return None
+
+    def select_flat(flat, k):
+        keeps = _np_select_keep([flat.numpy()], k, False)
+        if keeps is None:
+            raise _Declined
+        return torch.from_numpy(keeps[0])
+
+    def select_nm(groups, n):
+        keep = _np_nm_keep(groups.numpy(), n, magnitude=False)
+        if keep is None:
+            raise _Declined
+        return torch.from_numpy(keep)
+
+    try:
+        with torch.no_grad():
+            return _obs_sweep(w.detach(), u.detach(), block=block, counts=counts, nm=nm, lib=torch,
+                              select_flat=select_flat, select_nm=select_nm)
+    except _Declined:
+        return None
+
+
 FAST_PATHS = {
     "mask_keep": _torch_mask_keep,
     "global_mask_keep": _torch_global_mask_keep,
@@ -198,5 +229,6 @@ FAST_PATHS = {
     "max_pool2d": _torch_max_pool2d,
     "max_pool2d_grad": _torch_max_pool2d_grad,
     "nm_keep": _torch_nm_keep,
+    "sparsegpt_columns": _torch_sparsegpt_columns,
     "block_keep": _torch_block_keep,
 }
