@@ -47,6 +47,7 @@ def add_command(sub):
     p.add_argument("--overwrite", action="store_true", help="replace the report if it exists")
     p.add_argument("--max-examples", type=int, default=None, help="override the ci profile's examples per test")
     p.add_argument("--logs", default=None, metavar="DIR", help="keep each peer's suite log here (default: a temp dir)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="peers checked at the same time")
     p.set_defaults(func=main, parser=p)
 
 
@@ -135,15 +136,18 @@ def main(args):
     pythons = _pythons(args, names)
     logs = Path(args.logs or tempfile.mkdtemp(prefix="refprune-peers-"))
     logs.mkdir(parents=True, exist_ok=True)
-    results = {}
-    for name in names:
+    def one(name):
         print(f"refprune peers: {name} ({pythons[name]}) ...", flush=True)
-        results[name] = run_peer(PEERS[name], pythons[name], max_examples=args.max_examples,
-                                 log=logs / f"{name}.log")
-        res = results[name]
+        res = run_peer(PEERS[name], pythons[name], max_examples=args.max_examples, log=logs / f"{name}.log")
         timing = f" in {res['seconds']:.0f} s, {res.get('cases', 0)} cases" if res.get("seconds") is not None else ""
-        print(f"  {res.get('version') or ''} {summary_line(res) if res['status'] != 'suite did not run' else res['why']}"
-              f"{timing}")
+        print(f"refprune peers: {name} {res.get('version') or ''}: "
+              f"{summary_line(res) if res['status'] != 'suite did not run' else res['why']}{timing}", flush=True)
+        return res
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # each peer's suite is its own process
+        results = dict(zip(names, pool.map(one, names)))
     for problem in (_write(args.out, markdown(results), args.overwrite),
                     _write(json_path, json.dumps(results, indent=1) + "\n", args.overwrite)):
         if problem:

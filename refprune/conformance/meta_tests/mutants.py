@@ -1005,13 +1005,12 @@ def resolve_once(shapes, *, density, distribution="uniform", power_scale=1.0, de
     return [1.0 if i in full else min(1.0, eps * raw[i]) for i in range(len(shapes))]
 
 
-def one_d_layers_outside_budget(shapes, *, density, distribution="uniform", power_scale=1.0, dense=()):
+def one_d_as_column(shapes, *, density, distribution="uniform", power_scale=1.0, dense=()):
     out = _densities(shapes, density, distribution, power_scale, dense)
-    if isinstance(shapes, dict) or dense or not any(len(s) == 1 for s in shapes):
+    if distribution != "erk" or isinstance(shapes, dict):
         return out
-    # bug: JaxPruner's default: 1-d parameters stay dense and outside the budget
-    rest = iter(_densities([s for s in shapes if len(s) != 1], density, distribution, power_scale, ()))
-    return [1.0 if len(s) == 1 else next(rest) for s in shapes]
+    # bug: a 1-d shape (n,) read as a column (n, 1): r = (n + 1) / n instead of 1
+    return _densities([tuple(s) + (1,) if len(s) == 1 else s for s in shapes], density, distribution, power_scale, dense)
 
 
 def grow_marks_kept_minus_inf(w, mask, *, drop_fraction, grow_scores, drop_scores=None, rounding="half-even"):
@@ -1041,7 +1040,7 @@ RULES.update({
     "block-sum-order": "block_mask: tile sums add axis 0's block offsets first, each axis in increasing offset order",
     "dense-names": "layer_densities: names in dense are keys of the mapping, in the mapping's own order",
     "erk-resolve-repeat": "layer_densities: re-solved until no layer exceeds density 1",
-    "one-d-layers": "layer_densities: 1-d layers are ordinary layers, in the budget",
+    "one-d-layers": "layer_densities: a 1-d layer is an ordinary layer, r = 1 under ERK",
     "grow-inf": "drop_grow: -inf is an ordinary grow score, ranked last among the pruned entries",
     "ramp-power": "jaxpruner_polynomial_sparsity: any real power > 0 inside the ramp",
 })
@@ -1053,7 +1052,7 @@ MUTANTS.update({
     "dense_names_sorted": Mutant("layer_densities", dense_names_sorted, "dense-names", "dense names indexed in sorted key order"),
     "er_power_scale_ignored": Mutant("layer_densities", er_power_scale_ignored, "erk-power-scale", "ER ignores power_scale"),
     "resolve_once": Mutant("layer_densities", resolve_once, "erk-resolve-repeat", "re-solves once, then clips"),
-    "one_d_layers_outside_budget": Mutant("layer_densities", one_d_layers_outside_budget, "one-d-layers", "1-d layers dense, outside the budget (JaxPruner)"),
+    "one_d_as_column": Mutant("layer_densities", one_d_as_column, "one-d-layers", "a 1-d shape read as (n, 1) under ERK"),
     "grow_marks_kept_minus_inf": Mutant("drop_grow", grow_marks_kept_minus_inf, "grow-inf", "survivors marked -inf tie with -inf candidates"),
     "jaxpruner_power_truncated": Mutant("jaxpruner_polynomial_sparsity", jaxpruner_power_truncated, "ramp-power", "int(power)"),
 })

@@ -10,7 +10,8 @@ environment each needs (``scripts/peers_env.sh`` builds them, outside refprune's
 function: ``agrees`` (every case passes), ``differs`` (the rules broken, from the
 xfails file, and a minimal counterexample: the smallest failing call with the peer's
 output and refprune's), ``crashes`` (the peer raised on valid input) or
-``not installed``; :func:`markdown` writes ``docs/peers.md`` from those rows.
+``not installed``; cases the adapter cannot express in the peer's API (its
+``NotImplementedError``) are counted apart as "not offered"; :func:`markdown` writes ``docs/peers.md`` from those rows.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ class Peer:
 PEERS = {p.name: p for p in (
     Peer("torch-ao", "torch_ao", "torch", "refprune", "torch", "torch.ao.pruning",
          "torch.ao.pruning.WeightNormSparsifier"),
-    Peer("torchao", "torchao_wanda", "torch", "peers-torch", "torchao", "torchao",
-         "torchao.sparsity.WandaSparsifier"),
+    Peer("torchao", "torchao", "torch", "peers-torch", "torchao", "torchao",
+         "torchao.sparsity.utils.mask_creator (N:M) and WandaSparsifier (v2 wanda_mask)"),
     Peer("llm-compressor", "llm_compressor", "torch", "peers-torch", "llmcompressor", "llmcompressor",
          "llmcompressor magnitude mask factory, Wanda, SparseGPT, OWL"),
     Peer("torch-pruning", "torch_pruning", "torch", "peers-torch", "torch-pruning", "torch_pruning",
@@ -99,6 +100,11 @@ def counterexample(text):
     }
 
 
+def _not_offered(text):
+    """The adapter raised NotImplementedError: the peer's API has no way to say this (a rounding, a pool)."""
+    return "NotImplementedError" in (text.strip().splitlines() or [""])[0]
+
+
 def _crashed(text):
     """The peer raised on an input the reference accepts (not a bad-input check)."""
     first = text.strip().splitlines()[0] if text.strip() else ""
@@ -123,7 +129,8 @@ def verdicts(report, xfail_entries=()):
         row = test.get("row")
         if row is None or test["outcome"] == "deselected":
             continue
-        r = rows.setdefault(row, {"cases": 0, "tests": 0, "passed": 0, "differ": 0, "crash": 0, "rules": [],
+        r = rows.setdefault(row, {"cases": 0, "tests": 0, "passed": 0, "differ": 0, "crash": 0, "not_offered": 0,
+                                  "rules": [],
                                   "unexplained": 0, "counterexample": None, "_size": None})
         r["tests"] += 1
         r["cases"] += int(test.get("calls", 0))
@@ -133,20 +140,21 @@ def verdicts(report, xfail_entries=()):
             continue
         text = test.get("error") or test.get("message") or ""
         crash = _crashed(text)
-        r["crash" if crash else "differ"] += 1
+        r["not_offered" if _not_offered(text) else "crash" if crash else "differ"] += 1
         reason = _reason(xfail_entries, test["id"]) if outcome == "xfailed" else None
         if outcome != "xfailed":
             r["unexplained"] += 1
             reason = f"unexplained ({outcome}): {test['id']}"
         if reason and reason not in r["rules"]:
             r["rules"].append(reason)
-        size = _size(_field(text, "call")) if _field(text, "call") else 10**18
-        if not crash and (r["_size"] is None or size < r["_size"]):
+        shown = _field(text, "expected") and _field(text, "actual")  # refprune's and the peer's output, both shown
+        size = (not shown, _size(_field(text, "call")) if _field(text, "call") else 10**18)
+        if not crash and not _not_offered(text) and (r["_size"] is None or size < r["_size"]):
             r["_size"] = size
             r["counterexample"] = {"test": test["id"], **counterexample(text)}
     for r in rows.values():
         r.pop("_size")
-        r["verdict"] = AGREES if not (r["differ"] or r["crash"]) else DIFFERS if r["differ"] else CRASHES
+        r["verdict"] = DIFFERS if r["differ"] else CRASHES if r["crash"] else AGREES
     return rows
 
 
@@ -166,8 +174,12 @@ def _cell(result, fname):
     if r is None:
         return "-"
     if r["verdict"] == AGREES:
-        return AGREES
+        return AGREES + (f" ({r['not_offered']} not offered)" if r["not_offered"] else "")
     return f"{r['verdict']} ({r['differ'] + r['crash']}/{r['tests']} tests)"
+
+
+def _offered(r):
+    return f", {r['not_offered']} not offered by the peer's API" if r["not_offered"] else ""
 
 
 def markdown(results):
@@ -210,7 +222,7 @@ def markdown(results):
         for fname, r in res.get("functions", {}).items():
             lines += ["", f"### `{fname}`: {r['verdict']}", ""]
             lines.append(f"{r['tests']} tests, {r['cases']} cases; {r['passed']} tests pass, {r['differ']} differ, "
-                         f"{r['crash']} crash.")
+                         f"{r['crash']} crash{_offered(r)}.")
             for rule in r["rules"]:
                 lines.append(f"- {rule}")
             ce = r.get("counterexample")

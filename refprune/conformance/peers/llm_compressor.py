@@ -12,9 +12,9 @@ called on ``PruningMaskCreatorArgs(parameter, sparsity, scores)``, the scores be
   ``scores`` (``|w|`` when not given);
 * ``block_mask(w, block, amount, pool="l1")`` -> structure ``"block_<b0>,<b1>,..."``
   (its blocks are summed: the protocol's ``l1`` pool of ``|w|``); other pools are not offered;
-* ``structured_mask(w, amount, axis, ord=1)`` on a 4-D ``w`` -> ``"channel"`` (``axis=0``) or
-  ``"filter"`` (``axis=1``), which sum ``|w|`` over the other axes (the L1 norm);
-  other cases are not offered.
+
+Its ``"channel"``/``"filter"`` structures take 4-D weights and the L1 norm only; the suite's
+structured cases are 2-D or other norms, so ``structured_mask`` is left out.
 
 Not offered: ``NotImplementedError``; llm-compressor rounds with ``int(sparsity * n)``,
 so ``rounding="floor"``/``"ceil"`` are not offered either. Where its answers differ,
@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from llmcompressor.modifiers.pruning.utils.pytorch.mask_factory import PruningMaskCreatorArgs, PruningMaskFactory
 
-__all__ = ["magnitude_mask", "block_mask", "structured_mask"]
+__all__ = ["magnitude_mask", "block_mask"]
 
 
 def _offered(what, ok):
@@ -56,9 +56,3 @@ def block_mask(w, *, block, amount, pool="l1", scores=None, rounding="half-even"
     _offered(f"rounding={rounding!r} (it rounds with int())", rounding == "half-even")
     sizes = (block,) * w.dim() if isinstance(block, int) else tuple(block)
     return _mask("block_" + ",".join(str(b) for b in sizes), w, amount, scores)
-
-
-def structured_mask(w, *, amount, axis, ord=2, scores=None, rounding="half-even"):
-    _offered(f"structured masks of a {w.dim()}-D w along axis {axis} with ord={ord}",
-             w.dim() == 4 and axis in (0, 1) and ord == 1 and scores is None and rounding == "half-even")
-    return _mask("channel" if axis == 0 else "filter", w, _fraction(amount, w.shape[axis]))

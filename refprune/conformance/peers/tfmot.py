@@ -18,8 +18,9 @@ conversion of array library, not of behaviour). Only names are converted:
 * ``constant_sparsity`` / ``polynomial_sparsity`` -> ``ConstantSparsity`` /
   ``PolynomialDecay`` called at ``step`` (``(should_prune, sparsity)`` as Python values).
 
-``scores=`` (TFMOT ranks ``|w|`` only) and ``rounding="floor"``/``"ceil"`` raise
-``NotImplementedError``. Where TFMOT's answers differ from the protocol's, the suite
+An int ``amount`` (a count) is passed as its fraction of the size. ``scores=`` (TFMOT
+ranks ``|w|`` only), ``rounding="floor"``/``"ceil"`` and ``counting="absolute"`` (TFMOT counts
+the frequency from ``begin_step``) raise ``NotImplementedError``. Where TFMOT's answers differ from the protocol's, the suite
 fails and ``xfails/tfmot.txt`` says why.
 """
 
@@ -52,6 +53,8 @@ def nm_mask(w, *, n, m, axis=-1, scores=None):
 def magnitude_mask(w, *, amount, scores=None, rounding="half-even"):
     _only_magnitude(scores, rounding)
     weights = tf.constant(np.asarray(w))
+    if isinstance(amount, int) and not isinstance(amount, bool) and np.size(w):
+        amount = amount / np.size(w)  # an int amount is a count: TFMOT takes the fraction
     schedule = pruning_schedule.ConstantSparsity(amount, 0, frequency=1)
     pruning = pruning_impl.Pruning(lambda: tf.constant(0, tf.int64), [], schedule, (1, 1), "AVG")
     _, mask = pruning._update_mask(weights)
@@ -62,11 +65,19 @@ def _python(update, sparsity):
     return bool(update.numpy()), float(sparsity.numpy() if hasattr(sparsity, "numpy") else sparsity)
 
 
-def constant_sparsity(step, *, target, begin=0, end=-1, frequency=100):
+def _relative(counting):
+    if counting != "relative":
+        msg = f"TFMOT counts the frequency from begin_step only; counting={counting!r} is not offered"
+        raise NotImplementedError(msg)
+
+
+def constant_sparsity(step, *, target, begin=0, end=-1, frequency=100, counting="relative"):
+    _relative(counting)
     schedule = pruning_schedule.ConstantSparsity(target, begin, end_step=end, frequency=frequency)
     return _python(*schedule(tf.constant(step, tf.int64)))
 
 
-def polynomial_sparsity(step, *, initial, final, begin, end, power=3, frequency=100):
+def polynomial_sparsity(step, *, initial, final, begin, end, power=3, frequency=100, counting="relative"):
+    _relative(counting)
     schedule = pruning_schedule.PolynomialDecay(initial, final, begin, end, power=power, frequency=frequency)
     return _python(*schedule(tf.constant(step, tf.int64)))
