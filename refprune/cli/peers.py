@@ -45,6 +45,8 @@ def add_command(sub):
     p.add_argument("--out", default="docs/peers.md", metavar="FILE.md", help="the report")
     p.add_argument("--json", default=None, metavar="FILE.json", help="its JSON (default: FILE.md with .json)")
     p.add_argument("--overwrite", action="store_true", help="replace the report if it exists")
+    p.add_argument("--update", action="store_true",
+                   help="replace only the named peers' results, keeping the others' from the existing JSON")
     p.add_argument("--max-examples", type=int, default=None, help="override the ci profile's examples per test")
     p.add_argument("--logs", default=None, metavar="DIR", help="keep each peer's suite log here (default: a temp dir)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="peers checked at the same time")
@@ -130,7 +132,7 @@ def main(args):
         args.parser.exit(2, f"refprune peers: {install_hint(missing)}\n")
     json_path = args.json or str(Path(args.out).with_suffix(".json"))
     for path in (args.out, json_path):
-        if Path(path).exists() and not args.overwrite:
+        if Path(path).exists() and not (args.overwrite or args.update):
             args.parser.exit(2, f"refprune peers: error: {path} exists; pass --overwrite to replace it\n")
     names = args.names or list(PEERS)
     pythons = _pythons(args, names)
@@ -148,8 +150,12 @@ def main(args):
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # each peer's suite is its own process
         results = dict(zip(names, pool.map(one, names)))
-    for problem in (_write(args.out, markdown(results), args.overwrite),
-                    _write(json_path, json.dumps(results, indent=1) + "\n", args.overwrite)):
+    if args.update and Path(json_path).exists():
+        kept = json.loads(Path(json_path).read_text(encoding="utf-8"))
+        results = {n: results.get(n, kept.get(n)) for n in PEERS if n in results or n in kept}
+    replace = args.overwrite or args.update
+    for problem in (_write(args.out, markdown(results), replace),
+                    _write(json_path, json.dumps(results, indent=1) + "\n", replace)):
         if problem:
             args.parser.exit(2, f"refprune peers: error: {problem}\n")
     print(f"wrote {args.out} and {json_path} (suite logs in {logs})")
