@@ -182,6 +182,16 @@ def _offered(r):
     return f", {r['not_offered']} not offered by the peer's API" if r["not_offered"] else ""
 
 
+def summary_table(results):
+    """The report's first table, one line a peer: version, run time, cases, verdicts (also in the README)."""
+    lines = ["| peer | version | run time | cases | summary |", "|---|---|---|---|---|"]
+    for name, res in results.items():
+        secs = f"{res['seconds']:.0f} s" if res.get("seconds") is not None else "-"
+        lines.append(f"| {name} | {res.get('version') or '-'} | {secs} | {res.get('cases', 0)} | "
+                     f"{summary_line(res)} |")
+    return lines
+
+
 def markdown(results):
     """``docs/peers.md`` from ``{peer: result}`` (``result``: version, seconds, status, functions)."""
     functions = []
@@ -198,13 +208,8 @@ def markdown(results):
         "is listed, with its reason, in `refprune/conformance/xfails/<adapter>.txt`. Cases are the calls of",
         "the peer the suite made. Run times were taken on a shared, loaded 2-core machine.",
         "",
-        "| peer | version | run time | cases | summary |",
-        "|---|---|---|---|---|",
+        *summary_table(results),
     ]
-    for name, res in results.items():
-        secs = f"{res['seconds']:.0f} s" if res.get("seconds") is not None else "-"
-        lines.append(f"| {name} | {res.get('version') or '-'} | {secs} | {res.get('cases', 0)} | "
-                     f"{summary_line(res)} |")
     lines += ["", "| peer | " + " | ".join(f"`{f}`" for f in functions) + " |",
               "|---|" + "---|" * len(functions)]
     for name, res in results.items():
