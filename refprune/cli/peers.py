@@ -78,7 +78,10 @@ def probe(peer, python):
     code = (f"import importlib, importlib.metadata as m; importlib.import_module({peer.imports!r}); "
             f"importlib.import_module({peer.module!r}); print(m.version({peer.distribution!r}))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SOURCE_ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=False)
+    try:  # llm-compressor's import alone takes minutes on a loaded machine
+        proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, timeout=1800, check=False)
+    except subprocess.TimeoutExpired:
+        return None, f"{python}: importing {peer.imports} took more than 30 minutes"
     if proc.returncode:
         last = (proc.stderr.strip().splitlines() or ["import failed"])[-1]
         return None, f"{python}: {last}"
