@@ -108,6 +108,7 @@ def build_parser():
 
     from .check import add_commands as add_check_commands
     from .compact import add_commands as add_compact_commands
+    from .peers import add_command as add_peers_command
     from .run import add_commands as add_run_commands
     from .sweep import add_command as add_sweep_command
 
@@ -139,6 +140,7 @@ def build_parser():
     add_compact_commands(sub)
     add_sweep_command(sub)
     add_check_commands(sub)
+    add_peers_command(sub)
     return parser
 
 

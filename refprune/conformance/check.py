@@ -97,11 +97,14 @@ def resolve_xfails(setting):
 
 
 def run(*, target, backend=None, profile=None, max_examples=None, xfails=None, checks=None, pytest_args=(),
-        log=None, quiet=False):
+        log=None, quiet=False, python=None, path=(), implemented_only=False):
     """Run the suite; return ``(pytest exit status, report dict or None)``.
 
     The suite's output goes to the file ``log`` (to the terminal when ``None``); a relative
-    ``xfails`` is relative to the current directory.
+    ``xfails`` is relative to the current directory. ``python`` is the interpreter that
+    runs it (default this one; ``refprune peers`` gives each peer's environment) and
+    ``path`` folders put first on its ``PYTHONPATH``; ``implemented_only`` collects only the
+    tests of the functions the target implements.
     """
     xfails, _ = resolve_xfails(xfails)
     env = dict(os.environ)
@@ -112,15 +115,17 @@ def run(*, target, backend=None, profile=None, max_examples=None, xfails=None, c
             env[name] = str(value)
     if max_examples is not None:
         env[cfg.ENV_MAX_EXAMPLES] = str(max_examples)
+    if implemented_only:
+        env[cfg.ENV_IMPLEMENTED_ONLY] = "1"
     if "jax" in (backend or "").split(",") and "JAX_ENABLE_X64" not in env:
         env["JAX_ENABLE_X64"] = "1"  # the float64 half of the suite needs JAX's 64-bit mode
     # the target may live in the caller's directory: keep it importable from the temp cwd
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*map(str, path), os.getcwd(), env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory(prefix="refprune-check-") as tmp:
         report_path = Path(tmp) / "report.json"
         env[cfg.ENV_REPORT] = str(report_path)
         # --confcutdir: only the suite's own conftest, as in an installed wheel (not a checkout's root one)
-        cmd = [sys.executable, "-m", "pytest", "--pyargs", "refprune.conformance", "-p", "no:cacheprovider",
+        cmd = [python or sys.executable, "-m", "pytest", "--pyargs", "refprune.conformance", "-p", "no:cacheprovider",
                "--import-mode=importlib", f"--confcutdir={cfg.protocol_document().parent}", "-q", "--tb=short",
                *(["--no-header", "-rN"] if quiet else []), *pytest_args]
         if log is None:

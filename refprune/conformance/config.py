@@ -16,6 +16,8 @@
 ``REFPRUNE_REPORT``        write a JSON report of every conformance test's outcome here
 ``REFPRUNE_CHECKS``        the kinds of check to run, comma-separated, of ``values``,
                            ``properties``, ``gradients``, ``errors`` (default: all)
+``REFPRUNE_IMPLEMENTED_ONLY`` ``1``: collect only the tests of the functions the target
+                           implements (``refprune peers``: no "not implemented" rows)
 ========================== ===========================================================
 
 ``REFPRUNE_TARGET`` may name several modules, comma-separated: each is then a target
@@ -34,6 +36,7 @@ ENV_MAX_EXAMPLES = "REFPRUNE_MAX_EXAMPLES"
 ENV_XFAILS = "REFPRUNE_XFAILS"
 ENV_REPORT = "REFPRUNE_REPORT"
 ENV_CHECKS = "REFPRUNE_CHECKS"
+ENV_IMPLEMENTED_ONLY = "REFPRUNE_IMPLEMENTED_ONLY"
 
 #: The version of the oracle protocol this suite checks (``docs/protocol.md``, shipped
 #: in the wheel as ``refprune/conformance/protocol.md``; its ``protocol-version:`` line).

@@ -19,6 +19,7 @@ from refprune.conformance.target import MissingFunction, Target, reference
 
 _HERE = Path(__file__).resolve().parent
 _STATE = pytest.StashKey()
+_CALLS_BEFORE = pytest.StashKey()
 
 
 class _State:
@@ -35,6 +36,8 @@ class _State:
         self.xfails_path = self.xfails_paths[self.modules[0]]
         self.xfails = self.xfails_by_module[self.modules[0]]
         self.used = set()
+        self.implemented_only = os.environ.get(cfg.ENV_IMPLEMENTED_ONLY, "").strip() not in ("", "0")
+        self.modules_loaded = {}
         self.items = {}
         self.outcomes = {}
 
@@ -136,6 +139,18 @@ def _item_target(item):
     return spec if isinstance(spec, cfg.TargetSpec) else None
 
 
+def _implemented(state, item, names):
+    """False for a test of a function the target lacks, when ``REFPRUNE_IMPLEMENTED_ONLY`` is set."""
+    spec = _item_target(item)
+    if not state.implemented_only or not names or spec is None:
+        return True
+    from refprune.conformance.target import load_module
+
+    if spec.module not in state.modules_loaded:
+        state.modules_loaded[spec.module] = load_module(spec.module)
+    return callable(getattr(state.modules_loaded[spec.module], names[0], None))
+
+
 def pytest_collection_modifyitems(config, items):
     state = config.stash[_STATE]
     keep, dropped = [], []
@@ -146,7 +161,7 @@ def pytest_collection_modifyitems(config, items):
         test_id = xfails.suite_id(item.nodeid)
         names = _protocol_names(item)
         kinds = cfg.test_kinds(names, item.originalname or item.name, _declared_checks(item))
-        if names and not set(kinds) & set(state.checks):
+        if names and not set(kinds) & set(state.checks) or not _implemented(state, item, names):
             dropped.append(item)
             continue
         keep.append(item)
@@ -175,6 +190,7 @@ def pytest_runtest_call(item):
     target = getattr(item, "funcargs", {}).get("target")
     if target is None:
         return
+    item.stash[_CALLS_BEFORE] = target.calls
     names = _protocol_names(item)
     missing = [n for n in names if not target.has(n)]
     if not missing:
@@ -194,6 +210,8 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     info = _CURRENT[0].items.get(item.nodeid) if _CURRENT else None
+    if info is not None and call.when == "call" and _CALLS_BEFORE in item.stash:
+        info["calls"] = item.funcargs["target"].calls - item.stash[_CALLS_BEFORE]  # the cases the target ran
     if info is None or call.excinfo is None or call.when != "call" or call.excinfo.errisinstance(pytest.skip.Exception):
         return
     exc = call.excinfo.value

@@ -126,7 +126,13 @@ def assert_matches(call, actual, expected, *, dtype="float64", what="result", ki
     """``actual`` matches ``expected`` of any shape of result: floating arrays and floats within
     ``dtype``'s tolerance (and in ``dtype``), bool arrays, ints and bools exactly, tuples and
     lists element by element."""
-    if isinstance(expected, (tuple, list)):
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict) or list(actual) != list(expected):
+            fail(call, f"{what} must be a dict with the keys {list(expected)} in that order", expected=expected,
+                 actual=actual, kind=kind)
+        for key, e in expected.items():
+            assert_matches(call, actual[key], e, dtype=dtype, what=f"{what}[{key!r}]", kind=kind)
+    elif isinstance(expected, (tuple, list)):
         if not isinstance(actual, type(expected)) or len(actual) != len(expected):
             fail(call, f"{what} must be a {type(expected).__name__} of {len(expected)}", expected=expected,
                  actual=actual, kind=kind)

@@ -338,7 +338,10 @@ def layer_shapes(draw, *, min_dims=1, max_layers=6):
 
 
 def densities():
-    return st.one_of(st.sampled_from([0.0, 1.0, 0.5, 0.1, 0.01, 0.9, 0.99, 0.05]), st.floats(0.0, 1.0))
+    """Densities in [0, 1], never subnormal: at ``5e-324`` the per-layer densities are subnormal too and
+    lose the digits that the shared-epsilon check compares (issue 20: it failed refprune itself)."""
+    return st.one_of(st.sampled_from([0.0, 1.0, 0.5, 0.1, 0.01, 0.9, 0.99, 0.05]),
+                     st.floats(0.0, 1.0, allow_subnormal=False))
 
 
 def power_scales():

@@ -224,6 +224,7 @@ class Target:
         self.backend = backends.get(backend_name)
         self.module = load_module(module_name)
         self.last = None
+        self.calls = 0
 
     def __repr__(self):
         return f"<conformance target {self}>"
@@ -291,6 +292,7 @@ class Target:
         f = self.function(fname)
         call = Call(self, fname, args, kwargs)
         self.last = call
+        self.calls += 1
         t_args = [self.to_target(a) for a in args]
         t_kwargs = {k: self.to_target(v) for k, v in kwargs.items()}
         with _reference_path() if self.reference_path else contextlib.nullcontext():

@@ -82,6 +82,8 @@ def decode(x):
     if isinstance(x, dict) and "dtype" in x:
         data = [float(v) if isinstance(v, str) else v for v in x["data"]]
         return np.array(data, dtype=x["dtype"]).reshape(x["shape"])
+    if isinstance(x, dict):  # a mapping argument (layer_densities of named shapes), keys in order
+        return {k: decode(v) for k, v in x.items()}
     if isinstance(x, list):
         return [decode(v) for v in x]
     if isinstance(x, str) and x in ("inf", "-inf", "nan"):

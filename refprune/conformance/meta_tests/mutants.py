@@ -1313,6 +1313,136 @@ MUTANTS.update({
     "violations_last_axis": Mutant("nm_violations", violations_last_axis, "violations-axis", "axis ignored"),
 })
 
+
+# =========================================================================== v1 blind spots (issue 20)
+# Bugs the ci profile missed forward-only until edges.BLIND_SPOTS gave their classes fixed inputs.
+
+
+def _tile_mask(tile_scores, grid, block, shape, amount, rounding):
+    """The mask that keeps the tiles the tie rule keeps of ``tile_scores`` (a flat tensor in tile order)."""
+    keep = ok._keep(tile_scores, ok.prune_count(amount, math.prod(grid), rounding=rounding)).reshape(grid)
+    for axis, b in enumerate(block):
+        keep = keep.repeat_interleave(b, dim=axis)
+    return keep[tuple(slice(0, size) for size in shape)].contiguous()
+
+
+def block_int_first_two_axes(w, *, block, amount, pool="l1", scores=None, rounding="half-even"):
+    out = ok.block_mask(w, block=block, amount=amount, pool=pool, scores=scores, rounding=rounding)
+    if isinstance(block, bool) or not isinstance(block, int) or w.dim() <= 2:
+        return out
+    sizes = (block, block) + (1,) * (w.dim() - 2)  # bug: an int block tiles the first two axes only
+    return ok.block_mask(w, block=sizes, amount=amount, pool=pool, scores=scores, rounding=rounding)
+
+
+def block_max_pads_zero(w, *, block, amount, pool="l1", scores=None, rounding="half-even"):
+    out = ok.block_mask(w, block=block, amount=amount, pool=pool, scores=scores, rounding=rounding)
+    if pool != "max" or w.numel() == 0:
+        return out
+    block = (block,) * w.dim() if isinstance(block, int) else tuple(block)
+    t, grid = ok._tiles(ok._scores(w, scores).to(torch.float64), block, 0.0)  # bug: pads edge tiles with 0, not -inf
+    return _tile_mask(t.amax(dim=-1).reshape(-1), grid, block, w.shape, amount, rounding)
+
+
+def block_sum_row_major(w, *, block, amount, pool="l1", scores=None, rounding="half-even"):
+    out = ok.block_mask(w, block=block, amount=amount, pool=pool, scores=scores, rounding=rounding)
+    if pool == "max" or w.numel() == 0:
+        return out
+    block = (block,) * w.dim() if isinstance(block, int) else tuple(block)
+    s = ok._scores(w, scores).to(torch.float64)
+    a = s.abs() if pool == "l1" else s * s if pool == "l2" else s
+    t, grid = ok._tiles(a, block, 0.0)
+    acc = t[..., 0]
+    for i in range(1, t.shape[-1]):  # bug: a tile's entries summed in row-major order, not axis 0's offsets first
+        acc = acc + t[..., i]
+    if pool == "mean":
+        acc = acc / ok._tiles(torch.ones_like(s), block, 0.0)[0].sum(dim=-1)
+    return _tile_mask(acc.reshape(-1), grid, block, w.shape, amount, rounding)
+
+
+def _densities(shapes, density, distribution, power_scale, dense):
+    return ok.layer_densities(shapes, density=density, distribution=distribution, power_scale=power_scale, dense=dense)
+
+
+def dense_names_sorted(shapes, *, density, distribution="uniform", power_scale=1.0, dense=()):
+    out = _densities(shapes, density, distribution, power_scale, dense)
+    if not isinstance(shapes, dict) or not dense:
+        return out
+    by_index = [sorted(shapes).index(d) for d in dense]  # bug: a name's position looked up among the sorted keys
+    return dict(zip(shapes, _densities(list(shapes.values()), density, distribution, power_scale, by_index)))
+
+
+def er_power_scale_ignored(shapes, *, density, distribution="uniform", power_scale=1.0, dense=()):
+    out = _densities(shapes, density, distribution, power_scale, dense)
+    return _densities(shapes, density, "er", 1.0, dense) if distribution == "er" else out  # bug: ER ignores it
+
+
+def resolve_once(shapes, *, density, distribution="uniform", power_scale=1.0, dense=()):
+    out = _densities(shapes, density, distribution, power_scale, dense)
+    if distribution != "erk" or isinstance(shapes, dict) or dense or not all(math.prod(s) for s in shapes):
+        return out
+    counts = [math.prod(s) for s in shapes]
+    raw = [(sum(s) / c) ** power_scale for s, c in zip(shapes, counts)]
+    eps = density * sum(counts) / sum(r * c for r, c in zip(raw, counts))
+    full = {i for i, r in enumerate(raw) if eps * r > 1.0}
+    live = [i for i in range(len(shapes)) if i not in full]
+    if full and live:  # bug: solved again once, and whatever exceeds 1 then is clipped, not re-solved
+        eps = (density * sum(counts) - sum(counts[i] for i in full)) / sum(raw[i] * counts[i] for i in live)
+    return [1.0 if i in full else min(1.0, eps * raw[i]) for i in range(len(shapes))]
+
+
+def one_d_as_column(shapes, *, density, distribution="uniform", power_scale=1.0, dense=()):
+    out = _densities(shapes, density, distribution, power_scale, dense)
+    if distribution != "erk" or isinstance(shapes, dict):
+        return out
+    # bug: a 1-d shape (n,) read as a column (n, 1): r = (n + 1) / n instead of 1
+    return _densities([tuple(s) + (1,) if len(s) == 1 else s for s in shapes], density, distribution, power_scale, dense)
+
+
+def grow_marks_kept_minus_inf(w, mask, *, drop_fraction, grow_scores, drop_scores=None, rounding="half-even"):
+    ok.drop_grow(w, mask, drop_fraction=drop_fraction, grow_scores=grow_scores, drop_scores=drop_scores, rounding=rounding)
+    flat = mask.reshape(-1)
+    kept = torch.nonzero(flat).reshape(-1)
+    k = min(ok.prune_count(drop_fraction, kept.numel(), rounding=rounding), int((~flat).sum()))
+    ds = (w.abs() if drop_scores is None else drop_scores).reshape(-1)[kept]
+    new = torch.zeros_like(flat)
+    new[kept[torch.sort(ds, descending=True, stable=True).indices[: kept.numel() - k]]] = True
+    # bug: RigL's trick: the survivors' grow scores set to -inf to rule them out, then the top k of all
+    # entries grown; a candidate whose own score is -inf ties with the survivors and may lose to them
+    gs = torch.where(new | flat, torch.tensor(-math.inf, dtype=grow_scores.dtype), grow_scores.reshape(-1))
+    new[torch.sort(gs, descending=True, stable=True).indices[:k]] = True
+    return new.reshape(mask.shape)
+
+
+def jaxpruner_power_truncated(step, *, target, begin, end, power=3, frequency=100):
+    update, _ = ok.jaxpruner_polynomial_sparsity(step, target=target, begin=begin, end=end, power=power, frequency=frequency)
+    p = 1.0 if end == begin else min(max(step + 1 - begin, 0), end - begin) / (end - begin)
+    return update, target * (1.0 - (1.0 - p) ** max(1, int(power)))  # bug: the exponent taken as an int
+
+
+RULES.update({
+    "block-int": "block_mask: an int block is that size on every axis",
+    "block-edge-max": "block_mask: an edge tile is pooled over its real entries (a negative tile's max stays negative)",
+    "block-sum-order": "block_mask: tile sums add axis 0's block offsets first, each axis in increasing offset order",
+    "dense-names": "layer_densities: names in dense are keys of the mapping, in the mapping's own order",
+    "erk-resolve-repeat": "layer_densities: re-solved until no layer exceeds density 1",
+    "one-d-layers": "layer_densities: a 1-d layer is an ordinary layer, r = 1 under ERK",
+    "grow-inf": "drop_grow: -inf is an ordinary grow score, ranked last among the pruned entries",
+    "ramp-power": "jaxpruner_polynomial_sparsity: any real power > 0 inside the ramp",
+})
+
+MUTANTS.update({
+    "block_int_first_two_axes": Mutant("block_mask", block_int_first_two_axes, "block-int", "an int block tiles only the first two axes"),
+    "block_max_pads_zero": Mutant("block_mask", block_max_pads_zero, "block-edge-max", "max pads edge tiles with 0, not -inf"),
+    "block_sum_row_major": Mutant("block_mask", block_sum_row_major, "block-sum-order", "tile entries summed row-major"),
+    "dense_names_sorted": Mutant("layer_densities", dense_names_sorted, "dense-names", "dense names indexed in sorted key order"),
+    "er_power_scale_ignored": Mutant("layer_densities", er_power_scale_ignored, "erk-power-scale", "ER ignores power_scale"),
+    "resolve_once": Mutant("layer_densities", resolve_once, "erk-resolve-repeat", "re-solves once, then clips"),
+    "one_d_as_column": Mutant("layer_densities", one_d_as_column, "one-d-layers", "a 1-d shape read as (n, 1) under ERK"),
+    "grow_marks_kept_minus_inf": Mutant("drop_grow", grow_marks_kept_minus_inf, "grow-inf", "survivors marked -inf tie with -inf candidates"),
+    "jaxpruner_power_truncated": Mutant("jaxpruner_polynomial_sparsity", jaxpruner_power_truncated, "ramp-power", "int(power)"),
+})
+
+
 #: The correct implementation without any ``_grad`` (it must pass every other check).
 torch_impl_no_grad = _module(drop_grads=True)
 

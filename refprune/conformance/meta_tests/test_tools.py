@@ -406,3 +406,27 @@ def test_unknown_backend_in_the_environment_is_a_usage_error(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 4 and "INTERNALERROR" not in out and "KeyError" not in out, out
     assert "unknown backend 'jaxx'; known backends:" in out
+
+
+def test_density_strategy_draws_no_subnormal():
+    """At density=5e-324 refprune's own densities are subnormal and fail the shared-epsilon check, so the
+    strategy must not draw it (issue 20); the edge classes own the subnormal inputs."""
+    from hypothesis import HealthCheck, find, settings
+    from hypothesis.errors import NoSuchExample
+
+    from refprune.conformance import strategies as cs
+
+    with pytest.raises(NoSuchExample):
+        find(cs.densities(), lambda d: 0 < d < np.finfo(np.float64).tiny,
+             settings=settings(max_examples=2000, database=None, suppress_health_check=list(HealthCheck)))
+
+
+def test_blind_spot_classes_run_after_the_others_and_name_their_class():
+    from refprune.conformance import edges
+
+    for fname, build in edges.BLIND_SPOTS.items():
+        found = [c for c in edges.cases(fname, "float64") if c[0] not in edges.CLASSES]
+        assert found and [c[0] for c in edges.cases(fname, "float64")[-len(found):]] == [c[0] for c in found]
+    classes = {c[0] for f in edges.BLIND_SPOTS for d in ("float32", "float64") for c in edges.cases(f, d)}
+    assert {"int block, 3-D", "tile-sum order", "key order", "re-solve twice", "1-d layers", "signed scores",
+            "non-integer power"} <= classes

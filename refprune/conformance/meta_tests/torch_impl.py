@@ -590,6 +590,18 @@ def _tiles(x, block, fill):
     return x.reshape(inter).permute(perm).reshape(*grid, -1), grid
 
 
+def _ordered_sum(t, block):
+    """Each tile's sum in the protocol's order: axis 0's block offsets first, each in increasing offset."""
+    x = t.reshape(*t.shape[:-1], *block)
+    first = t.dim() - 1  # the grid axes come first, then the offsets not yet reduced
+    for _ in block:
+        acc = x.select(first, 0)
+        for o in range(1, x.shape[first]):
+            acc = acc + x.select(first, o)
+        x = acc
+    return x
+
+
 def block_mask(w, *, block, amount, pool="l1", scores=None, rounding="half-even"):
     _tensor("w", w)
     if w.dim() == 0:
@@ -618,7 +630,7 @@ def block_mask(w, *, block, amount, pool="l1", scores=None, rounding="half-even"
             if bool(((hi == math.inf).any(-1) & (hi == -math.inf).any(-1)).any()):
                 raise ValueError("a tile holds both inf and -inf")
         t, _ = _tiles(a * a if pool == "l2" else a, block, 0.0)
-        tile = t.sum(dim=-1)
+        tile = _ordered_sum(t, block)
         if pool == "l2":
             tile = tile.sqrt()
         if pool == "mean":
