@@ -173,7 +173,7 @@ def test_bad_settings_are_one_clear_error(dense, tmp_path):
     with pytest.raises(ValueError, match="holds a mlp-300-100 network"):
         _prune(tmp_path, dense, "model", model="lenet5")
     with pytest.raises(ValueError, match="pass the --data the network was trained on"):
-        methods.run("oneshot", init_from=str(dense), out=str(tmp_path / "data"), **{**SETTINGS, "data": "mnist5k"})
+        methods.run("oneshot", init_from=str(dense), out=str(tmp_path / "data"), **{**SETTINGS, "data": "stdlib"})
     lenet = tmp_path / "lenet"
     methods.run("magnitude", model="lenet5", epochs=0, amounts="0", criteria="weight", out=str(lenet), **SETTINGS)
     with pytest.raises(ValueError, match="conv1.w has 25 inputs per output, not a multiple of 4"):
