@@ -8,10 +8,11 @@ __all__ = ["ArgumentFormatter", "add_option", "check_backend", "fail"]
 
 
 class ArgumentFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the method docs' line breaks and shows every default (a switch's help says what it does instead)."""
+    """Keeps the method docs' line breaks and shows every default once (not for a switch, a None default, or a
+    help that states its default itself)."""
 
     def _get_help_string(self, action):
-        if action.nargs == 0 or action.default is None:
+        if action.nargs == 0 or action.default is None or "(default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 

@@ -8,7 +8,7 @@ import sys
 
 from refprune.conformance import config as cfg
 
-from ._format import fail
+from ._format import ArgumentFormatter, fail
 
 
 def _cmd_check(args):
@@ -55,15 +55,6 @@ def _kinds(text):
         raise argparse.ArgumentTypeError(msg) from None
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Adds ``(default: ...)`` only where the help does not say the default itself (and it is not None)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or "(default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
-
 def add_commands(sub):
     """Add ``check`` and ``vectors`` to the ``refprune`` subparsers ``sub``."""
     p = sub.add_parser(
@@ -71,7 +62,7 @@ def add_commands(sub):
         help="run the conformance suite against an implementation of the oracle protocol",
         description="Run the property-based conformance suite (pytest --pyargs refprune.conformance) "
         "against MODULE and print a per-function pass/fail table. Extra arguments after -- go to pytest.",
-        formatter_class=_HelpFormatter,
+        formatter_class=ArgumentFormatter,
     )
     p.add_argument("--target", default=cfg.DEFAULT_TARGET, metavar="MODULE",
                    help="importable module (or module:attribute) with protocol functions")
@@ -93,7 +84,7 @@ def add_commands(sub):
     p = sub.add_parser(
         "vectors",
         help="export or verify golden input/output vectors of every protocol function (JSON)",
-        formatter_class=_HelpFormatter,
+        formatter_class=ArgumentFormatter,
     )
     p.add_argument("action", choices=["export", "verify"])
     p.add_argument("file", metavar="FILE.json")

@@ -11,7 +11,6 @@ version, run time and number of cases.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -20,6 +19,8 @@ import time
 from pathlib import Path
 
 import refprune
+
+from ._format import ArgumentFormatter
 
 #: Where ``scripts/peers_env.sh`` puts the environments unless told otherwise.
 DEFAULT_VENVS = os.environ.get("REFPRUNE_PEERS_VENVS", str(Path.home() / ".cache" / "refprune-peers"))
@@ -32,7 +33,7 @@ def add_command(sub):
 
     p = sub.add_parser("peers", help="run the conformance suite against the real peers (torch.ao, torchao, "
                        "llm-compressor, Torch-Pruning, TFMOT) and write docs/peers.md",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=ArgumentFormatter,
                        description="Run refprune check on each installed peer's adapter in the peer's own "
                        "environment (build them with scripts/peers_env.sh) and write one report: peer x "
                        "function agrees / differs (with the rule and a minimal counterexample) / crashes / "
