@@ -66,6 +66,23 @@ def _check_nm(n, m):
     return n, m
 
 
+
+def _check_nm_groups(func, name, x, *, n, m, axis):
+    """``(axis, n, m)`` validated for N:M groups of ``m`` whole entries along ``axis`` of ``x``."""
+    if x.ndim == 0:
+        msg = f"{func} needs an array with at least one axis, got a 0-d array"
+        raise ValueError(msg)
+    axis = normalize_axis(axis, x.ndim)
+    n, m = _check_nm(n, m)
+    length = int(x.shape[axis])
+    if length % m:
+        msg = (
+            f"{name}.shape[{axis}]={length} is not a multiple of m={m}: N:M groups must be whole; "
+            f"pad {name} along axis {axis} to a multiple of {m} or choose another m"
+        )
+        raise ValueError(msg)
+    return axis, n, m
+
 def _nm_keep(groups, n, xp, *, magnitude, name):
     """Keep mask of an ``(A, m, B)`` array of groups (each ``groups[a, :, b]`` is one group).
 
@@ -150,25 +167,14 @@ def nm_mask(w, /, *, n, m, axis=-1, scores=None, xp=None):
            [ True, False, False, False]])
     """
     xp = float_namespace(xp, w=w)
-    if w.ndim == 0:
-        msg = "nm_mask needs an array with at least one axis, got a 0-d array"
-        raise ValueError(msg)
-    axis = normalize_axis(axis, w.ndim)
-    n, m = _check_nm(n, m)
-    length = int(w.shape[axis])
-    if length % m:
-        msg = (
-            f"w.shape[{axis}]={length} is not a multiple of m={m}: N:M groups must be whole; "
-            f"pad w along axis {axis} to a multiple of {m} or choose another m"
-        )
-        raise ValueError(msg)
+    axis, n, m = _check_nm_groups("nm_mask", "w", w, n=n, m=m, axis=axis)
     if scores is None:
         s, magnitude = w, True
     else:
         s, magnitude = _check_scores(xp, w, scores), False
     shape = tuple(int(d) for d in w.shape)
     inner = math.prod(shape[axis + 1 :])
-    groups = xp.reshape(s, (math.prod(shape[:axis]) * (length // m), m, inner))  # no copy, no moved axis
+    groups = xp.reshape(s, (math.prod(shape[:axis]) * (shape[axis] // m), m, inner))  # no copy, no moved axis
     keep = _nm_keep(groups, n, xp, magnitude=magnitude, name="w")
     return xp.reshape(keep, shape)
 
@@ -212,21 +218,10 @@ def nm_violations(mask_or_w, /, *, n, m, axis=-1, xp=None):
     if not xp.isdtype(x.dtype, ("bool", "real floating", "integral")):
         msg = f"mask_or_w must be a bool mask or real weights, got dtype {x.dtype}"
         raise TypeError(msg)
-    if x.ndim == 0:
-        msg = "nm_violations needs an array with at least one axis, got a 0-d array"
-        raise ValueError(msg)
-    axis = normalize_axis(axis, x.ndim)
-    n, m = _check_nm(n, m)
-    length = int(x.shape[axis])
-    if length % m:
-        msg = (
-            f"mask_or_w.shape[{axis}]={length} is not a multiple of m={m}: N:M groups must be whole; "
-            f"pad along axis {axis} to a multiple of {m} or choose another m"
-        )
-        raise ValueError(msg)
+    axis, n, m = _check_nm_groups("nm_violations", "mask_or_w", x, n=n, m=m, axis=axis)
     nonzero = x if xp.isdtype(x.dtype, "bool") else x != 0
     shape = tuple(int(d) for d in x.shape)
-    groups = xp.reshape(nonzero, (math.prod(shape[:axis]) * (length // m), m, math.prod(shape[axis + 1 :])))
+    groups = xp.reshape(nonzero, (math.prod(shape[:axis]) * (shape[axis] // m), m, math.prod(shape[axis + 1 :])))
     per_group = xp.sum(xp.astype(groups, _index_dtype(xp)), axis=1)
     return int(xp.count_nonzero(per_group > n))
 
