@@ -25,3 +25,30 @@ def test_a_plain_checkout_imports_its_own_backends_and_suite(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for line in proc.stdout.split():
         assert pathlib.Path(line).resolve().is_relative_to(ROOT / "refprune"), line
+
+
+def _top_level_names(path):
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+    names |= {target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets
+              if isinstance(target, ast.Name)}
+    return names
+
+
+def test_the_engine_module_holds_the_loop_and_its_old_names_still_import():
+    """Run settings, optimizers, the result record and the checkpoint's phase state live in their own modules."""
+    from refprune import checkpoints, engine, optimizers, results, runspec
+
+    homes = {runspec: ("RunSpec", "OUTSIDE_KEY"), optimizers: ("Optimizer", "adam", "sgd"),
+             results: ("COMMON_KEYS", "environment"), checkpoints: ("CHECKPOINT", "checkpoint_path")}
+    for module, names in homes.items():
+        for name in names:
+            assert getattr(engine, name) is getattr(module, name), name
+    defined = _top_level_names(ROOT / "refprune" / "engine.py")
+    moved = {"RunSpec", "OUTSIDE_KEY", "Optimizer", "adam", "sgd", "COMMON_KEYS", "environment", "_PhaseState",
+             "_check_resumable", "_check_same_network", "_stream_states", "_remove_run_files"}
+    assert not defined & moved, sorted(defined & moved)
+    assert {"Engine", "_Loop", "EarlyStopping", "evaluate"} <= defined
+    assert "PhaseState" in _top_level_names(ROOT / "refprune" / "checkpoints.py")
