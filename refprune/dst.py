@@ -33,11 +33,11 @@ array([0.9, 0. , 0. , 0. , 0.5, 0. ])
 from __future__ import annotations
 
 import math
-import numbers
 
 from ._array import (
     check_finite_scalar,
     check_float,
+    check_int,
     check_same_device,
     check_same_shape,
     device_of,
@@ -193,13 +193,7 @@ def cosine_drop_fraction(step, *, initial, end):
     >>> [round(cosine_drop_fraction(s, initial=0.3, end=100), 4) for s in (0, 25, 50, 100, 150)]
     [0.3, 0.2561, 0.15, 0.0, 0.0]
     """
-    for name, value, minimum in (("step", step, 0), ("end", end, 1)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            msg = f"{name} must be an int, got {type(value).__name__} {value!r}"
-            raise TypeError(msg)
-        if value < minimum:
-            msg = f"{name} must be >= {minimum}, got {name}={value}"
-            raise ValueError(msg)
+    step, end = check_int("step", step, minimum=0), check_int("end", end, minimum=1)
     initial = check_finite_scalar("initial", initial)
     if not 0.0 <= initial <= 1.0:
         msg = f"initial must be a fraction in [0, 1], got initial={initial!r}"

@@ -33,17 +33,18 @@ non-finite constant is a ``ValueError``.
 from __future__ import annotations
 
 import math
-import numbers
 
 from ._array import (
     as_float_scalar,
     check_finite_scalar,
     check_float,
+    check_int,
     check_same_device,
     check_same_shape,
     checking,
     flat_size,
     float_namespace,
+    is_real,
     known_true,
     namespace,
     sigmoid,
@@ -384,7 +385,7 @@ def hard_concrete_cdf(log_alpha, x, /, *, beta=BETA, gamma=GAMMA, zeta=ZETA, eps
     array([0.5, 0.5, 0.5])
     """
     beta, gamma, zeta, eps = _check_constants(beta, gamma, zeta, eps)
-    if isinstance(x, numbers.Real) and not isinstance(x, bool):
+    if is_real(x):
         xp = float_namespace(xp, log_alpha=log_alpha)
         x = as_float_scalar("x", x)
         if math.isnan(x):
@@ -535,11 +536,6 @@ def expected_l0(log_alpha, /, *, group_size=1, beta=BETA, gamma=GAMMA, zeta=ZETA
     10.0
     """
     xp = float_namespace(xp, log_alpha=log_alpha)
-    if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral):
-        msg = f"group_size must be an int (parameters per gate), got {type(group_size).__name__} {group_size!r}"
-        raise TypeError(msg)
-    if group_size < 0:
-        msg = f"group_size must be >= 0, got group_size={group_size!r}"
-        raise ValueError(msg)
+    group_size = check_int("group_size", group_size, minimum=0, what=" (parameters per gate)")
     p = hard_concrete_prob_nonzero(log_alpha, beta=beta, gamma=gamma, zeta=zeta, eps=eps, xp=xp)
-    return xp.asarray(xp.sum(p) * int(group_size))
+    return xp.asarray(xp.sum(p) * group_size)

@@ -29,12 +29,14 @@ import numbers
 
 from ._array import (
     check_float,
+    check_int,
     check_no_nan,
     check_same_device,
     check_same_shape,
     device_of,
     flat_size,
     float_namespace,
+    is_real,
     is_traced,
     namespace,
     normalize_axis,
@@ -119,14 +121,8 @@ def prune_count(amount, n, *, rounding="half-even"):
     if not isinstance(rounding, str) or rounding not in _ROUNDING:
         msg = f"rounding must be one of {', '.join(map(repr, _ROUNDING))}, got rounding={rounding!r}"
         raise ValueError(msg)
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        msg = f"n must be an int, got {type(n).__name__} {n!r}"
-        raise TypeError(msg)
-    n = int(n)
-    if n < 0:
-        msg = f"n must be >= 0, got n={n}"
-        raise ValueError(msg)
-    if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
+    n = check_int("n", n, minimum=0)
+    if not is_real(amount):
         msg = (
             f"amount must be an int count or a float fraction in [0, 1], got "
             f"{type(amount).__name__} {amount!r}"
@@ -294,7 +290,7 @@ def _mask_from_scores(score, amount, rounding, xp):
 
 
 def _check_ord(ord):
-    if isinstance(ord, bool) or not isinstance(ord, numbers.Real):
+    if not is_real(ord):
         msg = f"ord must be a real number > 0 or inf or -inf, got {type(ord).__name__} {ord!r}"
         raise TypeError(msg)
     p = float(ord)

@@ -40,6 +40,7 @@ import numbers
 
 from ._array import (
     check_finite_scalar,
+    check_int,
     check_no_nan,
     device_of,
     flat_size,
@@ -48,7 +49,7 @@ from ._array import (
 )
 from ._dispatch import delegate
 from .masks import _keep_flat, prune_count
-from .patterns import _check_int, _check_nm, _nm_keep
+from .patterns import _check_nm, _nm_keep
 
 __all__ = [
     "activation_norms",
@@ -150,7 +151,7 @@ def _check_nm_width(width, m):
 
 def _check_fraction(amount):
     """SparseGPT's amount: a fraction of each column block (an int count has no meaning there)."""
-    if isinstance(amount, (bool, numbers.Integral)) or not isinstance(amount, numbers.Real):
+    if isinstance(amount, numbers.Integral) or not isinstance(amount, numbers.Real):  # bool is Integral too
         msg = (
             f"amount must be a float fraction in [0, 1] (it applies to every column block), "
             f"got {type(amount).__name__} {amount!r}; write e.g. amount=0.5"
@@ -664,7 +665,7 @@ def sparsegpt_prune(w, h, /, *, amount=None, n=None, m=None, block=128, damp=0.0
     xp = float_namespace(xp, w=w, h=h)
     target = _check_target(amount, n, m)
     _check_hessian(w, h, xp)
-    block = _check_int("block", block, minimum=1)
+    block = check_int("block", block, minimum=1)
     damp = check_finite_scalar("damp", damp, nonnegative=True)
     rows, cols = (int(d) for d in w.shape)
     kind, value = target

@@ -23,13 +23,14 @@ to a backend (``refprune._dispatch``); they return the same masks bit for bit.
 from __future__ import annotations
 
 import math
-import numbers
 
 from ._array import (
+    check_int,
     check_no_nan,
     device_of,
     flat_size,
     float_namespace,
+    is_int,
     namespace,
     normalize_axis,
     values_checkable,
@@ -46,20 +47,9 @@ BLOCK_POOLS = ("l1", "l2", "max", "mean")
 # --------------------------------------------------------------------------- N:M
 
 
-def _check_int(name, value, *, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        msg = f"{name} must be an int, got {type(value).__name__} {value!r}"
-        raise TypeError(msg)
-    value = int(value)
-    if value < minimum:
-        msg = f"{name} must be >= {minimum}, got {name}={value}"
-        raise ValueError(msg)
-    return value
-
-
 def _check_nm(n, m):
-    m = _check_int("m", m, minimum=1)
-    n = _check_int("n", n, minimum=0)
+    m = check_int("m", m, minimum=1)
+    n = check_int("n", n, minimum=0)
     if n > m:
         msg = f"n must be <= m (keep n of every m entries), got n={n}, m={m}"
         raise ValueError(msg)
@@ -230,7 +220,7 @@ def nm_violations(mask_or_w, /, *, n, m, axis=-1, xp=None):
 
 
 def _check_block(block, ndim):
-    if isinstance(block, numbers.Integral) and not isinstance(block, bool):
+    if is_int(block):
         block = (int(block),) * ndim
     if not isinstance(block, (tuple, list)):
         msg = f"block must be an int or a tuple of ints (one per axis of w), got {type(block).__name__} {block!r}"
@@ -238,7 +228,7 @@ def _check_block(block, ndim):
     if len(block) != ndim:
         msg = f"block must have one size per axis of w ({ndim}), got block={tuple(block)!r}"
         raise ValueError(msg)
-    return tuple(_check_int(f"block[{i}]", b, minimum=1) for i, b in enumerate(block))
+    return tuple(check_int(f"block[{i}]", b, minimum=1) for i, b in enumerate(block))
 
 
 def _tile_counts(shape, block):

@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 
+from .._array import is_int
+
 
 class Generator:
     """Random numbers as backend arrays: ``uniform``, ``normal``, ``permutation``.
@@ -111,7 +113,7 @@ class Backend:
 
         Returns what keeps the limit alive (a threadpoolctl limiter), or None without threadpoolctl.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not is_int(n) or n < 1:
             msg = f"threads must be an int >= 1, got threads={n!r}"
             raise ValueError(msg)
         try:
@@ -162,6 +164,6 @@ def dtype_name(dtype):
 
 
 def _check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_int(seed) or seed < 0:
         msg = f"seed must be a non-negative int, got seed={seed!r}"
         raise ValueError(msg)
