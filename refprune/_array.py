@@ -35,6 +35,8 @@ __all__ = [
     "check_int",
     "normalize_axis",
     "flat_size",
+    "index_dtype",
+    "count_true",
     "float_namespace",
 ]
 
@@ -244,6 +246,17 @@ def check_int(name, value, *, minimum=None, what=""):
         msg = f"{name} must be >= {minimum}, got {name}={value}"
         raise ValueError(msg)
     return value
+
+
+def index_dtype(xp):
+    """The namespace's default indexing dtype: int64 (int32 in JAX's default 32-bit mode)."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    return info().default_dtypes()["indexing"] if info is not None else xp.int64
+
+
+def count_true(x, xp):
+    """Number of True entries of a bool array, as a 0-d integer array (no host sync)."""
+    return xp.sum(xp.astype(x, index_dtype(xp)))
 
 
 def sigmoid(x, xp):

@@ -96,7 +96,7 @@ def _check_eps(eps):
     return eps
 
 
-def _check_constants(beta, gamma, zeta, eps):
+def check_constants(beta, gamma, zeta, eps):
     """Validate and return the four hard-concrete constants as Python floats."""
     if not checking():
         return float(beta), float(gamma), float(zeta), float(eps)
@@ -384,7 +384,7 @@ def hard_concrete_cdf(log_alpha, x, /, *, beta=BETA, gamma=GAMMA, zeta=ZETA, eps
     >>> hard_concrete_cdf(np.zeros(3), 0.5)  # the median of s_bar is 0.5 when log_alpha = 0
     array([0.5, 0.5, 0.5])
     """
-    beta, gamma, zeta, eps = _check_constants(beta, gamma, zeta, eps)
+    beta, gamma, zeta, eps = check_constants(beta, gamma, zeta, eps)
     if is_real(x):
         xp = float_namespace(xp, log_alpha=log_alpha)
         x = as_float_scalar("x", x)
@@ -450,7 +450,7 @@ def hard_concrete_prob_nonzero(log_alpha, /, *, beta=BETA, gamma=GAMMA, zeta=ZET
     [1e-06, 0.831822, 0.999999]
     """
     xp = float_namespace(xp, log_alpha=log_alpha)
-    beta, gamma, zeta, eps = _check_constants(beta, gamma, zeta, eps)
+    beta, gamma, zeta, eps = check_constants(beta, gamma, zeta, eps)
     p = sigmoid(_prob_nonzero_logit(log_alpha, beta, gamma, zeta), xp)
     return xp.clip(p, eps, 1.0 - eps)
 
@@ -491,7 +491,7 @@ def hard_concrete_prob_nonzero_grad(log_alpha, dp, /, *, beta=BETA, gamma=GAMMA,
     [0.0, 0.139894]
     """
     xp = float_namespace(xp, log_alpha=log_alpha, dp=dp)
-    beta, gamma, zeta, eps = _check_constants(beta, gamma, zeta, eps)
+    beta, gamma, zeta, eps = check_constants(beta, gamma, zeta, eps)
     check_same_shape("log_alpha", log_alpha, "dp", dp)
     t = _prob_nonzero_logit(log_alpha, beta, gamma, zeta)
     p = sigmoid(t, xp)

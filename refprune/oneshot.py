@@ -48,8 +48,8 @@ from ._array import (
     values_checkable,
 )
 from ._dispatch import delegate
-from .masks import _keep_flat, prune_count
-from .patterns import _check_nm, _nm_keep
+from .masks import keep_flat, prune_count
+from .patterns import check_nm, nm_keep
 
 __all__ = [
     "activation_norms",
@@ -137,7 +137,7 @@ def _check_target(amount, n, m, *, group="row"):
     if group != "row":
         msg = "N:M groups run along each row's inputs; leave group='row' with n= and m="
         raise ValueError(msg)
-    return "nm", _check_nm(n, m)
+    return "nm", check_nm(n, m)
 
 
 def _check_nm_width(width, m):
@@ -233,7 +233,7 @@ def _wanda(w, norms, xp):
 def _row_keep(scores, *, k, xp):
     """Keep mask that prunes exactly ``k`` entries of every row of ``scores`` (the tie rule per row)."""
     rows, cols = (int(d) for d in scores.shape)
-    keep = _nm_keep(xp.reshape(scores, (rows, cols, 1)), cols - k, xp, magnitude=False, name="scores")
+    keep = nm_keep(xp.reshape(scores, (rows, cols, 1)), cols - k, xp, magnitude=False, name="scores")
     return xp.reshape(keep, (rows, cols))
 
 
@@ -241,7 +241,7 @@ def _nm_rows_keep(scores, n, m, xp):
     """Keep mask of the N:M groups along each row of ``scores``."""
     rows, cols = (int(d) for d in scores.shape)
     groups = xp.reshape(scores, (rows * (cols // m), m, 1))
-    return xp.reshape(_nm_keep(groups, n, xp, magnitude=False, name="scores"), (rows, cols))
+    return xp.reshape(nm_keep(groups, n, xp, magnitude=False, name="scores"), (rows, cols))
 
 
 def _select(w, norms, target, group, rounding, xp):
@@ -260,7 +260,7 @@ def _select(w, norms, target, group, rounding, xp):
         select = functools.partial(_row_keep, k=prune_count(value, cols, rounding=rounding), xp=xp)
     else:
         k = prune_count(value, rows * cols, rounding=rounding)
-        return xp.reshape(_keep_flat(xp.reshape(_wanda(w, norms, xp), (-1,)), k, xp), (rows, cols))
+        return xp.reshape(keep_flat(xp.reshape(_wanda(w, norms, xp), (-1,)), k, xp), (rows, cols))
     step = max(1, _SLAB // max(1, cols))
     if rows <= step:
         return select(_wanda(w, norms, xp))
@@ -708,7 +708,7 @@ def _sparsegpt_columns(w, u, kind, value, block, xp):
         u1 = u[i1:i2, i1:i2]
         if kind == "amount":
             score = w1 * w1 / xp.reshape(d[i1:i2] * d[i1:i2], (1, -1))
-            keep1 = xp.reshape(_keep_flat(xp.reshape(score, (-1,)), counts[i1 // block], xp), (rows, i2 - i1))
+            keep1 = xp.reshape(keep_flat(xp.reshape(score, (-1,)), counts[i1 // block], xp), (rows, i2 - i1))
         qs, errs, keeps = [], [], []
         for j in range(i1, i2):
             i = j - i1
@@ -751,7 +751,7 @@ def _nm_group_keep(w1, later, errs, u, d, j, i1, i2, n, m, xp):
     vals = xp.concat(parts, axis=1) if len(parts) > 1 else inside
     score = vals * vals / xp.reshape(d[j : j + m] * d[j : j + m], (1, -1))
     rows = int(score.shape[0])
-    return xp.reshape(_nm_keep(xp.reshape(score, (rows, m, 1)), n, xp, magnitude=False, name="scores"), (rows, m))
+    return xp.reshape(nm_keep(xp.reshape(score, (rows, m, 1)), n, xp, magnitude=False, name="scores"), (rows, m))
 
 
 # --------------------------------------------------------------------------- OBC

@@ -30,13 +30,14 @@ from ._array import (
     device_of,
     flat_size,
     float_namespace,
+    index_dtype,
     is_int,
     namespace,
     normalize_axis,
     values_checkable,
 )
 from ._dispatch import delegate
-from .masks import _check_scores, _index_dtype, _keep_flat, prune_count
+from .masks import check_scores, keep_flat, prune_count
 
 __all__ = ["nm_mask", "nm_violations", "block_mask"]
 
@@ -47,7 +48,7 @@ BLOCK_POOLS = ("l1", "l2", "max", "mean")
 # --------------------------------------------------------------------------- N:M
 
 
-def _check_nm(n, m):
+def check_nm(n, m):
     m = check_int("m", m, minimum=1)
     n = check_int("n", n, minimum=0)
     if n > m:
@@ -63,7 +64,7 @@ def _check_nm_groups(func, name, x, *, n, m, axis):
         msg = f"{func} needs an array with at least one axis, got a 0-d array"
         raise ValueError(msg)
     axis = normalize_axis(axis, x.ndim)
-    n, m = _check_nm(n, m)
+    n, m = check_nm(n, m)
     length = int(x.shape[axis])
     if length % m:
         msg = (
@@ -73,7 +74,7 @@ def _check_nm_groups(func, name, x, *, n, m, axis):
         raise ValueError(msg)
     return axis, n, m
 
-def _nm_keep(groups, n, xp, *, magnitude, name):
+def nm_keep(groups, n, xp, *, magnitude, name):
     """Keep mask of an ``(A, m, B)`` array of groups (each ``groups[a, :, b]`` is one group).
 
     The ``n`` best of each group by the tie rule. With ``magnitude`` the scores are
@@ -161,11 +162,11 @@ def nm_mask(w, /, *, n, m, axis=-1, scores=None, xp=None):
     if scores is None:
         s, magnitude = w, True
     else:
-        s, magnitude = _check_scores(xp, w, scores), False
+        s, magnitude = check_scores(xp, w, scores), False
     shape = tuple(int(d) for d in w.shape)
     inner = math.prod(shape[axis + 1 :])
     groups = xp.reshape(s, (math.prod(shape[:axis]) * (shape[axis] // m), m, inner))  # no copy, no moved axis
-    keep = _nm_keep(groups, n, xp, magnitude=magnitude, name="w")
+    keep = nm_keep(groups, n, xp, magnitude=magnitude, name="w")
     return xp.reshape(keep, shape)
 
 
@@ -212,7 +213,7 @@ def nm_violations(mask_or_w, /, *, n, m, axis=-1, xp=None):
     nonzero = x if xp.isdtype(x.dtype, "bool") else x != 0
     shape = tuple(int(d) for d in x.shape)
     groups = xp.reshape(nonzero, (math.prod(shape[:axis]) * (shape[axis] // m), m, math.prod(shape[axis + 1 :])))
-    per_group = xp.sum(xp.astype(groups, _index_dtype(xp)), axis=1)
+    per_group = xp.sum(xp.astype(groups, index_dtype(xp)), axis=1)
     return int(xp.count_nonzero(per_group > n))
 
 
@@ -409,7 +410,7 @@ def block_mask(w, /, *, block, amount, pool="l1", scores=None, rounding="half-ev
     if scores is None:
         s, magnitude = w, True
     else:
-        s, magnitude = _check_scores(xp, w, scores), False
+        s, magnitude = check_scores(xp, w, scores), False
     keep = delegate("block_keep", xp, s, block, pool, k, magnitude=magnitude)
     if keep is not None:
         return keep
@@ -421,5 +422,5 @@ def block_mask(w, /, *, block, amount, pool="l1", scores=None, rounding="half-ev
     if pool == "mean" and not magnitude:
         _check_no_mixed_inf(s, block, xp)
     tile_scores = _tile_pool(s, block, pool, xp)
-    keep_tiles = xp.reshape(_keep_flat(xp.reshape(tile_scores, (-1,)), k, xp), grid)
+    keep_tiles = xp.reshape(keep_flat(xp.reshape(tile_scores, (-1,)), k, xp), grid)
     return _expand_tiles(keep_tiles, block, tuple(w.shape), xp)

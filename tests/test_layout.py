@@ -52,3 +52,32 @@ def test_the_engine_module_holds_the_loop_and_its_old_names_still_import():
     assert not defined & moved, sorted(defined & moved)
     assert {"Engine", "_Loop", "EarlyStopping", "evaluate"} <= defined
     assert "PhaseState" in _top_level_names(ROOT / "refprune" / "checkpoints.py")
+
+
+#: Private names one backend module still takes from another: the fast paths share their host kernels
+#: (left while the fast paths are being reworked for speed; see the closing note of issue 23).
+_FAST_PATH_SHARING = {"refprune/backends/_torch_fast.py", "refprune/backends/_cupy_fast.py",
+                      "refprune/backends/_select.py"}
+
+
+def test_no_module_imports_another_modules_private_name():
+    """What modules share is a public helper of its module (``masks.keep_flat``, ``_array.check_int``)."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "refprune").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("refprune/conformance/") or rel in _FAST_PATH_SHARING:
+            continue  # the conformance suite's independent implementations and peers import nothing of ours
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom) or not (node.level or (node.module or "").startswith("refprune")):
+                continue
+            package = path.parent if node.level else ROOT
+            for part in (node.module or "").split(".") if not node.level else [*[".."] * (node.level - 1),
+                                                                            *(node.module or "").split(".")]:
+                package = package / part if part else package
+            for alias in node.names:
+                is_module = (package / alias.name).is_dir() or (package / f"{alias.name}.py").is_file()
+                if alias.name.startswith("_") and not is_module:
+                    found.append(f"{rel}:{node.lineno} imports {alias.name} from {node.module or '.'}")
+    assert not found, "\n".join(found)

@@ -44,11 +44,11 @@ class ReferenceGenerator(Generator):
         self._rng = np.random.Generator(np.random.PCG64(seed))
 
     def uniform(self, shape, dtype="float64", low=0.0, high=1.0):
-        host = self._rng.uniform(low, high, size=_shape(shape))
+        host = self._rng.uniform(low, high, size=shape_tuple(shape))
         return self._backend.asarray(host, dtype=dtype)
 
     def normal(self, shape, dtype="float64"):
-        host = self._rng.standard_normal(size=_shape(shape))
+        host = self._rng.standard_normal(size=shape_tuple(shape))
         return self._backend.asarray(host, dtype=dtype)
 
     def permutation(self, n):
@@ -61,7 +61,8 @@ class ReferenceGenerator(Generator):
         self._rng.bit_generator.state = json.loads(state)
 
 
-def _shape(shape):
+def shape_tuple(shape):
+    """A shape as a tuple of Python ints (an int ``n`` is ``(n,)``): what every adapter's generator takes."""
     return (int(shape),) if isinstance(shape, int) else tuple(int(d) for d in shape)
 
 
