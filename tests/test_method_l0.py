@@ -193,6 +193,24 @@ def test_wrong_number_of_lambdas_is_refused(tmp_path):
         methods.run("l0", model="mlp-300-100", out=str(tmp_path / "b"), lam="1,2,3,4", **TINY)
 
 
+def test_the_run_builds_one_network_and_build_model_checks_the_lists(tmp_path, monkeypatch):
+    """The gated layers are counted by building the network the run trains, not a throw-away one."""
+    built = []
+
+    def counting(*args, **kwargs):
+        built.append(args[0])
+        return build_model(*args, **kwargs)
+
+    monkeypatch.setattr(l0, "build_model", counting)
+    methods.run("l0", model="mlp-300-100", out=str(tmp_path), **TINY)
+    assert built == ["mlp-300-100"]
+    b, rng = backends.get("numpy"), backends.get("numpy").rng(0)
+    for lam, n in (((0.1, 0.2), 2), ((0.1,) * 5, 5)):
+        message = rf"^lam has {n} entries but the model has 3 gated layers; give one value or 3$"
+        with pytest.raises(ValueError, match=message):
+            build_model("mlp-300-100", input_shape=(64,), num_classes=10, backend=b, rng=rng, l0=True, lam=lam)
+
+
 @pytest.mark.slow
 def test_penalty_is_scaled_by_one_over_n(tmp_path, monkeypatch):
     seen = []

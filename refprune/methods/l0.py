@@ -223,14 +223,10 @@ def run(eng, o):
     spec, ds = eng.spec, eng.dataset
     settings = {"lam": o.lam if o.lam is not None else default_lam(spec.model, spec.data),
                 "weight_decay": o.weight_decay, "droprate_init": o.droprate_init}
-    build = partial(build_model, spec.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
-                    backend=eng.backend, dtype=spec.dtype, l0=True, temperature=o.temperature, local_rep=o.local_rep)
-    n_gated = len(build(rng=eng.rng_for("count")).gated())
-    for key, value in settings.items():
-        if isinstance(value, tuple) and len(value) != n_gated:
-            msg = f"{key} has {len(value)} entries but the model has {n_gated} gated layers; give one value or {n_gated}"
-            raise ValueError(msg)
-    model = eng.track(build(rng=eng.rng, **settings))
+    # build_model refuses a per-layer list of lam, weight_decay or droprate_init of the wrong length
+    model = eng.track(build_model(spec.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
+                                  backend=eng.backend, rng=eng.rng, dtype=spec.dtype, l0=True,
+                                  temperature=o.temperature, local_rep=o.local_rep, **settings))
     penalty_n = o.penalty_n or len(ds.y_train)
 
     def measure(m):

@@ -526,14 +526,24 @@ def _init_weight(rng, init, shape, fan_in, fan_out, dtype, *, on_prob=0.001):
     raise ValueError(msg)
 
 
-def _per_layer(value, i, name):
-    """``value`` itself, or its ``i``-th entry when it is a list/tuple (one per gated layer)."""
+def _per_layer(value, i, default):
+    """``value`` itself, or its ``i``-th entry when it is a list/tuple (one per gated layer).
+
+    Past the list's end: ``default``, so that the network is built and the count checked
+    once, with the number of gated layers in the message (:func:`_check_per_layer_lists`).
+    """
     if isinstance(value, (list, tuple)):
-        if i >= len(value):
-            msg = f"{name} has {len(value)} entries but the model has more gated layers; give one per gated layer"
-            raise ValueError(msg)
-        return value[i]
+        return value[i] if i < len(value) else default
     return value
+
+
+def _check_per_layer_lists(l0_options, n_gated):
+    """Refuse a list of ``lam``, ``weight_decay`` or ``droprate_init`` without one entry per gated layer."""
+    for key, value in l0_options.items():
+        if isinstance(value, (list, tuple)) and len(value) != n_gated:
+            msg = (f"{key} has {len(value)} entries but the model has {n_gated} gated layers; "
+                   f"give one value or {n_gated}")
+            raise ValueError(msg)
 
 
 class _Builder:
@@ -569,11 +579,11 @@ class _Builder:
         self.n_gated += 1
         o = self.l0_options
         default_drop = self.first_droprate if i == 0 else 0.5
-        d = _per_layer(o.get("droprate_init", default_drop), i, "droprate_init")
+        d = _per_layer(o.get("droprate_init", default_drop), i, default_drop)
         log_alpha = self.rng.normal((n_gates,), self.dtype) * 1e-2 + (math.log(1.0 - d) - math.log(d))
         kwargs = {
-            "lam": _per_layer(o.get("lam", 1.0), i, "lam"),
-            "weight_decay": _per_layer(o.get("weight_decay", 0.0), i, "weight_decay"),
+            "lam": _per_layer(o.get("lam", 1.0), i, 1.0),
+            "weight_decay": _per_layer(o.get("weight_decay", 0.0), i, 0.0),
             "temperature": o.get("temperature", gates.BETA),
             "local_rep": o.get("local_rep", False),
         }
@@ -777,6 +787,7 @@ def build_model(preset, *, input_shape, num_classes, backend, rng, dtype="float3
         first_droprate=spec.first_droprate,
     )
     spec.build(b, num_classes, options)
+    _check_per_layer_lists(b.l0_options, b.n_gated)
     config = {
         "preset": preset,
         "input_shape": list(input_shape),
