@@ -335,10 +335,28 @@ def last_error_line(message):
 
 
 def stage_pytest(name, args, work, env, *, paths, k=None, extra_env=None):
-    t0 = time.monotonic()
     outcomes = work / "logs" / f"{name}.jsonl"
     outcomes.unlink(missing_ok=True)
     env = dict(env, GPU_CHECK_OUTCOMES=str(outcomes), **(extra_env or {}))
+    cmd = _pytest_command(args, paths, k)
+    rc, seconds = run_logged(cmd, log=work / "logs" / f"{name}.log", timeout=args.timeouts[name], env=env)
+    tests = read_outcomes(outcomes)
+    counts = collections.Counter(o for o, _ in tests.values())
+    failures = [(nodeid, last_error_line(msg)) for nodeid, (o, msg) in tests.items() if o in ("failed", "error", "xpassed")]
+    skips = collections.Counter(msg.strip()[:200] for o, msg in tests.values() if o == "skipped")
+    notes = [f"command: {shlex.join(str(c) for c in cmd)}"]
+    notes += [f"{c} skipped: {r}" for r, c in skips.most_common(8)]
+    status = _pytest_status(rc, failures, notes, limit=args.timeouts[name], log=work / "logs" / f"{name}.log")
+    status = _gpu_skips_status(status, skips, args.mode.backends, notes)
+    if not tests and status == "ok":
+        status = "FAILED"
+        notes.append("no test ran")
+    return stage_result(name, status, seconds, counts=dict(counts), failures=failures, notes=notes,
+                        command=shlex.join(str(c) for c in cmd))
+
+
+def _pytest_command(args, paths, k):
+    """pytest with the outcome plugin; ``-k``, a per-test timeout and xdist workers where they apply."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "_gpu_check_pytest", *paths]
     if k:
         cmd += ["-k", k]
@@ -346,31 +364,29 @@ def stage_pytest(name, args, work, env, *, paths, k=None, extra_env=None):
         cmd += ["--timeout", "120"]  # one hung test fails alone instead of stopping the stage
     if args.workers and _has_module("xdist"):
         cmd += ["-n", str(args.workers)]
-    rc, seconds = run_logged(cmd, log=work / "logs" / f"{name}.log", timeout=args.timeouts[name], env=env)
-    tests = read_outcomes(outcomes)
-    counts = collections.Counter(o for o, _ in tests.values())
-    failures = [(nodeid, last_error_line(msg)) for nodeid, (o, msg) in tests.items() if o in ("failed", "error", "xpassed")]
-    skips = collections.Counter(msg.strip()[:200] for o, msg in tests.values() if o == "skipped")
-    gpu_skips = {b: sum(c for r, c in skips.items() if r.startswith(f"backend {b}:")) for b in args.mode.backends}
-    notes = [f"command: {shlex.join(str(c) for c in cmd)}"]
-    notes += [f"{c} skipped: {r}" for r, c in skips.most_common(8)]
-    status = "ok"
+    return cmd
+
+
+def _pytest_status(rc, failures, notes, *, limit, log):
+    """``ok``, ``TIMEOUT`` (stopped) or ``FAILED`` (a failure, or pytest's own error, noted with its last line)."""
     if rc is None:
-        status = "TIMEOUT"
-        notes.append(f"stopped at its time limit ({args.timeouts[name]} s); the counts are of what ran")
-    elif failures or rc != 0:
-        status = "FAILED"
+        notes.append(f"stopped at its time limit ({limit} s); the counts are of what ran")
+        return "TIMEOUT"
+    if failures or rc != 0:
         if rc not in (0, 1):
-            notes.append(f"pytest exit status {rc}: {tail(work / 'logs' / f'{name}.log')}")
-    if any(gpu_skips.values()):
-        status = "FAILED" if status == "ok" else status
-        notes.append("tests of the checked backends skipped (they did not run): "
-                     + ", ".join(f"{b}: {n}" for b, n in gpu_skips.items() if n))
-    if not tests and status == "ok":
-        status = "FAILED"
-        notes.append("no test ran")
-    return stage_result(name, status, seconds, counts=dict(counts), failures=failures, notes=notes,
-                        command=shlex.join(str(c) for c in cmd))
+            notes.append(f"pytest exit status {rc}: {tail(log)}")
+        return "FAILED"
+    return "ok"
+
+
+def _gpu_skips_status(status, skips, backends, notes):
+    """A test of a checked backend that skipped did not run: the stage fails (it checked nothing there)."""
+    gpu_skips = {b: sum(c for r, c in skips.items() if r.startswith(f"backend {b}:")) for b in backends}
+    if not any(gpu_skips.values()):
+        return status
+    notes.append("tests of the checked backends skipped (they did not run): "
+                 + ", ".join(f"{b}: {n}" for b, n in gpu_skips.items() if n))
+    return "FAILED" if status == "ok" else status
 
 
 def _has_module(name):
@@ -496,8 +512,23 @@ def stage_bench(args, work, env):
         results = json.loads((out / "results.json").read_text())
     except (OSError, json.JSONDecodeError):
         results = {"benchmarks": []}
+    benchmarks = results.get("benchmarks", [])
+    ratios, problems = _bench_ratios(benchmarks)
+    notes = [f"command: {shlex.join(str(c) for c in cmd)}"]
+    notes += [n for b in benchmarks for n in b.get("notes", []) if " failed: " not in n]
+    status = _bench_status(rc, ratios, problems, limit=args.timeouts["bench"], log=work / "logs" / "bench.log")
+    met = sum(1 for r in ratios if r["target"] is not None and r["value"] <= r["target"])
+    with_target = sum(1 for r in ratios if r["target"] is not None)
+    return stage_result("bench", status, seconds, ratios=ratios, failures=problems, notes=notes,
+                        counts={"ratios": len(ratios), "targets met": met, "targets": with_target},
+                        rows={k: v for b in benchmarks for k, v in b.get("rows", {}).items()},
+                        machine=results.get("machine", {}))
+
+
+def _bench_ratios(benchmarks):
+    """``(ratios, problems)`` of benchmarks/run.py's results: every ratio with its target; skips and failures."""
     ratios, problems = [], []
-    for b in results.get("benchmarks", []):
+    for b in benchmarks:
         if "skipped" in b:
             problems.append(f"{b['name']} skipped: {b['skipped']}")
         if "error" in b:
@@ -505,24 +536,21 @@ def stage_bench(args, work, env):
         problems += [n for n in b.get("notes", []) if " failed: " in n]
         for key, value in b.get("ratios", {}).items():
             ratios.append({"benchmark": b["name"], "ratio": key, "value": value, "target": b.get("targets", {}).get(key)})
-    notes = [f"command: {shlex.join(str(c) for c in cmd)}"]
-    notes += [n for b in results.get("benchmarks", []) for n in b.get("notes", []) if " failed: " not in n]
-    status = "ok"
+    return ratios, problems
+
+
+def _bench_status(rc, ratios, problems, *, limit, log):
+    """``ok``, ``TIMEOUT`` or ``FAILED`` (an exit status, a problem, or no ratio at all; noted in ``problems``)."""
     if rc is None:
-        status = "TIMEOUT"
-        problems.append(f"stopped at its time limit ({args.timeouts['bench']} s); what finished before is shown")
-    elif rc != 0 or problems or not ratios:
-        status = "FAILED"
-        if rc != 0:
-            problems.append(f"benchmarks/run.py exit status {rc}: {tail(work / 'logs' / 'bench.log')}")
-        if not ratios:
-            problems.append("no ratio was measured")
-    met = sum(1 for r in ratios if r["target"] is not None and r["value"] <= r["target"])
-    with_target = sum(1 for r in ratios if r["target"] is not None)
-    return stage_result("bench", status, seconds, ratios=ratios, failures=problems, notes=notes,
-                        counts={"ratios": len(ratios), "targets met": met, "targets": with_target},
-                        rows={k: v for b in results.get("benchmarks", []) for k, v in b.get("rows", {}).items()},
-                        machine=results.get("machine", {}))
+        problems.append(f"stopped at its time limit ({limit} s); what finished before is shown")
+        return "TIMEOUT"
+    if rc == 0 and not problems and ratios:
+        return "ok"
+    if rc != 0:
+        problems.append(f"benchmarks/run.py exit status {rc}: {tail(log)}")
+    if not ratios:
+        problems.append("no ratio was measured")
+    return "FAILED"
 
 
 # ----------------------------------------------------------------------------- summary
@@ -559,38 +587,59 @@ def summary_markdown(args, stages, started, total):
         s = stages.get(name)
         if s is not None:
             lines.append(f"| {name} | {s['status']} | {_counts(s)} | {s['seconds']:.0f} |")
-    bench = stages.get("bench")
-    if bench and bench.get("ratios"):
-        m = bench.get("machine", {})
-        lines += ["", "## Benchmark ratios (refprune / torch, median times; lower is better)", "",
-                  f"GPU: {m.get('gpu') or 'none'}; torch {m.get('torch', '-')}, CuPy {m.get('cupy', '-')}, "
-                  f"NumPy {m.get('numpy', '-')}, Python {m.get('python', '-')}.", "",
-                  "| benchmark | ratio | value | target | |", "|---|---|---|---|---|"]
-        for r in bench["ratios"]:
-            v, t, met = _fmt_ratio(r)
-            lines.append(f"| {r['benchmark']} | {r['ratio']} | {v} | {t} | {met} |")
-        lines += ["", "<details><summary>benchmark rows (median of the timed repeats)</summary>", "",
-                  "| contender | median | repeats |", "|---|---|---|"]
-        for name, row in bench.get("rows", {}).items():
-            med = row.get("median_s", float("nan"))
-            lines.append(f"| {name} | {med * 1e3:.3f} ms | {len(row.get('times_s', []))} |")
-        lines += ["", "</details>"]
-    meth = stages.get("methods")
-    if meth and meth.get("runs"):
-        lines += ["", "## Methods (one short epoch each)", "",
-                  "| method | backend | data | result | test accuracy | seconds (run / training) |", "|---|---|---|---|---|---|"]
-        for r in meth["runs"]:
-            if r.get("ok"):
-                acc = r.get("accuracy")
-                lines.append(f"| {r['method']} | {r['backend']} | {r['data']} | ok | "
-                             f"{acc:.4f} | {r.get('seconds', 0):.1f} / {r.get('train_seconds') or 0:.1f} |")
-            else:
-                err = str(r.get("error", "")).replace("|", "\\|")
-                lines.append(f"| {r['method']} | {r['backend']} | {r['data']} | **{r.get('status', 'FAILED')}**: "
-                             f"`{err}` | | {r.get('wall_seconds', 0):.1f} |")
-        options = {r["method"]: r.get("options") for r in meth["runs"] if r.get("options")}
-        lines += ["", "Options: " + "; ".join(f"{m} {json.dumps(o)}" for m, o in options.items())]
-    lines += ["", "## Stage details"]
+    lines += _bench_section(stages.get("bench"))
+    lines += _methods_section(stages.get("methods"))
+    lines += _details_section(stages)
+    versions = stages.get("versions")
+    if versions:
+        lines += ["", f"## Versions ({versions['status']})", "", "```", versions.get("text", "").strip()[-6000:], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _bench_section(bench):
+    """The benchmark ratios against their targets, and the rows they come from (folded)."""
+    if not (bench and bench.get("ratios")):
+        return []
+    m = bench.get("machine", {})
+    lines = ["", "## Benchmark ratios (refprune / torch, median times; lower is better)", "",
+             f"GPU: {m.get('gpu') or 'none'}; torch {m.get('torch', '-')}, CuPy {m.get('cupy', '-')}, "
+             f"NumPy {m.get('numpy', '-')}, Python {m.get('python', '-')}.", "",
+             "| benchmark | ratio | value | target | |", "|---|---|---|---|---|"]
+    for r in bench["ratios"]:
+        v, t, met = _fmt_ratio(r)
+        lines.append(f"| {r['benchmark']} | {r['ratio']} | {v} | {t} | {met} |")
+    lines += ["", "<details><summary>benchmark rows (median of the timed repeats)</summary>", "",
+              "| contender | median | repeats |", "|---|---|---|"]
+    for name, row in bench.get("rows", {}).items():
+        med = row.get("median_s", float("nan"))
+        lines.append(f"| {name} | {med * 1e3:.3f} ms | {len(row.get('times_s', []))} |")
+    return lines + ["", "</details>"]
+
+
+def _methods_section(meth):
+    """One row per method x backend x data run, and the small options each method ran with."""
+    if not (meth and meth.get("runs")):
+        return []
+    lines = ["", "## Methods (one short epoch each)", "",
+             "| method | backend | data | result | test accuracy | seconds (run / training) |", "|---|---|---|---|---|---|"]
+    lines += [_method_row(r) for r in meth["runs"]]
+    options = {r["method"]: r.get("options") for r in meth["runs"] if r.get("options")}
+    return lines + ["", "Options: " + "; ".join(f"{m} {json.dumps(o)}" for m, o in options.items())]
+
+
+def _method_row(r):
+    if r.get("ok"):
+        acc = r.get("accuracy")
+        return (f"| {r['method']} | {r['backend']} | {r['data']} | ok | "
+                f"{acc:.4f} | {r.get('seconds', 0):.1f} / {r.get('train_seconds') or 0:.1f} |")
+    err = str(r.get("error", "")).replace("|", "\\|")
+    return (f"| {r['method']} | {r['backend']} | {r['data']} | **{r.get('status', 'FAILED')}**: "
+            f"`{err}` | | {r.get('wall_seconds', 0):.1f} |")
+
+
+def _details_section(stages):
+    """Each stage's notes and its first 40 failures (versions has its own section)."""
+    lines = ["", "## Stage details"]
     for name in STAGES:
         s = stages.get(name)
         if s is None or name == "versions":
@@ -600,15 +649,8 @@ def summary_markdown(args, stages, started, total):
         failures = s.get("failures") or []
         if failures:
             lines += ["", f"Failures ({len(failures)}; first {min(len(failures), 40)}):", ""]
-            for f in failures[:40]:
-                if isinstance(f, (list, tuple)):
-                    lines.append(f"- `{f[0]}`: {f[1]}")
-                else:
-                    lines.append(f"- {f}")
-    versions = stages.get("versions")
-    if versions:
-        lines += ["", f"## Versions ({versions['status']})", "", "```", versions.get("text", "").strip()[-6000:], "```"]
-    return "\n".join(lines) + "\n"
+            lines += [f"- `{f[0]}`: {f[1]}" if isinstance(f, (list, tuple)) else f"- {f}" for f in failures[:40]]
+    return lines
 
 
 def recap(stages):
@@ -680,46 +722,87 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
-        kind, rest = args.worker[0], args.worker[1:]
-        if kind == "versions":
-            worker_versions()
-        elif kind == "methods":
-            worker_methods()
-        elif kind == "method":
-            method, backend, data, out, dry, subset = rest
-            worker_method(method, backend, data, out, dry == "1", int(subset))
-        return 0
+        return run_worker(args.worker)
     if args.prepare_wheels:
         return prepare_wheels()
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     t0 = time.monotonic()
+    work = fresh_work_folder(args)
+    stages = {}
+    site = run_stages(args, work, stages)
+    total = time.monotonic() - t0
+    ordered = {name: stages[name] for name in STAGES if name in stages}
+    text = summary_markdown(args, ordered, started, total)
+    summary = write_outputs(args, work, text)
+    ok = all(s["status"] == "ok" for s in ordered.values())
+    if site is not None:
+        shutil.rmtree(site, ignore_errors=True)
+    print(text)
+    print(f"[gpu_check] wrote {summary}\n[gpu_check] {'PASSED' if ok else 'FAILED'} in {total:.0f} s:\n{recap(ordered)}")
+    return 0 if ok else 1
+
+
+def run_worker(worker):
+    """The child side of a stage: ``versions``, ``methods`` (their names) or ``method M BACKEND DATA OUT DRY N``."""
+    kind, rest = worker[0], worker[1:]
+    if kind == "versions":
+        worker_versions()
+    elif kind == "methods":
+        worker_methods()
+    elif kind == "method":
+        method, backend, data, out, dry, subset = rest
+        worker_method(method, backend, data, out, dry == "1", int(subset))
+    return 0
+
+
+def fresh_work_folder(args):
+    """The work folder without the logs, method runs and benchmark results of an earlier check."""
     work = args.work.resolve()
     for sub in ("logs", "methods", "bench"):
         shutil.rmtree(work / sub, ignore_errors=True)
     (work / "logs").mkdir(parents=True, exist_ok=True)
     print(f"[gpu_check] {'dry run: ' if args.mode.dry else ''}backends {', '.join(args.mode.backends)}; "
           f"stages {', '.join(args.stages)}; work folder {work}", flush=True)
-    stages = {}
+    return work
 
-    def record(result):
-        stages[result["name"]] = result
-        print(f"[gpu_check] {result['name']}: {result['status']} {_counts(result)} ({result['seconds']:.0f} s)", flush=True)
 
-    def guarded(name, fn, *a):
-        try:
-            return fn(*a)
-        except Exception:  # noqa: BLE001  (a broken stage is reported; the others still run)
-            return stage_result(name, "FAILED", 0.0, notes=[f"gpu_check error: {traceback.format_exc()[-1500:]}"])
+def record(stages, result):
+    """Keep a stage's result and print its line."""
+    stages[result["name"]] = result
+    print(f"[gpu_check] {result['name']}: {result['status']} {_counts(result)} ({result['seconds']:.0f} s)", flush=True)
 
+
+def guarded(name, fn, *a):
+    """``fn(*a)``, or a FAILED result of stage ``name`` with the traceback: a broken stage never stops the others."""
+    try:
+        return fn(*a)
+    except Exception:  # noqa: BLE001  (a broken stage is reported; the others still run)
+        return stage_result(name, "FAILED", 0.0, notes=[f"gpu_check error: {traceback.format_exc()[-1500:]}"])
+
+
+def run_stages(args, work, stages):
+    """Run the chosen stages into ``stages``: install and versions, the side-by-side group, then bench alone.
+
+    Returns the folder the wheels were installed into (None: none), removed at the end.
+    """
     site = None
     if "install" in args.stages:
         result = guarded("install", lambda: stage_install(args, work))
         if isinstance(result, tuple):
             result, site = result
-        record(result)
+        record(stages, result)
     env = child_env(site)
     if "versions" in args.stages:
-        record(guarded("versions", stage_versions, args, work, env))
+        record(stages, guarded("versions", stage_versions, args, work, env))
+    run_group(side_by_side_stages(args, work, env, site), serial=args.serial, stages=stages)
+    if "bench" in args.stages:
+        print("[gpu_check] bench ...", flush=True)
+        record(stages, guarded("bench", stage_bench, args, work, env))
+    return site
+
+
+def side_by_side_stages(args, work, env, site):
+    """``[(name, fn)]`` of the chosen stages among tests, conformance and methods."""
     group = []
     if "tests" in args.stages:
         group.append(("tests", lambda: stage_pytest("tests", args, work, env, paths=args.mode.test_paths,
@@ -732,22 +815,25 @@ def main(argv=None):
             extra_env=extra)))
     if "methods" in args.stages:
         group.append(("methods", lambda: stage_methods(args, work, child_env(site, threads=2))))
-    if args.serial:
+    return group
+
+
+def run_group(group, *, serial, stages):
+    """The stages of ``group`` one after the other (``serial``) or side by side, each recorded as it ends."""
+    if serial:
         for name, fn in group:
             print(f"[gpu_check] {name} ...", flush=True)
-            record(guarded(name, fn))
+            record(stages, guarded(name, fn))
     elif group:
         print(f"[gpu_check] {', '.join(n for n, _ in group)} side by side ...", flush=True)
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(group)) as pool:
             futures = {pool.submit(guarded, name, fn): name for name, fn in group}
             for fut in concurrent.futures.as_completed(futures):
-                record(fut.result())
-    if "bench" in args.stages:
-        print("[gpu_check] bench ...", flush=True)
-        record(guarded("bench", stage_bench, args, work, env))
-    total = time.monotonic() - t0
-    ordered = {name: stages[name] for name in STAGES if name in stages}
-    text = summary_markdown(args, ordered, started, total)
+                record(stages, fut.result())
+
+
+def write_outputs(args, work, text):
+    """Write the summary (``--summary``, else OUT's or the work folder's) and, with ``--out``, the logs' tarball."""
     summary = args.summary or ((args.out / "gpu_summary.md") if args.out else work / "gpu_summary.md")
     summary.parent.mkdir(parents=True, exist_ok=True)
     summary.write_text(text, encoding="utf-8")
@@ -756,12 +842,7 @@ def main(argv=None):
             tar.add(work / "logs", arcname="logs")
             if (work / "bench").exists():
                 tar.add(work / "bench", arcname="bench")
-    ok = all(s["status"] == "ok" for s in ordered.values())
-    if site is not None:
-        shutil.rmtree(site, ignore_errors=True)
-    print(text)
-    print(f"[gpu_check] wrote {summary}\n[gpu_check] {'PASSED' if ok else 'FAILED'} in {total:.0f} s:\n{recap(ordered)}")
-    return 0 if ok else 1
+    return summary
 
 
 if __name__ == "__main__":
