@@ -321,6 +321,7 @@ class Engine:
         self.rows, self.extra, self.steps, self.clock = [], {}, 0, Stopwatch()
         self._models, self._phases, self._position, self._streams, self._stored_streams = {}, {}, None, {}, {}
         self._ckpt, self._once, self._phase_state, self._extended = None, {}, None, []
+        self._once_unrecorded = False
         self._replacing = False  # overwrite: the other run's files are removed before this run's first
         self.rng = self.backend.rng(spec.seed, stream=spec.stream)
         if spec.resume:
@@ -384,6 +385,7 @@ class Engine:
         self.clock = Stopwatch(engine["train_seconds"])
         self._phases = dict(engine["phases"])
         self._once = dict(engine.get("once", {}))
+        self._once_unrecorded = "once" not in engine  # written before once() existed: its steps are unknown
         self._stored_streams = dict(engine.get("streams", {}))
         self._position = dict(engine["position"]) if engine.get("position") else None
         arrays = ckpt.extra or {}
@@ -607,7 +609,8 @@ class Engine:
         from that checkpoint or a later one does not call ``fn`` again: it gets the
         stored value. A step interrupted inside ``fn`` (Ctrl-C in a :meth:`train` it
         calls) has not completed: on resume ``fn`` runs again, and its training phases
-        continue where they stopped.
+        continue where they stopped. A checkpoint written before ``once`` existed records no steps:
+        resuming it stops at the first ``once`` with a ``ValueError`` instead of guessing.
 
         Examples
         --------
@@ -618,6 +621,8 @@ class Engine:
         """
         if name in self._once:
             return self._once[name]
+        if self._once_unrecorded:
+            self._refuse_unrecorded_once(name)
         value = fn()
         try:
             stored = json.loads(json.dumps(value))
@@ -629,6 +634,14 @@ class Engine:
         if self.spec.epochs != 0:  # a run of zero epochs has nothing to resume and writes no checkpoint
             self._write_checkpoint(f"after {name}")
         return stored
+
+    def _refuse_unrecorded_once(self, name):
+        """A checkpoint from before :meth:`once` holds no record of its steps: doing ``name`` again could redo one."""
+        msg = (f"cannot resume {self._ckpt_path}: it was written by a refprune from before one-off steps were "
+               f"recorded (Engine.once), so there is no telling whether step {name!r} of this run already ran, and "
+               f"doing it again would redo finished work (a lottery's finished rounds) on the weights as they are "
+               f"now; start the run again without --resume (--overwrite replaces {self.out})")
+        raise ValueError(msg)
 
     def _resume_phase(self, loop):
         """Restore the phase in progress at the checkpoint into ``loop``: model, optimizer, generator, position."""
