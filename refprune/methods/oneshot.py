@@ -258,6 +258,22 @@ def layer_sparsities(model, calibration, o):
     return {w: 1.0 - densities[layer] for layer, weights in names.items() for w in weights}
 
 
+def _pruning_report(o, sparsities, rows, chunks):
+    """The result's account of the pruning: target, pattern, per-layer sparsities and errors, calibration."""
+    return {
+        "criterion": o.criterion,
+        "target_sparsity": 1 - o.pattern[0] / o.pattern[1] if o.pattern else o.sparsity,
+        "pattern": f"{o.pattern[0]}:{o.pattern[1]}" if o.pattern else None,
+        "distribution": o.distribution,
+        "layer_sparsities": sparsities,
+        "layers": rows,
+        "reconstruction_error": {r["weight"]: r["reconstruction_error"] for r in rows},
+        "prune_seconds": sum(r["seconds"] for r in rows),
+        "calibration": {"examples": sum(int(c.shape[0]) for c in chunks), "seed": o.calibration_seed,
+                        "tokens": {r["weight"]: r["tokens"] for r in rows}},
+    }
+
+
 @register_method("oneshot", summary="prune a trained network once, layer by layer from calibration inputs: "
                  "magnitude, Wanda, RIA, SparseGPT, OBC (no retraining)",
                  defaults={"model": None, "epochs": None, "batch_size": 60, "lr": 1.2e-3}, options=OPTIONS,
@@ -277,23 +293,7 @@ def run(eng, o):
         rows += eng.once(f"prune {layer}", lambda unit=unit: prune_unit(model, calibration, unit, o=o,
                                                                         sparsities=sparsities))
     after = held_out(eng, model, "test")
-    result = {
-        **after,
-        "before": before,
-        "after": after,
-        "criterion": o.criterion,
-        "target_sparsity": 1 - o.pattern[0] / o.pattern[1] if o.pattern else o.sparsity,
-        "pattern": f"{o.pattern[0]}:{o.pattern[1]}" if o.pattern else None,
-        "distribution": o.distribution,
-        "layer_sparsities": sparsities,
-        "layers": rows,
-        "reconstruction_error": {r["weight"]: r["reconstruction_error"] for r in rows},
-        "prune_seconds": sum(r["seconds"] for r in rows),
-        "calibration": {"examples": sum(int(c.shape[0]) for c in chunks), "seed": o.calibration_seed,
-                        "tokens": {r["weight"]: r["tokens"] for r in rows}},
-        "init_from": spec.init_from,
-        "model": model.config.get("preset", spec.model),
-        "epochs": epochs,
-    }
+    result = {**after, "before": before, "after": after, **_pruning_report(o, sparsities, rows, chunks),
+              "init_from": spec.init_from, "model": model.config.get("preset", spec.model), "epochs": epochs}
     return eng.finish(result, model=model, tables={"layers": [{k: v for k, v in r.items() if k != "shape"}
                                                               for r in rows]})
