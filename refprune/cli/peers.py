@@ -6,7 +6,8 @@ own), asks it for the peer's version (``not installed`` when the import fails), 
 ``refprune check`` there on the peer's adapter (only the functions the adapter
 implements), then writes ``docs/peers.md`` and its JSON: peer x function agrees /
 differs (rule, minimal counterexample) / crashes / not installed, with each peer's
-version, run time and number of cases.
+version, run time, number of cases and when it ran (``--update`` reruns some peers and keeps
+the others' rows).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import refprune
@@ -144,7 +146,9 @@ def main(args):
     logs.mkdir(parents=True, exist_ok=True)
     def one(name):
         print(f"refprune peers: {name} ({pythons[name]}) ...", flush=True)
-        res = run_peer(PEERS[name], pythons[name], max_examples=args.max_examples, log=logs / f"{name}.log")
+        started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        res = {**run_peer(PEERS[name], pythons[name], max_examples=args.max_examples, log=logs / f"{name}.log"),
+               "ran_at": started}
         timing = f" in {res['seconds']:.0f} s, {res.get('cases', 0)} cases" if res.get("seconds") is not None else ""
         print(f"refprune peers: {name} {res.get('version') or ''}: "
               f"{summary_line(res) if res['status'] != 'suite did not run' else res['why']}{timing}", flush=True)
