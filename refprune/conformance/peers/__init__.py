@@ -220,7 +220,8 @@ def markdown(results):
         if peer is not None:
             lines.append(f"Adapter `{peer.module}` calls {peer.calls}; backend `{peer.backend}`.")
         if res["status"] == NOT_INSTALLED:
-            lines += ["", f"Not installed: {res.get('why', '')}{' (' + res['ran_at'] + ')' if res.get('ran_at') else ''}"]
+            when = f" ({res['ran_at']})" if res.get("ran_at") else ""
+            lines += ["", f"Not installed: {res.get('why', '')}{when}"]
             continue
         lines.append(f"Version {res.get('version')}, {res.get('cases', 0)} cases, "
                      f"{res.get('seconds', 0):.0f} s; exit status {res.get('exitstatus')}"

@@ -30,7 +30,7 @@ Protocol v2 (one-shot), through the functions its ``WandaPruningModifier`` and
   averages over samples (sequences), the protocol over tokens, and the scale changes
   SparseGPT's result where inputs are dead (behaviour: ``xfails/llm_compressor.txt``);
 * ``wanda_mask(w, norms)`` -> ``wanda_sparsify.sparsify_weight`` with the row statistic
-  ``norms ** 2`` (what ``accumulate_row_scalars`` stores for one sample), per row
+  ``norms ** 2`` in float32 (what ``accumulate_row_scalars`` stores for one sample), per row
   (``group="layer"`` is not offered); N:M as ``prune_n = m - n`` (llm-compressor's
   ``mask_structure`` "N:M" counts the *pruned*), ``prune_m = m``, ``sparsity = (m - n) / m``;
 * ``sparsegpt_prune(w, h)`` -> ``sgpt_sparsify.sparsify_weight`` with ``h`` (as float32,
@@ -38,8 +38,9 @@ Protocol v2 (one-shot), through the functions its ``WandaPruningModifier`` and
 * ``owl_densities(shapes, ratios)`` -> ``SparsityModifierBase._infer_owl_layer_sparsity``,
   which measures each unit's outlier ratio from its scores and takes no ratios: the
   adapter gives unit ``l`` the scores ``1`` (``c`` of them) and ``0`` (``N - c``) with
-  ``owl_m=0``, so its ratio is exactly ``c / N``; a ratio that is no such fraction with
-  ``N <= 4096`` is not offered. Densities are ``1 - `` its sparsities.
+  ``owl_m=0``, so its ratio is ``c / N`` (``0.1`` as ``1 / 10``); a ratio that is not the
+  float of such a fraction with ``N <= 4096`` is not offered. Densities are ``1 -`` its
+  sparsities.
 
 The masks are the ones the peer computes (its bool index into the weight, recorded as it
 is applied), not read back from zeros in the result.
