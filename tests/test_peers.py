@@ -85,6 +85,23 @@ def test_cli_reports_a_peer_that_is_not_installed(tmp_path, capsys):
     assert exc.value.code == 2 and "unknown peer" in capsys.readouterr().err
 
 
+def test_update_replaces_only_the_named_peers(tmp_path):
+    """Rerunning some peers with --update keeps every other peer's row, and each row says when it ran."""
+    out = tmp_path / "peers.md"
+    missing = str(tmp_path / "none" / "python")
+    assert main(["peers", "tfmot", "torch-pruning", "--python", f"tfmot={missing}",
+                 "--python", f"torch-pruning={missing}", "--out", str(out)]) == 0
+    before = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert main(["peers", "tfmot", "--python", f"tfmot={tmp_path / 'other' / 'python'}", "--out", str(out),
+                 "--update"]) == 0
+    after = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert list(after) == ["torch-pruning", "tfmot"]  # the report's order, whatever was rerun
+    assert after["torch-pruning"] == before["torch-pruning"]
+    assert "other" in after["tfmot"]["why"] and after["tfmot"]["ran_at"] >= before["tfmot"]["ran_at"]
+    text = out.read_text(encoding="utf-8")
+    assert "| torch-pruning | - | - | 0 | not installed" in text and "| tfmot | - | - | 0 | not installed" in text
+
+
 torch = pytest.importorskip("torch")
 
 

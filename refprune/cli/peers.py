@@ -6,7 +6,8 @@ own), asks it for the peer's version (``not installed`` when the import fails), 
 ``refprune check`` there on the peer's adapter (only the functions the adapter
 implements), then writes ``docs/peers.md`` and its JSON: peer x function agrees /
 differs (rule, minimal counterexample) / crashes / not installed, with each peer's
-version, run time and number of cases.
+version, run time, number of cases and when it ran (``--update`` reruns some peers and keeps
+the others' rows).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import refprune
@@ -34,21 +36,24 @@ def add_command(sub):
     p = sub.add_parser("peers", help="run the conformance suite against the real peers (torch.ao, torchao, "
                        "llm-compressor, Torch-Pruning, TFMOT) and write docs/peers.md",
                        formatter_class=ArgumentFormatter,
-                       description="Run refprune check on each installed peer's adapter in the peer's own "
-                       "environment (build them with scripts/peers_env.sh) and write one report: peer x "
-                       "function agrees / differs (with the rule and a minimal counterexample) / crashes / "
-                       "not installed, with each peer's version and run time.")
+                       description="Run refprune check on each installed peer's adapter in the peer's own\n"
+                       "environment (build them with scripts/peers_env.sh) and write one report: peer x\n"
+                       "function agrees / differs (with the rule and a minimal counterexample) / crashes /\n"
+                       "not installed, with each peer's version, run time and when it ran.\n\n"
+                       "Rerun some peers and keep the other rows of the report:\n"
+                       "  refprune peers llm-compressor torchao --update")
     p.add_argument("names", nargs="*", metavar="NAME", help=f"peers to run (default all: {', '.join(PEERS)})")
     p.add_argument("--venvs", default=DEFAULT_VENVS, metavar="DIR",
                    help="folder holding the environments peers-torch and peers-tf (REFPRUNE_PEERS_VENVS)")
-    p.add_argument("--python", action="append", default=[], metavar="NAME=PATH",
+    p.add_argument("--python", action="append", default=None, metavar="NAME=PATH",
                    help="the interpreter of one peer's environment (repeatable), instead of --venvs")
     p.add_argument("--out", default="docs/peers.md", metavar="FILE.md", help="the report")
     p.add_argument("--json", default=None, metavar="FILE.json", help="its JSON (default: FILE.md with .json)")
     p.add_argument("--overwrite", action="store_true", help="replace the report if it exists")
     p.add_argument("--update", action="store_true",
                    help="replace only the named peers' results, keeping the others' from the existing JSON")
-    p.add_argument("--max-examples", type=int, default=None, help="override the ci profile's examples per test")
+    p.add_argument("--max-examples", type=int, default=None, metavar="N",
+                   help="examples per property test (default: the ci profile's)")
     p.add_argument("--logs", default=None, metavar="DIR", help="keep each peer's suite log here (default: a temp dir)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="peers checked at the same time")
     p.set_defaults(func=main, parser=p)
@@ -59,7 +64,7 @@ def _pythons(args, names):
     from refprune.conformance.peers import PEERS
 
     given = {}
-    for item in args.python:
+    for item in args.python or ():
         name, sep, path = item.partition("=")
         if not sep or name not in PEERS:
             args.parser.error(f"--python {item!r}: give NAME=PATH with NAME one of {', '.join(PEERS)}")
@@ -144,7 +149,9 @@ def main(args):
     logs.mkdir(parents=True, exist_ok=True)
     def one(name):
         print(f"refprune peers: {name} ({pythons[name]}) ...", flush=True)
-        res = run_peer(PEERS[name], pythons[name], max_examples=args.max_examples, log=logs / f"{name}.log")
+        started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        res = {**run_peer(PEERS[name], pythons[name], max_examples=args.max_examples, log=logs / f"{name}.log"),
+               "ran_at": started}
         timing = f" in {res['seconds']:.0f} s, {res.get('cases', 0)} cases" if res.get("seconds") is not None else ""
         print(f"refprune peers: {name} {res.get('version') or ''}: "
               f"{summary_line(res) if res['status'] != 'suite did not run' else res['why']}{timing}", flush=True)

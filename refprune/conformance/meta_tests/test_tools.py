@@ -146,6 +146,7 @@ def test_help_says_each_default_once(command, capsys):
         main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: None)" not in text and not re.search(r"\(default[^)]*\) \(default", text), text
+    assert "(default: [])" not in text, text  # an append option that starts empty (peers --python)
     if command != "peers":
         assert text.count("(default: numpy") == 1
 

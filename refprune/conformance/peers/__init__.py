@@ -220,10 +220,12 @@ def markdown(results):
         if peer is not None:
             lines.append(f"Adapter `{peer.module}` calls {peer.calls}; backend `{peer.backend}`.")
         if res["status"] == NOT_INSTALLED:
-            lines += ["", f"Not installed: {res.get('why', '')}"]
+            when = f" ({res['ran_at']})" if res.get("ran_at") else ""
+            lines += ["", f"Not installed: {res.get('why', '')}{when}"]
             continue
         lines.append(f"Version {res.get('version')}, {res.get('cases', 0)} cases, "
-                     f"{res.get('seconds', 0):.0f} s; exit status {res.get('exitstatus')}.")
+                     f"{res.get('seconds', 0):.0f} s; exit status {res.get('exitstatus')}"
+                     f"{'; run ' + res['ran_at'] if res.get('ran_at') else ''}.")
         for fname, r in res.get("functions", {}).items():
             lines += ["", f"### `{fname}`: {r['verdict']}", ""]
             lines.append(f"{r['tests']} tests, {r['cases']} cases; {r['passed']} tests pass, {r['differ']} differ, "

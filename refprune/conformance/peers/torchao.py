@@ -11,9 +11,9 @@ Run the suite against it, in an environment with ``torchao==0.18.0`` (``scripts/
 * ``wanda_mask(w, norms, amount=...)`` (protocol v2) -> ``WandaSparsifier(sparsity_level=amount)``
   prepared on a ``Linear`` holding ``w``, its activation observer's ``norm`` set to
   ``norms`` (what the observer would have accumulated), then ``step()``; torchao ranks the
-  whole matrix (``group="layer"``), and 2:4 with ``semi_structured_block_size=4``
-  (``n=2, m=4``). The v2 conformance tests are not in this suite yet: ``refprune check``
-  reports this function once they are.
+  whole matrix (``group="layer"``; an int ``amount``, a count, as its fraction of the
+  entries), and N:M with ``semi_structured_block_size=m``, which prunes ``m // 2`` of every
+  ``m`` consecutive entries: ``n = m - m // 2`` kept (2:4, 1:2, 4:8, ...), other ``n`` not offered.
 
 Where torchao's answers differ from the protocol's, ``xfails/torchao.txt`` says why.
 """
@@ -35,15 +35,19 @@ def nm_mask(w, *, n, m, axis=-1, scores=None):
 
 
 def wanda_mask(w, norms, *, amount=None, n=None, m=None, group="row", rounding="half-even"):
-    if group != "layer" or rounding != "half-even" or (n, m) not in ((None, None), (2, 4)):
-        msg = "torchao's WandaSparsifier ranks the whole layer (group='layer') or takes 2:4; nothing else is offered"
+    nm = n is not None and m is not None
+    if (group != "layer" and not nm) or rounding != "half-even" or (nm and n != m - m // 2):
+        msg = ("torchao's WandaSparsifier ranks the whole layer (group='layer', half-even as its int()) or prunes "
+               "m // 2 of every m; nothing else is offered")
         raise NotImplementedError(msg)
+    if isinstance(amount, int) and w.numel():
+        amount = amount / w.numel()
     layer = torch.nn.Linear(w.shape[1], w.shape[0], bias=False, dtype=w.dtype)
     with torch.no_grad():
         layer.weight.copy_(w)
     model = torch.nn.Sequential(layer)
     sparsifier = WandaSparsifier(sparsity_level=0.5 if amount is None else amount,
-                                 semi_structured_block_size=None if n is None else m)
+                                 semi_structured_block_size=m if nm else None)
     sparsifier.prepare(model, config=[{"tensor_fqn": "0.weight"}])
     model[0].activation_post_process.norm = norms.detach().clone()
     sparsifier.step()
