@@ -27,8 +27,8 @@ from refprune.nn import optim
 OPS = (
     "mask_keep",
     "global_mask_keep",
-    "hard_concrete_sample",
-    "hard_concrete_sample_grad",
+    "hard_concrete_forward",
+    "hard_concrete_backward",
     "conv2d",
     "conv2d_grad",
     "max_pool2d",
@@ -324,7 +324,7 @@ SHAPES = [((37,), (37,)), ((37,), (5, 37)), ((1, 37), (4, 37)), ((), (6,)), ((),
 
 @pytest.mark.parametrize(("shape_la", "shape_u"), SHAPES)
 def test_hard_concrete_sample_and_grad(backend, dtype, shape_la, shape_u, rng):
-    need(backend, "hard_concrete_sample")
+    need(backend, "hard_concrete_forward")
     la_h, u_h = _gate_inputs(rng, shape_la, shape_u, dtype)
     la, u = backend.asarray(la_h), backend.asarray(u_h)
     fast, ref = both(rp.hard_concrete_sample, la, u, beta=0.5, gamma=-0.2, zeta=1.3)
@@ -339,8 +339,12 @@ def test_hard_concrete_sample_and_grad(backend, dtype, shape_la, shape_u, rng):
     assert np.array_equal(host(backend, dz), dz_h)
 
 
-def test_numpy_hard_concrete_is_bit_identical(dtype, rng):
-    la, u = _gate_inputs(rng, (64,), (8, 64), dtype)
+@pytest.mark.parametrize("chunk", [None, 7])
+@pytest.mark.parametrize(("shape_la", "shape_u"), [((64,), (8, 64)), ((8, 64), (8, 64))])
+def test_numpy_hard_concrete_is_bit_identical(dtype, rng, chunk, shape_la, shape_u, monkeypatch):
+    if chunk:  # chunks of 7 over 512 gates: the last one shorter
+        monkeypatch.setattr(_numpy_fast, "_NP_CHUNK", chunk)
+    la, u = _gate_inputs(rng, shape_la, shape_u, dtype)
     dz = rng.normal(size=(8, 64)).astype(dtype)
     for fn, args in ((rp.hard_concrete_sample, (la, u)), (rp.hard_concrete_sample_grad, (la, u, dz))):
         fast, ref = both(fn, *args)
@@ -349,7 +353,7 @@ def test_numpy_hard_concrete_is_bit_identical(dtype, rng):
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the reference's inf * 0 under where
 def test_hard_concrete_extremes(backend, dtype):
-    need(backend, "hard_concrete_sample")
+    need(backend, "hard_concrete_forward")
     la = backend.asarray(np.array([-50.0, 50.0, 0.0, 0.0, 3.0]), dtype=dtype)
     u = backend.asarray(np.array([1.0, 0.0, 0.0, 1.0, 0.5]), dtype=dtype)
     fast, ref = both(rp.hard_concrete_sample, la, u)
@@ -363,10 +367,10 @@ def test_hard_concrete_extremes(backend, dtype):
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, np.nan])
 def test_hard_concrete_bad_noise_falls_back_to_the_reference_error(backend, bad):
-    need(backend, "hard_concrete_sample")
+    need(backend, "hard_concrete_forward")
     la = backend.asarray(np.zeros(3))
     u = backend.asarray(np.array([0.5, bad, 0.5]))
-    assert lookup(backend.xp, "hard_concrete_sample")(la, u, beta=2 / 3, gamma=-0.1, zeta=1.1) is None
+    assert lookup(backend.xp, "hard_concrete_forward")(la, u, beta=2 / 3, gamma=-0.1, zeta=1.1) is None
     with pytest.raises(ValueError, match="uniform noise"):
         rp.hard_concrete_sample(la, u)
     with pytest.raises(ValueError, match="uniform noise"):
@@ -375,9 +379,10 @@ def test_hard_concrete_bad_noise_falls_back_to_the_reference_error(backend, bad)
 
 def test_unsupported_gate_inputs_fall_back():
     la32, u64 = np.zeros(3, np.float32), np.full(3, 0.5)
-    assert _numpy_fast._np_hc_sample(la32, u64, beta=2 / 3, gamma=-0.1, zeta=1.1) is None
-    assert _numpy_fast._np_hc_sample(np.zeros(3, np.float16), np.full(3, 0.5, np.float16), beta=1, gamma=-0.1, zeta=1.1) is None
-    assert _numpy_fast._np_hc_sample([0.0], [0.5], beta=1, gamma=-0.1, zeta=1.1) is None
+    assert _numpy_fast._np_hc_forward(la32, u64, beta=2 / 3, gamma=-0.1, zeta=1.1) is None
+    assert _numpy_fast._np_hc_forward(np.zeros(3, np.float16), np.full(3, 0.5, np.float16), beta=1, gamma=-0.1, zeta=1.1) is None
+    assert _numpy_fast._np_hc_forward([0.0], [0.5], beta=1, gamma=-0.1, zeta=1.1) is None
+    assert _numpy_fast._np_hc_backward(la32, u64, u64, beta=2 / 3, gamma=-0.1, zeta=1.1) is None
     fast, ref = both(rp.hard_concrete_sample, la32, u64)
     assert fast.dtype == ref.dtype and np.array_equal(fast, ref)
 

@@ -460,10 +460,11 @@ class _Gated(Layer):
         return int(self.params["log_alpha"].shape[0])
 
     def gates(self, x, *, train, rng):
-        """``(z, u)``: sampled gates and their noise when training, else the mode and None.
+        """``(z, backprop)``: sampled gates and their ``dz -> d log_alpha`` when training, else the mode and None.
 
         Training draws ``u ~ U(eps, 1-eps)`` of shape ``(n_gates,)`` (one gate vector per
-        minibatch) or ``(batch, n_gates)`` with ``local_rep``, from ``rng``.
+        minibatch) or ``(batch, n_gates)`` with ``local_rep``, from ``rng``; ``backprop`` is
+        :func:`~refprune.hard_concrete_sample_vjp`'s, which keeps the sample's stretched sigmoid.
         """
         log_alpha = self.params["log_alpha"]
         if not train:
@@ -473,24 +474,24 @@ class _Gated(Layer):
             raise ValueError(msg)
         shape = (int(x.shape[0]), self.n_gates) if self.local_rep else (self.n_gates,)
         u = rng.uniform(shape, dtype_name(log_alpha), GATE_NOISE_EPS, 1.0 - GATE_NOISE_EPS)
-        return gates.hard_concrete_sample(log_alpha, u, beta=self.temperature), u
+        return gates.hard_concrete_sample_vjp(log_alpha, u, beta=self.temperature)
 
-    def _log_alpha_grad(self, u, dz):
+    def _log_alpha_grad(self, backprop, dz):
         """Gradient to ``log_alpha`` from ``dz``, the gradient of the gates.
 
         ``dz`` has the gates' shape, or a leading batch axis over gates shared by the
         batch (one sample per minibatch in training, the mode at test time), which is
-        summed here. At test time (``u is None``) it is the gradient through the mode,
+        summed here. At test time (``backprop is None``) it is the gradient through the mode,
         using ``hard_concrete_mode(a) == hard_concrete_sample(a, 1/2, beta=1)``.
         """
         log_alpha = self.params["log_alpha"]
         xp = namespace(None, log_alpha=log_alpha)
-        if (u is None or not self.local_rep) and dz.ndim > log_alpha.ndim:
+        if (backprop is None or not self.local_rep) and dz.ndim > log_alpha.ndim:
             dz = xp.sum(dz, axis=0)
-        if u is None:
+        if backprop is None:
             half = xp.full_like(log_alpha, 0.5)
             return gates.hard_concrete_sample_grad(log_alpha, half, dz, beta=1.0)
-        return gates.hard_concrete_sample_grad(log_alpha, u, dz, beta=self.temperature)
+        return backprop(dz)
 
     def prob_nonzero(self):
         """:math:`P(z_g \\ne 0)` per gate (clamped to [eps, 1-eps] like the paper's code)."""
@@ -600,9 +601,9 @@ class L0Dense(_Gated):
         )
 
     def forward(self, x, *, train=False, rng=None):
-        z, u = self.gates(x, train=train, rng=rng)
+        z, backprop = self.gates(x, train=train, rng=rng)
         xz = x * z
-        self._cache = (x, z, u, xz)
+        self._cache = (x, z, backprop, xz)
         return F.dense(xz, self.param("w"), self.param("b"))
 
     def backward(self, dy, *, input_grad=True):
@@ -620,7 +621,7 @@ class L0Dense(_Gated):
         ``input_grad`` is False. With a gate row per example (``local_rep``),
         :math:`dW = (x \odot z)^\top dy` and :math:`dz = (dy\,W^\top) \odot x`.
         """
-        x, z, u, xz = self._cached()
+        x, z, backprop, xz = self._cached()
         w = self.param("w")
         xp = namespace(None, dy=dy)
         if z.ndim == 1:
@@ -630,7 +631,7 @@ class L0Dense(_Gated):
         else:
             dxz, dw, db = F.dense_grad(xz, w, self.param("b"), dy)
             dz = dxz * x
-        self._set_grads(w=dw, b=db, log_alpha=self._log_alpha_grad(u, dz))
+        self._set_grads(w=dw, b=db, log_alpha=self._log_alpha_grad(backprop, dz))
         return None if dxz is None else dxz * z
 
     def penalty_and_grads(self, *, value=True, grads=True):
@@ -731,20 +732,20 @@ class L0Conv2d(_Gated):
         xp = namespace(None, x=x)
         if self.input_hw is None:
             self.input_hw = (int(x.shape[2]), int(x.shape[3]))
-        z, u = self.gates(x, train=train, rng=rng)
+        z, backprop = self.gates(x, train=train, rng=rng)
         z4 = xp.reshape(z, (-1, self.n_gates, 1, 1))
         out = F.conv2d(x, self.param("w"), self.param("b"), stride=self.stride, padding=self.padding)
-        self._cache = (x, out, z4, u)
+        self._cache = (x, out, z4, backprop)
         return out * z4
 
     def backward(self, dy, *, input_grad=True):
-        x, out, z4, u = self._cached()
+        x, out, z4, backprop = self._cached()
         xp = namespace(None, dy=dy)
         dx, dw, db = F.conv2d_grad(
             x, self.param("w"), self.param("b"), dy * z4, stride=self.stride, padding=self.padding,
             input_grad=input_grad,
         )
-        dla = self._log_alpha_grad(u, xp.sum(dy * out, axis=(2, 3)))
+        dla = self._log_alpha_grad(backprop, xp.sum(dy * out, axis=(2, 3)))
         self._set_grads(w=dw, b=db, log_alpha=dla)
         return dx
 
