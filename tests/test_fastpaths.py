@@ -31,8 +31,10 @@ OPS = (
     "hard_concrete_backward",
     "conv2d",
     "conv2d_grad",
+    "conv2d_vjp",
     "max_pool2d",
     "max_pool2d_grad",
+    "max_pool2d_vjp",
     "adam_update",
     "relu_grad",
     "nm_keep",
@@ -435,6 +437,30 @@ def test_conv2d_and_grad(backend, dtype, geometry, bias, rng):
     assert np.array_equal(host(backend, x), x_h) and np.array_equal(host(backend, wt), w_h)
 
 
+@pytest.mark.parametrize("geometry", CONV)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_vjp_equals_conv2d_and_its_grad_bit_for_bit(any_backend, dtype, geometry, bias, rng):
+    """The backward that keeps the forward's im2col gives conv2d_grad's results exactly (fast paths on and off)."""
+    n, c, h, w, o, k, stride, padding = geometry
+    x = any_backend.asarray(rng.normal(size=(n, c, h, w)).astype(dtype))
+    wt = any_backend.asarray(rng.normal(size=(o, c, *_kernel(k))).astype(dtype))
+    b = any_backend.asarray(rng.normal(size=o).astype(dtype)) if bias else None
+    for ctx in (_nullcontext, reference_only):
+        with ctx():
+            y, backprop = F.conv2d_vjp(x, wt, b, stride=stride, padding=padding)
+            assert np.array_equal(host(any_backend, y), host(any_backend, F.conv2d(x, wt, b, stride=stride, padding=padding)))
+            dy = any_backend.asarray(rng.normal(size=tuple(y.shape)).astype(dtype))
+            for input_grad in (True, False):
+                got = backprop(dy, input_grad=input_grad)
+                want = F.conv2d_grad(x, wt, b, dy, stride=stride, padding=padding, input_grad=input_grad)
+                for name, g, r in zip(("dx", "dw", "db"), got, want):
+                    assert (g is None) == (r is None), name
+                    if r is not None:
+                        assert np.array_equal(host(any_backend, g), host(any_backend, r)), f"{name} {ctx.__name__}"
+    with pytest.raises(ValueError, match="dy"):
+        backprop(any_backend.asarray(np.ones((1, 1, 1, 1), dtype)))
+
+
 @pytest.mark.parametrize("shape", [(4, 3, 5, 5), (7,), ()])
 def test_relu_grad_fast_equals_reference(backend, dtype, shape, rng):
     """``dy * not(x <= 0)`` equals ``where(x <= 0, 0, dy)``: zeros, NaN in x (passes dy), signed zeros."""
@@ -514,12 +540,34 @@ def test_max_pool2d_grad_nan_falls_back(backend):
     assert int(np.count_nonzero(host(backend, fast))) == 4
 
 
+@pytest.mark.parametrize(("kernel", "stride"), POOL)
+def test_max_pool2d_vjp_equals_max_pool2d_and_its_grad_bit_for_bit(any_backend, dtype, kernel, stride, rng):
+    x_h = np.round(rng.normal(size=(2, 3, 7, 8))).astype(dtype)  # ties: the first maximum gets dy
+    x_h[0, 0, 0, 0] = np.nan  # a NaN window: the fast backward declines to the reference
+    x = any_backend.asarray(x_h)
+    for ctx in (_nullcontext, reference_only):
+        with ctx():
+            y, backprop = F.max_pool2d_vjp(x, kernel=kernel, stride=stride)
+            want_y = F.max_pool2d(x, kernel=kernel, stride=stride)
+            assert np.array_equal(host(any_backend, y), host(any_backend, want_y), equal_nan=True)
+            dy_h = rng.normal(size=tuple(y.shape)).astype(dtype)
+            dy_h[1, 0, 0, 0] = np.inf
+            dy = any_backend.asarray(dy_h)
+            want = F.max_pool2d_grad(x, dy, kernel=kernel, stride=stride)
+            assert np.array_equal(host(any_backend, backprop(dy)), host(any_backend, want), equal_nan=True)
+
+
 def test_unsupported_conv_inputs_fall_back():
     x = np.zeros((1, 1, 4, 4), np.float16)
     w = np.zeros((1, 1, 2, 2), np.float16)
     assert _numpy_fast._np_conv2d(x, w, None, stride=(1, 1), padding=(0, 0)) is None
     assert _numpy_fast._np_max_pool2d(x, kernel=(2, 2), stride=(2, 2)) is None
     assert _numpy_fast._np_conv2d_grad(x, w, None, np.zeros((1, 1, 3, 3), np.float16), stride=(1, 1), padding=(0, 0)) is None
+    assert _numpy_fast._np_conv2d_vjp(x, w, None, stride=(1, 1), padding=(0, 0)) is None
+    assert _numpy_fast._np_max_pool2d_vjp(x, kernel=(2, 2), stride=(2, 2)) is None
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    _, backprop = _numpy_fast._np_conv2d_vjp(x32, w32, None, stride=(1, 1), padding=(0, 0))
+    assert backprop(np.zeros((1, 1, 3, 3), np.float64), input_grad=True) is None  # another dtype than the forward's
     fast, ref = both(F.conv2d, x, w, None)
     assert fast.dtype == ref.dtype and np.array_equal(fast, ref)
 

@@ -394,6 +394,11 @@ def _np_conv2d(x, w, b, *, stride, padding):
 
     if _np_conv_inputs(x, w, b) is None:
         return None
+    return _np_conv2d_cols(x, w, b, stride, padding, np)[0]
+
+
+def _np_conv2d_cols(x, w, b, stride, padding, np):
+    """``(y, cols)``: the convolution and its im2col matrix."""
     n = x.shape[0]
     o, c, kh, kw = w.shape
     ho = (x.shape[2] + 2 * padding[0] - kh) // stride[0] + 1
@@ -402,7 +407,23 @@ def _np_conv2d(x, w, b, *, stride, padding):
     y = np.matmul(w.reshape(o, c * kh * kw), cols)  # (O, Ho*Wo*N)
     if b is not None:
         y += b[:, None]
-    return y.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
+    return y.reshape(o, ho, wo, n).transpose(3, 0, 1, 2), cols
+
+
+def _np_conv2d_vjp(x, w, b, *, stride, padding):
+    """``(y, backprop)`` of ``nn.functional.conv2d_vjp``: the backward reuses the forward's im2col, or None."""
+    import numpy as np
+
+    if _np_conv_inputs(x, w, b) is None:
+        return None
+    y, cols = _np_conv2d_cols(x, w, b, stride, padding, np)
+
+    def backprop(dy, *, input_grad):
+        if _np_conv_inputs(x, w, b, dy) is None:
+            return None
+        return _np_conv2d_grad_cols(x, w, b, dy, cols, stride=stride, padding=padding, input_grad=input_grad)
+
+    return y, backprop
 
 
 def _np_conv2d_grad(x, w, b, dy, *, stride, padding, input_grad=True):
@@ -410,13 +431,20 @@ def _np_conv2d_grad(x, w, b, dy, *, stride, padding, input_grad=True):
 
     if _np_conv_inputs(x, w, b, dy) is None:
         return None
+    cols = _np_cols(_np_padded_batch_last(x, padding, np), w.shape[2:], stride, dy.shape[2:], np)
+    return _np_conv2d_grad_cols(x, w, b, dy, cols, stride=stride, padding=padding, input_grad=input_grad)
+
+
+def _np_conv2d_grad_cols(x, w, b, dy, cols, *, stride, padding, input_grad):
+    """``_np_conv2d_grad`` with the im2col matrix ``cols`` of ``x`` given."""
+    import numpy as np
+
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     ho, wo = dy.shape[2], dy.shape[3]
     sh, sw = stride
     ph, pw = padding
     dy2 = dy.transpose(1, 2, 3, 0).reshape(o, ho * wo * n)  # a view when dy is batch-last
-    cols = _np_cols(_np_padded_batch_last(x, padding, np), (kh, kw), stride, (ho, wo), np)
     dw = np.matmul(dy2, cols.T).reshape(w.shape)
     del cols
     db = None if b is None else dy.sum(axis=(0, 2, 3))
@@ -450,30 +478,48 @@ def _np_pool_out(x, kernel, stride):
 
 
 def _np_max_pool2d(x, *, kernel, stride):
-    import numpy as np
-
-    if _np_conv_inputs(x, None, None) is None:
-        return None
-    out_hw = _np_pool_out(x, kernel, stride)
-    xt = np.ascontiguousarray(x.transpose(1, 2, 3, 0))
-    m = _np_pool_max(_np_pool_views(xt, kernel, stride, out_hw), np)
-    return m.transpose(3, 0, 1, 2)
+    out = _np_max_pool2d_vjp(x, kernel=kernel, stride=stride)
+    return None if out is None else out[0]
 
 
 def _np_max_pool2d_grad(x, dy, *, kernel, stride):
     """The window's first maximum (row-major scan) gets ``dy``; overlapping windows add up."""
     import numpy as np
 
-    if _np_conv_inputs(x, None, None, dy) is None or not _np_all_finite(dy, np):
-        return None  # a non-finite dy must not reach the other entries as 0 * inf
+    if _np_conv_inputs(x, None, None, dy) is None:
+        return None
+    out_hw = _np_pool_out(x, kernel, stride)
+    views = _np_pool_views(np.ascontiguousarray(x.transpose(1, 2, 3, 0)), kernel, stride, out_hw)
+    return _np_max_pool2d_grad_views(x, dy, views, _np_pool_max(views, np), kernel=kernel, stride=stride)
+
+
+def _np_max_pool2d_vjp(x, *, kernel, stride):
+    """``(y, backprop)`` of ``nn.functional.max_pool2d_vjp``: the backward reuses the forward's maxima, or None."""
+    import numpy as np
+
+    if _np_conv_inputs(x, None, None) is None:
+        return None
     out_hw = _np_pool_out(x, kernel, stride)
     views = _np_pool_views(np.ascontiguousarray(x.transpose(1, 2, 3, 0)), kernel, stride, out_hw)
     m = _np_pool_max(views, np)
-    if np.isnan(m).any():
-        return None  # the reference hands dy to the first NaN
+
+    def backprop(dy):
+        if _np_conv_inputs(x, None, None, dy) is None:
+            return None
+        return _np_max_pool2d_grad_views(x, dy, views, m, kernel=kernel, stride=stride)
+
+    return m.transpose(3, 0, 1, 2), backprop
+
+
+def _np_max_pool2d_grad_views(x, dy, views, m, *, kernel, stride):
+    """``_np_max_pool2d_grad`` from the windows ``views`` of ``x`` (batch last) and their maxima ``m``."""
+    import numpy as np
+
+    if not _np_all_finite(dy, np) or np.isnan(m).any():
+        return None  # a non-finite dy must not reach the other entries as 0 * inf; the reference hands dy to the first NaN
     n, c, h, w = x.shape
     dxt = np.zeros((c, h, w, n), dtype=x.dtype)
-    dx_views = _np_pool_views(dxt, kernel, stride, out_hw)
+    dx_views = _np_pool_views(dxt, kernel, stride, m.shape[1:3])
     dyt = dy.transpose(1, 2, 3, 0)
     overlap = stride[0] < kernel[0] or stride[1] < kernel[1]
     taken = np.zeros(m.shape, dtype=bool)
@@ -863,8 +909,10 @@ FAST_PATHS = {
     "hard_concrete_backward": _np_hc_backward,
     "conv2d": _np_conv2d,
     "conv2d_grad": _np_conv2d_grad,
+    "conv2d_vjp": _np_conv2d_vjp,
     "max_pool2d": _np_max_pool2d,
     "max_pool2d_grad": _np_max_pool2d_grad,
+    "max_pool2d_vjp": _np_max_pool2d_vjp,
     "adam_update": _np_adam_update,
     "nm_keep": _np_nm_keep,
     "block_keep": _np_block_keep,

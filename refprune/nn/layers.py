@@ -212,14 +212,11 @@ class Conv2d(Layer):
         self.padding = padding
 
     def forward(self, x, *, train=False, rng=None):
-        self._cache = x
-        return F.conv2d(x, self.param("w"), self.param("b"), stride=self.stride, padding=self.padding)
+        y, self._cache = F.conv2d_vjp(x, self.param("w"), self.param("b"), stride=self.stride, padding=self.padding)
+        return y
 
     def backward(self, dy, *, input_grad=True):
-        x = self._cached()
-        dx, dw, db = F.conv2d_grad(
-            x, self.param("w"), self.param("b"), dy, stride=self.stride, padding=self.padding, input_grad=input_grad
-        )
+        dx, dw, db = self._cached()(dy, input_grad=input_grad)
         self._set_grads(w=dw, b=db)
         return dx
 
@@ -246,11 +243,11 @@ class MaxPool2d(Layer):
         self.stride = kernel if stride is None else stride
 
     def forward(self, x, *, train=False, rng=None):
-        self._cache = x
-        return F.max_pool2d(x, kernel=self.kernel, stride=self.stride)
+        y, self._cache = F.max_pool2d_vjp(x, kernel=self.kernel, stride=self.stride)
+        return y
 
     def backward(self, dy, *, input_grad=True):
-        return F.max_pool2d_grad(self._cached(), dy, kernel=self.kernel, stride=self.stride)
+        return self._cached()(dy)
 
     def output_shape(self, shape):
         c, h, w = (int(d) for d in shape)
@@ -526,7 +523,10 @@ class _Gated(Layer):
 
     def _l0_terms(self, w, *, value, grads):
         """``(R, d_log_alpha, d_w)`` of the expected L0 penalty of ``w`` under this layer's gates."""
-        return l0_penalty_and_grad(self.params["log_alpha"], w, axis=0, value=value, grad=grads, **self._penalty_args())
+        return l0_penalty_and_grad(
+            self.params["log_alpha"], w, axis=0, value=value, grad=grads, w_grad=grads and bool(self.weight_decay),
+            **self._penalty_args(),
+        )
 
     def penalty_and_grads(self, *, value=True, grads=True):
         """``(R, grads)``: the penalty and its gradients by parameter name, in one pass.
@@ -734,17 +734,14 @@ class L0Conv2d(_Gated):
             self.input_hw = (int(x.shape[2]), int(x.shape[3]))
         z, backprop = self.gates(x, train=train, rng=rng)
         z4 = xp.reshape(z, (-1, self.n_gates, 1, 1))
-        out = F.conv2d(x, self.param("w"), self.param("b"), stride=self.stride, padding=self.padding)
-        self._cache = (x, out, z4, backprop)
+        out, conv_backprop = F.conv2d_vjp(x, self.param("w"), self.param("b"), stride=self.stride, padding=self.padding)
+        self._cache = (conv_backprop, out, z4, backprop)
         return out * z4
 
     def backward(self, dy, *, input_grad=True):
-        x, out, z4, backprop = self._cached()
+        conv_backprop, out, z4, backprop = self._cached()
         xp = namespace(None, dy=dy)
-        dx, dw, db = F.conv2d_grad(
-            x, self.param("w"), self.param("b"), dy * z4, stride=self.stride, padding=self.padding,
-            input_grad=input_grad,
-        )
+        dx, dw, db = conv_backprop(dy * z4, input_grad=input_grad)
         dla = self._log_alpha_grad(backprop, xp.sum(dy * out, axis=(2, 3)))
         self._set_grads(w=dw, b=db, log_alpha=dla)
         return dx
