@@ -78,7 +78,7 @@ DENSE = {
 
 
 def _environment():
-    from refprune.engine import environment
+    from refprune.results import environment
 
     return {**environment(), "load_average": list(os.getloadavg())}
 

@@ -36,12 +36,12 @@ POLL = 0.2  # seconds between progress polls (the command line's 0.5 adds up to 
 
 def _warm():
     """Import what a run needs and draw one figure, so that the first timed run pays no start-up."""
-    from refprune import data, engine, methods
+    from refprune import data, methods, plots
 
     methods.names()
     data.load("digits")
-    fig, _ = engine.new_figure()
-    engine.save_figure(fig, os.path.join(tempfile.mkdtemp(), "warm.png"))
+    fig, _ = plots.new_figure()
+    plots.save_figure(fig, os.path.join(tempfile.mkdtemp(), "warm.png"))
     return os.getpid()
 
 
@@ -62,7 +62,7 @@ def sequential(grid, out):
 
 def _one(config):
     from refprune import methods
-    from refprune.engine import RunSpec
+    from refprune.runspec import RunSpec
 
     return methods.execute(RunSpec(**config))["train_seconds"]
 

@@ -30,8 +30,13 @@ __all__ = [
     "device_of",
     "check_same_device",
     "as_float_scalar",
+    "is_int",
+    "is_real",
+    "check_int",
     "normalize_axis",
     "flat_size",
+    "index_dtype",
+    "count_true",
     "float_namespace",
 ]
 
@@ -211,10 +216,47 @@ def check_finite_scalar(name, value, *, positive=False, nonnegative=False):
 
 def as_float_scalar(name, value):
     """Return a real number as a Python float; a ``TypeError`` naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         msg = f"{name} must be a real number, got {type(value).__name__} {value!r}"
         raise TypeError(msg)
     return float(value)
+
+
+def is_int(value):
+    """True for an integer that is not a bool: a Python ``int`` or a NumPy integer scalar."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value):
+    """True for a real number that is not a bool (Python, NumPy or ``fractions`` scalars)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_int(name, value, *, minimum=None, what=""):
+    """``value`` as a Python int, else a ``TypeError`` naming ``name`` (a bool is not an int); ``>= minimum``.
+
+    ``what`` follows "must be an int" in the message: what the number counts,
+    ``" (parameters per gate)"``.
+    """
+    if not is_int(value):
+        msg = f"{name} must be an int{what}, got {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+    value = int(value)
+    if minimum is not None and value < minimum:
+        msg = f"{name} must be >= {minimum}, got {name}={value}"
+        raise ValueError(msg)
+    return value
+
+
+def index_dtype(xp):
+    """The namespace's default indexing dtype: int64 (int32 in JAX's default 32-bit mode)."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    return info().default_dtypes()["indexing"] if info is not None else xp.int64
+
+
+def count_true(x, xp):
+    """Number of True entries of a bool array, as a 0-d integer array (no host sync)."""
+    return xp.sum(xp.astype(x, index_dtype(xp)))
 
 
 def sigmoid(x, xp):
@@ -230,9 +272,7 @@ def log_sigmoid(x, xp):
 
 def normalize_axis(axis, ndim, *, name="axis"):
     """Return ``axis`` in ``[0, ndim)``; a ``ValueError`` naming the valid range otherwise."""
-    if isinstance(axis, bool) or not isinstance(axis, int):
-        msg = f"{name} must be an int, got {type(axis).__name__} {axis!r}"
-        raise TypeError(msg)
+    axis = check_int(name, axis)
     if not -ndim <= axis < ndim:
         msg = f"{name}={axis} is out of range for an array with {ndim} dimensions; use -{ndim}..{ndim - 1}"
         raise ValueError(msg)

@@ -5,10 +5,10 @@ of well-named private steps it calls :func:`delegate`, which runs the array libr
 native implementation of that step (a *fast path*) when there is one and returns its
 result, or returns ``None``, and the core then runs its reference lines:
 
-* ``"mask_keep"``: ``masks._keep_flat``, the keep mask that prunes exactly ``k``
+* ``"mask_keep"``: ``masks.keep_flat``, the keep mask that prunes exactly ``k``
   entries of a 1-D score array (tie rule included);
 * ``"global_mask_keep"``: ``masks._global_keep``, one budget over a list of them;
-* ``"nm_keep"``: ``patterns._nm_keep``, the N:M keep mask of a ``(groups, m)`` array;
+* ``"nm_keep"``: ``patterns.nm_keep``, the N:M keep mask of a ``(groups, m)`` array;
 * ``"block_keep"``: the pooling, tile selection and expansion of ``patterns.block_mask``;
 * ``"sparsegpt_columns"``: ``oneshot._sparsegpt_columns``, SparseGPT's column loop (masks
   and OBS updates) on the prepared weights and the Cholesky factor of the inverse Hessian;

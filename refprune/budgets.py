@@ -16,10 +16,9 @@ from __future__ import annotations
 import decimal
 import fractions
 import math
-import numbers
 from collections.abc import Mapping
 
-from ._array import check_finite_scalar
+from ._array import check_finite_scalar, is_int
 
 __all__ = ["layer_densities", "owl_densities"]
 
@@ -32,7 +31,7 @@ def _shape(name, shape):
         raise TypeError(msg)
     dims = tuple(shape)
     for d in dims:
-        if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+        if not is_int(d):
             msg = f"{name} must be a shape (a tuple of ints), got {dims!r}"
             raise TypeError(msg)
         if d < 0:
@@ -182,7 +181,7 @@ def _dense_indices(dense, keys, count):
                 raise ValueError(msg)
             out.add(keys.index(d))
         else:
-            if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+            if not is_int(d):
                 msg = f"dense must hold layer indices (ints) for a list of shapes, got {d!r}"
                 raise TypeError(msg)
             if not -count <= d < count:

@@ -278,7 +278,7 @@ def compaction_summary(model, compacted):
     return {
         "architecture": {"layers": arch["layers"], "before": arch["before"], "after": arch["after"],
                          "compacted": arch_c["before"], "unit": arch["unit"]},
-        "architecture_string": f"{measures._join(arch['before'])} -> {measures._join(arch_c['before'])}",
+        "architecture_string": measures.architecture_string({"before": arch["before"], "after": arch_c["before"]}),
         "parameters": {"before": p0, "after": p1, "reduction": p0 / p1 if p1 else float("inf")},
         "nonzero_parameters": {"before": nz0, "after": nz1},
         "flops": {"before": f0["total"], "after": f1["total"],

@@ -60,13 +60,14 @@ import math
 import os
 import platform
 import sysconfig
-import numbers
 import warnings
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from ._array import check_int, is_int
 
 __all__ = [
     "NAMES", "SPLIT_SEED", "STDLIB_CONTEXT", "STDLIB_BYTES", "STDLIB_FILE_BYTES", "Dataset", "batches", "load", "num_batches",
@@ -640,16 +641,10 @@ def _synthetic_split(rng, protos, n):
 
 
 def _load_synthetic(*, seed, n):
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    if not is_int(seed) or seed < 0:
         msg = f"seed must be a non-negative int, got seed={seed!r}"
         raise ValueError(msg)
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        msg = f"n_synthetic must be an int, got {type(n).__name__} {n!r}"
-        raise TypeError(msg)
-    if n < 1:
-        msg = f"n_synthetic must be >= 1, got n_synthetic={n!r}"
-        raise ValueError(msg)
-    n = int(n)
+    n = check_int("n_synthetic", n, minimum=1)
     # Independent streams: the prototypes do not depend on n, nor one split on another's size.
     proto_seq, train_seq, val_seq, test_seq = np.random.SeedSequence([int(seed), 0x5EED]).spawn(4)
     protos = _synthetic_prototypes(np.random.Generator(np.random.PCG64(proto_seq)), 10)
@@ -771,13 +766,7 @@ def unigram_bits_per_byte(train, test, *, vocabulary=256):
 
 
 def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-        msg = f"batch_size must be an int >= 1, got {type(batch_size).__name__} {batch_size!r}"
-        raise TypeError(msg)
-    if batch_size < 1:
-        msg = f"batch_size must be >= 1, got batch_size={batch_size!r}"
-        raise ValueError(msg)
-    return int(batch_size)
+    return check_int("batch_size", batch_size, minimum=1, what=" >= 1")
 
 
 def num_batches(n, batch_size, *, drop_last=False):
@@ -852,7 +841,7 @@ def batches(x, y, batch_size, *, backend, rng=None, order=None, start=0, dtype="
         if order.shape != (n,) or not np.issubdtype(order.dtype, np.integer):
             msg = f"order must be a permutation of range({n}) as an int array, got shape {order.shape}"
             raise ValueError(msg)
-    if isinstance(start, bool) or not isinstance(start, numbers.Integral) or start < 0:
+    if not is_int(start) or start < 0:
         msg = f"start must be an int >= 0 (batches to skip), got start={start!r}"
         raise ValueError(msg)
     stop = n - n % batch_size if drop_last else n
@@ -879,7 +868,7 @@ def subset(dataset, n):
     """
     if n is None or n == 0:
         return dataset
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+    if not is_int(n) or n < 0:
         msg = f"subset must be an int >= 0 (0 = the whole data set), got subset={n!r}"
         raise ValueError(msg)
     cut = {k: getattr(dataset, k)[:n] for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}

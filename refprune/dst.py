@@ -33,20 +33,21 @@ array([0.9, 0. , 0. , 0. , 0.5, 0. ])
 from __future__ import annotations
 
 import math
-import numbers
 
 from ._array import (
     check_finite_scalar,
     check_float,
+    check_int,
     check_same_device,
     check_same_shape,
+    count_true,
     device_of,
     flat_size,
     float_namespace,
     namespace,
     values_checkable,
 )
-from .masks import _check_mask, _count, _keep_given_threshold, _kth_smallest, prune_count
+from .masks import check_mask, keep_given_threshold, kth_smallest, prune_count
 
 __all__ = ["drop_grow", "cosine_drop_fraction"]
 
@@ -59,8 +60,8 @@ def _top_among(scores, among, n_top, n_among, xp):
     if n_top == n_among:
         return among
     lowest = xp.full_like(scores, -math.inf)
-    t = _kth_smallest(xp.where(among, scores, lowest), n - n_top, xp)  # the n_top-th largest candidate
-    return _keep_given_threshold([scores], t, n_top, xp, among=[among])[0]
+    t = kth_smallest(xp.where(among, scores, lowest), n - n_top, xp)  # the n_top-th largest candidate
+    return keep_given_threshold([scores], t, n_top, xp, among=[among])[0]
 
 
 def _check_no_nan_among(name, scores, among, xp):
@@ -134,7 +135,7 @@ def drop_grow(w, mask, /, *, drop_fraction, grow_scores, drop_scores=None, round
     """
     xp = float_namespace(xp, w=w, grow_scores=grow_scores)
     namespace(xp, w=w, mask=mask)
-    _check_mask("mask", mask, xp)
+    check_mask("mask", mask, xp)
     check_same_shape("w", w, "mask", mask)
     check_same_device("w", w, "mask", mask)
     check_same_shape("w", w, "grow_scores", grow_scores)
@@ -146,7 +147,7 @@ def drop_grow(w, mask, /, *, drop_fraction, grow_scores, drop_scores=None, round
     kept = xp.reshape(mask, (-1,))
     pruned = ~kept
     n = flat_size(w)
-    n_kept = int(_count(kept, xp)) if n else 0
+    n_kept = int(count_true(kept, xp)) if n else 0
     n_pruned = n - n_kept
     k = min(prune_count(drop_fraction, n_kept, rounding=rounding), n_pruned)
     drop = xp.reshape(w if drop_scores is None else drop_scores, (-1,))
@@ -193,13 +194,7 @@ def cosine_drop_fraction(step, *, initial, end):
     >>> [round(cosine_drop_fraction(s, initial=0.3, end=100), 4) for s in (0, 25, 50, 100, 150)]
     [0.3, 0.2561, 0.15, 0.0, 0.0]
     """
-    for name, value, minimum in (("step", step, 0), ("end", end, 1)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            msg = f"{name} must be an int, got {type(value).__name__} {value!r}"
-            raise TypeError(msg)
-        if value < minimum:
-            msg = f"{name} must be >= {minimum}, got {name}={value}"
-            raise ValueError(msg)
+    step, end = check_int("step", step, minimum=0), check_int("end", end, minimum=1)
     initial = check_finite_scalar("initial", initial)
     if not 0.0 <= initial <= 1.0:
         msg = f"initial must be a fraction in [0, 1], got initial={initial!r}"

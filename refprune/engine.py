@@ -26,6 +26,12 @@ A method is its algorithm; everything around it is here, written once:
   ``metrics.csv``, ``plot.png`` and ``final.npz`` (the network the result describes, as
   deployed: what ``refprune compact`` and ``refprune export`` read).
 
+Around it, each in its own module: the run's settings (:mod:`refprune.runspec`), the
+optimizers a phase takes (:mod:`refprune.optimizers`), the checkpoint layout and the
+phase state it stores (:mod:`refprune.checkpoints`), the result record and environment
+(:mod:`refprune.results`) and figures (:mod:`refprune.plots`); the names a method uses
+are re-exported here (``engine.RunSpec``, ``engine.adam``).
+
 Random streams. ``eng.rng`` is the run's generator, seeded with the run's seed: a
 method with one training phase builds its model and trains from it (the same numbers
 as a plain loop would draw). A method with several phases gives each its own stream,
@@ -64,25 +70,28 @@ import hashlib
 import json
 import math
 import os
-import platform
 import signal
 import sys
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 
 from . import backends, checkpoints, io, measures
 from . import data as datasets
 from ._array import trusted
 from .checkpoints import CHECKPOINT, SCHEMA, checkpoint_path
-from .plots import new_figure, save_figure
-from .plots import plot_unavailable as _plot_unavailable
 from .nn import functional as F
-from .nn import optim
 from .nn.train import label_rows
+from .optimizers import Optimizer, adam, sgd
+from .plots import plot_unavailable as _plot_unavailable
+from .results import COMMON_KEYS, environment, remove_run_files
+from .runspec import OUTSIDE_KEY, RunSpec, check_resumable
 
+#: The names a method uses, re-exported from their modules (:mod:`refprune.runspec`,
+#: :mod:`refprune.optimizers`, :mod:`refprune.results`, :mod:`refprune.checkpoints`) so that
+#: ``engine.adam``, ``engine.RunSpec`` keep working.
 __all__ = [
     "RunSpec",
     "Engine",
@@ -99,83 +108,6 @@ __all__ = [
     "environment",
     "COMMON_KEYS",
 ]
-
-#: result.json keys every method reports.
-COMMON_KEYS = (
-    "method", "dataset", "backend", "device", "seed", "model", "epochs", "steps", "train_seconds",
-    "test_accuracy", "weight_sparsity", "architecture", "architecture_string", "config", "environment",
-)
-
-
-# ---------------------------------------------------------------------------------- the run's settings
-
-#: Settings that leave a run's result unchanged (where it writes, how it reports, threads, checkpoint spacing,
-#: where the data files lie): outside :meth:`RunSpec.key`, and free to differ when a run is resumed.
-OUTSIDE_KEY = ("out", "resume", "overwrite", "quiet", "threads", "checkpoint_every", "data_dir")
-
-
-@dataclass
-class RunSpec:
-    """The settings every method takes; the method's own options live in ``options``.
-
-    ``epochs``, ``batch_size``, ``lr`` and ``model`` left ``None`` take the method's
-    defaults. ``out`` None: ``runs/<method>-<data>-<model>-<backend>-seed<seed>-<key>``
-    with ``key`` a hash of every setting that changes the result (:meth:`key`).
-    ``resume``: a run folder or its ``checkpoint.npz``. ``overwrite``: replace what a
-    folder holds (a run is otherwise never written over another run's files).
-    ``checkpoint_every``: epochs between checkpoints (0: only at the end of a phase).
-    ``init_from``: a weights file (a run folder's ``final.npz``, a compacted ``model.npz``,
-    a torch ``.pt`` state_dict or ``.safetensors``) the tracked model starts from
-    (:meth:`Engine.track`).
-    ``subset``: use only the first N examples of each split (0: all). ``threads``: cap
-    the BLAS / torch thread pools at N for the run (None: leave them as they are).
-    """
-
-    method: str
-    data: str = "digits"
-    data_dir: str | None = None
-    model: str | None = None
-    backend: str = "numpy"
-    device: str | None = None
-    seed: int = 0
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    dtype: str = "float32"
-    stream: str = "reference"
-    out: str | None = None
-    resume: str | None = None
-    init_from: str | None = None
-    overwrite: bool = False
-    quiet: bool = False
-    threads: int | None = None
-    subset: int = 0
-    checkpoint_every: int = 1
-    options: dict = field(default_factory=dict)
-
-    def config(self):
-        """The JSON-able configuration stored in checkpoints and results."""
-        return json.loads(json.dumps(asdict(self), default=str))
-
-    def key(self):
-        """Eight hex digits of a hash of every setting that can change the result.
-
-        Where the files go, resuming, overwriting, progress bars, the thread count and
-        checkpoint spacing leave it unchanged.
-        """
-        settings = {k: v for k, v in self.config().items() if k not in OUTSIDE_KEY}
-        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-
-    def default_out(self):
-        """The default output folder, which tells runs apart by :meth:`key`."""
-        name = f"{self.method}-{self.data}-{self.model}-{self.backend}-seed{self.seed}-{self.key()}"
-        return os.path.join("runs", name)
-
-    def folder(self):
-        """Where the run writes: ``out``, else the folder of the run it resumes, else :meth:`default_out`."""
-        if self.out:
-            return self.out
-        return os.path.dirname(checkpoint_path(self.resume)) if self.resume else self.default_out()
 
 
 # ---------------------------------------------------------------------------------- small pieces
@@ -194,27 +126,6 @@ class Stopwatch:
 
     def __exit__(self, *exc):
         self.seconds += time.perf_counter() - self._start
-
-
-@dataclass(frozen=True)
-class Optimizer:
-    """An update rule ``update(params, grads, state) -> (params, state)`` and its ``init(params) -> state``."""
-
-    update: object
-    init: object
-
-
-def adam(*, lr, betas=(0.9, 0.999), eps=1e-8):
-    """Adam (:func:`refprune.nn.optim.adam`); ``lr`` a number or per-parameter patterns."""
-    return Optimizer(partial(optim.adam, lr=lr, betas=betas, eps=eps), partial(optim.init_state, optimizer="adam"))
-
-
-def sgd(*, lr, momentum=0.0, nesterov=False):
-    """SGD with optional (Nesterov) momentum (:func:`refprune.nn.optim.sgd`)."""
-    return Optimizer(
-        partial(optim.sgd, lr=lr, momentum=momentum, nesterov=nesterov),
-        partial(optim.init_state, optimizer="sgd", momentum=momentum),
-    )
 
 
 class EarlyStopping:
@@ -343,56 +254,6 @@ class _Loop:
     best: dict | None = None
 
 
-@dataclass
-class _PhaseState:
-    """The phase in progress as a checkpoint stores it (host arrays): position, optimizer and generator state,
-    the engine's arrays (``_best``, ``_order``) and an untracked network being trained (``active``)."""
-
-    position: dict | None = None
-    optimizer_state: dict = field(default_factory=dict)
-    rng_state: str | None = None
-    arrays: dict = field(default_factory=dict)
-    params: dict = field(default_factory=dict)
-    masks: dict = field(default_factory=dict)
-    network: dict | None = None
-
-    @classmethod
-    def of(cls, loop, *, to_host, keep_best=True):
-        """The state of ``loop`` now (``keep_best`` False: without the best epoch's parameters)."""
-        position = {"phase": loop.phase, "epoch": loop.epoch, "batch": loop.batch, "epochs": loop.epochs,
-                    "phase_steps": loop.steps}
-        arrays = {}
-        if loop.batch:
-            position["sums"] = loop.sums.host()
-            arrays["_order"] = loop.order
-        if loop.stopper is not None:
-            position["stopper"] = loop.stopper.state()
-            if keep_best and loop.best is not None:
-                arrays["_best"] = {k: to_host(v) for k, v in loop.best.items()}
-        try:
-            rng_state = loop.rng.state()
-        except NotImplementedError:  # a library generator that cannot be saved (CuPy's native stream)
-            rng_state = None
-        optimizer_state = {k: {n: to_host(a) for n, a in v.items()} if isinstance(v, dict) else v
-                           for k, v in loop.opt_state.items()}
-        state = cls(position=position, optimizer_state=optimizer_state, rng_state=rng_state, arrays=arrays)
-        if loop.name == checkpoints.ACTIVE:
-            state.params, state.masks = checkpoints.network_entries(loop.model, checkpoints.ACTIVE, to_host=to_host)
-            state.network = loop.model.config
-        return state
-
-    @classmethod
-    def stored(cls, ckpt):
-        """The phase state a loaded checkpoint holds."""
-        active = checkpoints.ACTIVE
-        arrays = ckpt.extra or {}
-        return cls(position=ckpt.config["engine"].get("position"), optimizer_state=ckpt.optimizer_state or {},
-                   rng_state=ckpt.rng_state, arrays={k: v for k, v in arrays.items() if k.startswith("_")},
-                   params=checkpoints.prefixed(checkpoints.network_arrays(ckpt.params, active), active),
-                   masks=checkpoints.prefixed(checkpoints.network_arrays(ckpt.masks, active), active),
-                   network=ckpt.config["networks"].get(active))
-
-
 class _SigintFlag:
     """While active, the first Ctrl-C only sets ``raised``; the second interrupts at once."""
 
@@ -496,7 +357,7 @@ class Engine:
     def _path(self, name):
         """``out/name`` for a file about to be written; the folder is made (or cleared of the run replaced) first."""
         if self._replacing:
-            _remove_run_files(self.out)
+            remove_run_files(self.out)
             self._replacing = False
         if not os.path.isdir(self.out):
             io.make_folder(self.out)
@@ -513,7 +374,7 @@ class Engine:
             msg = f"cannot resume {path}: not a checkpoint of a refprune run (no engine state of schema {SCHEMA})"
             raise ValueError(msg)
         run = config.get("run", {})
-        _check_resumable(path, run, self.spec)
+        check_resumable(path, run, self.spec)
         self._extended = list(engine.get("extended", []))
         if self.spec.epochs is not None and run.get("epochs") is not None and self.spec.epochs > run["epochs"]:
             self._extended.append({"at_step": int(ckpt.step), "epochs": [run["epochs"], self.spec.epochs]})
@@ -528,7 +389,7 @@ class Engine:
         arrays = ckpt.extra or {}
         self.extra = {**config.get("extra", {}), **{k: self._to_backend(v) for k, v in arrays.items()
                                                    if not k.startswith("_")}}
-        self._phase_state = _PhaseState.stored(ckpt)
+        self._phase_state = checkpoints.PhaseState.stored(ckpt)
 
     def _to_backend(self, value):
         if isinstance(value, dict):
@@ -538,7 +399,7 @@ class Engine:
     def _restore(self, model, name):
         """Put the checkpoint's arrays of model ``name`` into ``model`` (after checking it is the same network)."""
         stored = self._ckpt.config["networks"].get(name)
-        _check_same_network(self._ckpt_path, stored, model.config)
+        checkpoints.check_same_network(self._ckpt_path, stored, model.config)
         arrays = checkpoints.network_arrays(self._ckpt.params, name)
         params, state = model.params(), model.state()
         expected = set(params) | set(state)
@@ -825,7 +686,7 @@ class Engine:
 
     def _save(self, loop, *, keep_best=True):
         """Write the checkpoint at the loop's position (its model, optimizer, generator, epoch sums)."""
-        self._phase_state = _PhaseState.of(loop, to_host=self.backend.to_numpy, keep_best=keep_best)
+        self._phase_state = checkpoints.PhaseState.of(loop, to_host=self.backend.to_numpy, keep_best=keep_best)
         self._write_checkpoint(f"{loop.phase}, epoch {loop.epoch}")
 
     def _write_checkpoint(self, description):
@@ -835,7 +696,7 @@ class Engine:
         checkpoint, so a resumed run still finds the phase it stopped in.
         """
         to_host = self.backend.to_numpy
-        phase = self._phase_state or _PhaseState()
+        phase = self._phase_state or checkpoints.PhaseState()
         params, masks, networks = dict(phase.params), dict(phase.masks), {}
         for name, m in self._models.items():
             entries = checkpoints.network_entries(m, name, to_host=to_host)
@@ -846,8 +707,8 @@ class Engine:
             networks[checkpoints.ACTIVE] = phase.network
         extra_json, extra_arrays = checkpoints.split_extra(self.extra, to_host=to_host)
         engine = {"schema": SCHEMA, "position": phase.position, "phases": self._phases, "once": self._once,
-                  "rows": self.rows, "train_seconds": self.clock.seconds, "streams": _stream_states(self._streams),
-                  "extended": self._extended}
+                  "rows": self.rows, "train_seconds": self.clock.seconds,
+                  "streams": checkpoints.stream_states(self._streams), "extended": self._extended}
         config = {"run": self.spec.config(), "networks": networks, "engine": engine, "extra": extra_json}
         io.save_checkpoint(self._path(CHECKPOINT), params=params, masks=masks, optimizer_state=phase.optimizer_state,
                            rng_state=phase.rng_state, step=self.steps, config=config,
@@ -928,77 +789,6 @@ class Engine:
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _stream_states(streams):
-    """The saved states of the named generators (those whose library can save one)."""
-    states = {}
-    for name, generator in streams.items():
-        try:
-            states[name] = generator.state()
-        except NotImplementedError:
-            pass
-    return states
-
-
-def _check_resumable(path, stored, spec):
-    """Refuse to resume a checkpoint with settings other than its run's (more ``epochs`` extend the run).
-
-    Compared: every setting of :meth:`RunSpec.key` and every method option, as stored in
-    the checkpoint (:data:`OUTSIDE_KEY` may differ). One line names the first that differs
-    and its stored value.
-    """
-    found, wanted = (stored.get("method"), stored.get("model")), (spec.method, spec.model)
-    if found != wanted:
-        msg = (f"cannot resume {path}: it is a checkpoint of method {found[0]!r} with model {found[1]!r}, "
-               f"but this run is method {wanted[0]!r} with model {wanted[1]!r}; resume with the same method "
-               "and --model")
-        raise ValueError(msg)
-    current = spec.config()
-    pairs = [(k, stored[k], current[k]) for k in current if k in stored and k not in (*OUTSIDE_KEY, "options")]
-    options = stored.get("options") or {}
-    pairs += [(k, options[k], v) for k, v in current["options"].items() if k in options]
-    for name, was, now in pairs:
-        if was == now or (name == "epochs" and was is not None and now is not None and now > was):
-            continue
-        flag = "--" + name.replace("_", "-")
-        more = " (more epochs extend a run; fewer would make it another run)" if name == "epochs" else ""
-        msg = (f"cannot resume {path} with {flag} {_shown(now)}: its run has {name}={_shown(was)}{more}; a resumed "
-               f"run keeps its settings: leave {flag} out, or start a new run without --resume")
-        raise ValueError(msg)
-
-
-def _shown(value):
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
-def _remove_run_files(folder):
-    """Remove the files a run wrote in ``folder`` (its result.json first: never a 'complete' half run)."""
-    listed = []
-    try:
-        listed = list((io.read_json(os.path.join(folder, "result.json")).get("files") or {}).values())
-    except (ValueError, OSError, AttributeError):
-        pass
-    for name in ("result.json", *listed, CHECKPOINT, "metrics.csv", io.FINAL, "plot.png"):
-        path = os.path.join(folder, os.path.basename(str(name)))
-        if os.path.isfile(path):
-            os.remove(path)
-
-
-#: The network config keys that fix its architecture (options such as ``lam`` may change).
-_ARCHITECTURE_KEYS = ("preset", "input_shape", "num_classes", "l0")
-
-
-def _check_same_network(path, stored, current):
-    """Refuse a checkpoint of another architecture (preset, input shape, classes, gating)."""
-    if stored is None:
-        return
-    current = json.loads(json.dumps(current))
-    keys = [k for k in _ARCHITECTURE_KEYS if stored.get(k) != current.get(k)]
-    if keys:
-        diffs = ", ".join(f"{k}: checkpoint {stored.get(k)!r} vs this model {current.get(k)!r}" for k in keys)
-        msg = f"{path}: checkpoint is of another network ({diffs}); build the model with the checkpoint's settings"
-        raise ValueError(msg)
-
-
 def _postfix(epoch, row):
     shown = [f"epoch {epoch}"]
     for key in ("val_accuracy", "val_accuracy_u", "loss"):
@@ -1037,36 +827,3 @@ def _warn_once(message):
     if message not in _WARNED:
         _WARNED.add(message)
         print(f"note: {message}", file=sys.stderr)
-
-
-def environment(backend=None):
-    """The versions and thread counts that produced a result (``result.json``'s ``environment``).
-
-    ``backend`` (an adapter) adds its library's version and threads.
-    """
-    from importlib import metadata
-
-    def version(dist):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    env = {
-        "refprune": version("refprune"),
-        "python": platform.python_version(),
-        "numpy": version("numpy"),
-        "array_api_compat": version("array-api-compat"),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-    }
-    try:
-        from threadpoolctl import threadpool_info
-
-        env["blas_threads"] = max((p.get("num_threads", 0) for p in threadpool_info()), default=None)
-    except ImportError:
-        env["blas_threads"] = None
-    if backend is not None:
-        env.update(backend.versions())
-    return env

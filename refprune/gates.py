@@ -33,17 +33,18 @@ non-finite constant is a ``ValueError``.
 from __future__ import annotations
 
 import math
-import numbers
 
 from ._array import (
     as_float_scalar,
     check_finite_scalar,
     check_float,
+    check_int,
     check_same_device,
     check_same_shape,
     checking,
     flat_size,
     float_namespace,
+    is_real,
     known_true,
     namespace,
     sigmoid,
@@ -97,7 +98,7 @@ def _check_eps(eps):
     return eps
 
 
-def _check_constants(beta, gamma, zeta, eps):
+def check_constants(beta, gamma, zeta, eps):
     """Validate and return the four hard-concrete constants as Python floats."""
     if not checking():
         return float(beta), float(gamma), float(zeta), float(eps)
@@ -452,8 +453,8 @@ def hard_concrete_cdf(log_alpha, x, /, *, beta=BETA, gamma=GAMMA, zeta=ZETA, eps
     >>> hard_concrete_cdf(np.zeros(3), 0.5)  # the median of s_bar is 0.5 when log_alpha = 0
     array([0.5, 0.5, 0.5])
     """
-    beta, gamma, zeta, eps = _check_constants(beta, gamma, zeta, eps)
-    if isinstance(x, numbers.Real) and not isinstance(x, bool):
+    beta, gamma, zeta, eps = check_constants(beta, gamma, zeta, eps)
+    if is_real(x):
         xp = float_namespace(xp, log_alpha=log_alpha)
         x = as_float_scalar("x", x)
         if math.isnan(x):
@@ -518,7 +519,7 @@ def hard_concrete_prob_nonzero(log_alpha, /, *, beta=BETA, gamma=GAMMA, zeta=ZET
     [1e-06, 0.831822, 0.999999]
     """
     xp = float_namespace(xp, log_alpha=log_alpha)
-    beta, gamma, zeta, eps = _check_constants(beta, gamma, zeta, eps)
+    beta, gamma, zeta, eps = check_constants(beta, gamma, zeta, eps)
     p = sigmoid(_prob_nonzero_logit(log_alpha, beta, gamma, zeta), xp)
     return xp.clip(p, eps, 1.0 - eps)
 
@@ -559,7 +560,7 @@ def hard_concrete_prob_nonzero_grad(log_alpha, dp, /, *, beta=BETA, gamma=GAMMA,
     [0.0, 0.139894]
     """
     xp = float_namespace(xp, log_alpha=log_alpha, dp=dp)
-    beta, gamma, zeta, eps = _check_constants(beta, gamma, zeta, eps)
+    beta, gamma, zeta, eps = check_constants(beta, gamma, zeta, eps)
     check_same_shape("log_alpha", log_alpha, "dp", dp)
     t = _prob_nonzero_logit(log_alpha, beta, gamma, zeta)
     p = sigmoid(t, xp)
@@ -604,11 +605,6 @@ def expected_l0(log_alpha, /, *, group_size=1, beta=BETA, gamma=GAMMA, zeta=ZETA
     10.0
     """
     xp = float_namespace(xp, log_alpha=log_alpha)
-    if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral):
-        msg = f"group_size must be an int (parameters per gate), got {type(group_size).__name__} {group_size!r}"
-        raise TypeError(msg)
-    if group_size < 0:
-        msg = f"group_size must be >= 0, got group_size={group_size!r}"
-        raise ValueError(msg)
+    group_size = check_int("group_size", group_size, minimum=0, what=" (parameters per gate)")
     p = hard_concrete_prob_nonzero(log_alpha, beta=beta, gamma=gamma, zeta=zeta, eps=eps, xp=xp)
-    return xp.asarray(xp.sum(p) * int(group_size))
+    return xp.asarray(xp.sum(p) * group_size)

@@ -19,6 +19,12 @@ applies a second amount to the weights that remain (``tests/test_torch_prune_agr
 shows both with small examples).
 
 Masks are applied with ``where(mask, w, 0)``, never ``w * mask`` (``0 * inf`` is NaN).
+
+The selection under the tie rule is written once, here, and shared with
+:mod:`refprune.patterns`, :mod:`refprune.dst` and :mod:`refprune.oneshot`:
+:func:`kth_smallest`, :func:`keep_given_threshold`, :func:`keep_flat` and the checks
+:func:`check_scores`, :func:`check_mask` (helpers, not part of the protocol: not in
+``__all__``).
 """
 
 from __future__ import annotations
@@ -29,12 +35,16 @@ import numbers
 
 from ._array import (
     check_float,
+    check_int,
     check_no_nan,
     check_same_device,
     check_same_shape,
+    count_true,
     device_of,
     flat_size,
     float_namespace,
+    index_dtype,
+    is_real,
     is_traced,
     namespace,
     normalize_axis,
@@ -119,14 +129,8 @@ def prune_count(amount, n, *, rounding="half-even"):
     if not isinstance(rounding, str) or rounding not in _ROUNDING:
         msg = f"rounding must be one of {', '.join(map(repr, _ROUNDING))}, got rounding={rounding!r}"
         raise ValueError(msg)
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        msg = f"n must be an int, got {type(n).__name__} {n!r}"
-        raise TypeError(msg)
-    n = int(n)
-    if n < 0:
-        msg = f"n must be >= 0, got n={n}"
-        raise ValueError(msg)
-    if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
+    n = check_int("n", n, minimum=0)
+    if not is_real(amount):
         msg = (
             f"amount must be an int count or a float fraction in [0, 1], got "
             f"{type(amount).__name__} {amount!r}"
@@ -154,7 +158,7 @@ def prune_count(amount, n, *, rounding="half-even"):
 # --------------------------------------------------------------------------- selection
 
 
-def _kth_smallest(flat, k, xp):
+def kth_smallest(flat, k, xp):
     """The value at ascending rank ``k`` (0-based) of the 1-D array ``flat``.
 
     The one "find the k-th value" step of every mask; a backend may replace it with a
@@ -163,18 +167,7 @@ def _kth_smallest(flat, k, xp):
     return xp.sort(flat)[k]
 
 
-def _index_dtype(xp):
-    """The namespace's default indexing dtype: int64 (int32 in JAX's default 32-bit mode)."""
-    info = getattr(xp, "__array_namespace_info__", None)
-    return info().default_dtypes()["indexing"] if info is not None else xp.int64
-
-
-def _count(x, xp):
-    """Number of True entries of a bool array, as a 0-d integer array (no host sync)."""
-    return xp.sum(xp.astype(x, _index_dtype(xp)))
-
-
-def _keep_given_threshold(flats, t, n_keep, xp, among=None):
+def keep_given_threshold(flats, t, n_keep, xp, among=None):
     """Keep masks for 1-D score arrays, given the value ``t`` at rank ``n_keep`` from the top.
 
     Everything above ``t`` is kept; among the entries equal to ``t`` the first ones
@@ -186,20 +179,20 @@ def _keep_given_threshold(flats, t, n_keep, xp, among=None):
     above = [f > t for f in flats]
     if among is not None:
         above = [a & c for a, c in zip(above, among)]
-    needed = n_keep - sum(_count(a, xp) for a in above)
+    needed = n_keep - sum(count_true(a, xp) for a in above)
     offset = 0
     keeps = []
     for i, (f, a) in enumerate(zip(flats, above)):
         eq = f == t
         if among is not None:
             eq = eq & among[i]
-        rank = xp.cumulative_sum(xp.astype(eq, _index_dtype(xp))) + offset
+        rank = xp.cumulative_sum(xp.astype(eq, index_dtype(xp))) + offset
         keeps.append(a | (eq & (rank <= needed)))
-        offset = offset + _count(eq, xp)
+        offset = offset + count_true(eq, xp)
     return keeps
 
 
-def _keep_flat(flat, k, xp, *, magnitude=False, name="w"):
+def keep_flat(flat, k, xp, *, magnitude=False, name="w"):
     """Keep mask of a 1-D score array that prunes exactly ``k`` entries by the tie rule.
 
     With ``magnitude`` the scores are ``|flat|`` (and a NaN in ``flat`` is a
@@ -217,7 +210,7 @@ def _keep_flat(flat, k, xp, *, magnitude=False, name="w"):
         return xp.ones((n,), dtype=xp.bool, device=device_of(flat))
     if k == n:
         return xp.zeros((n,), dtype=xp.bool, device=device_of(flat))
-    return _keep_given_threshold([flat], _kth_smallest(flat, k, xp), n - k, xp)[0]
+    return keep_given_threshold([flat], kth_smallest(flat, k, xp), n - k, xp)[0]
 
 
 def _global_kth_smallest(flats, k, xp):
@@ -236,13 +229,13 @@ def _global_kth_smallest(flats, k, xp):
     """
     flats = [f for f in flats if f.shape[0] > 0]
     if len(flats) == 1:
-        return _kth_smallest(flats[0], k, xp)
+        return kth_smallest(flats[0], k, xp)
     if is_traced(*flats):  # under jax.jit / vmap the counts below cannot be read: select in one sort
-        return _kth_smallest(xp.concat(flats), k, xp)
+        return kth_smallest(xp.concat(flats), k, xp)
     n = sum(f.shape[0] for f in flats)
     stride = max(1, math.isqrt(n // len(flats)))
     dev = device_of(flats[0])
-    index = _index_dtype(xp)
+    index = index_dtype(xp)
     samples, upper_pos, lower_pos = [], [], []
     for f in flats:
         m = f.shape[0]
@@ -260,21 +253,21 @@ def _global_kth_smallest(flats, k, xp):
     at_least_upto = sum(
         xp.take(low, xp.searchsorted(s, merged, side="right")) for s, low in zip(samples, lower_pos)
     )
-    lo = merged[int(_count(at_most_below <= k, xp)) - 1]  # merged[0] is the global minimum
-    hi = merged[int(_count(at_least_upto <= k, xp))]  # merged[-1] is the global maximum
-    upto_lo = int(sum(_count(f <= lo, xp) for f in flats))
+    lo = merged[int(count_true(at_most_below <= k, xp)) - 1]  # merged[0] is the global minimum
+    hi = merged[int(count_true(at_least_upto <= k, xp))]  # merged[-1] is the global maximum
+    upto_lo = int(sum(count_true(f <= lo, xp) for f in flats))
     if upto_lo > k:
         return lo
-    if int(sum(_count(f < hi, xp) for f in flats)) <= k:
+    if int(sum(count_true(f < hi, xp) for f in flats)) <= k:
         return hi
     between = xp.concat([f[(f > lo) & (f < hi)] for f in flats])
-    return _kth_smallest(between, k - upto_lo, xp)
+    return kth_smallest(between, k - upto_lo, xp)
 
 
 # --------------------------------------------------------------------------- validation
 
 
-def _check_scores(xp, w, scores, *, w_name="w", s_name="scores"):
+def check_scores(xp, w, scores, *, w_name="w", s_name="scores"):
     """The ranking scores: ``|w|`` or the given ``scores``, checked against ``w``."""
     if scores is None:
         check_no_nan(w_name, w, xp)
@@ -289,12 +282,12 @@ def _check_scores(xp, w, scores, *, w_name="w", s_name="scores"):
 
 def _mask_from_scores(score, amount, rounding, xp):
     k = prune_count(amount, flat_size(score), rounding=rounding)
-    keep = _keep_flat(xp.reshape(score, (-1,)), k, xp)
+    keep = keep_flat(xp.reshape(score, (-1,)), k, xp)
     return xp.reshape(keep, tuple(score.shape))
 
 
 def _check_ord(ord):
-    if isinstance(ord, bool) or not isinstance(ord, numbers.Real):
+    if not is_real(ord):
         msg = f"ord must be a real number > 0 or inf or -inf, got {type(ord).__name__} {ord!r}"
         raise TypeError(msg)
     p = float(ord)
@@ -402,8 +395,8 @@ def magnitude_mask(w, /, *, amount, scores=None, rounding="half-even", xp=None):
     xp = float_namespace(xp, w=w)
     if scores is None:  # |w| is ranked inside the selection step (one pass less)
         k = prune_count(amount, flat_size(w), rounding=rounding)
-        return xp.reshape(_keep_flat(xp.reshape(w, (-1,)), k, xp, magnitude=True), tuple(w.shape))
-    score = _check_scores(xp, w, scores)
+        return xp.reshape(keep_flat(xp.reshape(w, (-1,)), k, xp, magnitude=True), tuple(w.shape))
+    score = check_scores(xp, w, scores)
     return _mask_from_scores(score, amount, rounding, xp)
 
 
@@ -483,7 +476,7 @@ def global_magnitude_mask(ws, /, *, amount, scores=None, rounding="half-even", x
     else:
         flats = []
         for i, w in enumerate(ws):
-            s = _check_scores(xp, w, scores[i], w_name=f"ws[{i}]", s_name=f"scores[{i}]")
+            s = check_scores(xp, w, scores[i], w_name=f"ws[{i}]", s_name=f"scores[{i}]")
             flats.append(xp.reshape(s, (-1,)))
     k = prune_count(amount, sum(f.shape[0] for f in flats), rounding=rounding)
     keeps = _global_keep(flats, k, xp, magnitude=scores is None)
@@ -511,7 +504,7 @@ def _global_keep(flats, k, xp, *, magnitude):
         fill = xp.ones if k == 0 else xp.zeros
         return [fill((f.shape[0],), dtype=xp.bool, device=dev) for f in flats]
     t = _global_kth_smallest(flats, k, xp)
-    return _keep_given_threshold(flats, t, n - k, xp)
+    return keep_given_threshold(flats, t, n - k, xp)
 
 
 def structured_mask(w, /, *, amount, axis, ord=None, scores=None, rounding="half-even", xp=None):
@@ -593,10 +586,10 @@ def structured_mask(w, /, *, amount, axis, ord=None, scores=None, rounding="half
         if ord is not None:
             msg = f"ord applies to the norm of w; with scores a slice's score is the sum of its scores, got ord={ord!r}"
             raise ValueError(msg)
-        score = _check_scores(xp, w, scores)
+        score = check_scores(xp, w, scores)
         k = prune_count(amount, m, rounding=rounding)
         slice_scores = _slice_sums(score, axis, xp)
-    keep = _keep_flat(slice_scores, k, xp)
+    keep = keep_flat(slice_scores, k, xp)
     shape = tuple(m if i == axis else 1 for i in range(w.ndim))
     return xp.reshape(keep, shape) & xp.ones(tuple(w.shape), dtype=xp.bool, device=device_of(w))
 
@@ -604,7 +597,8 @@ def structured_mask(w, /, *, amount, axis, ord=None, scores=None, rounding="half
 # --------------------------------------------------------------------------- using masks
 
 
-def _check_mask(name, mask, xp):
+def check_mask(name, mask, xp):
+    """A ``TypeError`` naming ``name`` unless ``mask`` is a bool array (True = keep)."""
     if not xp.isdtype(mask.dtype, "bool"):
         msg = f"{name} must be a bool array (True = keep), got dtype {mask.dtype}; use {name} != 0"
         raise TypeError(msg)
@@ -641,7 +635,7 @@ def apply_mask(w, mask, /, *, xp=None):
     array([1., 0., 3.])
     """
     xp = namespace(xp, w=w, mask=mask)
-    _check_mask("mask", mask, xp)
+    check_mask("mask", mask, xp)
     check_same_shape("w", w, "mask", mask)
     check_same_device("w", w, "mask", mask)
     return xp.where(mask, w, xp.zeros_like(w))
@@ -661,10 +655,10 @@ def sparsity(mask, /, *, xp=None):
     0.5
     """
     xp = namespace(xp, mask=mask)
-    _check_mask("mask", mask, xp)
+    check_mask("mask", mask, xp)
     n = flat_size(mask)
     if n == 0:
         return 0.0
     if is_traced(mask):
-        return (n - _count(mask, xp)) / n
-    return (n - int(_count(mask, xp))) / n
+        return (n - count_true(mask, xp)) / n
+    return (n - int(count_true(mask, xp))) / n

@@ -40,6 +40,7 @@ import numbers
 
 from ._array import (
     check_finite_scalar,
+    check_int,
     check_no_nan,
     device_of,
     flat_size,
@@ -47,8 +48,8 @@ from ._array import (
     values_checkable,
 )
 from ._dispatch import delegate
-from .masks import _keep_flat, prune_count
-from .patterns import _check_int, _check_nm, _nm_keep
+from .masks import keep_flat, prune_count
+from .patterns import check_nm, nm_keep
 
 __all__ = [
     "activation_norms",
@@ -136,7 +137,7 @@ def _check_target(amount, n, m, *, group="row"):
     if group != "row":
         msg = "N:M groups run along each row's inputs; leave group='row' with n= and m="
         raise ValueError(msg)
-    return "nm", _check_nm(n, m)
+    return "nm", check_nm(n, m)
 
 
 def _check_nm_width(width, m):
@@ -150,7 +151,7 @@ def _check_nm_width(width, m):
 
 def _check_fraction(amount):
     """SparseGPT's amount: a fraction of each column block (an int count has no meaning there)."""
-    if isinstance(amount, (bool, numbers.Integral)) or not isinstance(amount, numbers.Real):
+    if isinstance(amount, numbers.Integral) or not isinstance(amount, numbers.Real):  # bool is Integral too
         msg = (
             f"amount must be a float fraction in [0, 1] (it applies to every column block), "
             f"got {type(amount).__name__} {amount!r}; write e.g. amount=0.5"
@@ -232,7 +233,7 @@ def _wanda(w, norms, xp):
 def _row_keep(scores, *, k, xp):
     """Keep mask that prunes exactly ``k`` entries of every row of ``scores`` (the tie rule per row)."""
     rows, cols = (int(d) for d in scores.shape)
-    keep = _nm_keep(xp.reshape(scores, (rows, cols, 1)), cols - k, xp, magnitude=False, name="scores")
+    keep = nm_keep(xp.reshape(scores, (rows, cols, 1)), cols - k, xp, magnitude=False, name="scores")
     return xp.reshape(keep, (rows, cols))
 
 
@@ -240,7 +241,7 @@ def _nm_rows_keep(scores, n, m, xp):
     """Keep mask of the N:M groups along each row of ``scores``."""
     rows, cols = (int(d) for d in scores.shape)
     groups = xp.reshape(scores, (rows * (cols // m), m, 1))
-    return xp.reshape(_nm_keep(groups, n, xp, magnitude=False, name="scores"), (rows, cols))
+    return xp.reshape(nm_keep(groups, n, xp, magnitude=False, name="scores"), (rows, cols))
 
 
 def _select(w, norms, target, group, rounding, xp):
@@ -259,7 +260,7 @@ def _select(w, norms, target, group, rounding, xp):
         select = functools.partial(_row_keep, k=prune_count(value, cols, rounding=rounding), xp=xp)
     else:
         k = prune_count(value, rows * cols, rounding=rounding)
-        return xp.reshape(_keep_flat(xp.reshape(_wanda(w, norms, xp), (-1,)), k, xp), (rows, cols))
+        return xp.reshape(keep_flat(xp.reshape(_wanda(w, norms, xp), (-1,)), k, xp), (rows, cols))
     step = max(1, _SLAB // max(1, cols))
     if rows <= step:
         return select(_wanda(w, norms, xp))
@@ -664,7 +665,7 @@ def sparsegpt_prune(w, h, /, *, amount=None, n=None, m=None, block=128, damp=0.0
     xp = float_namespace(xp, w=w, h=h)
     target = _check_target(amount, n, m)
     _check_hessian(w, h, xp)
-    block = _check_int("block", block, minimum=1)
+    block = check_int("block", block, minimum=1)
     damp = check_finite_scalar("damp", damp, nonnegative=True)
     rows, cols = (int(d) for d in w.shape)
     kind, value = target
@@ -707,7 +708,7 @@ def _sparsegpt_columns(w, u, kind, value, block, xp):
         u1 = u[i1:i2, i1:i2]
         if kind == "amount":
             score = w1 * w1 / xp.reshape(d[i1:i2] * d[i1:i2], (1, -1))
-            keep1 = xp.reshape(_keep_flat(xp.reshape(score, (-1,)), counts[i1 // block], xp), (rows, i2 - i1))
+            keep1 = xp.reshape(keep_flat(xp.reshape(score, (-1,)), counts[i1 // block], xp), (rows, i2 - i1))
         qs, errs, keeps = [], [], []
         for j in range(i1, i2):
             i = j - i1
@@ -750,7 +751,7 @@ def _nm_group_keep(w1, later, errs, u, d, j, i1, i2, n, m, xp):
     vals = xp.concat(parts, axis=1) if len(parts) > 1 else inside
     score = vals * vals / xp.reshape(d[j : j + m] * d[j : j + m], (1, -1))
     rows = int(score.shape[0])
-    return xp.reshape(_nm_keep(xp.reshape(score, (rows, m, 1)), n, xp, magnitude=False, name="scores"), (rows, m))
+    return xp.reshape(nm_keep(xp.reshape(score, (rows, m, 1)), n, xp, magnitude=False, name="scores"), (rows, m))
 
 
 # --------------------------------------------------------------------------- OBC

@@ -23,19 +23,21 @@ to a backend (``refprune._dispatch``); they return the same masks bit for bit.
 from __future__ import annotations
 
 import math
-import numbers
 
 from ._array import (
+    check_int,
     check_no_nan,
     device_of,
     flat_size,
     float_namespace,
+    index_dtype,
+    is_int,
     namespace,
     normalize_axis,
     values_checkable,
 )
 from ._dispatch import delegate
-from .masks import _check_scores, _index_dtype, _keep_flat, prune_count
+from .masks import check_scores, keep_flat, prune_count
 
 __all__ = ["nm_mask", "nm_violations", "block_mask"]
 
@@ -46,20 +48,9 @@ BLOCK_POOLS = ("l1", "l2", "max", "mean")
 # --------------------------------------------------------------------------- N:M
 
 
-def _check_int(name, value, *, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        msg = f"{name} must be an int, got {type(value).__name__} {value!r}"
-        raise TypeError(msg)
-    value = int(value)
-    if value < minimum:
-        msg = f"{name} must be >= {minimum}, got {name}={value}"
-        raise ValueError(msg)
-    return value
-
-
-def _check_nm(n, m):
-    m = _check_int("m", m, minimum=1)
-    n = _check_int("n", n, minimum=0)
+def check_nm(n, m):
+    m = check_int("m", m, minimum=1)
+    n = check_int("n", n, minimum=0)
     if n > m:
         msg = f"n must be <= m (keep n of every m entries), got n={n}, m={m}"
         raise ValueError(msg)
@@ -73,7 +64,7 @@ def _check_nm_groups(func, name, x, *, n, m, axis):
         msg = f"{func} needs an array with at least one axis, got a 0-d array"
         raise ValueError(msg)
     axis = normalize_axis(axis, x.ndim)
-    n, m = _check_nm(n, m)
+    n, m = check_nm(n, m)
     length = int(x.shape[axis])
     if length % m:
         msg = (
@@ -83,7 +74,7 @@ def _check_nm_groups(func, name, x, *, n, m, axis):
         raise ValueError(msg)
     return axis, n, m
 
-def _nm_keep(groups, n, xp, *, magnitude, name):
+def nm_keep(groups, n, xp, *, magnitude, name):
     """Keep mask of an ``(A, m, B)`` array of groups (each ``groups[a, :, b]`` is one group).
 
     The ``n`` best of each group by the tie rule. With ``magnitude`` the scores are
@@ -171,11 +162,11 @@ def nm_mask(w, /, *, n, m, axis=-1, scores=None, xp=None):
     if scores is None:
         s, magnitude = w, True
     else:
-        s, magnitude = _check_scores(xp, w, scores), False
+        s, magnitude = check_scores(xp, w, scores), False
     shape = tuple(int(d) for d in w.shape)
     inner = math.prod(shape[axis + 1 :])
     groups = xp.reshape(s, (math.prod(shape[:axis]) * (shape[axis] // m), m, inner))  # no copy, no moved axis
-    keep = _nm_keep(groups, n, xp, magnitude=magnitude, name="w")
+    keep = nm_keep(groups, n, xp, magnitude=magnitude, name="w")
     return xp.reshape(keep, shape)
 
 
@@ -222,7 +213,7 @@ def nm_violations(mask_or_w, /, *, n, m, axis=-1, xp=None):
     nonzero = x if xp.isdtype(x.dtype, "bool") else x != 0
     shape = tuple(int(d) for d in x.shape)
     groups = xp.reshape(nonzero, (math.prod(shape[:axis]) * (shape[axis] // m), m, math.prod(shape[axis + 1 :])))
-    per_group = xp.sum(xp.astype(groups, _index_dtype(xp)), axis=1)
+    per_group = xp.sum(xp.astype(groups, index_dtype(xp)), axis=1)
     return int(xp.count_nonzero(per_group > n))
 
 
@@ -230,7 +221,7 @@ def nm_violations(mask_or_w, /, *, n, m, axis=-1, xp=None):
 
 
 def _check_block(block, ndim):
-    if isinstance(block, numbers.Integral) and not isinstance(block, bool):
+    if is_int(block):
         block = (int(block),) * ndim
     if not isinstance(block, (tuple, list)):
         msg = f"block must be an int or a tuple of ints (one per axis of w), got {type(block).__name__} {block!r}"
@@ -238,7 +229,7 @@ def _check_block(block, ndim):
     if len(block) != ndim:
         msg = f"block must have one size per axis of w ({ndim}), got block={tuple(block)!r}"
         raise ValueError(msg)
-    return tuple(_check_int(f"block[{i}]", b, minimum=1) for i, b in enumerate(block))
+    return tuple(check_int(f"block[{i}]", b, minimum=1) for i, b in enumerate(block))
 
 
 def _tile_counts(shape, block):
@@ -419,7 +410,7 @@ def block_mask(w, /, *, block, amount, pool="l1", scores=None, rounding="half-ev
     if scores is None:
         s, magnitude = w, True
     else:
-        s, magnitude = _check_scores(xp, w, scores), False
+        s, magnitude = check_scores(xp, w, scores), False
     keep = delegate("block_keep", xp, s, block, pool, k, magnitude=magnitude)
     if keep is not None:
         return keep
@@ -431,5 +422,5 @@ def block_mask(w, /, *, block, amount, pool="l1", scores=None, rounding="half-ev
     if pool == "mean" and not magnitude:
         _check_no_mixed_inf(s, block, xp)
     tile_scores = _tile_pool(s, block, pool, xp)
-    keep_tiles = xp.reshape(_keep_flat(xp.reshape(tile_scores, (-1,)), k, xp), grid)
+    keep_tiles = xp.reshape(keep_flat(xp.reshape(tile_scores, (-1,)), k, xp), grid)
     return _expand_tiles(keep_tiles, block, tuple(w.shape), xp)

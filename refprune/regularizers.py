@@ -28,7 +28,7 @@ from .gates import (
     EPS,
     GAMMA,
     ZETA,
-    _check_constants,
+    check_constants,
     hard_concrete_prob_nonzero,
     hard_concrete_prob_nonzero_grad,
 )
@@ -112,7 +112,7 @@ def _l0_setup(log_alpha, w, lam, weight_decay, axis, beta, gamma, zeta, eps, xp)
     xp = float_namespace(xp, log_alpha=log_alpha, w=w)
     lam = check_finite_scalar("lam", lam, nonnegative=True)
     weight_decay = check_finite_scalar("weight_decay", weight_decay, nonnegative=True)
-    _check_constants(beta, gamma, zeta, eps)
+    check_constants(beta, gamma, zeta, eps)
     axis, other, size = _group_axes(w, axis)
     if tuple(log_alpha.shape) != (int(w.shape[axis]),):
         msg = (

@@ -55,9 +55,8 @@ sparsity equals it:
 
 from __future__ import annotations
 
-import numbers
 
-from ._array import check_finite_scalar
+from ._array import check_finite_scalar, check_int
 
 __all__ = [
     "constant_sparsity",
@@ -69,17 +68,6 @@ __all__ = [
 ]
 
 COUNTINGS = ("relative", "absolute")
-
-
-def _int(name, value, *, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        msg = f"{name} must be an int, got {type(value).__name__} {value!r}"
-        raise TypeError(msg)
-    value = int(value)
-    if minimum is not None and value < minimum:
-        msg = f"{name} must be >= {minimum}, got {name}={value}"
-        raise ValueError(msg)
-    return value
 
 
 def _fraction(name, value):
@@ -134,7 +122,7 @@ def is_update_step(step, *, begin=0, end=-1, frequency=100, counting="relative")
     >>> [s for s in range(0, 500) if is_update_step(s, begin=150, end=450, frequency=100, counting="absolute")]
     [200, 300, 400]
     """
-    step = _int("step", step)
+    step = check_int("step", step)
     begin, end, frequency = _check_steps(begin, end, frequency, allow_no_end=True)
     return _should_update(step, begin, end, frequency, _check_counting(counting))
 
@@ -173,7 +161,7 @@ def constant_sparsity(step, *, target, begin=0, end=-1, frequency=100, counting=
     >>> constant_sparsity(10**6, target=0.5)
     (True, 0.5)
     """
-    step = _int("step", step)
+    step = check_int("step", step)
     target = _fraction("target", target)
     begin, end, frequency = _check_steps(begin, end, frequency, allow_no_end=True)
     return _should_update(step, begin, end, frequency, _check_counting(counting)), target
@@ -217,7 +205,7 @@ def polynomial_sparsity(step, *, initial, final, begin, end, power=3, frequency=
     >>> polynomial_sparsity(105, initial=0.0, final=0.5, begin=0, end=100, frequency=10)
     (False, 0.5)
     """
-    step = _int("step", step)
+    step = check_int("step", step)
     initial = _fraction("initial", initial)
     final = _fraction("final", final)
     power = check_finite_scalar("power", power, positive=True)
@@ -256,9 +244,9 @@ def one_shot_sparsity(step, *, target, at):
     >>> [one_shot_sparsity(s, target=0.9, at=100)[0] for s in (0, 99, 100, 101)]
     [False, False, True, False]
     """
-    step = _int("step", step)
+    step = check_int("step", step)
     target = _fraction("target", target)
-    at = _int("at", at, minimum=0)
+    at = check_int("at", at, minimum=0)
     return step == at, target
 
 
@@ -303,12 +291,12 @@ def jaxpruner_polynomial_sparsity(step, *, target, begin, end, power=3, frequenc
     >>> round(jaxpruner_polynomial_sparsity(0, target=0.8, begin=0, end=100, frequency=10)[1], 7)  # TFMOT's s(1)
     0.0237608
     """
-    step = _int("step", step)
+    step = check_int("step", step)
     target = _fraction("target", target)
     power = check_finite_scalar("power", power, positive=True)
-    begin = _int("begin", begin, minimum=0)
-    end = _int("end", end)
-    frequency = _int("frequency", frequency, minimum=1)
+    begin = check_int("begin", begin, minimum=0)
+    end = check_int("end", end)
+    frequency = check_int("frequency", frequency, minimum=1)
     if end < begin:
         msg = f"end must be >= begin={begin}, got end={end}"
         raise ValueError(msg)
@@ -318,9 +306,9 @@ def jaxpruner_polynomial_sparsity(step, *, target, begin, end, power=3, frequenc
 
 
 def _check_steps(begin, end, frequency, *, allow_no_end):
-    begin = _int("begin", begin, minimum=0)
-    end = _int("end", end)
-    frequency = _int("frequency", frequency, minimum=1)
+    begin = check_int("begin", begin, minimum=0)
+    end = check_int("end", end)
+    frequency = check_int("frequency", frequency, minimum=1)
     if allow_no_end:
         if end != -1 and end < begin:
             msg = f"end must be -1 (no end) or >= begin={begin}, got end={end}"
@@ -359,6 +347,6 @@ def imp_sparsity(round, *, rate=0.2):
     >>> [round(imp_sparsity(r), 4) for r in range(4)]
     [0.0, 0.2, 0.36, 0.488]
     """
-    round = _int("round", round, minimum=0)
+    round = check_int("round", round, minimum=0)
     rate = _fraction("rate", rate)
     return 1.0 - (1.0 - rate) ** round

@@ -29,7 +29,7 @@ A TOML file (``--config``) says the same; the command line wins::
     lam = ["10,0.5,0.1,0.1", "1,0.05,0.01,0.2"]
 
 **Folders.** Each run writes into ``DIR/<method>-<data>-<model>-<backend>-seed<seed>-<key>``,
-``key`` being the hash of its settings (:meth:`refprune.engine.RunSpec.key`). A run whose
+``key`` being the hash of its settings (:meth:`refprune.runspec.RunSpec.key`). A run whose
 folder holds a matching ``result.json`` is skipped; one whose folder holds only a
 checkpoint is resumed from it. So a sweep that was stopped is resumed by running the
 same command again, and a worker that dies mid-run costs at most the epochs since the
@@ -64,7 +64,8 @@ import threading
 import time
 
 from . import io
-from .engine import CHECKPOINT, RunSpec
+from .checkpoints import CHECKPOINT
+from .runspec import RunSpec
 
 __all__ = ["Grid", "read_config", "split_values", "expand", "run_one", "run_sweep", "summarize", "plot_sweep",
            "sweep_figure", "point_line", "SweepError", "INSTALL", "MANAGED", "default_workers"]
@@ -162,7 +163,7 @@ def _option_table(methods):
 
 
 def expand(grid, *, out, threads=1):
-    """The runs of ``grid``: a list of :class:`~refprune.engine.RunSpec`, each with its folder under ``out``.
+    """The runs of ``grid``: a list of :class:`~refprune.runspec.RunSpec`, each with its folder under ``out``.
 
     Runs that come out identical (a method that does not take a varied option) appear
     once. Raises :class:`SweepError` for an unknown method or option, an option that no

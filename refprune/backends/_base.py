@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 
+from .._array import is_int
+
 
 class Generator:
     """Random numbers as backend arrays: ``uniform``, ``normal``, ``permutation``.
@@ -42,11 +44,11 @@ class ReferenceGenerator(Generator):
         self._rng = np.random.Generator(np.random.PCG64(seed))
 
     def uniform(self, shape, dtype="float64", low=0.0, high=1.0):
-        host = self._rng.uniform(low, high, size=_shape(shape))
+        host = self._rng.uniform(low, high, size=shape_tuple(shape))
         return self._backend.asarray(host, dtype=dtype)
 
     def normal(self, shape, dtype="float64"):
-        host = self._rng.standard_normal(size=_shape(shape))
+        host = self._rng.standard_normal(size=shape_tuple(shape))
         return self._backend.asarray(host, dtype=dtype)
 
     def permutation(self, n):
@@ -59,7 +61,8 @@ class ReferenceGenerator(Generator):
         self._rng.bit_generator.state = json.loads(state)
 
 
-def _shape(shape):
+def shape_tuple(shape):
+    """A shape as a tuple of Python ints (an int ``n`` is ``(n,)``): what every adapter's generator takes."""
     return (int(shape),) if isinstance(shape, int) else tuple(int(d) for d in shape)
 
 
@@ -111,7 +114,7 @@ class Backend:
 
         Returns what keeps the limit alive (a threadpoolctl limiter), or None without threadpoolctl.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not is_int(n) or n < 1:
             msg = f"threads must be an int >= 1, got threads={n!r}"
             raise ValueError(msg)
         try:
@@ -162,6 +165,6 @@ def dtype_name(dtype):
 
 
 def _check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_int(seed) or seed < 0:
         msg = f"seed must be a non-negative int, got seed={seed!r}"
         raise ValueError(msg)

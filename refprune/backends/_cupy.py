@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import Backend, Generator, _shape, dtype_name
+from ._base import Backend, Generator, dtype_name, shape_tuple
 
 
 class CupyGenerator(Generator):
@@ -18,12 +18,12 @@ class CupyGenerator(Generator):
 
     def uniform(self, shape, dtype="float64", low=0.0, high=1.0):
         with self._backend.device:
-            out = self._rng.random(_shape(shape), dtype=self._float_dtype(dtype))
+            out = self._rng.random(shape_tuple(shape), dtype=self._float_dtype(dtype))
             return out * (high - low) + low
 
     def normal(self, shape, dtype="float64"):
         with self._backend.device:
-            return self._rng.standard_normal(_shape(shape), dtype=self._float_dtype(dtype))
+            return self._rng.standard_normal(shape_tuple(shape), dtype=self._float_dtype(dtype))
 
     def permutation(self, n):
         """A uniform random permutation of ``range(n)``: the order of ``n`` uniform float64 keys.

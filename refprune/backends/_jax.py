@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from ._base import Backend, Generator, _shape
+from ._base import Backend, Generator, shape_tuple
 
 X64_HINT = ("JAX computes in float32 unless its 64-bit mode is on: set JAX_ENABLE_X64=1 before starting Python, "
             "or call jax.config.update('jax_enable_x64', True) first")
@@ -46,12 +46,12 @@ class JaxGenerator(Generator):
     def uniform(self, shape, dtype="float64", low=0.0, high=1.0):
         dt = self._backend.dtype(dtype)
         self._backend._check_dtype(dt)
-        return self._jax.random.uniform(self._next(), _shape(shape), dtype=dt, minval=low, maxval=high)
+        return self._jax.random.uniform(self._next(), shape_tuple(shape), dtype=dt, minval=low, maxval=high)
 
     def normal(self, shape, dtype="float64"):
         dt = self._backend.dtype(dtype)
         self._backend._check_dtype(dt)
-        return self._jax.random.normal(self._next(), _shape(shape), dtype=dt)
+        return self._jax.random.normal(self._next(), shape_tuple(shape), dtype=dt)
 
     def permutation(self, n):
         return self._jax.random.permutation(self._next(), int(n))

@@ -663,7 +663,7 @@ def _np_long_groups_keep(rows, n, magnitude, out):
 
 
 def _np_nm_keep(groups, n, *, magnitude):
-    """``patterns._nm_keep`` for an (A, m, B) float32/float64 NumPy array, or None (NaN: the reference raises).
+    """``patterns.nm_keep`` for an (A, m, B) float32/float64 NumPy array, or None (NaN: the reference raises).
 
     Chunks of (a, m, b) groups, ``a * m * b`` scores each, so ``|w|`` is never built in full.
     """

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from ._base import Backend, Generator, _shape
+from ._base import Backend, Generator, shape_tuple
 
 
 def _import_torch():
@@ -28,12 +28,12 @@ class TorchGenerator(Generator):
         self._gen.manual_seed(int(seed))
 
     def uniform(self, shape, dtype="float64", low=0.0, high=1.0):
-        out = self._torch.empty(_shape(shape), dtype=self._backend.dtype(dtype), device=self._backend.device)
+        out = self._torch.empty(shape_tuple(shape), dtype=self._backend.dtype(dtype), device=self._backend.device)
         return out.uniform_(low, high, generator=self._gen)
 
     def normal(self, shape, dtype="float64"):
         return self._torch.randn(
-            _shape(shape), generator=self._gen, dtype=self._backend.dtype(dtype), device=self._backend.device
+            shape_tuple(shape), generator=self._gen, dtype=self._backend.dtype(dtype), device=self._backend.device
         )
 
     def permutation(self, n):

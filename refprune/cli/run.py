@@ -6,7 +6,8 @@ import dataclasses
 import os
 import time
 
-from refprune.engine import CHECKPOINT, Diverged, Interrupted
+from refprune.checkpoints import CHECKPOINT
+from refprune.engine import Diverged, Interrupted
 from refprune.methods import COMMON_OPTIONS, execute, get, make_spec, names
 
 from ._format import ArgumentFormatter, add_option, check_backend, fail

@@ -42,7 +42,6 @@ from __future__ import annotations
 import csv
 import io as _stdio
 import json
-import numbers
 import os
 import stat
 import tempfile
@@ -52,6 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .._array import is_int
 
 __all__ = [
     "FORMAT",
@@ -334,7 +335,7 @@ def save_checkpoint(
     extra : dict, optional
         A method's own state, of the same form as ``optimizer_state``.
     """
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+    if not is_int(step) or step < 0:
         msg = f"step must be a non-negative int, got step={step!r}"
         raise ValueError(msg)
     if rng_state is not None and not isinstance(rng_state, str):
@@ -396,7 +397,7 @@ def load_checkpoint(path):
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise _bad(path, f"missing the {FORMAT!r} marker")
     version = manifest.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    if not is_int(version) or version < 1:
         raise _bad(path, f"bad format version {version!r}")
     if version > VERSION:
         raise _bad(path, f"format version {version} is newer than this refprune reads ({VERSION}); upgrade refprune")
@@ -432,7 +433,7 @@ def _from_manifest(manifest, arrays, version):
     step = manifest["step"]
     rng_state = manifest["rng_state"]
     config = manifest["config"]
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    if not is_int(step) or step < 0:
         raise ValueError(f"bad step {step!r}")
     if rng_state is not None and not isinstance(rng_state, str):
         raise TypeError("rng_state must be a str")

@@ -505,12 +505,12 @@ def init_model(model, path, *, backend, rng):
     returned instead of ``model``. Anything else loads into ``model``
     (:func:`load_weights`).
     """
-    from refprune.nn.models import _L0_OPTIONS, build_like, describe
+    from refprune.nn.models import L0_OPTIONS, build_like, describe
 
     _, _, network, _ = read_network(path)
     if network is not None and network.get("preset") == "sequential" and \
             json.loads(json.dumps(describe(model))) != network.get("options", {}).get("layers"):
-        options = {k: v for k, v in model.config.get("options", {}).items() if k in _L0_OPTIONS}
+        options = {k: v for k, v in model.config.get("options", {}).items() if k in L0_OPTIONS}
         model = build_like(network, backend=backend, rng=rng, dtype=model.dtype, l0=model.config.get("l0", False),
                            **(options if model.config.get("l0") else {}))
     return load_weights(model, path)

@@ -26,9 +26,11 @@ from importlib import import_module
 from types import SimpleNamespace
 
 from refprune import backends, io
+from refprune.checkpoints import checkpoint_path
 from refprune.data import NAMES as DATA_NAMES
-from refprune.engine import Engine, RunSpec, checkpoint_path
+from refprune.engine import Engine
 from refprune.nn.models import PRESETS
+from refprune.runspec import RunSpec
 
 __all__ = ["Option", "Method", "METHODS", "register_method", "get", "names", "run", "make_spec", "COMMON_OPTIONS"]
 
@@ -189,7 +191,7 @@ def numbers(value):
     return number(value)
 
 
-#: The settings every method takes (the fields of :class:`refprune.engine.RunSpec`).
+#: The settings every method takes (the fields of :class:`refprune.runspec.RunSpec`).
 COMMON_OPTIONS = (
     Option("data", "digits", "data set: digits (8x8, 1077/360/360 train/val/test images), mnist5k (real 28x28 "
            "MNIST, 3500/500/1000; pip install 'refprune[mnist5k]'), mnist, fashion-mnist, cifar10 (files in "
@@ -320,7 +322,7 @@ FILE_DATA = ("mnist", "fashion-mnist", "cifar10")
 
 
 def make_spec(method, **settings):
-    """A :class:`~refprune.engine.RunSpec` for ``method``: common settings and method options validated.
+    """A :class:`~refprune.runspec.RunSpec` for ``method``: common settings and method options validated.
 
     Unknown names and values outside an option's range are a ``ValueError`` naming the
     option; ``model``, ``epochs``, ``batch_size`` and ``lr`` left unset take the method's defaults.
@@ -374,7 +376,7 @@ def run(method, *, dataset=None, **settings):
 
 
 def execute(spec, *, dataset=None):
-    """Run a prepared :class:`~refprune.engine.RunSpec` on the engine; return the result dict."""
+    """Run a prepared :class:`~refprune.runspec.RunSpec` on the engine; return the result dict."""
     m = get(spec.method)
     eng = Engine(spec, dataset=dataset, inputs=partial(m.prepare, options=spec.options))
     return m.run(eng, SimpleNamespace(**spec.options))

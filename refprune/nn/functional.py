@@ -42,6 +42,7 @@ from .._array import (
     checking,
     device_of,
     float_namespace,
+    is_int,
     known_true,
     namespace,
     values_checkable,
@@ -127,7 +128,7 @@ def _check_shape(name, a, shape, hint=""):
 def _pair(name, value, *, minimum):
     """``value`` as a pair of Python ints ``>= minimum``; an int means the same on both axes."""
     items = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
-    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items):
+    if len(items) != 2 or not all(is_int(v) for v in items):
         msg = f"{name} must be an int or a pair of ints (h, w), got {name}={value!r}"
         raise TypeError(msg)
     items = tuple(int(v) for v in items)
@@ -1100,7 +1101,7 @@ def gelu_grad(x, dy, /, *, xp=None):
 def _attention_args(qkv, heads, xp):
     xp = float_namespace(xp, qkv=qkv)
     _check_ndim("qkv", qkv, 3, "(batch, time, 3 * width)")
-    if isinstance(heads, bool) or not isinstance(heads, numbers.Integral) or heads < 1:
+    if not is_int(heads) or heads < 1:
         msg = f"heads must be an int >= 1, got heads={heads!r}"
         raise ValueError(msg)
     b, t, three_d = _shape(qkv)

@@ -605,7 +605,8 @@ class _Builder:
             self.add(name, Conv2d(w, b, stride=stride, padding=padding))
 
 
-_L0_OPTIONS = ("lam", "weight_decay", "droprate_init", "temperature", "local_rep")
+#: The options of a gated (``l0``) network, beside a preset's own: what ``io.interop`` carries over.
+L0_OPTIONS = ("lam", "weight_decay", "droprate_init", "temperature", "local_rep")
 
 
 @dataclass(frozen=True)
@@ -751,7 +752,7 @@ def build_model(preset, *, input_shape, num_classes, backend, rng, dtype="float3
         With ``config`` holding the preset and every setting, for checkpoints.
     """
     spec = _preset(preset)
-    allowed = spec.options + (_L0_OPTIONS if l0 else ())
+    allowed = spec.options + (L0_OPTIONS if l0 else ())
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         msg = f"unknown option(s) {unknown} for preset {preset!r} (l0={l0}); allowed: {', '.join(allowed)}"
@@ -772,7 +773,7 @@ def build_model(preset, *, input_shape, num_classes, backend, rng, dtype="float3
         dtype,
         init=options.get("init", default_init),
         l0=l0,
-        l0_options={k: options[k] for k in _L0_OPTIONS if k in options},
+        l0_options={k: options[k] for k in L0_OPTIONS if k in options},
         first_droprate=spec.first_droprate,
     )
     spec.build(b, num_classes, options)
@@ -946,7 +947,7 @@ def build_like(config, *, backend, rng, **changes):
     config = {**config, **{k: v for k, v in changes.items() if k in ("dtype", "l0")}}
     options = {**config.get("options", {}), **{k: v for k, v in changes.items() if k not in ("dtype", "l0")}}
     if not config.get("l0", False):  # a plain network of a gated one's architecture: no gate settings
-        options = {k: v for k, v in options.items() if k not in _L0_OPTIONS}
+        options = {k: v for k, v in options.items() if k not in L0_OPTIONS}
     return build_model(config["preset"], input_shape=config["input_shape"], num_classes=config["num_classes"],
                        backend=backend, rng=rng, dtype=config.get("dtype", "float32"), l0=config.get("l0", False),
                        **options)
