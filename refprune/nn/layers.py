@@ -39,6 +39,7 @@ array([[1., 0.],
 
 from __future__ import annotations
 
+import functools
 import math
 
 from .. import gates
@@ -212,7 +213,7 @@ class Conv2d(Layer):
         self.padding = padding
 
     def forward(self, x, *, train=False, rng=None):
-        y, self._cache = F.conv2d_vjp(x, self.param("w"), self.param("b"), stride=self.stride, padding=self.padding)
+        y, self._cache = _conv_and_backprop(self, x, train)
         return y
 
     def backward(self, dy, *, input_grad=True):
@@ -222,6 +223,19 @@ class Conv2d(Layer):
 
     def output_shape(self, shape):
         return conv_output_shape(shape, self.params["w"].shape, self.stride, self.padding)
+
+
+def _conv_and_backprop(layer, x, train):
+    """``(y, backprop)`` of ``layer``'s convolution: training keeps the forward's im2col for the backward
+    (:func:`~refprune.nn.functional.conv2d_vjp`); inference keeps only ``x`` (no closure over a large im2col)."""
+    w, b, geometry = layer.param("w"), layer.param("b"), {"stride": layer.stride, "padding": layer.padding}
+    if train:
+        return F.conv2d_vjp(x, w, b, **geometry)
+
+    def backprop(dy, *, input_grad=True):
+        return F.conv2d_grad(x, w, b, dy, input_grad=input_grad, **geometry)
+
+    return F.conv2d(x, w, b, **geometry), backprop
 
 
 def conv_output_shape(shape, w_shape, stride, padding):
@@ -243,8 +257,11 @@ class MaxPool2d(Layer):
         self.stride = kernel if stride is None else stride
 
     def forward(self, x, *, train=False, rng=None):
-        y, self._cache = F.max_pool2d_vjp(x, kernel=self.kernel, stride=self.stride)
-        return y
+        if train:
+            y, self._cache = F.max_pool2d_vjp(x, kernel=self.kernel, stride=self.stride)
+            return y
+        self._cache = functools.partial(F.max_pool2d_grad, x, kernel=self.kernel, stride=self.stride)
+        return F.max_pool2d(x, kernel=self.kernel, stride=self.stride)
 
     def backward(self, dy, *, input_grad=True):
         return self._cached()(dy)
@@ -734,7 +751,7 @@ class L0Conv2d(_Gated):
             self.input_hw = (int(x.shape[2]), int(x.shape[3]))
         z, backprop = self.gates(x, train=train, rng=rng)
         z4 = xp.reshape(z, (-1, self.n_gates, 1, 1))
-        out, conv_backprop = F.conv2d_vjp(x, self.param("w"), self.param("b"), stride=self.stride, padding=self.padding)
+        out, conv_backprop = _conv_and_backprop(self, x, train)
         self._cache = (conv_backprop, out, z4, backprop)
         return out * z4
 
