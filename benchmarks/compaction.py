@@ -36,82 +36,102 @@ def bench_compact(args):
     network. The goal: a speed-up over the baked dense network of at least 70% of the FLOP
     reduction, i.e. FLOP reduction / speed-up <= 1/0.7.
     """
-    from refprune import backends, compact, measures
-    from refprune._array import trusted
-    from refprune.cli.compact import load_run_network, run_test_data
-    from refprune.io import torch_module, torch_state_dict
-    from refprune.nn import build_like
+    from refprune import backends
 
-    torch = torch_or_none()
     out = {"name": "compaction: inference time", "rows": {}, "ratios": {}, "targets": {}, "notes": [],
            "what": "refprune on the NumPy backend (argument checks off, as in training), torch eager under no_grad; "
            "float32, 1 thread each; times per forward pass"}
-    target = 1 / 0.7
     numpy_backend = backends.get("numpy")
     limit_threads(1)
     try:
         for method, given, label in (("l0", args.l0_run, "L0 LeNet-5"), ("lottery", args.lottery_run, "lottery MLP")):
-            folder, how = _compact_source(args, method, given)
-            model, info = load_run_network(folder, backend=numpy_backend)
-            baked = build_like(model.config, backend=numpy_backend, rng=numpy_backend.rng(0), l0=False)
-            baked.set_params(model.effective_params())
-            small = compact(model)
-            ds = run_test_data(info["run"], backend=numpy_backend, dtype=model.dtype)
-            flops = measures.flops(model)["total"], measures.flops(small)["total"]
-            arch = measures.architecture(model)
-            out["notes"].append(f"{label} ({folder}, {how}): architecture {measures._join(arch['before'])} -> "
-                                f"{measures._join(arch['after'])}, FLOPs {flops[0]} -> {flops[1]} "
-                                f"({flops[0] / flops[1]:.2f}x fewer)")
-            net = net_small = None
-            if torch is not None:
-                net = torch_module(model, prune=False).eval()
-                net.load_state_dict(torch_state_dict(model, masks="baked"))
-                net_small = torch_module(small, prune=False).eval()
-                net_small.load_state_dict(torch_state_dict(small, masks="baked"))
+            nets = _networks(args, method, given, label, numpy_backend, out["notes"])
             for batch in (1, 256):
-                x = ds.x_test[:batch].astype(model.dtype)
-                diff = float(np.max(np.abs(model(x) - small(x))))
-                inner = max(1, (200 if batch == 1 else 10) // (4 if args.quick else 1))
-
-                def run(m, x=x, inner=inner):
-                    with trusted():
-                        for _ in range(inner):
-                            m(x)
-
-                contenders = {"refprune masked (masks and gates applied per call)": functools.partial(run, model),
-                              "refprune dense, zeros baked in": functools.partial(run, baked),
-                              "refprune compacted": functools.partial(run, small)}
-                if net is not None:
-                    def eager(module, tx=torch.from_numpy(x), inner=inner):
-                        with torch.no_grad():
-                            for _ in range(inner):
-                                module(tx)
-
-                    contenders["torch eager, dense with zeros baked in"] = functools.partial(eager, net)
-                    contenders["torch eager, compacted"] = functools.partial(eager, net_small)
-                rounds = 5 if args.quick else 15
-                times = race({k: (fn, rounds) for k, fn in contenders.items()}, rounds=rounds, warmup=1)
-                times = {f"{label}, batch {batch}: {k}": [t / inner for t in v] for k, v in times.items()}
-                out["rows"].update(rows_of(times))
-                t = {k.rsplit(": ", 1)[1]: median(v) for k, v in times.items()}
-                speedup = ratio(t["refprune dense, zeros baked in"], t["refprune compacted"])
-                key = f"{label}, batch {batch}: FLOP reduction / speed-up"
-                out["ratios"][key] = (flops[0] / flops[1]) / speedup
-                out["targets"][key] = target
-                if "torch eager, dense with zeros baked in" in t:
-                    out["ratios"][f"{label}, batch {batch}: refprune compacted / torch eager dense"] = ratio(
-                        t["refprune compacted"], t["torch eager, dense with zeros baked in"])
-                    out["ratios"][f"{label}, batch {batch}: refprune compacted / torch eager compacted"] = ratio(
-                        t["refprune compacted"], t["torch eager, compacted"])
-                    torch_speedup = ratio(t["torch eager, dense with zeros baked in"], t["torch eager, compacted"])
-                    out["notes"].append(f"{label}, batch {batch}: torch eager's own speed-up from compaction "
-                                        f"{torch_speedup:.2f}x")
-                out["notes"].append(
-                    f"{label}, batch {batch}: speed-up {speedup:.2f}x over the baked dense network "
-                    f"({ratio(t['refprune masked (masks and gates applied per call)'], t['refprune compacted']):.2f}x "
-                    f"over the masked one) for {flops[0] / flops[1]:.2f}x fewer FLOPs; the logits differ by at most "
-                    f"{diff:.2g} (float32)")
+                _bench_batch(args, out, nets, label, batch)
     finally:
         limit_threads(THREADS)
     return out
 
+
+def _networks(args, method, given, label, backend, notes):
+    """The run's network (masked), its dense copy with zeros baked in, the compacted one, their torch twins, data."""
+    from refprune import compact, measures
+    from refprune.cli.compact import load_run_network, run_test_data
+    from refprune.nn import build_like
+
+    folder, how = _compact_source(args, method, given)
+    model, info = load_run_network(folder, backend=backend)
+    baked = build_like(model.config, backend=backend, rng=backend.rng(0), l0=False)
+    baked.set_params(model.effective_params())
+    small = compact(model)
+    flops = measures.flops(model)["total"], measures.flops(small)["total"]
+    arch = measures.architecture(model)
+    notes.append(f"{label} ({folder}, {how}): architecture {measures._join(arch['before'])} -> "
+                 f"{measures._join(arch['after'])}, FLOPs {flops[0]} -> {flops[1]} ({flops[0] / flops[1]:.2f}x fewer)")
+    return {"model": model, "baked": baked, "small": small, "flops": flops, "torch": _torch_twins(model, small),
+            "x": run_test_data(info["run"], backend=backend, dtype=model.dtype).x_test}
+
+
+def _torch_twins(model, small):
+    """torch eager modules of the baked dense and the compacted network (None without torch)."""
+    if torch_or_none() is None:
+        return None
+    from refprune.io import torch_module, torch_state_dict
+
+    twins = {}
+    for name, m in (("dense", model), ("compacted", small)):
+        twins[name] = torch_module(m, prune=False).eval()
+        twins[name].load_state_dict(torch_state_dict(m, masks="baked"))
+    return twins
+
+
+MASKED, BAKED, SMALL = ("refprune masked (masks and gates applied per call)", "refprune dense, zeros baked in",
+                        "refprune compacted")
+TORCH_DENSE, TORCH_SMALL = "torch eager, dense with zeros baked in", "torch eager, compacted"
+
+
+def _contenders(nets, x, inner):
+    from refprune._array import trusted
+
+    def run(m):
+        with trusted():
+            for _ in range(inner):
+                m(x)
+
+    contenders = {MASKED: functools.partial(run, nets["model"]), BAKED: functools.partial(run, nets["baked"]),
+                  SMALL: functools.partial(run, nets["small"])}
+    if nets["torch"] is not None:
+        torch = torch_or_none()
+        tx = torch.from_numpy(x)
+
+        def eager(module):
+            with torch.no_grad():
+                for _ in range(inner):
+                    module(tx)
+
+        contenders[TORCH_DENSE] = functools.partial(eager, nets["torch"]["dense"])
+        contenders[TORCH_SMALL] = functools.partial(eager, nets["torch"]["compacted"])
+    return contenders
+
+
+def _bench_batch(args, out, nets, label, batch):
+    x = nets["x"][:batch].astype(nets["model"].dtype)
+    diff = float(np.max(np.abs(nets["model"](x) - nets["small"](x))))
+    inner = max(1, (200 if batch == 1 else 10) // (4 if args.quick else 1))
+    rounds = 5 if args.quick else 15
+    times = race({k: (fn, rounds) for k, fn in _contenders(nets, x, inner).items()}, rounds=rounds, warmup=1)
+    times = {f"{label}, batch {batch}: {k}": [t / inner for t in v] for k, v in times.items()}
+    out["rows"].update(rows_of(times))
+    t = {k.rsplit(": ", 1)[1]: median(v) for k, v in times.items()}
+    cut = nets["flops"][0] / nets["flops"][1]
+    speedup = ratio(t[BAKED], t[SMALL])
+    key = f"{label}, batch {batch}: FLOP reduction / speed-up"
+    out["ratios"][key], out["targets"][key] = cut / speedup, 1 / 0.7
+    if TORCH_DENSE in t:
+        out["ratios"][f"{label}, batch {batch}: refprune compacted / torch eager dense"] = ratio(t[SMALL], t[TORCH_DENSE])
+        out["ratios"][f"{label}, batch {batch}: refprune compacted / torch eager compacted"] = ratio(t[SMALL], t[TORCH_SMALL])
+        out["notes"].append(f"{label}, batch {batch}: torch eager's own speed-up from compaction "
+                            f"{ratio(t[TORCH_DENSE], t[TORCH_SMALL]):.2f}x")
+    out["notes"].append(f"{label}, batch {batch}: speed-up {speedup:.2f}x over the baked dense network "
+                        f"({ratio(t[MASKED], t[SMALL]):.2f}x over the masked one) for {cut:.2f}x fewer FLOPs; the "
+                        f"logits differ by at most {diff:.2g} (float32)")

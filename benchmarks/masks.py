@@ -113,20 +113,36 @@ def worker_global(spec):
     return result
 
 
+_GLOBAL_PEER = "torch.nn.utils.prune.global_unstructured"
+
+
+def _with_memory(rows, memory, weights_bytes):
+    """``rows`` with each contender's extra peak memory (bytes, and times the weights' bytes)."""
+    for name, m in memory.items():
+        rows[name]["extra_peak_bytes"] = m
+        rows[name]["extra_peak_x_weights"] = m / weights_bytes
+    return rows
+
+
+def _global_runs(n, arrays):
+    """Fresh-process runs (time, extra peak memory): refprune 3, torch 2 (when installed), alternating."""
+    who = {"refprune (numpy)": ("refprune", 3)}
+    if torch_or_none() is not None:
+        who[_GLOBAL_PEER] = ("torch", 2)
+    runs = {name: [] for name in who}
+    for r in range(3):
+        for name, (kind, repeats) in who.items():
+            if r < repeats:
+                runs[name].append(spawn("global", {"n": n, "arrays": arrays, "who": kind}))
+    return runs
+
+
 def bench_global(args):
     import refprune as rp
     from refprune._dispatch import reference_only
 
     n, arrays = (1_000_000, 5) if args.quick else (10_000_000, 5)
-    runs = {"refprune (numpy)": [], "torch.nn.utils.prune.global_unstructured": []}
-    who = {"refprune (numpy)": "refprune", "torch.nn.utils.prune.global_unstructured": "torch"}
-    if torch_or_none() is None:
-        del runs["torch.nn.utils.prune.global_unstructured"]
-    repeats = {"refprune (numpy)": 3, "torch.nn.utils.prune.global_unstructured": 2}
-    for r in range(max(repeats.values())):
-        for name in runs:
-            if r < repeats[name]:
-                runs[name].append(spawn("global", {"n": n, "arrays": arrays, "who": who[name]}))
+    runs = _global_runs(n, arrays)
     times = {name: [x["seconds"] for x in rs] for name, rs in runs.items()}
     memory = {name: median([x["extra_peak_bytes"] for x in rs]) for name, rs in runs.items()}
     weights = runs["refprune (numpy)"][0]["weights_bytes"]
@@ -141,10 +157,7 @@ def bench_global(args):
     warm = race({"refprune (numpy), warm, in this process": (lambda: rp.global_magnitude_mask(ws, amount=0.9), 5)}, rounds=5)
     times.update(warm)
     ours = median(times["refprune (numpy)"])
-    rows = rows_of(times)
-    for name, m in memory.items():
-        rows[name]["extra_peak_bytes"] = m
-        rows[name]["extra_peak_x_weights"] = m / weights
+    rows = _with_memory(rows_of(times), memory, weights)
     tm = median([x["tracemalloc_extra_bytes"] for x in runs["refprune (numpy)"]])
     result = {
         "name": "global_magnitude_mask",
@@ -161,11 +174,10 @@ def bench_global(args):
             f"refprune's masks equal the reference path's: {same}",
         ],
     }
-    peer = "torch.nn.utils.prune.global_unstructured"
-    if peer in times:
-        result["ratios"]["refprune / torch (time)"] = ratio(ours, median(times[peer]))
+    if _GLOBAL_PEER in times:
+        result["ratios"]["refprune / torch (time)"] = ratio(ours, median(times[_GLOBAL_PEER]))
         result["targets"]["refprune / torch (time)"] = 0.1
-        result["ratios"]["torch extra peak memory / weights' bytes"] = memory[peer] / weights
+        result["ratios"]["torch extra peak memory / weights' bytes"] = memory[_GLOBAL_PEER] / weights
     return result
 
 
@@ -218,27 +230,36 @@ def worker_pattern(spec):
     return {"seconds": seconds, "extra_peak_bytes": extra, "weights_bytes": int(w.nbytes)}
 
 
-def _bench_pattern(args, kind):
+#: Per pattern kind: refprune's call, what is measured, the torch peer's name and its call.
+_PATTERNS = {
+    "nm": {"title": "nm_mask (2:4)", "what": "2:4 along the last axis", "peer": "torch: topk per group of 4 + scatter"},
+    "block": {"title": "block_mask (4x4)", "what": "4x4 tiles (l1), amount=0.5",
+              "peer": "torch: avg_pool2d + topk + repeat_interleave"},
+}
+
+
+def _pattern_calls(kind, torch):
+    """``(ours(x), peer(tw))`` of ``kind``: refprune's mask and the torch code (None without torch)."""
     import refprune as rp
+
+    if kind == "nm":
+        return (lambda x: rp.nm_mask(x, n=2, m=4)), (lambda tw: _torch_nm(torch, tw, 2, 4)) if torch else None
+    return (lambda x: rp.block_mask(x, block=(4, 4), amount=0.5)), (
+        (lambda tw: _torch_block(torch, tw, (4, 4), 0.5)) if torch else None)
+
+
+def _bench_pattern(args, kind):
     from refprune._dispatch import reference_only
 
     n = 5_000_000 if args.quick else 50_000_000
     w = _pattern_inputs(n)
     torch = torch_or_none()
-    if kind == "nm":
-        ours = lambda x: rp.nm_mask(x, n=2, m=4)  # noqa: E731
-        what = f"{w.size:,} float32 weights {w.shape}, 2:4 along the last axis"
-        peer_name = "torch: topk per group of 4 + scatter"
-        peer = (lambda: _torch_nm(torch, tw, 2, 4)) if torch is not None else None
-    else:
-        ours = lambda x: rp.block_mask(x, block=(4, 4), amount=0.5)  # noqa: E731
-        what = f"{w.size:,} float32 weights {w.shape}, 4x4 tiles (l1), amount=0.5"
-        peer_name = "torch: avg_pool2d + topk + repeat_interleave"
-        peer = (lambda: _torch_block(torch, tw, (4, 4), 0.5)) if torch is not None else None
+    info = _PATTERNS[kind]
+    ours, peer = _pattern_calls(kind, torch)
     contenders = {"refprune (numpy)": (lambda: ours(w), 5)}
     if torch is not None:
         tw = torch.from_numpy(w)
-        contenders[peer_name] = (peer, 5)
+        contenders[info["peer"]] = (lambda: peer(tw), 5)
         contenders["refprune (torch backend)"] = (lambda: ours(tw), 3)
     times = race(contenders, rounds=5)
     mask = ours(w)
@@ -249,40 +270,44 @@ def _bench_pattern(args, kind):
     same = bool(np.array_equal(mask, ref))
     del ref
     rows = rows_of(times)
-    memory = {}
-    for who, name in (("refprune", "refprune (numpy)"), ("torch", peer_name)):
-        if who == "torch" and torch is None:
-            continue
-        runs = [spawn("pattern", {"n": n, "kind": kind, "who": who}) for _ in range(2)]
-        memory[name] = median([r["extra_peak_bytes"] for r in runs])
-        rows[name]["extra_peak_bytes"] = memory[name]
-        rows[name]["extra_peak_x_weights"] = memory[name] / w.nbytes
+    memory = _pattern_memory(kind, n, info["peer"] if torch is not None else None, rows, w.nbytes)
     result = {
-        "name": "nm_mask (2:4)" if kind == "nm" else "block_mask (4x4)",
-        "what": what,
-        "rows": rows,
+        "name": info["title"], "what": f"{w.size:,} float32 weights {w.shape}, {info['what']}", "rows": rows,
         "weights_bytes": int(w.nbytes),
         "ratios": {"refprune extra peak memory / weights' bytes": memory["refprune (numpy)"] / w.nbytes},
         "targets": {"refprune extra peak memory / weights' bytes": 1.0},
-        "notes": [
-            f"refprune's mask equals the reference path's: {same}",
-            "extra peak memory = VmHWM after one call - VmRSS before it, in a fresh process per run (the bool "
-            "mask returned, 0.25 x the weights' bytes, is counted)",
-        ],
+        "notes": [f"refprune's mask equals the reference path's: {same}",
+                  "extra peak memory = VmHWM after one call - VmRSS before it, in a fresh process per run (the bool "
+                  "mask returned, 0.25 x the weights' bytes, is counted)"],
     }
     if torch is not None:
-        ratio = ratio(median(times["refprune (numpy)"]), median(times[peer_name]))
-        result["ratios"]["refprune / torch (time)"] = ratio
-        result["targets"]["refprune / torch (time)"] = 0.5
-        result["ratios"]["refprune torch backend / torch (time)"] = ratio(
-            median(times["refprune (torch backend)"]), median(times[peer_name]))
-        result["ratios"]["torch extra peak memory / weights' bytes"] = memory[peer_name] / w.nbytes
-        tmask = peer().numpy()
+        _pattern_peer_ratios(result, times, memory, info["peer"], w.nbytes)
+        tmask = peer(tw).numpy()
         result["notes"].append(
             f"torch's mask differs from refprune's in {int(np.count_nonzero(tmask != mask))} of {w.size:,} entries "
-            "(they may differ only among tied scores, where torch's topk order is unspecified)"
-        )
+            "(they may differ only among tied scores, where torch's topk order is unspecified)")
     return result
+
+
+def _pattern_memory(kind, n, peer_name, rows, weights_bytes):
+    """Median extra peak memory of two fresh-process runs each (refprune, and the peer when given), into ``rows``."""
+    memory = {}
+    for who, name in (("refprune", "refprune (numpy)"), ("torch", peer_name)):
+        if name is None:
+            continue
+        runs = [spawn("pattern", {"n": n, "kind": kind, "who": who}) for _ in range(2)]
+        memory[name] = median([r["extra_peak_bytes"] for r in runs])
+    _with_memory(rows, memory, weights_bytes)
+    return memory
+
+
+def _pattern_peer_ratios(result, times, memory, peer_name, weights_bytes):
+    ours = median(times["refprune (numpy)"])
+    result["ratios"]["refprune / torch (time)"] = ratio(ours, median(times[peer_name]))
+    result["targets"]["refprune / torch (time)"] = 0.5
+    result["ratios"]["refprune torch backend / torch (time)"] = ratio(
+        median(times["refprune (torch backend)"]), median(times[peer_name]))
+    result["ratios"]["torch extra peak memory / weights' bytes"] = memory[peer_name] / weights_bytes
 
 
 def bench_nm(args):

@@ -75,10 +75,13 @@ def _section(b):
     has_mem = any("extra_peak_bytes" in r for r in b["rows"].values())
     lines += ["| contender | median | repeats |" + (" extra peak memory |" if has_mem else ""),
               "|---|---|---|" + ("---|" if has_mem else "")]
-    for name, r in b["rows"].items():
-        row = f"| {name} | {fmt_seconds(r['median_s'])} | {len(r['times_s'])} |"
-        if has_mem:
-            mem = r.get("extra_peak_bytes")
-            row += f" {mem / 2**20:.0f} MiB ({r['extra_peak_x_weights']:.2f} x weights) |" if mem is not None else " |"
-        lines.append(row)
+    lines += [_row(name, r, has_mem) for name, r in b["rows"].items()]
     return lines + [f"\n- {note}" for note in b.get("notes", [])]
+
+
+def _row(name, r, has_mem):
+    row = f"| {name} | {fmt_seconds(r['median_s'])} | {len(r['times_s'])} |"
+    if not has_mem:
+        return row
+    mem = r.get("extra_peak_bytes")
+    return row + (f" {mem / 2**20:.0f} MiB ({r['extra_peak_x_weights']:.2f} x weights) |" if mem is not None else " |")

@@ -25,8 +25,9 @@ switched off (``refprune._dispatch.reference_only``), once, for scale.
 3. hard-concrete sample + gradient on 10M gates vs torch autograd.
 4. one L0 training step (mlp-300-100 on 784 features; lenet5 on 1x28x28; batch 100)
    on the NumPy backend vs the same model in torch with autograd and Adam, written two
-   ways (``torch_l0.py``: gates on the layer inputs, and the L0 paper's code: gates on the
-   weights); the ratio is against the faster one.
+   ways (``torch_l0.py``): as the L0 paper's code (gates on the weights: the peer of the
+   goals, what a user writing the paper's model in torch gets) and with the gates on the
+   layer inputs (refprune's equations, for comparison).
 5. GPU (issue 15), where a GPU is present, else skipped: ``gpu-l0``, the L0 step of 4
    and the hard concrete of 3 with refprune on torch-cuda and on CuPy vs torch autograd +
    Adam on CUDA (goal <= 1.5x); ``gpu-masks``, ``magnitude_mask`` at 100M and 1B float32
@@ -142,15 +143,23 @@ def run_one(key, fn, args):
 
 
 def combine(runs):
-    """The last run's benchmarks with each ratio replaced by the median over ``runs`` (each run's in ``ratio_runs``)."""
+    """Each benchmark's latest result, its ratios replaced by the median over ``runs`` (each run's in ``ratio_runs``).
+
+    ``runs`` is a list of ``{key: result}``, one per run of the set (the last one may be partial).
+    """
     combined = []
-    for i, last in enumerate(runs[-1]):
-        b = dict(last)
-        values = {key: [r[i].get("ratios", {}).get(key) for r in runs if i < len(r)] for key in last.get("ratios", {})}
-        b["ratio_runs"] = {key: [v for v in vs if v is not None] for key, vs in values.items()}
-        b["ratios"] = {key: float(np.median(vs)) for key, vs in b["ratio_runs"].items()}
+    for key in runs[0]:
+        results = [r[key] for r in runs if key in r]
+        b = dict(results[-1])
+        b["ratio_runs"] = {name: _values(results, name) for name in b.get("ratios", {})}
+        b["ratios"] = {name: float(np.median(vs)) for name, vs in b["ratio_runs"].items()}
         combined.append(b)
     return combined
+
+
+def _values(results, name):
+    """The ratio ``name`` of each result that has it."""
+    return [r["ratios"][name] for r in results if name in r.get("ratios", {})]
 
 
 def main(argv=None):
@@ -166,11 +175,11 @@ def main(argv=None):
     failed = 0
     for r in range(args.repeats):
         print(f"== run {r + 1} of {args.repeats}", flush=True)
-        results["runs"].append([])
+        results["runs"].append({})
         for key, path, *kwargs in _selected(args.only):
             res = run_one(key, _function(path, *kwargs), args)
             failed += "error" in res
-            results["runs"][-1].append(res)
+            results["runs"][-1][key] = res
             results["benchmarks"] = combine(results["runs"])
             _write(results, args.out, start)  # after each benchmark: a run stopped later keeps these
     path = _write(results, args.out, start)

@@ -15,7 +15,7 @@ Where the gate enters, two ways that compute the same function (``gate=``):
 * ``"weights"``: ``x @ (z[:, None] * W)`` and ``conv(x, z W, z b)``, the L0 paper's code
   (``sample_weights``), which a user writing it from the paper gets: no input-side
   product for the first layer, and a conv gate on the (small) filters instead of the
-  feature map. The benchmarks take the faster of the two as the peer.
+  feature map. The benchmarks' goals are against this one; the other is shown beside it.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class L0Conv2d(torch.nn.Module):
 class Net(torch.nn.Module):
     """A torch copy of a refprune L0 ``Sequential`` (dense, conv, relu, pool, flatten)."""
 
-    def __init__(self, model, backend, *, gate="inputs"):
+    def __init__(self, model, backend, *, gate="weights"):
         super().__init__()
         self.ops = []
         self.gated = torch.nn.ModuleList()
