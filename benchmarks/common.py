@@ -124,11 +124,17 @@ def timed_peak(run):
 
 
 def spawn(kind, spec):
-    cmd = [sys.executable, str(HERE / "run.py"), "--worker", kind, json.dumps(spec)]
+    """Run ``run.py --worker kind spec`` in a fresh process; its JSON result."""
+    return run_worker([HERE / "run.py", "--worker", kind, json.dumps(spec)])
+
+
+def run_worker(argv):
+    """``python *argv`` in a fresh process with ``THREADS`` OpenMP threads; the JSON of its last line of output."""
+    cmd = [sys.executable, *(str(a) for a in argv)]
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
-        msg = f"worker {kind} {spec} failed:\n{out.stderr[-2000:]}"
+        msg = f"worker {argv[1:]} failed:\n{out.stderr[-2000:]}"
         raise RuntimeError(msg)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -258,20 +258,31 @@ def test_prob_nonzero_grad_central_differences(backend, rng):
     check_grad(_host_fn(backend, rp.hard_concrete_prob_nonzero), la, dp, analytic, name="prob_nonzero_grad")
 
 
-def test_sample_grad_vs_torch_autograd(backend, dtype, rng, close):
-    torch = pytest.importorskip("torch")
+def _autograd_inputs(rng, dtype):
+    """Gate locations, noise (0 and 1 included) and ``dz`` for the autograd tests, rounded to ``dtype``."""
     la = host(rng.normal(0.0, 2.0, size=6), dtype)
     u = host(kink_free_noise(rng, la, (4, 6)), dtype)
     u[0, :2] = [0.0, 1.0]
-    dz = host(rng.normal(size=(4, 6)), dtype)
+    return la, u, host(rng.normal(size=(4, 6)), dtype)
+
+
+def _torch_sample_and_grad(la, u, dz):
+    """The sample and its gradient by torch autograd, in float64."""
+    torch = pytest.importorskip("torch")
     la_t = torch.tensor(la, dtype=torch.float64, requires_grad=True)
     with np.errstate(divide="ignore"):
         logit_u = torch.tensor(np.log(u) - np.log1p(-u))
     z = torch.clamp(torch.sigmoid((logit_u + la_t) / BETA) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
     (z * torch.tensor(dz)).sum().backward()
+    return z.detach().numpy(), la_t.grad.numpy()
+
+
+def test_sample_grad_vs_torch_autograd(backend, dtype, rng, close):
+    la, u, dz = _autograd_inputs(rng, dtype)
+    _, want = _torch_sample_and_grad(la, u, dz)
     ours = rp.hard_concrete_sample_grad(*(backend.asarray(a, dtype) for a in (la, u, dz)))
     assert ours.dtype == backend.asarray(la, dtype).dtype
-    close(ours, la_t.grad.numpy(), dtype, "hard_concrete_sample_grad vs autograd", scale=4)
+    close(ours, want, dtype, "hard_concrete_sample_grad vs autograd", scale=4)
 
 
 # --------------------------------------------------------------------------- fused sample and gradient
@@ -311,19 +322,11 @@ def test_sample_and_grad_central_differences(backend, rng):
 
 
 def test_sample_and_grad_vs_torch_autograd(backend, dtype, rng, close):
-    torch = pytest.importorskip("torch")
-    la = host(rng.normal(0.0, 2.0, size=6), dtype)
-    u = host(kink_free_noise(rng, la, (4, 6)), dtype)
-    u[0, :2] = [0.0, 1.0]
-    dz = host(rng.normal(size=(4, 6)), dtype)
-    la_t = torch.tensor(la, dtype=torch.float64, requires_grad=True)
-    with np.errstate(divide="ignore"):
-        logit_u = torch.tensor(np.log(u) - np.log1p(-u))
-    z_t = torch.clamp(torch.sigmoid((logit_u + la_t) / BETA) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
-    (z_t * torch.tensor(dz)).sum().backward()
+    la, u, dz = _autograd_inputs(rng, dtype)
+    want_z, want_g = _torch_sample_and_grad(la, u, dz)
     z, g = rp.hard_concrete_sample_and_grad(*(backend.asarray(a, dtype) for a in (la, u, dz)))
-    close(z, z_t.detach().numpy(), dtype, "hard_concrete_sample_and_grad z vs torch")
-    close(g, la_t.grad.numpy(), dtype, "hard_concrete_sample_and_grad vs autograd", scale=4)
+    close(z, want_z, dtype, "hard_concrete_sample_and_grad z vs torch")
+    close(g, want_g, dtype, "hard_concrete_sample_and_grad vs autograd", scale=4)
 
 
 def test_sample_vjp_checks_dz(backend):
