@@ -33,6 +33,8 @@ Array([[ 5.,  7.],
 
 from __future__ import annotations
 
+import functools
+
 import math
 import numbers
 
@@ -89,7 +91,7 @@ __all__ = [
 
 
 def _shape(x):
-    return tuple(int(d) for d in x.shape)
+    return tuple(map(int, x.shape))
 
 
 def _check_ndim(name, x, ndim, layout):
@@ -126,7 +128,23 @@ def _check_shape(name, a, shape, hint=""):
 
 
 def _pair(name, value, *, minimum):
-    """``value`` as a pair of Python ints ``>= minimum``; an int means the same on both axes."""
+    """``value`` as a pair of Python ints ``>= minimum``; an int means the same on both axes.
+
+    Remembered per (name, value, minimum): a layer passes the same stride and padding at
+    every call, and at batch 1 this check was a fifth of a small network's forward.
+    """
+    if not isinstance(value, (int, tuple)):  # a list (unhashable) or a wrong kind: check it every time
+        return _pair_checked(name, value, minimum)
+    kinds = tuple(map(type, value)) if isinstance(value, tuple) else type(value)  # 1 == 1.0 == True as keys
+    try:
+        return _pair_cached(name, value, kinds, minimum)
+    except TypeError as exc:
+        if "unhashable" not in str(exc):
+            raise
+        return _pair_checked(name, value, minimum)
+
+
+def _pair_checked(name, value, minimum):
     items = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
     if len(items) != 2 or not all(is_int(v) for v in items):
         msg = f"{name} must be an int or a pair of ints (h, w), got {name}={value!r}"
@@ -136,6 +154,11 @@ def _pair(name, value, *, minimum):
         msg = f"{name} must be >= {minimum} on both axes, got {name}={value!r}"
         raise ValueError(msg)
     return items
+
+
+@functools.lru_cache(maxsize=256)
+def _pair_cached(name, value, kinds, minimum):
+    return _pair_checked(name, value, minimum)
 
 
 def _size(x):
