@@ -127,42 +127,58 @@ def l0_setup(preset, backend_name, batch=100):
 
 
 def _torch_peers(torch, model, backend, hx, hy):
-    """Both torch formulations of ``model``'s step (``PEERS``) as contenders."""
+    """Both torch formulations of ``model``'s step (``PEERS``): ``{name: step function}``."""
     import torch_l0
 
     tx, ty = torch.from_numpy(hx), torch.from_numpy(hy)
     steps = {gate: torch_l0.make_step(torch_l0.Net(model, backend, gate=gate)) for gate in PEERS}
-    return {PEERS[gate]: (lambda s=s: s(tx, ty), 0) for gate, s in steps.items()}
+    return {PEERS[gate]: (lambda s=s: s(tx, ty)) for gate, s in steps.items()}
 
 
 def bench_l0_step(args, preset, target):
-    """``train.train_step`` alone (the kernels' work) vs the torch step in both formulations (``PEERS``)."""
+    """``train.train_step`` alone (the kernels' work) vs the torch step in each formulation (``PEERS``).
+
+    Each peer races refprune on its own (two contenders alternating: a third between them would
+    evict the other's arrays from the cache and change the ratio), at ``THREADS`` threads and at one.
+    """
     torch = torch_or_none()
     model, b, hx, hy, ours = l0_setup(preset, "numpy")
-    contenders = {OURS: (ours, 0)}
-    if torch is not None:
-        contenders.update(_torch_peers(torch, model, b, hx, hy))
-        contenders["refprune (torch backend)"] = (l0_setup(preset, "torch")[-1], 0)
     steps = {"mlp-300-100": 30, "lenet5": 10}[preset] // (2 if args.quick else 1)
-    contenders = {k: (fn, 3 if k == "refprune (torch backend)" else steps) for k, (fn, _) in contenders.items()}
-    times = race(contenders, rounds=steps, warmup=2)
     what = "784 features" if preset.startswith("mlp") else "1x28x28"
-    result = {"name": f"L0 training step, {preset}", "rows": rows_of(times), "ratios": {}, "targets": {}, "notes": [],
-              "what": f"train_step alone: batch 100, {what}, Adam, log_alpha clamp, {THREADS} threads (1 thread below)"}
-    if torch is not None:
-        t1 = _one_thread_race({k: v for k, v in contenders.items() if k != "refprune (torch backend)"},
-                              rounds=steps, warmup=2)
-        _add_peer_ratios(result, times, t1, target=target)
+    result = {"name": f"L0 training step, {preset}", "rows": {}, "ratios": {}, "targets": {}, "notes": [],
+              "what": f"train_step alone: batch 100, {what}, Adam, log_alpha clamp; each torch form races refprune on "
+              f"its own, at {THREADS} threads and at 1 thread each"}
+    if torch is None:
+        result["rows"] = rows_of(race({OURS: (ours, steps)}, rounds=steps, warmup=2))
+        return result
+    peers = _torch_peers(torch, model, b, hx, hy)
+    peers[TORCH_BACKEND] = l0_setup(preset, "torch")[-1]
+    for threads in (THREADS, 1):
+        for name, peer in peers.items():
+            if threads == THREADS or name != TORCH_BACKEND:
+                _race_pair(result, ours, name, peer, steps=steps, threads=threads, target=target)
     return result
 
 
-def _add_peer_ratios(result, times, t1, *, target):
-    """Ratios to the paper's formulation (with the goal) and to the other one, at ``THREADS`` and at one thread."""
-    for label, t in (("", times), (", 1 thread each", t1)):
-        result["ratios"][f"refprune / torch{label}"] = ratio(median(t[OURS]), median(t[PEER]))
-        result["targets"][f"refprune / torch{label}"] = target
-        result["ratios"][f"refprune / torch gating the inputs{label}"] = ratio(median(t[OURS]), median(t[PEERS["inputs"]]))
-    result["notes"].append("1 thread each: " + ", ".join(f"{k} {median(v) * 1e3:.2f} ms" for k, v in t1.items()))
+TORCH_BACKEND = "refprune (torch backend)"
+_SHORT = {PEER: "the paper's form", PEERS["inputs"]: "the inputs form", TORCH_BACKEND: "the torch backend"}
+
+
+def _race_pair(result, ours, name, peer, *, steps, threads, target):
+    """Race refprune against one peer at ``threads``; its rows, and its ratio for a torch form."""
+    contenders = {OURS: (ours, steps), name: (peer, 3 if name == TORCH_BACKEND else steps)}
+    times = race(contenders, rounds=steps, warmup=2) if threads == THREADS else _one_thread_race(
+        contenders, rounds=steps, warmup=2)
+    tag = f"{threads} thread{'s' if threads > 1 else ''}"
+    rows = rows_of(times)
+    result["rows"][f"{OURS}, {tag}, racing {_SHORT[name]}"] = rows[OURS]
+    result["rows"][f"{name}, {tag}"] = rows[name]
+    label = "" if threads == THREADS else ", 1 thread each"
+    key = {PEER: f"refprune / torch{label}", PEERS["inputs"]: f"refprune / torch gating the inputs{label}"}.get(name)
+    if key is not None:
+        result["ratios"][key] = ratio(median(times[OURS]), median(times[name]))
+        if name == PEER:
+            result["targets"][key] = target
 
 
 # --------------------------------------------------------------------------- 8. a user's run, per step
