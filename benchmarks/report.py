@@ -28,7 +28,7 @@ def markdown(results):
 
 def _header(results):
     m = results["machine"]
-    load = max([*(m.get("load_average_at_start") or [0.0])[:2], *(results.get("load_average_at_end") or [0.0])[:2]])
+    load = max((m.get("load_average_at_start") or [0.0])[:2])  # before the benchmarks' own threads ran
     runs = len(results.get("runs", [])) or 1
     lines = [
         "# refprune benchmarks",
@@ -44,8 +44,8 @@ def _header(results):
         f"Mode: {'quick' if results['quick'] else 'full'}; whole run {results['total_seconds']:.0f} s.",
         "",
     ]
-    if load > (m["cores"] or 1) * 0.75:  # the 1- and 5-minute load averages at start and end
-        lines += [f"**Measured under load** (load average up to {load:.1f} on {m['cores']} cores, other work running): "
+    if load > 0.5:  # the 1- and 5-minute load averages at the start: other work was running
+        lines += [f"**Measured under load** (load average {load:.2f} on {m['cores']} cores at the start, other work running): "
                   "the timings include scheduler stalls; rerun on an idle machine before reading these as final.", ""]
     return lines
 
