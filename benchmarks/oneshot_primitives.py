@@ -26,7 +26,6 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import THREADS, _fmt_s, _limit_threads, _timed_peak, machine, median, race  # noqa: E402
+from common import THREADS, limit_threads, machine, median, race, run_worker, timed_peak  # noqa: E402
+from report import fmt_seconds  # noqa: E402
 
 
 def _official():
@@ -74,23 +74,17 @@ def _wanda_call(who, mode, w, norms):
 
 def worker_wanda(spec):
     """In a fresh process: build the layer, reset the peak RSS, run once, report time and extra peak."""
-    _limit_threads(THREADS)
+    limit_threads(THREADS)
     w, norms = _wanda_inputs(spec["rows"], spec["cols"])
     fn = _wanda_call(spec["who"], spec["mode"], w, norms)
     small_w, small_n = _wanda_inputs(4, 16)
     _wanda_call(spec["who"], spec["mode"], small_w, small_n)()  # load the code paths
-    seconds, extra = _timed_peak(fn)
+    seconds, extra = timed_peak(fn)
     return {"seconds": seconds, "extra_peak_bytes": extra, "weights_bytes": w.nbytes}
 
 
 def _spawn(spec):
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if out.returncode != 0:
-        msg = f"worker {spec} failed:\n{out.stderr[-2000:]}"
-        raise RuntimeError(msg)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_worker([Path(__file__).resolve(), "--worker", json.dumps(spec)])
 
 
 def bench_wanda(args):
@@ -225,7 +219,7 @@ def markdown(results):
             lines.append(f"error: {b['error']}")
             continue
         for label, mode in b.get("modes", {}).items():
-            lines.append(f"{label}: " + ", ".join(f"{k} {_fmt_s(v)}" for k, v in mode["median_s"].items()))
+            lines.append(f"{label}: " + ", ".join(f"{k} {fmt_seconds(v)}" for k, v in mode["median_s"].items()))
             for k, v in mode.get("agreement", {}).items():
                 lines.append(f"* {k}: {v}")
             lines.append("")
@@ -252,7 +246,7 @@ def main(argv=None):
         return 0
     out = args.out or (HERE if not (args.quick or args.only) else Path("runs") / "oneshot-primitives-partial")
     start = time.perf_counter()
-    threads = _limit_threads(THREADS)
+    threads = limit_threads(THREADS)
     results = {"machine": machine(), "quick": args.quick, "threads": threads, "benchmarks": []}
     if args.only and (out / "oneshot_primitives.json").exists():  # --only into an existing file: the others stay
         results["benchmarks"] = json.loads((out / "oneshot_primitives.json").read_text())["benchmarks"]

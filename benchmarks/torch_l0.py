@@ -1,4 +1,4 @@
-"""The peer of benchmark 4: the L0 networks written the usual way, in torch with autograd.
+"""The peer of benchmarks 4 and 8: the L0 networks written the usual way, in torch with autograd.
 
 Same architecture, gates, penalty, optimizer and clamp as ``refprune.nn.build_model(...,
 l0=True)`` (and the L0 paper's ``L0MLP`` / ``L0LeNet5``): ``L0Dense`` gates its input
@@ -6,6 +6,16 @@ units, ``L0Conv2d`` its output channels, one hard-concrete gate sample per minib
 loss = cross-entropy + (1/N) * sum of expected L0 penalties, Adam, then ``log_alpha``
 clamped to [log 1e-2, log 1e2]. Parameters are copied from a refprune model so both
 start from the same numbers.
+
+Where the gate enters, two ways that compute the same function (``gate=``):
+
+* ``"inputs"``: ``(x * z) @ W`` and ``conv(x, W, b) * z`` (refprune's equations, this
+  file's first version). Autograd then also computes the first layer's input-side
+  product ``dy @ W^T`` (``x * z`` needs a gradient because ``z`` does);
+* ``"weights"``: ``x @ (z[:, None] * W)`` and ``conv(x, z W, z b)``, the L0 paper's code
+  (``sample_weights``), which a user writing it from the paper gets: no input-side
+  product for the first layer, and a conv gate on the (small) filters instead of the
+  feature map. The benchmarks' goals are against this one; the other is shown beside it.
 """
 
 from __future__ import annotations
@@ -30,17 +40,17 @@ def _prob_nonzero(log_alpha, beta):
 
 
 class L0Dense(torch.nn.Module):
-    def __init__(self, w, b, log_alpha, *, lam, weight_decay, beta):
+    def __init__(self, w, b, log_alpha, *, lam, weight_decay, beta, gate="inputs"):
         super().__init__()
         self.w = torch.nn.Parameter(w)  # (in, out), the paper's layout
         self.b = None if b is None else torch.nn.Parameter(b)
         self.log_alpha = torch.nn.Parameter(log_alpha)
-        self.lam, self.wd, self.beta = lam, weight_decay, beta
+        self.lam, self.wd, self.beta, self.gate = lam, weight_decay, beta, gate
 
     def forward(self, x):
         u = torch.empty_like(self.log_alpha).uniform_(1e-6, 1.0 - 1e-6)
         z = _sample(self.log_alpha, u, self.beta)
-        y = (x * z) @ self.w
+        y = (x * z) @ self.w if self.gate == "inputs" else x @ (z[:, None] * self.w)
         return y if self.b is None else y + self.b
 
     def penalty(self):
@@ -53,17 +63,20 @@ class L0Dense(torch.nn.Module):
 
 
 class L0Conv2d(torch.nn.Module):
-    def __init__(self, w, b, log_alpha, *, padding, lam, weight_decay, beta):
+    def __init__(self, w, b, log_alpha, *, padding, lam, weight_decay, beta, gate="inputs"):
         super().__init__()
         self.w = torch.nn.Parameter(w)
         self.b = None if b is None else torch.nn.Parameter(b)
         self.log_alpha = torch.nn.Parameter(log_alpha)
-        self.padding, self.lam, self.wd, self.beta = padding, lam, weight_decay, beta
+        self.padding, self.lam, self.wd, self.beta, self.gate = padding, lam, weight_decay, beta, gate
 
     def forward(self, x):
         u = torch.empty_like(self.log_alpha).uniform_(1e-6, 1.0 - 1e-6)
         z = _sample(self.log_alpha, u, self.beta)
-        return F.conv2d(x, self.w, self.b, padding=self.padding) * z[None, :, None, None]
+        if self.gate == "inputs":
+            return F.conv2d(x, self.w, self.b, padding=self.padding) * z[None, :, None, None]
+        b = None if self.b is None else self.b * z
+        return F.conv2d(x, self.w * z[:, None, None, None], b, padding=self.padding)
 
     def penalty(self):
         p = _prob_nonzero(self.log_alpha, self.beta)
@@ -77,7 +90,7 @@ class L0Conv2d(torch.nn.Module):
 class Net(torch.nn.Module):
     """A torch copy of a refprune L0 ``Sequential`` (dense, conv, relu, pool, flatten)."""
 
-    def __init__(self, model, backend):
+    def __init__(self, model, backend, *, gate="weights"):
         super().__init__()
         self.ops = []
         self.gated = torch.nn.ModuleList()
@@ -85,7 +98,7 @@ class Net(torch.nn.Module):
             kind = type(layer).__name__
             if kind in ("L0Dense", "L0Conv2d"):
                 p = {k: torch.from_numpy(np.array(backend.to_numpy(v))) for k, v in layer.params.items()}
-                kw = {"lam": layer.lam, "weight_decay": layer.weight_decay, "beta": layer.temperature}
+                kw = {"lam": layer.lam, "weight_decay": layer.weight_decay, "beta": layer.temperature, "gate": gate}
                 if kind == "L0Dense":
                     mod = L0Dense(p["w"], p.get("b"), p["log_alpha"], **kw)
                 else:
@@ -111,18 +124,24 @@ class Net(torch.nn.Module):
         return sum(m.penalty() for m in self.gated)
 
 
-def make_step(net, *, lr=1e-3, n_train=60000):
-    """One training step closure: forward, loss + penalty/N, backward, Adam, clamp."""
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+def make_step(net, *, lr=1e-3, gate_lr=None, n_train=60000):
+    """One training step closure ``step(x, y) -> (loss, logits)``: forward, loss + penalty/N, backward, Adam, clamp.
+
+    ``gate_lr``: the gates' own Adam rate (refprune run l0's ``--gate-lr``), default ``lr``.
+    """
+    gates = [m.log_alpha for m in net.gated]
+    others = [p for p in net.parameters() if all(p is not g for g in gates)]
+    opt = torch.optim.Adam([{"params": others}, {"params": gates, "lr": lr if gate_lr is None else gate_lr}], lr=lr)
 
     def step(x, y):
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(net(x), y) + net.penalty() / n_train
+        logits = net(x)
+        loss = F.cross_entropy(logits, y) + net.penalty() / n_train
         loss.backward()
         opt.step()
         with torch.no_grad():
             for m in net.gated:
                 m.log_alpha.clamp_(*LOG_ALPHA_RANGE)
-        return loss
+        return loss, logits
 
     return step

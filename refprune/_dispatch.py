@@ -12,8 +12,9 @@ result, or returns ``None``, and the core then runs its reference lines:
 * ``"block_keep"``: the pooling, tile selection and expansion of ``patterns.block_mask``;
 * ``"sparsegpt_columns"``: ``oneshot._sparsegpt_columns``, SparseGPT's column loop (masks
   and OBS updates) on the prepared weights and the Cholesky factor of the inverse Hessian;
-* ``"hard_concrete_sample"``, ``"hard_concrete_sample_grad"``: the elementwise chains
-  of ``gates.hard_concrete_sample`` and its gradient;
+* ``"hard_concrete_forward"``, ``"hard_concrete_backward"``: the elementwise chains
+  of ``gates._sample_forward`` (the sample and the stretched sigmoid ``s`` its gradient
+  needs) and ``gates._sample_backward`` (the gradient from ``s``);
 * ``"conv2d"``, ``"conv2d_grad"``, ``"max_pool2d"``, ``"max_pool2d_grad"``: the
   functions of ``nn.functional`` of those names;
 * ``"adam_update"``: ``nn.optim._adam_update``, one parameter's Adam step;

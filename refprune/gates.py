@@ -56,6 +56,8 @@ __all__ = [
     "hard_concrete_quantile",
     "hard_concrete_sample",
     "hard_concrete_sample_grad",
+    "hard_concrete_sample_and_grad",
+    "hard_concrete_sample_vjp",
     "hard_concrete_mode",
     "hard_concrete_cdf",
     "hard_concrete_prob_nonzero",
@@ -250,11 +252,7 @@ def hard_concrete_sample(log_alpha, u, /, *, beta=BETA, gamma=GAMMA, zeta=ZETA, 
     beta = _check_beta(beta)
     gamma, zeta = _check_stretch(gamma, zeta)
     _broadcast_shape("log_alpha", log_alpha, "u", u)
-    z = delegate("hard_concrete_sample", xp, log_alpha, u, beta=beta, gamma=gamma, zeta=zeta)
-    if z is not None:
-        return z
-    s_bar = hard_concrete_quantile(log_alpha, u, beta=beta, gamma=gamma, zeta=zeta, xp=xp)
-    return xp.clip(s_bar, 0.0, 1.0)
+    return _sample_forward(log_alpha, u, beta, gamma, zeta, xp)[0]
 
 
 def hard_concrete_sample_grad(log_alpha, u, dz, /, *, beta=BETA, gamma=GAMMA, zeta=ZETA, xp=None):
@@ -292,18 +290,89 @@ def hard_concrete_sample_grad(log_alpha, u, dz, /, *, beta=BETA, gamma=GAMMA, ze
     >>> g  # (zeta-gamma) * 1/4 / beta = 1.2 * 0.25 * 1.5; u=0 is clipped: 0
     array([0.45, 0.  ])
     """
+    return hard_concrete_sample_and_grad(log_alpha, u, dz, beta=beta, gamma=gamma, zeta=zeta, xp=xp)[1]
+
+
+def hard_concrete_sample_and_grad(log_alpha, u, dz, /, *, beta=BETA, gamma=GAMMA, zeta=ZETA, xp=None):
+    r"""``(z, d log_alpha)``: :func:`hard_concrete_sample` and :func:`hard_concrete_sample_grad` in one pass.
+
+    The stretched sigmoid :math:`s` is computed once, for the sample and for the gradient
+
+    .. math::
+
+        z = \min(1, \max(0, \bar s)), \qquad
+        \frac{\partial L}{\partial \log\alpha} = \sum_{\text{batch}}
+            dz \cdot 1[0 < \bar s < 1] \cdot (\zeta - \gamma)\,\frac{s(1-s)}{\beta},
+
+    and both results equal those of the two functions, bit for bit. Parameters, errors
+    and shapes as for :func:`hard_concrete_sample_grad`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refprune import hard_concrete_sample_and_grad
+    >>> z, g = hard_concrete_sample_and_grad(np.zeros(2), np.array([0.5, 0.0]), np.ones(2))
+    >>> z, g
+    (array([0.5, 0. ]), array([0.45, 0.  ]))
+    """
     xp = float_namespace(xp, log_alpha=log_alpha, u=u, dz=dz)
+    z, backprop = hard_concrete_sample_vjp(log_alpha, u, beta=beta, gamma=gamma, zeta=zeta, xp=xp)
+    return z, backprop(dz)
+
+
+def hard_concrete_sample_vjp(log_alpha, u, /, *, beta=BETA, gamma=GAMMA, zeta=ZETA, xp=None):
+    r"""``(z, backprop)``: the gate sample and a function ``dz -> d log_alpha``.
+
+    ``z`` is :func:`hard_concrete_sample`; ``backprop(dz)`` is
+    :func:`hard_concrete_sample_grad` at the same ``log_alpha`` and ``u`` (bit for bit),
+    computed from the stretched sigmoid :math:`s` that the sample kept, not recomputed:
+    the shape a layer needs between its forward and its backward. Parameters and errors as
+    for :func:`hard_concrete_sample_grad`; ``dz`` must have the sample's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refprune import hard_concrete_sample_vjp
+    >>> z, backprop = hard_concrete_sample_vjp(np.zeros(2), np.array([0.5, 0.0]))
+    >>> backprop(np.ones(2))
+    array([0.45, 0.  ])
+    """
+    xp = float_namespace(xp, log_alpha=log_alpha, u=u)
     beta = _check_beta(beta)
     gamma, zeta = _check_stretch(gamma, zeta)
     shape = _broadcast_shape("log_alpha", log_alpha, "u", u)
-    if tuple(dz.shape) != shape:
-        msg = f"dz must have the sample's shape {shape}, got {tuple(dz.shape)}"
-        raise ValueError(msg)
-    g = delegate("hard_concrete_sample_grad", xp, log_alpha, u, dz, beta=beta, gamma=gamma, zeta=zeta)
-    if g is not None:
-        return g
+    z, s = _sample_forward(log_alpha, u, beta, gamma, zeta, xp)
+
+    def backprop(dz):
+        float_namespace(xp, log_alpha=log_alpha, dz=dz)
+        if tuple(dz.shape) != shape:
+            msg = f"dz must have the sample's shape {shape}, got {tuple(dz.shape)}"
+            raise ValueError(msg)
+        return _sample_backward(log_alpha, s, dz, beta, gamma, zeta, xp)
+
+    return z, backprop
+
+
+def _sample_forward(log_alpha, u, beta, gamma, zeta, xp):
+    """``(z, s)``: the gate sample and the stretched sigmoid ``s`` that its gradient needs.
+
+    The backend's fast path (``refprune._dispatch`` op ``"hard_concrete_forward"``, same
+    signature, same operations in the same order) when there is one, else these lines.
+    The arguments are already checked.
+    """
+    out = delegate("hard_concrete_forward", xp, log_alpha, u, beta=beta, gamma=gamma, zeta=zeta)
+    if out is not None:
+        return out
     _check_unit_interval("u", u, xp)
     s = _stretched(log_alpha, u, beta, xp)
+    return xp.clip(s * (zeta - gamma) + gamma, 0.0, 1.0), s
+
+
+def _sample_backward(log_alpha, s, dz, beta, gamma, zeta, xp):
+    """``d log_alpha`` from the forward's ``s`` and the gates' gradient ``dz`` (op ``"hard_concrete_backward"``)."""
+    g = delegate("hard_concrete_backward", xp, log_alpha, s, dz, beta=beta, gamma=gamma, zeta=zeta)
+    if g is not None:
+        return g
     s_bar = s * (zeta - gamma) + gamma
     inside = (s_bar > 0) & (s_bar < 1)
     g = xp.where(inside, dz * ((zeta - gamma) / beta) * (s * (1 - s)), xp.zeros_like(s))

@@ -72,7 +72,7 @@ def _gate_shape(w, axis):
 
 def l0_penalty_and_grad(
     log_alpha, w, /, *, lam, weight_decay=0.0, axis=0, beta=BETA, gamma=GAMMA, zeta=ZETA, eps=EPS, value=True,
-    grad=True, xp=None,
+    grad=True, w_grad=True, xp=None,
 ):
     r"""``(R, d_log_alpha, d_w)``: :func:`l0_penalty` and :func:`l0_penalty_grad` in one pass.
 
@@ -81,7 +81,8 @@ def l0_penalty_and_grad(
     :math:`p = P(z \ne 0)` and the group costs computed once. ``None`` stands for what
     is not asked (``value=False`` or ``grad=False``). With ``weight_decay = 0`` the
     penalty does not depend on ``w``: ``d_w`` is zeros and the squares of ``w`` are not
-    computed. Parameters as for :func:`l0_penalty`.
+    computed. ``w_grad=False`` skips ``d_w`` (``None``): a gated layer asks for it only when
+    ``weight_decay`` is not 0. Parameters as for :func:`l0_penalty`.
 
     Examples
     --------
@@ -98,7 +99,9 @@ def l0_penalty_and_grad(
     if not grad:
         return r, None, None
     d_log_alpha = hard_concrete_prob_nonzero_grad(log_alpha, xp.astype(cost, log_alpha.dtype, copy=False), **kw)
-    if weight_decay:
+    if not w_grad:
+        d_w = None
+    elif weight_decay:
         d_w = xp.astype((weight_decay * w) * xp.reshape(p, _gate_shape(w, axis)), w.dtype, copy=False)
     else:
         d_w = xp.zeros_like(w)

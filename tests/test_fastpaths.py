@@ -27,12 +27,14 @@ from refprune.nn import optim
 OPS = (
     "mask_keep",
     "global_mask_keep",
-    "hard_concrete_sample",
-    "hard_concrete_sample_grad",
+    "hard_concrete_forward",
+    "hard_concrete_backward",
     "conv2d",
     "conv2d_grad",
+    "conv2d_vjp",
     "max_pool2d",
     "max_pool2d_grad",
+    "max_pool2d_vjp",
     "adam_update",
     "relu_grad",
     "nm_keep",
@@ -324,7 +326,7 @@ SHAPES = [((37,), (37,)), ((37,), (5, 37)), ((1, 37), (4, 37)), ((), (6,)), ((),
 
 @pytest.mark.parametrize(("shape_la", "shape_u"), SHAPES)
 def test_hard_concrete_sample_and_grad(backend, dtype, shape_la, shape_u, rng):
-    need(backend, "hard_concrete_sample")
+    need(backend, "hard_concrete_forward")
     la_h, u_h = _gate_inputs(rng, shape_la, shape_u, dtype)
     la, u = backend.asarray(la_h), backend.asarray(u_h)
     fast, ref = both(rp.hard_concrete_sample, la, u, beta=0.5, gamma=-0.2, zeta=1.3)
@@ -339,8 +341,12 @@ def test_hard_concrete_sample_and_grad(backend, dtype, shape_la, shape_u, rng):
     assert np.array_equal(host(backend, dz), dz_h)
 
 
-def test_numpy_hard_concrete_is_bit_identical(dtype, rng):
-    la, u = _gate_inputs(rng, (64,), (8, 64), dtype)
+@pytest.mark.parametrize("chunk", [None, 7])
+@pytest.mark.parametrize(("shape_la", "shape_u"), [((64,), (8, 64)), ((8, 64), (8, 64))])
+def test_numpy_hard_concrete_is_bit_identical(dtype, rng, chunk, shape_la, shape_u, monkeypatch):
+    if chunk:  # chunks of 7 over 512 gates: the last one shorter
+        monkeypatch.setattr(_numpy_fast, "_NP_CHUNK", chunk)
+    la, u = _gate_inputs(rng, shape_la, shape_u, dtype)
     dz = rng.normal(size=(8, 64)).astype(dtype)
     for fn, args in ((rp.hard_concrete_sample, (la, u)), (rp.hard_concrete_sample_grad, (la, u, dz))):
         fast, ref = both(fn, *args)
@@ -349,7 +355,7 @@ def test_numpy_hard_concrete_is_bit_identical(dtype, rng):
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the reference's inf * 0 under where
 def test_hard_concrete_extremes(backend, dtype):
-    need(backend, "hard_concrete_sample")
+    need(backend, "hard_concrete_forward")
     la = backend.asarray(np.array([-50.0, 50.0, 0.0, 0.0, 3.0]), dtype=dtype)
     u = backend.asarray(np.array([1.0, 0.0, 0.0, 1.0, 0.5]), dtype=dtype)
     fast, ref = both(rp.hard_concrete_sample, la, u)
@@ -363,10 +369,10 @@ def test_hard_concrete_extremes(backend, dtype):
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, np.nan])
 def test_hard_concrete_bad_noise_falls_back_to_the_reference_error(backend, bad):
-    need(backend, "hard_concrete_sample")
+    need(backend, "hard_concrete_forward")
     la = backend.asarray(np.zeros(3))
     u = backend.asarray(np.array([0.5, bad, 0.5]))
-    assert lookup(backend.xp, "hard_concrete_sample")(la, u, beta=2 / 3, gamma=-0.1, zeta=1.1) is None
+    assert lookup(backend.xp, "hard_concrete_forward")(la, u, beta=2 / 3, gamma=-0.1, zeta=1.1) is None
     with pytest.raises(ValueError, match="uniform noise"):
         rp.hard_concrete_sample(la, u)
     with pytest.raises(ValueError, match="uniform noise"):
@@ -375,9 +381,10 @@ def test_hard_concrete_bad_noise_falls_back_to_the_reference_error(backend, bad)
 
 def test_unsupported_gate_inputs_fall_back():
     la32, u64 = np.zeros(3, np.float32), np.full(3, 0.5)
-    assert _numpy_fast._np_hc_sample(la32, u64, beta=2 / 3, gamma=-0.1, zeta=1.1) is None
-    assert _numpy_fast._np_hc_sample(np.zeros(3, np.float16), np.full(3, 0.5, np.float16), beta=1, gamma=-0.1, zeta=1.1) is None
-    assert _numpy_fast._np_hc_sample([0.0], [0.5], beta=1, gamma=-0.1, zeta=1.1) is None
+    assert _numpy_fast._np_hc_forward(la32, u64, beta=2 / 3, gamma=-0.1, zeta=1.1) is None
+    assert _numpy_fast._np_hc_forward(np.zeros(3, np.float16), np.full(3, 0.5, np.float16), beta=1, gamma=-0.1, zeta=1.1) is None
+    assert _numpy_fast._np_hc_forward([0.0], [0.5], beta=1, gamma=-0.1, zeta=1.1) is None
+    assert _numpy_fast._np_hc_backward(la32, u64, u64, beta=2 / 3, gamma=-0.1, zeta=1.1) is None
     fast, ref = both(rp.hard_concrete_sample, la32, u64)
     assert fast.dtype == ref.dtype and np.array_equal(fast, ref)
 
@@ -428,6 +435,30 @@ def test_conv2d_and_grad(backend, dtype, geometry, bias, rng):
             if r is not None:
                 assert_close(host(backend, f), host(backend, r), dtype=dtype, context="conv2d_grad input_grad=False")
     assert np.array_equal(host(backend, x), x_h) and np.array_equal(host(backend, wt), w_h)
+
+
+@pytest.mark.parametrize("geometry", CONV)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_vjp_equals_conv2d_and_its_grad_bit_for_bit(any_backend, dtype, geometry, bias, rng):
+    """The backward that keeps the forward's im2col gives conv2d_grad's results exactly (fast paths on and off)."""
+    n, c, h, w, o, k, stride, padding = geometry
+    x = any_backend.asarray(rng.normal(size=(n, c, h, w)).astype(dtype))
+    wt = any_backend.asarray(rng.normal(size=(o, c, *_kernel(k))).astype(dtype))
+    b = any_backend.asarray(rng.normal(size=o).astype(dtype)) if bias else None
+    for ctx in (_nullcontext, reference_only):
+        with ctx():
+            y, backprop = F.conv2d_vjp(x, wt, b, stride=stride, padding=padding)
+            assert np.array_equal(host(any_backend, y), host(any_backend, F.conv2d(x, wt, b, stride=stride, padding=padding)))
+            dy = any_backend.asarray(rng.normal(size=tuple(y.shape)).astype(dtype))
+            for input_grad in (True, False):
+                got = backprop(dy, input_grad=input_grad)
+                want = F.conv2d_grad(x, wt, b, dy, stride=stride, padding=padding, input_grad=input_grad)
+                for name, g, r in zip(("dx", "dw", "db"), got, want):
+                    assert (g is None) == (r is None), name
+                    if r is not None:
+                        assert np.array_equal(host(any_backend, g), host(any_backend, r)), f"{name} {ctx.__name__}"
+    with pytest.raises(ValueError, match="dy"):
+        backprop(any_backend.asarray(np.ones((1, 1, 1, 1), dtype)))
 
 
 @pytest.mark.parametrize("shape", [(4, 3, 5, 5), (7,), ()])
@@ -509,12 +540,34 @@ def test_max_pool2d_grad_nan_falls_back(backend):
     assert int(np.count_nonzero(host(backend, fast))) == 4
 
 
+@pytest.mark.parametrize(("kernel", "stride"), POOL)
+def test_max_pool2d_vjp_equals_max_pool2d_and_its_grad_bit_for_bit(any_backend, dtype, kernel, stride, rng):
+    x_h = np.round(rng.normal(size=(2, 3, 7, 8))).astype(dtype)  # ties: the first maximum gets dy
+    x_h[0, 0, 0, 0] = np.nan  # a NaN window: the fast backward declines to the reference
+    x = any_backend.asarray(x_h)
+    for ctx in (_nullcontext, reference_only):
+        with ctx():
+            y, backprop = F.max_pool2d_vjp(x, kernel=kernel, stride=stride)
+            want_y = F.max_pool2d(x, kernel=kernel, stride=stride)
+            assert np.array_equal(host(any_backend, y), host(any_backend, want_y), equal_nan=True)
+            dy_h = rng.normal(size=tuple(y.shape)).astype(dtype)
+            dy_h[1, 0, 0, 0] = np.inf
+            dy = any_backend.asarray(dy_h)
+            want = F.max_pool2d_grad(x, dy, kernel=kernel, stride=stride)
+            assert np.array_equal(host(any_backend, backprop(dy)), host(any_backend, want), equal_nan=True)
+
+
 def test_unsupported_conv_inputs_fall_back():
     x = np.zeros((1, 1, 4, 4), np.float16)
     w = np.zeros((1, 1, 2, 2), np.float16)
     assert _numpy_fast._np_conv2d(x, w, None, stride=(1, 1), padding=(0, 0)) is None
     assert _numpy_fast._np_max_pool2d(x, kernel=(2, 2), stride=(2, 2)) is None
     assert _numpy_fast._np_conv2d_grad(x, w, None, np.zeros((1, 1, 3, 3), np.float16), stride=(1, 1), padding=(0, 0)) is None
+    assert _numpy_fast._np_conv2d_vjp(x, w, None, stride=(1, 1), padding=(0, 0)) is None
+    assert _numpy_fast._np_max_pool2d_vjp(x, kernel=(2, 2), stride=(2, 2)) is None
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    _, backprop = _numpy_fast._np_conv2d_vjp(x32, w32, None, stride=(1, 1), padding=(0, 0))
+    assert backprop(np.zeros((1, 1, 3, 3), np.float64), input_grad=True) is None  # another dtype than the forward's
     fast, ref = both(F.conv2d, x, w, None)
     assert fast.dtype == ref.dtype and np.array_equal(fast, ref)
 

@@ -183,6 +183,19 @@ def test_conv2d_central_differences(backend):
 # -------------------------------------------------------------------- max_pool2d
 
 
+def test_conv_geometry_checks_after_a_good_call():
+    """stride and padding are remembered once checked; values equal to a good one but of another kind stay errors."""
+    x, w = np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2))
+    F.conv2d(x, w, None, stride=1, padding=(1, 1))
+    for bad in (True, 1.0, (1.0, 1), (True, 1), "1"):
+        with pytest.raises(TypeError, match="stride must be an int or a pair of ints"):
+            F.conv2d(x, w, None, stride=bad)
+    for bad in (0, (0, 1), [0, 1]):
+        with pytest.raises(ValueError, match="stride must be >= 1"):
+            F.conv2d(x, w, None, stride=bad)
+    assert F.conv2d(x, w, None, stride=[2, 2]).shape == F.conv2d(x, w, None, stride=2).shape == (1, 1, 2, 2)
+
+
 def test_max_pool2d_matches_torch(backend, dtype, rng, close):
     """Random kernels and strides, overlapping windows, and many ties (values in {0, 1, 2})."""
     for i in range(30):

@@ -258,20 +258,86 @@ def test_prob_nonzero_grad_central_differences(backend, rng):
     check_grad(_host_fn(backend, rp.hard_concrete_prob_nonzero), la, dp, analytic, name="prob_nonzero_grad")
 
 
-def test_sample_grad_vs_torch_autograd(backend, dtype, rng, close):
-    torch = pytest.importorskip("torch")
+def _autograd_inputs(rng, dtype):
+    """Gate locations, noise (0 and 1 included) and ``dz`` for the autograd tests, rounded to ``dtype``."""
     la = host(rng.normal(0.0, 2.0, size=6), dtype)
     u = host(kink_free_noise(rng, la, (4, 6)), dtype)
     u[0, :2] = [0.0, 1.0]
-    dz = host(rng.normal(size=(4, 6)), dtype)
+    return la, u, host(rng.normal(size=(4, 6)), dtype)
+
+
+def _torch_sample_and_grad(la, u, dz):
+    """The sample and its gradient by torch autograd, in float64."""
+    torch = pytest.importorskip("torch")
     la_t = torch.tensor(la, dtype=torch.float64, requires_grad=True)
     with np.errstate(divide="ignore"):
         logit_u = torch.tensor(np.log(u) - np.log1p(-u))
     z = torch.clamp(torch.sigmoid((logit_u + la_t) / BETA) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
     (z * torch.tensor(dz)).sum().backward()
+    return z.detach().numpy(), la_t.grad.numpy()
+
+
+def test_sample_grad_vs_torch_autograd(backend, dtype, rng, close):
+    la, u, dz = _autograd_inputs(rng, dtype)
+    _, want = _torch_sample_and_grad(la, u, dz)
     ours = rp.hard_concrete_sample_grad(*(backend.asarray(a, dtype) for a in (la, u, dz)))
     assert ours.dtype == backend.asarray(la, dtype).dtype
-    close(ours, la_t.grad.numpy(), dtype, "hard_concrete_sample_grad vs autograd", scale=4)
+    close(ours, want, dtype, "hard_concrete_sample_grad vs autograd", scale=4)
+
+
+# --------------------------------------------------------------------------- fused sample and gradient
+
+
+FUSED_SHAPES = [((8,), (8,)), ((6,), (4, 6)), ((3, 1), (3, 5)), ((), (5,)), ((0,), (0,))]
+
+
+@pytest.mark.parametrize(("la_shape", "u_shape"), FUSED_SHAPES)
+def test_sample_and_grad_equal_the_two_functions_bit_for_bit(backend, dtype, rng, la_shape, u_shape):
+    la = host(rng.normal(0.0, 2.0, size=la_shape), dtype)
+    out_shape = np.broadcast_shapes(la_shape, u_shape)
+    u = host(rng.uniform(0.0, 1.0, size=out_shape), dtype)
+    u.reshape(-1)[:2] = [0.0, 1.0][: u.size]
+    dz = host(rng.normal(size=out_shape), dtype)
+    la_b, u_b, dz_b = (backend.asarray(a, dtype) for a in (la, u, dz))
+    z, g = rp.hard_concrete_sample_and_grad(la_b, u_b, dz_b, beta=0.5, gamma=-0.2, zeta=1.3)
+    z_vjp, backprop = rp.hard_concrete_sample_vjp(la_b, u_b, beta=0.5, gamma=-0.2, zeta=1.3)
+    want_z = backend.to_numpy(rp.hard_concrete_sample(la_b, u_b, beta=0.5, gamma=-0.2, zeta=1.3))
+    want_g = backend.to_numpy(rp.hard_concrete_sample_grad(la_b, u_b, dz_b, beta=0.5, gamma=-0.2, zeta=1.3))
+    for got, want, what in ((z, want_z, "z"), (z_vjp, want_z, "vjp z"), (g, want_g, "grad"),
+                            (backprop(dz_b), want_g, "vjp grad")):
+        got = backend.to_numpy(got)
+        assert got.dtype == want.dtype and got.shape == want.shape, what
+        assert np.array_equal(got, want), f"{what} on {backend.name} {dtype}: {got} != {want}"
+    assert tuple(g.shape) == la_shape
+
+
+def test_sample_and_grad_central_differences(backend, rng):
+    la = rng.normal(0.0, 2.0, size=(3, 1))
+    u = kink_free_noise(rng, la, (3, 5))
+    dz = rng.normal(size=(3, 5))
+    u_b = backend.asarray(u, "float64")
+    z, g = rp.hard_concrete_sample_and_grad(backend.asarray(la), u_b, backend.asarray(dz))
+    np.testing.assert_array_equal(backend.to_numpy(z), backend.to_numpy(rp.hard_concrete_sample(backend.asarray(la), u_b)))
+    check_grad(_host_fn(backend, rp.hard_concrete_sample, u_b), la, dz, backend.to_numpy(g), name="hard_concrete_sample_and_grad")
+
+
+def test_sample_and_grad_vs_torch_autograd(backend, dtype, rng, close):
+    la, u, dz = _autograd_inputs(rng, dtype)
+    want_z, want_g = _torch_sample_and_grad(la, u, dz)
+    z, g = rp.hard_concrete_sample_and_grad(*(backend.asarray(a, dtype) for a in (la, u, dz)))
+    close(z, want_z, dtype, "hard_concrete_sample_and_grad z vs torch")
+    close(g, want_g, dtype, "hard_concrete_sample_and_grad vs autograd", scale=4)
+
+
+def test_sample_vjp_checks_dz(backend):
+    la, u = backend.asarray(np.zeros(3)), backend.asarray(np.full(3, 0.5))
+    _, backprop = rp.hard_concrete_sample_vjp(la, u)
+    with pytest.raises(ValueError, match=r"dz must have the sample's shape \(3,\)"):
+        backprop(backend.asarray(np.ones(4)))
+    with pytest.raises(TypeError, match="dz"):
+        backprop([1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="dz must have the sample's shape"):
+        rp.hard_concrete_sample_and_grad(la, u, backend.asarray(np.ones(2)))
 
 
 def test_prob_nonzero_grad_vs_torch_autograd(backend, dtype, rng, close):

@@ -212,6 +212,16 @@ def _np_global_mask_keep(flats, k, *, magnitude):
     return _np_select_keep(list(flats), k, magnitude)
 
 
+#: Elements per chunk of the fused elementwise chains: the chunk's buffers stay in the
+#: CPU's L2 cache between the chain's passes, instead of streaming each pass through memory.
+_NP_CHUNK = 32768
+
+
+def _np_chunks_of(size):
+    """``slice`` objects covering ``range(size)`` in runs of ``_NP_CHUNK``."""
+    return [slice(i, min(i + _NP_CHUNK, size)) for i in range(0, size, _NP_CHUNK)]
+
+
 # ============================================================================ hard concrete: NumPy
 
 
@@ -242,65 +252,90 @@ def _np_all_finite(x, np):
     return bool(np.isfinite(np.minimum.reduce(x, axis=None))) and bool(np.isfinite(np.maximum.reduce(x, axis=None)))
 
 
-def _np_stretched(log_alpha, u, beta, shape, dtype, np):
-    """``s`` of :func:`refprune.gates._stretched` in two private buffers: returns ``(s, scratch)``.
+def _np_stretched(log_alpha, u, beta, s, a, positive, np):
+    """``s`` of :func:`refprune.gates._stretched`, written into ``s`` (``a``, ``positive``: buffers of its shape).
 
     Same operations in the same order as the reference; ``u = 0`` and ``u = 1`` run
     through ``logit = -inf / +inf``, whose stable sigmoid is exactly 0 / 1.
     """
-    a = np.empty(shape, dtype=dtype)
-    b = np.empty(shape, dtype=dtype)
     with np.errstate(divide="ignore"):
         np.log(u, out=a)
-        np.negative(u, out=b)
-        np.log1p(b, out=b)
-    np.subtract(a, b, out=a)  # logit(u)
+        np.negative(u, out=s)
+        np.log1p(s, out=s)
+    np.subtract(a, s, out=a)  # logit(u)
     np.add(a, log_alpha, out=a)
     np.divide(a, beta, out=a)  # x
-    positive = a >= 0
-    np.abs(a, out=b)
-    np.negative(b, out=b)
-    np.exp(b, out=b)  # e = exp(-|x|)
-    np.add(b, 1.0, out=a)  # 1 + e
-    np.maximum(b, positive, out=b)  # numerator: 1 where x >= 0, else e (0 <= e <= 1; no masked write)
-    np.divide(b, a, out=b)
-    return b, a
+    np.greater_equal(a, 0, out=positive)
+    np.abs(a, out=s)
+    np.negative(s, out=s)
+    np.exp(s, out=s)  # e = exp(-|x|)
+    np.add(s, 1.0, out=a)  # 1 + e
+    np.maximum(s, positive, out=s)  # numerator: 1 where x >= 0, else e (0 <= e <= 1; no masked write)
+    np.divide(s, a, out=s)
 
 
-def _np_hc_sample(log_alpha, u, *, beta, gamma, zeta):
+def _np_gate_chunks(shape, *arrays):
+    """Slices of the flattened ``shape`` to compute in, and ``arrays`` flattened for them.
+
+    Chunks of ``_NP_CHUNK`` when every array has the full ``shape`` and is contiguous (their
+    flat views are then free), else one chunk over the arrays as they are (broadcasting).
+    """
+    if all(a.shape == shape and a.flags.c_contiguous for a in arrays):
+        size = math.prod(shape)
+        return _np_chunks_of(size), [a.reshape(-1) for a in arrays], (size,)
+    return [...], list(arrays), shape
+
+
+def _np_hc_forward(log_alpha, u, *, beta, gamma, zeta):
+    """``(z, s)`` of ``refprune.gates._sample_forward``, chunk by chunk, or None."""
     import numpy as np
 
     dtype = _np_gate_inputs((log_alpha, u))
     if dtype is None or not _np_unit_interval(u, np):
         return None
     shape = np.broadcast_shapes(log_alpha.shape, u.shape)
-    s, _ = _np_stretched(log_alpha, u, beta, shape, dtype, np)
-    np.multiply(s, zeta - gamma, out=s)
-    np.add(s, gamma, out=s)
-    np.maximum(s, 0.0, out=s)  # clip(s_bar, 0, 1)
-    return np.minimum(s, 1.0, out=s)
+    chunks, (la, uu), flat_shape = _np_gate_chunks(shape, log_alpha, u)
+    z, s = np.empty(flat_shape, dtype=dtype), np.empty(flat_shape, dtype=dtype)
+    n = min(_NP_CHUNK, math.prod(flat_shape)) if len(chunks) > 1 else None
+    a = np.empty(flat_shape if n is None else n, dtype=dtype)
+    positive = np.empty(a.shape, dtype=bool)
+    for sl in chunks:
+        a_c, p_c = (a, positive) if n is None else (a[: sl.stop - sl.start], positive[: sl.stop - sl.start])
+        s_c, z_c = s[sl], z[sl]
+        _np_stretched(la[sl], uu[sl], beta, s_c, a_c, p_c, np)
+        np.multiply(s_c, zeta - gamma, out=z_c)
+        np.add(z_c, gamma, out=z_c)
+        np.maximum(z_c, 0.0, out=z_c)  # clip(s_bar, 0, 1)
+        np.minimum(z_c, 1.0, out=z_c)
+    return z.reshape(shape), s.reshape(shape)
 
 
-def _np_hc_sample_grad(log_alpha, u, dz, *, beta, gamma, zeta):
+def _np_hc_backward(log_alpha, s, dz, *, beta, gamma, zeta):
+    """``d log_alpha`` of ``refprune.gates._sample_backward``, chunk by chunk, or None."""
     import numpy as np
 
-    dtype = _np_gate_inputs((log_alpha, u, dz))
-    if dtype is None or not _np_unit_interval(u, np):
-        return None
-    shape = np.broadcast_shapes(log_alpha.shape, u.shape)
-    if dz.shape != shape or not _np_all_finite(dz, np):
+    dtype = _np_gate_inputs((log_alpha, s, dz))
+    if dtype is None or dz.shape != s.shape or not _np_all_finite(dz, np):
         return None  # a non-finite dz outside (0, 1) must give 0, not 0 * inf
-    s, a = _np_stretched(log_alpha, u, beta, shape, dtype, np)
-    np.multiply(s, zeta - gamma, out=a)
-    np.add(a, gamma, out=a)  # s_bar
-    inside = a > 0
-    inside &= a < 1
-    np.subtract(1.0, s, out=a)
-    np.multiply(s, a, out=a)  # s * (1 - s)
-    np.multiply(a, inside, out=a)  # 0 where the clip is active (a product: no masked write)
-    np.multiply(dz, (zeta - gamma) / beta, out=s)
-    np.multiply(s, a, out=s)
-    g = s
+    chunks, (ss, dzz), flat_shape = _np_gate_chunks(s.shape, s, dz)
+    g = np.empty(flat_shape, dtype=dtype)
+    n = min(_NP_CHUNK, math.prod(flat_shape)) if len(chunks) > 1 else None
+    a = np.empty(flat_shape if n is None else n, dtype=dtype)
+    inside, below = np.empty(a.shape, dtype=bool), np.empty(a.shape, dtype=bool)
+    for sl in chunks:
+        bufs = (a, inside, below) if n is None else tuple(b[: sl.stop - sl.start] for b in (a, inside, below))
+        (a_c, in_c, lo_c), s_c, g_c = bufs, ss[sl], g[sl]
+        np.multiply(s_c, zeta - gamma, out=a_c)
+        np.add(a_c, gamma, out=a_c)  # s_bar
+        np.greater(a_c, 0, out=in_c)
+        np.less(a_c, 1, out=lo_c)
+        in_c &= lo_c
+        np.subtract(1.0, s_c, out=a_c)
+        np.multiply(s_c, a_c, out=a_c)  # s * (1 - s)
+        np.multiply(a_c, in_c, out=a_c)  # 0 where the clip is active (a product: no masked write)
+        np.multiply(dzz[sl], (zeta - gamma) / beta, out=g_c)
+        np.multiply(g_c, a_c, out=g_c)
+    g = g.reshape(s.shape)
     lead = g.ndim - log_alpha.ndim
     if lead > 0:
         g = np.sum(g, axis=tuple(range(lead)))
@@ -359,6 +394,11 @@ def _np_conv2d(x, w, b, *, stride, padding):
 
     if _np_conv_inputs(x, w, b) is None:
         return None
+    return _np_conv2d_cols(x, w, b, stride, padding, np)[0]
+
+
+def _np_conv2d_cols(x, w, b, stride, padding, np):
+    """``(y, cols)``: the convolution and its im2col matrix."""
     n = x.shape[0]
     o, c, kh, kw = w.shape
     ho = (x.shape[2] + 2 * padding[0] - kh) // stride[0] + 1
@@ -367,7 +407,23 @@ def _np_conv2d(x, w, b, *, stride, padding):
     y = np.matmul(w.reshape(o, c * kh * kw), cols)  # (O, Ho*Wo*N)
     if b is not None:
         y += b[:, None]
-    return y.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
+    return y.reshape(o, ho, wo, n).transpose(3, 0, 1, 2), cols
+
+
+def _np_conv2d_vjp(x, w, b, *, stride, padding):
+    """``(y, backprop)`` of ``nn.functional.conv2d_vjp``: the backward reuses the forward's im2col, or None."""
+    import numpy as np
+
+    if _np_conv_inputs(x, w, b) is None:
+        return None
+    y, cols = _np_conv2d_cols(x, w, b, stride, padding, np)
+
+    def backprop(dy, *, input_grad):
+        if _np_conv_inputs(x, w, b, dy) is None:
+            return None
+        return _np_conv2d_grad_cols(x, w, b, dy, cols, stride=stride, padding=padding, input_grad=input_grad)
+
+    return y, backprop
 
 
 def _np_conv2d_grad(x, w, b, dy, *, stride, padding, input_grad=True):
@@ -375,13 +431,20 @@ def _np_conv2d_grad(x, w, b, dy, *, stride, padding, input_grad=True):
 
     if _np_conv_inputs(x, w, b, dy) is None:
         return None
+    cols = _np_cols(_np_padded_batch_last(x, padding, np), w.shape[2:], stride, dy.shape[2:], np)
+    return _np_conv2d_grad_cols(x, w, b, dy, cols, stride=stride, padding=padding, input_grad=input_grad)
+
+
+def _np_conv2d_grad_cols(x, w, b, dy, cols, *, stride, padding, input_grad):
+    """``_np_conv2d_grad`` with the im2col matrix ``cols`` of ``x`` given."""
+    import numpy as np
+
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     ho, wo = dy.shape[2], dy.shape[3]
     sh, sw = stride
     ph, pw = padding
     dy2 = dy.transpose(1, 2, 3, 0).reshape(o, ho * wo * n)  # a view when dy is batch-last
-    cols = _np_cols(_np_padded_batch_last(x, padding, np), (kh, kw), stride, (ho, wo), np)
     dw = np.matmul(dy2, cols.T).reshape(w.shape)
     del cols
     db = None if b is None else dy.sum(axis=(0, 2, 3))
@@ -415,30 +478,48 @@ def _np_pool_out(x, kernel, stride):
 
 
 def _np_max_pool2d(x, *, kernel, stride):
-    import numpy as np
-
-    if _np_conv_inputs(x, None, None) is None:
-        return None
-    out_hw = _np_pool_out(x, kernel, stride)
-    xt = np.ascontiguousarray(x.transpose(1, 2, 3, 0))
-    m = _np_pool_max(_np_pool_views(xt, kernel, stride, out_hw), np)
-    return m.transpose(3, 0, 1, 2)
+    out = _np_max_pool2d_vjp(x, kernel=kernel, stride=stride)
+    return None if out is None else out[0]
 
 
 def _np_max_pool2d_grad(x, dy, *, kernel, stride):
     """The window's first maximum (row-major scan) gets ``dy``; overlapping windows add up."""
     import numpy as np
 
-    if _np_conv_inputs(x, None, None, dy) is None or not _np_all_finite(dy, np):
-        return None  # a non-finite dy must not reach the other entries as 0 * inf
+    if _np_conv_inputs(x, None, None, dy) is None:
+        return None
+    out_hw = _np_pool_out(x, kernel, stride)
+    views = _np_pool_views(np.ascontiguousarray(x.transpose(1, 2, 3, 0)), kernel, stride, out_hw)
+    return _np_max_pool2d_grad_views(x, dy, views, _np_pool_max(views, np), kernel=kernel, stride=stride)
+
+
+def _np_max_pool2d_vjp(x, *, kernel, stride):
+    """``(y, backprop)`` of ``nn.functional.max_pool2d_vjp``: the backward reuses the forward's maxima, or None."""
+    import numpy as np
+
+    if _np_conv_inputs(x, None, None) is None:
+        return None
     out_hw = _np_pool_out(x, kernel, stride)
     views = _np_pool_views(np.ascontiguousarray(x.transpose(1, 2, 3, 0)), kernel, stride, out_hw)
     m = _np_pool_max(views, np)
-    if np.isnan(m).any():
-        return None  # the reference hands dy to the first NaN
+
+    def backprop(dy):
+        if _np_conv_inputs(x, None, None, dy) is None:
+            return None
+        return _np_max_pool2d_grad_views(x, dy, views, m, kernel=kernel, stride=stride)
+
+    return m.transpose(3, 0, 1, 2), backprop
+
+
+def _np_max_pool2d_grad_views(x, dy, views, m, *, kernel, stride):
+    """``_np_max_pool2d_grad`` from the windows ``views`` of ``x`` (batch last) and their maxima ``m``."""
+    import numpy as np
+
+    if not _np_all_finite(dy, np) or np.isnan(m).any():
+        return None  # a non-finite dy must not reach the other entries as 0 * inf; the reference hands dy to the first NaN
     n, c, h, w = x.shape
     dxt = np.zeros((c, h, w, n), dtype=x.dtype)
-    dx_views = _np_pool_views(dxt, kernel, stride, out_hw)
+    dx_views = _np_pool_views(dxt, kernel, stride, m.shape[1:3])
     dyt = dy.transpose(1, 2, 3, 0)
     overlap = stride[0] < kernel[0] or stride[1] < kernel[1]
     taken = np.zeros(m.shape, dtype=bool)
@@ -465,9 +546,10 @@ def _np_max_pool2d_grad(x, dy, *, kernel, stride):
 def _np_adam_update(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, bias2_sqrt):
     """``(new_p, new_m, new_v)`` of ``refprune.nn.optim._adam_update``, or None.
 
-    Same operations in the same order as the reference, each written into one of the
-    three new arrays returned (``new_p`` serves as the scratch buffer until its last
-    line). None unless the four are NumPy arrays of one float dtype and shape, at least 1-d.
+    Same operations in the same order as the reference, chunk by chunk (``_NP_CHUNK``
+    elements, so that the chain's passes hit the cache), each written into one of the three
+    new arrays returned. None unless the four are NumPy arrays of one float dtype and shape,
+    at least 1-d.
     """
     import numpy as np
 
@@ -476,12 +558,27 @@ def _np_adam_update(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, b
         return None
     if any(a.dtype != p.dtype or a.shape != p.shape for a in arrays[1:]):
         return None
-    scratch = np.empty_like(p)
+    flat = [a.reshape(-1) for a in arrays]  # a copy only for a non-contiguous input
+    new = [np.empty(p.size, dtype=p.dtype) for _ in range(3)]
+    scratch = np.empty(min(p.size, _NP_CHUNK), dtype=p.dtype)
+    for sl in _np_chunks_of(p.size):
+        _np_adam_chunk(
+            *(a[sl] for a in flat), *(a[sl] for a in new), scratch[: sl.stop - sl.start],
+            lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, bias1=bias1, bias2_sqrt=bias2_sqrt,
+        )
+    return tuple(a.reshape(p.shape) for a in new)
+
+
+def _np_adam_chunk(p, g, m, v, new_p, new_m, new_v, scratch, *, lr, beta1, beta2, eps, weight_decay, bias1,
+                   bias2_sqrt):
+    """One chunk of :func:`_np_adam_update`, into ``new_p``, ``new_m``, ``new_v`` (``scratch``: a buffer)."""
+    import numpy as np
+
     if weight_decay:
-        g = np.add(g, np.multiply(p, weight_decay, out=scratch))  # g + wd * p: a new array
-    new_m = np.multiply(m, beta1)
+        g = np.add(g, np.multiply(p, weight_decay, out=scratch), out=new_p)  # g + wd * p
+    np.multiply(m, beta1, out=new_m)
     new_m += np.multiply(g, 1.0 - beta1, out=scratch)
-    new_v = np.multiply(v, beta2)
+    np.multiply(v, beta2, out=new_v)
     np.multiply(g, g, out=scratch)
     scratch *= 1.0 - beta2
     new_v += scratch
@@ -490,7 +587,7 @@ def _np_adam_update(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, b
     denom += eps
     step = np.divide(new_m, denom, out=scratch)
     step *= lr / bias1
-    return np.subtract(p, step, out=scratch), new_m, new_v
+    np.subtract(p, step, out=new_p)
 
 
 # ============================================================================ N:M and block masks: NumPy
@@ -808,12 +905,14 @@ FAST_PATHS = {
     "relu_grad": _np_relu_grad,
     "mask_keep": _np_mask_keep,
     "global_mask_keep": _np_global_mask_keep,
-    "hard_concrete_sample": _np_hc_sample,
-    "hard_concrete_sample_grad": _np_hc_sample_grad,
+    "hard_concrete_forward": _np_hc_forward,
+    "hard_concrete_backward": _np_hc_backward,
     "conv2d": _np_conv2d,
     "conv2d_grad": _np_conv2d_grad,
+    "conv2d_vjp": _np_conv2d_vjp,
     "max_pool2d": _np_max_pool2d,
     "max_pool2d_grad": _np_max_pool2d_grad,
+    "max_pool2d_vjp": _np_max_pool2d_vjp,
     "adam_update": _np_adam_update,
     "nm_keep": _np_nm_keep,
     "block_keep": _np_block_keep,

@@ -71,22 +71,21 @@ def _torch_unit_interval(u):
     return bool((lo >= 0) & (hi <= 1))
 
 
-def _torch_hc_sample(log_alpha, u, *, beta, gamma, zeta):
+def _torch_hc_forward(log_alpha, u, *, beta, gamma, zeta):
+    """``(z, s)`` of ``refprune.gates._sample_forward``, or None."""
     import torch
 
     if _torch_gate_inputs((log_alpha, u)) is None or (checking() and not _torch_unit_interval(u)):
         return None
     s = _torch_stretched(log_alpha, u, beta, torch)
-    return s.mul_(zeta - gamma).add_(gamma).clamp_(0.0, 1.0)
+    return (s * (zeta - gamma)).add_(gamma).clamp_(0.0, 1.0), s
 
 
-def _torch_hc_sample_grad(log_alpha, u, dz, *, beta, gamma, zeta):
+def _torch_hc_backward(log_alpha, s, dz, *, beta, gamma, zeta):
+    """``d log_alpha`` of ``refprune.gates._sample_backward``, or None."""
     import torch
 
-    if _torch_gate_inputs((log_alpha, u, dz)) is None or (checking() and not _torch_unit_interval(u)):
-        return None
-    s = _torch_stretched(log_alpha, u, beta, torch)
-    if tuple(dz.shape) != tuple(s.shape):
+    if _torch_gate_inputs((log_alpha, s, dz)) is None or tuple(dz.shape) != tuple(s.shape):
         return None
     s_bar = s * (zeta - gamma) + gamma
     inside = (s_bar > 0) & (s_bar < 1)
@@ -222,8 +221,8 @@ def _torch_sparsegpt_columns(w, u, *, block, counts, nm):
 FAST_PATHS = {
     "mask_keep": _torch_mask_keep,
     "global_mask_keep": _torch_global_mask_keep,
-    "hard_concrete_sample": _torch_hc_sample,
-    "hard_concrete_sample_grad": _torch_hc_sample_grad,
+    "hard_concrete_forward": _torch_hc_forward,
+    "hard_concrete_backward": _torch_hc_backward,
     "conv2d": _torch_conv2d,
     "conv2d_grad": _torch_conv2d_grad,
     "max_pool2d": _torch_max_pool2d,

@@ -33,6 +33,8 @@ Array([[ 5.,  7.],
 
 from __future__ import annotations
 
+import functools
+
 import math
 import numbers
 
@@ -55,8 +57,10 @@ __all__ = [
     "dense_grad",
     "conv2d",
     "conv2d_grad",
+    "conv2d_vjp",
     "max_pool2d",
     "max_pool2d_grad",
+    "max_pool2d_vjp",
     "relu",
     "relu_grad",
     "tanh",
@@ -87,7 +91,7 @@ __all__ = [
 
 
 def _shape(x):
-    return tuple(int(d) for d in x.shape)
+    return tuple(map(int, x.shape))
 
 
 def _check_ndim(name, x, ndim, layout):
@@ -124,7 +128,23 @@ def _check_shape(name, a, shape, hint=""):
 
 
 def _pair(name, value, *, minimum):
-    """``value`` as a pair of Python ints ``>= minimum``; an int means the same on both axes."""
+    """``value`` as a pair of Python ints ``>= minimum``; an int means the same on both axes.
+
+    Remembered per (name, value, minimum): a layer passes the same stride and padding at
+    every call, and at batch 1 this check was a fifth of a small network's forward.
+    """
+    if not isinstance(value, (int, tuple)):  # a list (unhashable) or a wrong kind: check it every time
+        return _pair_checked(name, value, minimum)
+    kinds = tuple(map(type, value)) if isinstance(value, tuple) else type(value)  # 1 == 1.0 == True as keys
+    try:
+        return _pair_cached(name, value, kinds, minimum)
+    except TypeError as exc:
+        if "unhashable" not in str(exc):
+            raise
+        return _pair_checked(name, value, minimum)
+
+
+def _pair_checked(name, value, minimum):
     items = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
     if len(items) != 2 or not all(is_int(v) for v in items):
         msg = f"{name} must be an int or a pair of ints (h, w), got {name}={value!r}"
@@ -134,6 +154,11 @@ def _pair(name, value, *, minimum):
         msg = f"{name} must be >= {minimum} on both axes, got {name}={value!r}"
         raise ValueError(msg)
     return items
+
+
+@functools.lru_cache(maxsize=256)
+def _pair_cached(name, value, kinds, minimum):
+    return _pair_checked(name, value, minimum)
 
 
 def _size(x):
@@ -445,6 +470,30 @@ def conv2d_grad(x, w, b, dy, /, *, stride=1, padding=0, input_grad=True, xp=None
     return dx, dw, db
 
 
+def conv2d_vjp(x, w, b, /, *, stride=1, padding=0, xp=None):
+    r"""``(y, backprop)``: :func:`conv2d` and a function ``dy -> (dx, dw, db)``, its :func:`conv2d_grad`.
+
+    ``backprop(dy, *, input_grad=True)`` returns what ``conv2d_grad(x, w, b, dy, ...)``
+    returns, bit for bit; a backend's fast path keeps what the forward built for the
+    backward (NumPy: the im2col matrix :math:`X_{col}` of :math:`dW = dY\,X_{col}^\top`)
+    instead of building it again. Parameters as for :func:`conv2d`.
+    """
+    xp, _, stride, padding, _ = _conv_args(x, w, b, stride, padding, xp, fn="conv2d")
+    fast = delegate("conv2d_vjp", xp, x, w, b, stride=stride, padding=padding) if _size(w) and _size(x) else None
+    y, fast_backprop = fast if fast is not None else (conv2d(x, w, b, stride=stride, padding=padding, xp=xp), None)
+
+    def backprop(dy, *, input_grad=True):
+        _float_ns(xp, x=x, dy=dy)
+        grads = None
+        if fast_backprop is not None and tuple(dy.shape) == tuple(y.shape):
+            grads = fast_backprop(dy, input_grad=bool(input_grad))
+        if grads is None:  # a dy that the fast path does not take: the reference (and its messages)
+            grads = conv2d_grad(x, w, b, dy, stride=stride, padding=padding, input_grad=input_grad, xp=xp)
+        return grads
+
+    return y, backprop
+
+
 # -------------------------------------------------------------------- max_pool2d
 
 
@@ -514,6 +563,26 @@ def max_pool2d_grad(x, dy, /, *, kernel, stride=None, xp=None):
     dy5 = xp.expand_dims(xp.permute_dims(dy, (1, 2, 3, 0)), axis=1)  # (C, 1, Ho, Wo, N)
     cols = xp.where(hit, dy5, _zeros(xp, (), x))  # where, not a product: 0*inf would be NaN
     return xp.permute_dims(_col2im(cols, kernel, stride, (h, w), xp), (3, 0, 1, 2))
+
+
+def max_pool2d_vjp(x, /, *, kernel, stride=None, xp=None):
+    r"""``(y, backprop)``: :func:`max_pool2d` and a function ``dy -> dx``, its :func:`max_pool2d_grad`.
+
+    ``backprop(dy)`` equals ``max_pool2d_grad(x, dy, ...)`` bit for bit; a backend's fast
+    path keeps the forward's window maxima for it instead of pooling again.
+    """
+    xp, kernel, stride, _ = _pool_args(x, kernel, stride, xp, fn="max_pool2d")
+    fast = delegate("max_pool2d_vjp", xp, x, kernel=kernel, stride=stride) if _size(x) else None
+    y, fast_backprop = fast if fast is not None else (max_pool2d(x, kernel=kernel, stride=stride, xp=xp), None)
+
+    def backprop(dy):
+        _float_ns(xp, x=x, dy=dy)
+        dx = None
+        if fast_backprop is not None and tuple(dy.shape) == tuple(y.shape):
+            dx = fast_backprop(dy)
+        return dx if dx is not None else max_pool2d_grad(x, dy, kernel=kernel, stride=stride, xp=xp)
+
+    return y, backprop
 
 
 # ------------------------------------------------------------------- activations

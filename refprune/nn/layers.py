@@ -39,6 +39,7 @@ array([[1., 0.],
 
 from __future__ import annotations
 
+import functools
 import math
 
 from .. import gates
@@ -212,19 +213,29 @@ class Conv2d(Layer):
         self.padding = padding
 
     def forward(self, x, *, train=False, rng=None):
-        self._cache = x
-        return F.conv2d(x, self.param("w"), self.param("b"), stride=self.stride, padding=self.padding)
+        y, self._cache = _conv_and_backprop(self, x, train)
+        return y
 
     def backward(self, dy, *, input_grad=True):
-        x = self._cached()
-        dx, dw, db = F.conv2d_grad(
-            x, self.param("w"), self.param("b"), dy, stride=self.stride, padding=self.padding, input_grad=input_grad
-        )
+        dx, dw, db = self._cached()(dy, input_grad=input_grad)
         self._set_grads(w=dw, b=db)
         return dx
 
     def output_shape(self, shape):
         return conv_output_shape(shape, self.params["w"].shape, self.stride, self.padding)
+
+
+def _conv_and_backprop(layer, x, train):
+    """``(y, backprop)`` of ``layer``'s convolution: training keeps the forward's im2col for the backward
+    (:func:`~refprune.nn.functional.conv2d_vjp`); inference keeps only ``x`` (no closure over a large im2col)."""
+    w, b, geometry = layer.param("w"), layer.param("b"), {"stride": layer.stride, "padding": layer.padding}
+    if train:
+        return F.conv2d_vjp(x, w, b, **geometry)
+
+    def backprop(dy, *, input_grad=True):
+        return F.conv2d_grad(x, w, b, dy, input_grad=input_grad, **geometry)
+
+    return F.conv2d(x, w, b, **geometry), backprop
 
 
 def conv_output_shape(shape, w_shape, stride, padding):
@@ -246,11 +257,14 @@ class MaxPool2d(Layer):
         self.stride = kernel if stride is None else stride
 
     def forward(self, x, *, train=False, rng=None):
-        self._cache = x
+        if train:
+            y, self._cache = F.max_pool2d_vjp(x, kernel=self.kernel, stride=self.stride)
+            return y
+        self._cache = functools.partial(F.max_pool2d_grad, x, kernel=self.kernel, stride=self.stride)
         return F.max_pool2d(x, kernel=self.kernel, stride=self.stride)
 
     def backward(self, dy, *, input_grad=True):
-        return F.max_pool2d_grad(self._cached(), dy, kernel=self.kernel, stride=self.stride)
+        return self._cached()(dy)
 
     def output_shape(self, shape):
         c, h, w = (int(d) for d in shape)
@@ -460,10 +474,11 @@ class _Gated(Layer):
         return int(self.params["log_alpha"].shape[0])
 
     def gates(self, x, *, train, rng):
-        """``(z, u)``: sampled gates and their noise when training, else the mode and None.
+        """``(z, backprop)``: sampled gates and their ``dz -> d log_alpha`` when training, else the mode and None.
 
         Training draws ``u ~ U(eps, 1-eps)`` of shape ``(n_gates,)`` (one gate vector per
-        minibatch) or ``(batch, n_gates)`` with ``local_rep``, from ``rng``.
+        minibatch) or ``(batch, n_gates)`` with ``local_rep``, from ``rng``; ``backprop`` is
+        :func:`~refprune.hard_concrete_sample_vjp`'s, which keeps the sample's stretched sigmoid.
         """
         log_alpha = self.params["log_alpha"]
         if not train:
@@ -473,24 +488,24 @@ class _Gated(Layer):
             raise ValueError(msg)
         shape = (int(x.shape[0]), self.n_gates) if self.local_rep else (self.n_gates,)
         u = rng.uniform(shape, dtype_name(log_alpha), GATE_NOISE_EPS, 1.0 - GATE_NOISE_EPS)
-        return gates.hard_concrete_sample(log_alpha, u, beta=self.temperature), u
+        return gates.hard_concrete_sample_vjp(log_alpha, u, beta=self.temperature)
 
-    def _log_alpha_grad(self, u, dz):
+    def _log_alpha_grad(self, backprop, dz):
         """Gradient to ``log_alpha`` from ``dz``, the gradient of the gates.
 
         ``dz`` has the gates' shape, or a leading batch axis over gates shared by the
         batch (one sample per minibatch in training, the mode at test time), which is
-        summed here. At test time (``u is None``) it is the gradient through the mode,
+        summed here. At test time (``backprop is None``) it is the gradient through the mode,
         using ``hard_concrete_mode(a) == hard_concrete_sample(a, 1/2, beta=1)``.
         """
         log_alpha = self.params["log_alpha"]
         xp = namespace(None, log_alpha=log_alpha)
-        if (u is None or not self.local_rep) and dz.ndim > log_alpha.ndim:
+        if (backprop is None or not self.local_rep) and dz.ndim > log_alpha.ndim:
             dz = xp.sum(dz, axis=0)
-        if u is None:
+        if backprop is None:
             half = xp.full_like(log_alpha, 0.5)
             return gates.hard_concrete_sample_grad(log_alpha, half, dz, beta=1.0)
-        return gates.hard_concrete_sample_grad(log_alpha, u, dz, beta=self.temperature)
+        return backprop(dz)
 
     def prob_nonzero(self):
         """:math:`P(z_g \\ne 0)` per gate (clamped to [eps, 1-eps] like the paper's code)."""
@@ -525,7 +540,10 @@ class _Gated(Layer):
 
     def _l0_terms(self, w, *, value, grads):
         """``(R, d_log_alpha, d_w)`` of the expected L0 penalty of ``w`` under this layer's gates."""
-        return l0_penalty_and_grad(self.params["log_alpha"], w, axis=0, value=value, grad=grads, **self._penalty_args())
+        return l0_penalty_and_grad(
+            self.params["log_alpha"], w, axis=0, value=value, grad=grads, w_grad=grads and bool(self.weight_decay),
+            **self._penalty_args(),
+        )
 
     def penalty_and_grads(self, *, value=True, grads=True):
         """``(R, grads)``: the penalty and its gradients by parameter name, in one pass.
@@ -600,9 +618,9 @@ class L0Dense(_Gated):
         )
 
     def forward(self, x, *, train=False, rng=None):
-        z, u = self.gates(x, train=train, rng=rng)
+        z, backprop = self.gates(x, train=train, rng=rng)
         xz = x * z
-        self._cache = (x, z, u, xz)
+        self._cache = (x, z, backprop, xz)
         return F.dense(xz, self.param("w"), self.param("b"))
 
     def backward(self, dy, *, input_grad=True):
@@ -620,7 +638,7 @@ class L0Dense(_Gated):
         ``input_grad`` is False. With a gate row per example (``local_rep``),
         :math:`dW = (x \odot z)^\top dy` and :math:`dz = (dy\,W^\top) \odot x`.
         """
-        x, z, u, xz = self._cached()
+        x, z, backprop, xz = self._cached()
         w = self.param("w")
         xp = namespace(None, dy=dy)
         if z.ndim == 1:
@@ -630,7 +648,7 @@ class L0Dense(_Gated):
         else:
             dxz, dw, db = F.dense_grad(xz, w, self.param("b"), dy)
             dz = dxz * x
-        self._set_grads(w=dw, b=db, log_alpha=self._log_alpha_grad(u, dz))
+        self._set_grads(w=dw, b=db, log_alpha=self._log_alpha_grad(backprop, dz))
         return None if dxz is None else dxz * z
 
     def penalty_and_grads(self, *, value=True, grads=True):
@@ -731,20 +749,17 @@ class L0Conv2d(_Gated):
         xp = namespace(None, x=x)
         if self.input_hw is None:
             self.input_hw = (int(x.shape[2]), int(x.shape[3]))
-        z, u = self.gates(x, train=train, rng=rng)
+        z, backprop = self.gates(x, train=train, rng=rng)
         z4 = xp.reshape(z, (-1, self.n_gates, 1, 1))
-        out = F.conv2d(x, self.param("w"), self.param("b"), stride=self.stride, padding=self.padding)
-        self._cache = (x, out, z4, u)
+        out, conv_backprop = _conv_and_backprop(self, x, train)
+        self._cache = (conv_backprop, out, z4, backprop)
         return out * z4
 
     def backward(self, dy, *, input_grad=True):
-        x, out, z4, u = self._cached()
+        conv_backprop, out, z4, backprop = self._cached()
         xp = namespace(None, dy=dy)
-        dx, dw, db = F.conv2d_grad(
-            x, self.param("w"), self.param("b"), dy * z4, stride=self.stride, padding=self.padding,
-            input_grad=input_grad,
-        )
-        dla = self._log_alpha_grad(u, xp.sum(dy * out, axis=(2, 3)))
+        dx, dw, db = conv_backprop(dy * z4, input_grad=input_grad)
+        dla = self._log_alpha_grad(backprop, xp.sum(dy * out, axis=(2, 3)))
         self._set_grads(w=dw, b=db, log_alpha=dla)
         return dx
 
