@@ -83,8 +83,8 @@ def band(request, monkeypatch):
     """``band``: force the bracket-and-band selection with tiny chunks on small arrays."""
     if request.param == "band":
         monkeypatch.setattr(_numpy_fast, "_SMALL", 0)
-        monkeypatch.setattr(_numpy_fast, "_SAMPLE", 64)
-        monkeypatch.setattr(_select, "_SAMPLE", 64)
+        monkeypatch.setattr(_numpy_fast, "SAMPLE", 64)
+        monkeypatch.setattr(_select, "SAMPLE", 64)
         monkeypatch.setattr(_numpy_fast, "_MIN_STRIDE", 1)
         monkeypatch.setattr(_numpy_fast, "_CHUNK_BYTES", 64)
     return request.param
@@ -303,11 +303,11 @@ def test_vectorized_selection_for_gpu_libraries(band, kind, rng):
         with reference_only():
             ref = rp.global_magnitude_mask([np.asarray(h) for h in hosts], amount=k)
         for xp, conv in ((xtorch, torch.from_numpy), (xnp, np.asarray)):
-            got = _select._xp_select_keep([conv(h) for h in hosts], k, True, xp)
+            got = _select.xp_select_keep([conv(h) for h in hosts], k, True, xp)
             assert all(np.array_equal(np.asarray(g), r) for g, r in zip(got, ref)), (xp.__name__, amount)
     nan = hosts[0].copy()
     nan[7] = np.nan
-    assert _select._xp_select_keep([torch.from_numpy(nan)], 10, True, xtorch) is None
+    assert _select.xp_select_keep([torch.from_numpy(nan)], 10, True, xtorch) is None
 
 
 # ----------------------------------------------------------------------------- hard concrete
@@ -712,10 +712,10 @@ def test_nm_and_block_nan_and_huge_values_fall_back(backend):
 
 
 def test_unsupported_nm_and_block_inputs_fall_back():
-    assert _numpy_fast._np_nm_keep(np.ones((2, 4, 1), np.float16), 2, magnitude=True) is None
-    assert _numpy_fast._np_nm_keep(np.ones((2, 4)), 2, magnitude=True) is None  # groups are 3-d
-    assert _numpy_fast._np_block_keep(np.ones((2, 2, 2)), (1, 1, 1), "l1", 1, magnitude=True) is None
-    assert _numpy_fast._np_block_keep(np.ones((4, 4), np.float16), (2, 2), "l1", 1, magnitude=True) is None
+    assert _numpy_fast.np_nm_keep(np.ones((2, 4, 1), np.float16), 2, magnitude=True) is None
+    assert _numpy_fast.np_nm_keep(np.ones((2, 4)), 2, magnitude=True) is None  # groups are 3-d
+    assert _numpy_fast.np_block_keep(np.ones((2, 2, 2)), (1, 1, 1), "l1", 1, magnitude=True) is None
+    assert _numpy_fast.np_block_keep(np.ones((4, 4), np.float16), (2, 2), "l1", 1, magnitude=True) is None
     w16 = np.asarray([[3.0, 1.0, 2.0, 1.0]], dtype=np.float16)
     fast, ref = both(rp.nm_mask, w16, n=2, m=4)
     assert np.array_equal(fast, ref) and fast.tolist() == [[True, False, True, False]]

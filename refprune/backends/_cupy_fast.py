@@ -7,9 +7,9 @@ input it does not handle, inputs never written to) are in ``refprune._dispatch``
 
 from __future__ import annotations
 
-from ._select import _xp_global_mask_keep, _xp_mask_keep
+from ._select import xp_global_mask_keep, xp_mask_keep
 
 FAST_PATHS = {
-    "mask_keep": _xp_mask_keep("array_api_compat.cupy"),
-    "global_mask_keep": _xp_global_mask_keep("array_api_compat.cupy"),
+    "mask_keep": xp_mask_keep("array_api_compat.cupy"),
+    "global_mask_keep": xp_global_mask_keep("array_api_compat.cupy"),
 }

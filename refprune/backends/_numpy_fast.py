@@ -6,7 +6,7 @@ input it does not handle, inputs never written to) are in ``refprune._dispatch``
 
 Masks: exact-k selection without a sort
 ---------------------------------------
-``_np_select_keep`` finds the score ``t`` at ascending rank ``k`` over one or several
+``np_select_keep`` finds the score ``t`` at ascending rank ``k`` over one or several
 arrays, keeps ``score >= t``, then un-keeps the surplus ties from the back (the tie
 rule: among equal scores the higher flat index, the later array, is pruned first).
 ``t`` comes from a bracket: a strided sample (at most 2^17 scores, at most one in
@@ -31,13 +31,19 @@ instead of a dozen temporaries.
 Convolution and pooling: torch's own convolution and its backward; for NumPy one
 im2col copy through ``sliding_window_view`` and one matmul, col2im by strided
 in-place adds into a private buffer, pooling by elementwise maxima of strided views.
+
+Shared with the other fast paths (their public names, nothing else is imported from here):
+``np_select_keep``, ``np_nm_keep``, ``np_block_keep`` (``_torch_fast`` runs them on the
+NumPy view of a CPU tensor), ``obs_sweep`` and ``Declined`` (SparseGPT's column loop for
+NumPy and torch CPU), ``SAMPLE`` (``_select`` brackets rank ``k`` with the same sample size).
 """
 
 from __future__ import annotations
 
 import math
 
-_SAMPLE = 1 << 17  # at most this many scores sampled to bracket the k-th ...
+#: At most this many scores are sampled to bracket the k-th (here and in ``_select``) ...
+SAMPLE = 1 << 17
 _MIN_STRIDE = 64  # ... and at most one in 64
 _SMALL = 1 << 18  # below this many scores, select with one partition of a copy
 _CHUNK_BYTES = 1 << 20  # NumPy chunk: fits the L2 cache
@@ -153,11 +159,26 @@ def _np_small_select(flats, k, magnitude, np):
     return out
 
 
-def _np_select_keep(flats, k, magnitude):
+def np_select_keep(flats, k, magnitude):
     """Keep masks (one per 1-D array) pruning exactly ``k`` scores by the tie rule, or None.
 
-    None for arrays that are not 1-D float32/float64 NumPy arrays of one dtype, and
-    when a NaN is found (the reference path then raises).
+    ``keep = score >= t`` with ``t`` the score at ascending rank ``k`` over all arrays
+    together, surplus ties un-kept from the back (see the module docstring).
+
+    Parameters
+    ----------
+    flats : list of numpy.ndarray
+        1-D float32/float64 arrays of one dtype, selected as one concatenated array.
+    k : int
+        How many scores to prune, ``0 <= k <= sum of the lengths``.
+    magnitude : bool
+        Rank ``|score|`` instead of ``score``.
+
+    Returns
+    -------
+    list of numpy.ndarray or None
+        One bool mask per array; None for other inputs and when a NaN is found (the
+        reference path then raises).
     """
     import numpy as np
 
@@ -173,7 +194,7 @@ def _np_select_keep(flats, k, magnitude):
             if np.isnan(c.max()):
                 return None
         return [np.full(f.shape[0], k == 0, dtype=bool) for f in flats]
-    stride = max(_MIN_STRIDE, n // _SAMPLE, 1)
+    stride = max(_MIN_STRIDE, n // SAMPLE, 1)
     sample = np.concatenate([f[::stride] for f in flats])
     sample = np.abs(sample) if magnitude else sample
     if np.isnan(sample.max()):
@@ -204,12 +225,12 @@ def _np_select_keep(flats, k, magnitude):
 
 
 def _np_mask_keep(flat, k, *, magnitude):
-    keeps = _np_select_keep([flat], k, magnitude)
+    keeps = np_select_keep([flat], k, magnitude)
     return None if keeps is None else keeps[0]
 
 
 def _np_global_mask_keep(flats, k, *, magnitude):
-    return _np_select_keep(list(flats), k, magnitude)
+    return np_select_keep(list(flats), k, magnitude)
 
 
 #: Elements per chunk of the fused elementwise chains: the chunk's buffers stay in the
@@ -633,7 +654,7 @@ _NM_ROWWISE = 64  # groups longer than this, one per row of a (groups, m) array,
 
 
 def _np_long_groups_keep(rows, n, magnitude, out):
-    """``_np_nm_keep`` for long contiguous groups, the rows of ``rows`` (e.g. Wanda's per-row masks).
+    """``np_nm_keep`` for long contiguous groups, the rows of ``rows`` (e.g. Wanda's per-row masks).
 
     Chunks of whole rows: the ``n``-th largest ``t`` of each row by a partition, keep ``s >= t``,
     and only in the rows that keep more than ``n`` (ties at ``t``) the reference's rule (the first
@@ -662,10 +683,12 @@ def _np_long_groups_keep(rows, n, magnitude, out):
     return out
 
 
-def _np_nm_keep(groups, n, *, magnitude):
+def np_nm_keep(groups, n, *, magnitude):
     """``patterns.nm_keep`` for an (A, m, B) float32/float64 NumPy array, or None (NaN: the reference raises).
 
-    Chunks of (a, m, b) groups, ``a * m * b`` scores each, so ``|w|`` is never built in full.
+    Keeps the ``n`` largest scores (``|groups|`` when ``magnitude``) of each group along
+    axis 1, by the tie rule. Chunks of (a, m, b) groups, ``a * m * b`` scores each, so
+    ``|w|`` is never built in full.
     """
     import numpy as np
 
@@ -762,8 +785,15 @@ def _np_reduce_offsets(a, axis, b, pool, out):
             op(dst, tail(o), out=dst)
 
 
-def _np_block_keep(x, block, pool, k, *, magnitude):
-    """``patterns.block_mask``'s pooling, selection and expansion for 1-D/2-D NumPy float arrays, or None."""
+def np_block_keep(x, block, pool, k, *, magnitude):
+    """``patterns.block_mask``'s pooling, selection and expansion for 1-D/2-D NumPy float arrays, or None.
+
+    Each ``block`` tile of ``x`` is pooled (``pool``: ``"l1"``, ``"l2"``, ``"mean"`` or
+    ``"max"``; of ``|x|`` when ``magnitude``), the ``k`` lowest tiles are pruned by
+    :func:`np_select_keep`, and the tile mask is expanded to the shape of ``x``. None
+    for other inputs, NaN tile scores and float64 entries large enough that the
+    reference rescales them.
+    """
     import numpy as np
 
     if type(x) is not np.ndarray or x.ndim not in (1, 2) or x.dtype.char not in "fd":
@@ -797,7 +827,7 @@ def _np_block_keep(x, block, pool, k, *, magnitude):
         scores /= size0[:, None] * size1[None, :]
     if np.isnan(scores).any():
         return None
-    keeps = _np_select_keep([scores.reshape(-1)], k, False)
+    keeps = np_select_keep([scores.reshape(-1)], k, False)
     if keeps is None:
         return None
     tiles = keeps[0].reshape(t0, t1)
@@ -825,7 +855,7 @@ def _np_relu_grad(x, dy):
 # ============================================================================ SparseGPT: NumPy (and torch CPU)
 
 
-def _obs_sweep(w, u, *, block, counts, nm, lib, select_flat, select_nm):
+def obs_sweep(w, u, *, block, counts, nm, lib, select_flat, select_nm):
     """``oneshot._sparsegpt_columns`` with in-place updates of a private copy of ``w``.
 
     The reference's operations in the same order on the same values: the rank-1 update
@@ -882,23 +912,27 @@ def _np_sparsegpt_columns(w, u, *, block, counts, nm):
     def select_flat(flat, k):
         keep = _np_mask_keep(flat, k, magnitude=False)
         if keep is None:
-            raise _Declined
+            raise Declined
         return keep
 
     def select_nm(groups, n):
-        keep = _np_nm_keep(groups, n, magnitude=False)
+        keep = np_nm_keep(groups, n, magnitude=False)
         if keep is None:
-            raise _Declined
+            raise Declined
         return keep
 
     try:
-        return _obs_sweep(w, u, block=block, counts=counts, nm=nm, lib=np, select_flat=select_flat, select_nm=select_nm)
-    except _Declined:  # a NaN score: the reference path reports it
+        return obs_sweep(w, u, block=block, counts=counts, nm=nm, lib=np, select_flat=select_flat, select_nm=select_nm)
+    except Declined:  # a NaN score: the reference path reports it
         return None
 
 
-class _Declined(Exception):
-    """A selection inside a fast path met an input it does not handle: run the reference path."""
+class Declined(Exception):
+    """A selection inside a fast path met an input it does not handle: run the reference path.
+
+    Raised by the ``select_flat``/``select_nm`` callables :func:`obs_sweep` is given, caught
+    by their caller, which then returns None.
+    """
 
 
 FAST_PATHS = {
@@ -914,7 +948,7 @@ FAST_PATHS = {
     "max_pool2d_grad": _np_max_pool2d_grad,
     "max_pool2d_vjp": _np_max_pool2d_vjp,
     "adam_update": _np_adam_update,
-    "nm_keep": _np_nm_keep,
-    "block_keep": _np_block_keep,
+    "nm_keep": np_nm_keep,
+    "block_keep": np_block_keep,
     "sparsegpt_columns": _np_sparsegpt_columns,
 }

@@ -1,6 +1,6 @@
 """Exact-k mask selection for libraries whose own ops use every core or a GPU (torch CUDA, CuPy).
 
-The same algorithm as ``_numpy_fast._np_select_keep`` (a sampled bracket around rank ``k``,
+The same algorithm as ``_numpy_fast.np_select_keep`` (a sampled bracket around rank ``k``,
 one band of candidates, the tie rule applied from the back), vectorized per array
 through the Array API namespace; the few native calls are ``kthvalue`` (torch) and
 ``partition`` (CuPy).
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import math
 
-from ._numpy_fast import _SAMPLE
+from ._numpy_fast import SAMPLE
 
 
-def _xp_select_keep(flats, k, magnitude, xp):
+def xp_select_keep(flats, k, magnitude, xp):
     """The same selection for torch and CuPy, vectorized per array (their ops use every core).
 
-    ``xp`` is the array-api-compat namespace; the few native calls are ``kthvalue``
-    (torch) and ``partition`` (CuPy).
+    Parameters and result as ``_numpy_fast.np_select_keep`` (1-D real float arrays of
+    one dtype and device; None for other inputs and on NaN). ``xp`` is the
+    array-api-compat namespace; the few native calls are ``kthvalue`` (torch) and
+    ``partition`` (CuPy).
     """
     dtypes = {str(f.dtype) for f in flats}
     if len(dtypes) != 1 or any(f.ndim != 1 for f in flats):
@@ -37,7 +39,7 @@ def _xp_select_keep(flats, k, magnitude, xp):
             return None
     if k == 0 or k == n:
         return [xp.full((int(f.shape[0]),), k == 0, dtype=xp.bool, device=dev) for f in flats]
-    stride = max(1, n // _SAMPLE)
+    stride = max(1, n // SAMPLE)
     sample = xp.sort(xp.concat([score(f)[::stride] for f in flats]))
     m = int(sample.shape[0])
     p = k / n
@@ -86,20 +88,24 @@ def _xp_select_keep(flats, k, magnitude, xp):
     return keeps
 
 
-def _xp_mask_keep(xp_name):
+def xp_mask_keep(xp_name):
+    """The ``"mask_keep"`` fast path (``masks.keep_flat``) for the namespace ``xp_name`` (imported when called)."""
+
     def mask_keep(flat, k, *, magnitude):
         from importlib import import_module
 
-        keeps = _xp_select_keep([flat], k, magnitude, import_module(xp_name))
+        keeps = xp_select_keep([flat], k, magnitude, import_module(xp_name))
         return None if keeps is None else keeps[0]
 
     return mask_keep
 
 
-def _xp_global_mask_keep(xp_name):
+def xp_global_mask_keep(xp_name):
+    """The ``"global_mask_keep"`` fast path (one budget over a list) for the namespace ``xp_name``."""
+
     def global_mask_keep(flats, k, *, magnitude):
         from importlib import import_module
 
-        return _xp_select_keep(list(flats), k, magnitude, import_module(xp_name))
+        return xp_select_keep(list(flats), k, magnitude, import_module(xp_name))
 
     return global_mask_keep

@@ -8,8 +8,8 @@ input it does not handle, inputs never written to) are in ``refprune._dispatch``
 from __future__ import annotations
 
 from .._array import checking
-from ._numpy_fast import _Declined, _np_block_keep, _np_nm_keep, _np_select_keep, _obs_sweep
-from ._select import _xp_select_keep
+from ._numpy_fast import Declined, np_block_keep, np_nm_keep, np_select_keep, obs_sweep
+from ._select import xp_select_keep
 
 
 def _torch_select_keep(flats, k, magnitude):
@@ -19,11 +19,11 @@ def _torch_select_keep(flats, k, magnitude):
     if not all(isinstance(f, torch.Tensor) and f.dtype in (torch.float32, torch.float64) for f in flats):
         return None
     if all(f.device.type == "cpu" for f in flats):
-        keeps = _np_select_keep([f.detach().numpy() for f in flats], k, magnitude)
+        keeps = np_select_keep([f.detach().numpy() for f in flats], k, magnitude)
         return None if keeps is None else [torch.from_numpy(keep) for keep in keeps]
     import array_api_compat.torch as xp
 
-    return _xp_select_keep(flats, k, magnitude, xp)
+    return xp_select_keep(flats, k, magnitude, xp)
 
 
 def _torch_mask_keep(flat, k, *, magnitude):
@@ -173,7 +173,7 @@ def _torch_nm_keep(groups, n, *, magnitude):
 
     if not _torch_cpu_float(groups):
         return None
-    keep = _np_nm_keep(groups.detach().numpy(), n, magnitude=magnitude)
+    keep = np_nm_keep(groups.detach().numpy(), n, magnitude=magnitude)
     return None if keep is None else torch.from_numpy(keep)
 
 
@@ -183,7 +183,7 @@ def _torch_block_keep(x, block, pool, k, *, magnitude):
 
     if not _torch_cpu_float(x):
         return None
-    keep = _np_block_keep(x.detach().numpy(), block, pool, k, magnitude=magnitude)
+    keep = np_block_keep(x.detach().numpy(), block, pool, k, magnitude=magnitude)
     return None if keep is None else torch.from_numpy(keep)
 
 
@@ -199,22 +199,22 @@ def _torch_sparsegpt_columns(w, u, *, block, counts, nm):
         return None
 
     def select_flat(flat, k):
-        keeps = _np_select_keep([flat.numpy()], k, False)
+        keeps = np_select_keep([flat.numpy()], k, False)
         if keeps is None:
-            raise _Declined
+            raise Declined
         return torch.from_numpy(keeps[0])
 
     def select_nm(groups, n):
-        keep = _np_nm_keep(groups.numpy(), n, magnitude=False)
+        keep = np_nm_keep(groups.numpy(), n, magnitude=False)
         if keep is None:
-            raise _Declined
+            raise Declined
         return torch.from_numpy(keep)
 
     try:
         with torch.no_grad():
-            return _obs_sweep(w.detach(), u.detach(), block=block, counts=counts, nm=nm, lib=torch,
-                              select_flat=select_flat, select_nm=select_nm)
-    except _Declined:
+            return obs_sweep(w.detach(), u.detach(), block=block, counts=counts, nm=nm, lib=torch,
+                             select_flat=select_flat, select_nm=select_nm)
+    except Declined:
         return None
 
 
