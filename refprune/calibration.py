@@ -87,9 +87,8 @@ def layer_inputs(layer, x):
     if getattr(layer, "kind", None) == "dense" and not layer.gated:
         return {"w": xp.reshape(x, (-1, int(x.shape[-1])))}
     if getattr(layer, "kind", None) == "conv" and not layer.gated:
-        w = layer.params["w"]
-        cols = F._conv_cols(x, tuple(int(d) for d in w.shape[2:]), F._pair("stride", layer.stride, minimum=1),
-                            F._pair("padding", layer.padding, minimum=0), xp)
+        kernel = tuple(int(d) for d in layer.params["w"].shape[2:])
+        cols = F.conv_patches(x, kernel=kernel, stride=layer.stride, padding=layer.padding, xp=xp)
         return {"w": xp.permute_dims(cols, (1, 0))}
     if hasattr(layer, "linear_inputs"):
         return layer.linear_inputs(x)

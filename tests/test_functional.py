@@ -180,6 +180,22 @@ def test_conv2d_central_differences(backend):
     check_grad(lambda a: conv(x, w, a), b, dy, backend.to_numpy(db), name="conv2d db")
 
 
+def test_conv_patches_are_torch_unfold(backend, rng, close):
+    """``conv_patches`` (the public im2col) is torch's ``unfold``, columns ordered (Ho, Wo, N)."""
+    for case in CONV_CORNERS:
+        n, c, h, w = (case[k] for k in ("n", "c", "h", "w"))
+        x = _host(rng, (n, c, h, w), "float64")
+        want = TF.unfold(_t(x, False), case["kernel"], stride=case["stride"], padding=case["padding"])  # (N, CK, L)
+        want = _np(want).transpose(1, 2, 0).reshape(want.shape[1], -1)
+        got = F.conv_patches(backend.asarray(x, dtype="float64"), kernel=case["kernel"], stride=case["stride"],
+                             padding=case["padding"])
+        close(got, want, "float64", f"conv_patches {case}")
+    with pytest.raises(ValueError, match="kernel must be >= 1"):
+        F.conv_patches(np.ones((1, 1, 3, 3)), kernel=0)
+    with pytest.raises(ValueError, match="x must be 4-D"):
+        F.conv_patches(np.ones((1, 3, 3)), kernel=2)
+
+
 # -------------------------------------------------------------------- max_pool2d
 
 

@@ -293,6 +293,36 @@ def _conv_cols(x, kernel, stride, padding, xp):
     return xp.reshape(cols, (c * k, ho * wo * n))
 
 
+def conv_patches(x, /, *, kernel, stride=1, padding=0, xp=None):
+    r"""The im2col matrix of ``x``: the input patch under every window of a 2-D convolution.
+
+    .. math::
+
+        P_{(c,i,j),\,(p,q,n)} = \tilde x_{n,c,\,p s_h + i,\,q s_w + j}
+
+    where :math:`\tilde x` is ``x`` zero-padded by ``padding`` on each side, so that
+    ``conv2d(x, w, None)`` is ``reshape(w, (O, C*kh*kw)) @ P`` laid out as ``(N, O, Ho, Wo)``.
+    Used for the inputs a conv layer's weights see (one-shot calibration); a helper,
+    not part of the protocol (not in ``__all__``).
+
+    Parameters
+    ----------
+    x : array, shape (N, C, H, W)
+    kernel, stride, padding : int or (int, int)
+        Window size, its step and the zero padding on each side, per axis (as :func:`conv2d`).
+
+    Returns
+    -------
+    patches : array, shape (C*kh*kw, Ho*Wo*N)
+    """
+    xp = namespace(xp, x=x)
+    _check_ndim("x", x, 4, "(N, C, H, W)")
+    kernel = _pair("kernel", kernel, minimum=1)
+    stride = _pair("stride", stride, minimum=1)
+    padding = _pair("padding", padding, minimum=0)
+    return _conv_cols(x, kernel, stride, padding, xp)
+
+
 def _conv_args(x, w, b, stride, padding, xp, *, fn):
     xp = _float_ns(xp, x=x, w=w, b=b)
     _check_ndim("x", x, 4, "(N, C, H, W)")
