@@ -66,8 +66,8 @@ def _networks(args, method, given, label, backend, notes):
     small = compact(model)
     flops = measures.flops(model)["total"], measures.flops(small)["total"]
     arch = measures.architecture(model)
-    notes.append(f"{label} ({folder}, {how}): architecture {measures._join(arch['before'])} -> "
-                 f"{measures._join(arch['after'])}, FLOPs {flops[0]} -> {flops[1]} ({flops[0] / flops[1]:.2f}x fewer)")
+    notes.append(f"{label} ({folder}, {how}): architecture {measures.architecture_string(arch)}, "
+                 f"FLOPs {flops[0]} -> {flops[1]} ({flops[0] / flops[1]:.2f}x fewer)")
     return {"model": model, "baked": baked, "small": small, "flops": flops, "torch": _torch_twins(model, small),
             "x": run_test_data(info["run"], backend=backend, dtype=model.dtype).x_test}
 

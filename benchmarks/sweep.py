@@ -101,7 +101,7 @@ def main(argv=None):
     grid = sweep.Grid([args.method], seeds=list(range(args.runs)), options={"data": ["digits"], "epochs": [args.epochs]})
     _warm()
     t0 = time.perf_counter()
-    client, cluster = sweep._client(None, args.workers, 1)  # the cluster refprune sweep starts
+    client, cluster = sweep.dask_client(None, args.workers, 1)  # the cluster refprune sweep starts
     client.wait_for_workers(args.workers)
     startup = time.perf_counter() - t0
     client.run(_warm)

@@ -68,7 +68,8 @@ from .checkpoints import CHECKPOINT
 from .runspec import RunSpec
 
 __all__ = ["Grid", "read_config", "split_values", "expand", "run_one", "run_sweep", "summarize", "plot_sweep",
-           "sweep_figure", "point_line", "SweepError", "INSTALL", "MANAGED", "default_workers"]
+           "sweep_figure", "point_line", "SweepError", "INSTALL", "MANAGED", "default_workers",
+           "dask_client"]
 
 INSTALL = "pip install 'refprune[sweep]' (or pip install 'dask[distributed]')"
 
@@ -278,7 +279,13 @@ def run_one(config):
 # ---------------------------------------------------------------------------------- the sweep
 
 
-def _client(scheduler, workers, threads):
+def dask_client(scheduler, workers, threads):
+    """``(client, cluster)``: a client of ``scheduler`` (cluster None), or of a new local cluster of ``workers``.
+
+    The local cluster is the one :func:`run_sweep` starts: one process per worker, one
+    thread each, ``threads`` BLAS threads per run, Ctrl-C left to this process. Close
+    both when done (``client.close()``, then ``cluster.close()`` when not None).
+    """
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -366,7 +373,7 @@ def run_sweep(grid, *, out, scheduler=None, workers=None, threads=1, client=None
               f"plotted at the sparsity reached", file=stream)
     own_client, cluster = client is None, None
     if own_client:
-        client, cluster = _client(scheduler, workers or default_workers(), threads)
+        client, cluster = dask_client(scheduler, workers or default_workers(), threads)
     try:
         records = _gather(client, specs, stream, poll)
     except KeyboardInterrupt:
