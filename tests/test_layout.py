@@ -54,30 +54,52 @@ def test_the_engine_module_holds_the_loop_and_its_old_names_still_import():
     assert "PhaseState" in _top_level_names(ROOT / "refprune" / "checkpoints.py")
 
 
-#: Private names one backend module still takes from another: the fast paths share their host kernels
-#: (left while the fast paths are being reworked for speed; see the closing note of issue 23).
-_FAST_PATH_SHARING = {"refprune/backends/_torch_fast.py", "refprune/backends/_cupy_fast.py",
-                      "refprune/backends/_select.py"}
+def _module_path(package, dotted):
+    """The folder or ``.py`` file of ``dotted`` under ``package``, or None when it names no module."""
+    path = package.joinpath(*dotted.split("."))
+    return path if path.is_dir() else path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
+
+
+def _private_uses(path):
+    """``(line, what)`` for each private name ``path`` takes from a refprune module it imports.
+
+    Both ways count: ``from refprune.x import _name`` and ``x._name`` on a module bound by
+    ``import refprune.x as x`` or ``from refprune import x``. Private *modules*
+    (``refprune._array``) are fine to import; their public names are their interface.
+    """
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    modules, found = {}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {alias.asname: ROOT / alias.name.replace(".", "/") for alias in node.names
+                        if alias.asname and alias.name.startswith("refprune.")}
+        if not isinstance(node, ast.ImportFrom) or not (node.level or (node.module or "").startswith("refprune")):
+            continue
+        package = path.parent.joinpath(*[".."] * (node.level - 1)) if node.level else ROOT
+        package = package.joinpath(*(node.module or "").split(".")) if node.module else package
+        for alias in node.names:
+            module = _module_path(package, alias.name)
+            if module is not None:
+                modules[alias.asname or alias.name] = module
+            elif alias.name.startswith("_"):
+                found.append((node.lineno, f"imports {alias.name} from {node.module or '.'}"))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                and node.attr.startswith("_") and not node.attr.startswith("__")
+                and _module_path(modules[node.value.id].with_suffix(""), node.attr) is None):
+            found.append((node.lineno, f"uses {node.value.id}.{node.attr}"))
+    return found
 
 
 def test_no_module_imports_another_modules_private_name():
     """What modules share is a public helper of its module (``masks.keep_flat``, ``_array.check_int``)."""
-    import ast
-
     found = []
-    for path in sorted((ROOT / "refprune").rglob("*.py")):
-        rel = path.relative_to(ROOT).as_posix()
-        if rel.startswith("refprune/conformance/") or rel in _FAST_PATH_SHARING:
-            continue  # the conformance suite's independent implementations and peers import nothing of ours
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not isinstance(node, ast.ImportFrom) or not (node.level or (node.module or "").startswith("refprune")):
-                continue
-            package = path.parent if node.level else ROOT
-            for part in (node.module or "").split(".") if not node.level else [*[".."] * (node.level - 1),
-                                                                            *(node.module or "").split(".")]:
-                package = package / part if part else package
-            for alias in node.names:
-                is_module = (package / alias.name).is_dir() or (package / f"{alias.name}.py").is_file()
-                if alias.name.startswith("_") and not is_module:
-                    found.append(f"{rel}:{node.lineno} imports {alias.name} from {node.module or '.'}")
+    for folder in ("refprune", "benchmarks", "scripts"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith("refprune/conformance/"):
+                continue  # the conformance suite's independent implementations and peers import nothing of ours
+            found += [f"{rel}:{line} {what}" for line, what in _private_uses(path)]
     assert not found, "\n".join(found)
