@@ -28,11 +28,14 @@ def noop():
     pass
 
 
-def race(contenders, *, rounds, sync=noop, warmup=1):
+def race(contenders, *, rounds, sync=noop, warmup=1, block=1):
     """Median times of several contenders run in alternating rounds.
 
     ``contenders``: ``{name: (fn, repeats)}``; a contender runs in the first ``repeats``
-    rounds. Each is warmed up ``warmup`` times first. Returns ``{name: [seconds, ...]}``.
+    rounds. Each is warmed up ``warmup`` times first. In a round a contender runs ``block``
+    times back to back and its time is the mean of those calls: training steps come one
+    after the other in a real run, so a step is not timed just after the other contender
+    evicted its arrays from the cache. Returns ``{name: [seconds, ...]}``.
     """
     for fn, repeats in contenders.values():
         for _ in range(min(warmup, repeats)):
@@ -43,9 +46,10 @@ def race(contenders, *, rounds, sync=noop, warmup=1):
         for name, (fn, repeats) in contenders.items():
             if r < repeats:
                 t0 = time.perf_counter()
-                fn()
+                for _ in range(block):
+                    fn()
                 sync()
-                times[name].append(time.perf_counter() - t0)
+                times[name].append((time.perf_counter() - t0) / block)
     return times
 
 
@@ -53,8 +57,11 @@ def median(xs):
     return float(np.median(xs)) if xs else float("nan")
 
 
-def limit_threads(n):
-    """NumPy's BLAS and torch to ``n`` threads. Returns a note on what was limited."""
+def limit_threads(n, *, torch=True):
+    """NumPy's BLAS and torch to ``n`` threads. Returns a note on what was limited.
+
+    ``torch=False`` leaves torch alone (not even imported: a process timing NumPy only).
+    """
     notes = []
     try:
         from threadpoolctl import threadpool_limits
@@ -63,6 +70,8 @@ def limit_threads(n):
         notes.append(f"BLAS {n} (threadpoolctl)")
     except ImportError:
         notes.append("BLAS threads not limited (no threadpoolctl)")
+    if not torch:
+        return ", ".join(notes)
     try:
         import torch
 

@@ -11,7 +11,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import THREADS, limit_threads, median, race, ratio, rows_of, torch_or_none
+from common import THREADS, limit_threads, median, race, ratio, rows_of, spawn, torch_or_none
 
 OURS = "refprune (numpy)"
 #: The torch peers of the L0 step: gates on the weights as the paper's code (the peer of the goals: what a
@@ -138,47 +138,64 @@ def _torch_peers(torch, model, backend, hx, hy):
 def bench_l0_step(args, preset, target):
     """``train.train_step`` alone (the kernels' work) vs the torch step in each formulation (``PEERS``).
 
-    Each peer races refprune on its own (two contenders alternating: a third between them would
-    evict the other's arrays from the cache and change the ratio), at ``THREADS`` threads and at one.
+    Each contender runs alone in a fresh process (:func:`worker_step`), the processes alternating,
+    ``PROCESS_ROUNDS`` of each, at ``THREADS`` threads and at one: in one process, NumPy's and torch's
+    thread pools and caches interfere (a torch step after refprune's took up to 90 ms longer at
+    2 threads, and each side's step time moved by 10-25% with the order of the calls).
     """
-    torch = torch_or_none()
-    model, b, hx, hy, ours = l0_setup(preset, "numpy")
     steps = {"mlp-300-100": 30, "lenet5": 10}[preset] // (2 if args.quick else 1)
+    block = STEP_BLOCK[preset]
     what = "784 features" if preset.startswith("mlp") else "1x28x28"
     result = {"name": f"L0 training step, {preset}", "rows": {}, "ratios": {}, "targets": {}, "notes": [],
-              "what": f"train_step alone: batch 100, {what}, Adam, log_alpha clamp; each torch form races refprune on "
-              f"its own, at {THREADS} threads and at 1 thread each"}
-    if torch is None:
-        result["rows"] = rows_of(race({OURS: (ours, steps)}, rounds=steps, warmup=2))
-        return result
-    peers = _torch_peers(torch, model, b, hx, hy)
-    peers[TORCH_BACKEND] = l0_setup(preset, "torch")[-1]
+              "what": f"train_step alone: batch 100, {what}, Adam, log_alpha clamp; each contender alone in its own "
+              f"process ({PROCESS_ROUNDS} alternating processes each, {steps} timings of {block} steps back to back "
+              f"in each), at {THREADS} threads and at 1 thread each"}
+    contenders = ["ours"] if torch_or_none() is None else ["ours", "weights", "inputs", "torch-backend"]
     for threads in (THREADS, 1):
-        for name, peer in peers.items():
-            if threads == THREADS or name != TORCH_BACKEND:
-                _race_pair(result, ours, name, peer, steps=steps, threads=threads, target=target)
+        who = [c for c in contenders if threads == THREADS or c != "torch-backend"]
+        times = {c: [] for c in who}
+        for _ in range(PROCESS_ROUNDS):
+            for c in who:
+                spec = {"preset": preset, "who": c, "threads": threads, "rounds": steps, "block": block}
+                times[c] += spawn("step", spec)["seconds"]
+        _add_step_rows(result, times, threads=threads, target=target)
     return result
 
 
-TORCH_BACKEND = "refprune (torch backend)"
-_SHORT = {PEER: "the paper's form", PEERS["inputs"]: "the inputs form", TORCH_BACKEND: "the torch backend"}
-
-
-def _race_pair(result, ours, name, peer, *, steps, threads, target):
-    """Race refprune against one peer at ``threads``; its rows, and its ratio for a torch form."""
-    contenders = {OURS: (ours, steps), name: (peer, 3 if name == TORCH_BACKEND else steps)}
-    times = race(contenders, rounds=steps, warmup=2) if threads == THREADS else _one_thread_race(
-        contenders, rounds=steps, warmup=2)
+def _add_step_rows(result, times, *, threads, target):
     tag = f"{threads} thread{'s' if threads > 1 else ''}"
-    rows = rows_of(times)
-    result["rows"][f"{OURS}, {tag}, racing {_SHORT[name]}"] = rows[OURS]
-    result["rows"][f"{name}, {tag}"] = rows[name]
     label = "" if threads == THREADS else ", 1 thread each"
-    key = {PEER: f"refprune / torch{label}", PEERS["inputs"]: f"refprune / torch gating the inputs{label}"}.get(name)
-    if key is not None:
-        result["ratios"][key] = ratio(median(times[OURS]), median(times[name]))
-        if name == PEER:
-            result["targets"][key] = target
+    keys = {"weights": f"refprune / torch{label}", "inputs": f"refprune / torch gating the inputs{label}"}
+    for who, seconds in times.items():
+        result["rows"][f"{_NAMES[who]}, {tag}"] = rows_of({_NAMES[who]: seconds})[_NAMES[who]]
+        if who in keys:
+            result["ratios"][keys[who]] = ratio(median(times["ours"]), median(seconds))
+            if who == "weights":
+                result["targets"][keys[who]] = target
+
+
+def worker_step(spec):
+    """One contender of the L0 step timed alone in this process: ``{"seconds": [...]}``.
+
+    ``spec``: preset, who (``ours``, ``weights``, ``inputs`` or ``torch-backend``), threads, rounds and
+    block (steps back to back per timing). The ``ours`` process never imports torch.
+    """
+    limit_threads(spec["threads"], torch=spec["who"] != "ours")
+    model, b, hx, hy, step = l0_setup(spec["preset"], "numpy")
+    if spec["who"] == "torch-backend":
+        step = l0_setup(spec["preset"], "torch")[-1]
+    elif spec["who"] != "ours":
+        step = _torch_peers(torch_or_none(), model, b, hx, hy)[PEERS[spec["who"]]]
+    times = race({"step": (step, spec["rounds"])}, rounds=spec["rounds"], warmup=2, block=spec["block"])
+    return {"seconds": times["step"]}
+
+
+TORCH_BACKEND = "refprune (torch backend)"
+_NAMES = {"ours": OURS, "weights": PEERS["weights"], "inputs": PEERS["inputs"], "torch-backend": TORCH_BACKEND}
+#: Processes of each contender per thread count, alternating.
+PROCESS_ROUNDS = 2
+#: Steps timed back to back, as in a run (a run's steps come one after the other).
+STEP_BLOCK = {"mlp-300-100": 10, "lenet5": 3}
 
 
 # --------------------------------------------------------------------------- 8. a user's run, per step
@@ -250,23 +267,31 @@ def _torch_epochs(torch, step, x, y, epochs):
     return clock / steps
 
 
+def worker_run(spec):
+    """Seconds per step of one run (``who``: ``ours`` or ``torch``) in this process, alone: ``{"seconds": s}``."""
+    ds = _run_data(spec["preset"], spec["quick"])
+    run = _refprune_run if spec["who"] == "ours" else _torch_run
+    return {"seconds": run(spec["preset"], ds, threads=spec["threads"])}
+
+
 def bench_l0_run(args, preset, target):
     """Per step of a user's ``refprune run l0`` (engine included) vs the same run written as a torch loop."""
     if torch_or_none() is None:
         return {"name": f"L0 run per step, {preset}", "skipped": "torch is not installed"}
-    rounds, ds = 2, _run_data(preset, args.quick)
+    rounds, ds = 2, _run_data(preset, args.quick)  # ds: only its size is read here
     result = {"name": f"L0 run per step, {preset}", "rows": {}, "ratios": {}, "targets": {}, "notes": [],
               "what": f"refprune run l0 --data synthetic --model {preset} --batch-size 100 --lr 1e-3 (the method's "
               "defaults: weight decay 5e-4 in the penalty, gate lr 0.05; the first "
               f"{len(ds.y_train)} examples, {RUN_SIZES[preset][1]} epochs): the engine's training clock per step after "
               "the first epoch (step, metrics sums, the NaN guard's record) vs a torch loop (the L0 paper's form) doing "
-              f"the same per step, its clock around the step and the sums; median of {rounds} runs each, alternating"}
+              f"the same per step, its clock around the step and the sums; median of {rounds} runs each, each in its own "
+              "process, alternating"}
     for threads in (THREADS, 1):
         times = {OURS: [], PEER: []}
         for _ in range(rounds):
-            times[OURS].append(_refprune_run(preset, ds, threads=threads))
-            times[PEER].append(_torch_run(preset, ds, threads=threads))
-        limit_threads(THREADS)
+            for name, who in ((OURS, "ours"), (PEER, "torch")):
+                spec = {"preset": preset, "who": who, "threads": threads, "quick": args.quick}
+                times[name].append(spawn("run", spec)["seconds"])
         label = "" if threads == THREADS else ", 1 thread each"
         result["ratios"][f"refprune / torch{label}"] = ratio(median(times[OURS]), median(times[PEER]))
         result["targets"][f"refprune / torch{label}"] = target

@@ -78,7 +78,7 @@ PLAN = (
     ("block", "masks:bench_block"),
     ("compact", "compaction:bench_compact"),
 )
-WORKERS = {"global": "masks:worker_global", "pattern": "masks:worker_pattern"}
+WORKERS = {"global": "masks:worker_global", "pattern": "masks:worker_pattern", "step": "l0:worker_step", "run": "l0:worker_run"}
 
 
 def _function(path, kwargs=None):
