@@ -33,8 +33,6 @@ Array([[ 5.,  7.],
 
 from __future__ import annotations
 
-import functools
-
 import math
 import numbers
 
@@ -130,18 +128,15 @@ def _check_shape(name, a, shape, hint=""):
 def _pair(name, value, *, minimum):
     """``value`` as a pair of Python ints ``>= minimum``; an int means the same on both axes.
 
-    Remembered per (name, value, minimum): a layer passes the same stride and padding at
-    every call, and at batch 1 this check was a fifth of a small network's forward.
+    Plain ints (the stride and padding a layer passes at every call) are taken without
+    the ``numbers.Integral`` checks, which were a fifth of a small network's forward at
+    batch 1; anything else goes through :func:`_pair_checked` and its messages.
     """
-    if not isinstance(value, (int, tuple)):  # a list (unhashable) or a wrong kind: check it every time
-        return _pair_checked(name, value, minimum)
-    kinds = tuple(map(type, value)) if isinstance(value, tuple) else type(value)  # 1 == 1.0 == True as keys
-    try:
-        return _pair_cached(name, value, kinds, minimum)
-    except TypeError as exc:
-        if "unhashable" not in str(exc):
-            raise
-        return _pair_checked(name, value, minimum)
+    if type(value) is int and value >= minimum:
+        return (value, value)
+    if type(value) is tuple and len(value) == 2 and all(type(v) is int and v >= minimum for v in value):
+        return value
+    return _pair_checked(name, value, minimum)
 
 
 def _pair_checked(name, value, minimum):
@@ -154,11 +149,6 @@ def _pair_checked(name, value, minimum):
         msg = f"{name} must be >= {minimum} on both axes, got {name}={value!r}"
         raise ValueError(msg)
     return items
-
-
-@functools.lru_cache(maxsize=256)
-def _pair_cached(name, value, kinds, minimum):
-    return _pair_checked(name, value, minimum)
 
 
 def _size(x):
