@@ -204,11 +204,14 @@ STEP_BLOCK = {"mlp-300-100": 10, "lenet5": 3}
 RUN_SIZES = {"mlp-300-100": (4000, 3), "lenet5": (1000, 3)}
 
 
+def _run_size(preset, quick):
+    return RUN_SIZES[preset][0] // (4 if quick else 1)
+
+
 def _run_data(preset, quick):
     from refprune import data
 
-    subset, _ = RUN_SIZES[preset]
-    return data.subset(data.load("synthetic"), subset // (4 if quick else 1))
+    return data.subset(data.load("synthetic"), _run_size(preset, quick))
 
 
 def _refprune_run(preset, ds, *, threads):
@@ -242,11 +245,8 @@ def _torch_run(preset, ds, *, threads):
                         l0=True, lam=default_lam(preset, "synthetic"), weight_decay=5e-4, droprate_init=0.2)
     step = torch_l0.make_step(torch_l0.Net(model, b), lr=1e-3, gate_lr=0.05, n_train=len(ds.y_train))
     x, y = torch.from_numpy(ds.x_train.astype(np.float32)), torch.from_numpy(ds.y_train.astype(np.int64))
-    limit_threads(threads)
-    try:
-        return _torch_epochs(torch, step, x, y, RUN_SIZES[preset][1])
-    finally:
-        limit_threads(THREADS)
+    limit_threads(threads)  # the worker's process: nothing runs after it
+    return _torch_epochs(torch, step, x, y, RUN_SIZES[preset][1])
 
 
 def _torch_epochs(torch, step, x, y, epochs):
@@ -278,11 +278,11 @@ def bench_l0_run(args, preset, target):
     """Per step of a user's ``refprune run l0`` (engine included) vs the same run written as a torch loop."""
     if torch_or_none() is None:
         return {"name": f"L0 run per step, {preset}", "skipped": "torch is not installed"}
-    rounds, ds = 2, _run_data(preset, args.quick)  # ds: only its size is read here
+    rounds = 2
     result = {"name": f"L0 run per step, {preset}", "rows": {}, "ratios": {}, "targets": {}, "notes": [],
               "what": f"refprune run l0 --data synthetic --model {preset} --batch-size 100 --lr 1e-3 (the method's "
               "defaults: weight decay 5e-4 in the penalty, gate lr 0.05; the first "
-              f"{len(ds.y_train)} examples, {RUN_SIZES[preset][1]} epochs): the engine's training clock per step after "
+              f"{_run_size(preset, args.quick)} examples, {RUN_SIZES[preset][1]} epochs): the engine's training clock per step after "
               "the first epoch (step, metrics sums, the NaN guard's record) vs a torch loop (the L0 paper's form) doing "
               f"the same per step, its clock around the step and the sums; median of {rounds} runs each, each in its own "
               "process, alternating"}
