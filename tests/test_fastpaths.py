@@ -11,13 +11,17 @@ return ``None`` so that the reference runs.
 
 from __future__ import annotations
 
+import math
 import types
 
 import numpy as np
 import pytest
 
+from array_api_compat import array_namespace
+
 import refprune as rp
 from refprune import _dispatch, backends
+from refprune._array import clip
 from refprune._dispatch import lookup, reference_only
 from refprune.backends import _numpy_fast, _select, _torch_fast
 from refprune.conformance.tolerances import assert_close
@@ -37,6 +41,7 @@ OPS = (
     "max_pool2d_vjp",
     "adam_update",
     "relu_grad",
+    "clip",
     "nm_keep",
     "block_keep",
     "sparsegpt_columns",
@@ -481,6 +486,29 @@ def test_relu_grad_with_a_non_finite_dy_declines_to_the_reference(rng):
     assert _numpy_fast._np_relu_grad(x, dy) is None
     assert _numpy_fast._np_relu_grad(np.float64(1.0), np.float64(2.0)) is None
     np.testing.assert_array_equal(F.relu_grad(x, dy), np.array([0.0, 0.0, -np.inf, 3.0]))
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (3,), ()])
+@pytest.mark.parametrize("bounds", [(0.0, 1.0), (math.log(1e-2), math.log(1e2)), (1e-6, 1.0 - 1e-6)])
+def test_clip_fast_equals_reference(backend, dtype, shape, bounds, rng):
+    """NumPy's clip with the bounds cast as NumPy 2 casts a Python float: array-api-compat's values,
+    NaN and infinities included (the bounds are the gates' and the log_alpha clamp's)."""
+    x_h = (rng.normal(size=shape) * 10).astype(dtype)
+    if x_h.size >= 4:
+        x_h.flat[:4] = [np.nan, np.inf, -np.inf, bounds[0]]
+    x = backend.asarray(x_h)
+    fast, ref = both(clip, x, *bounds, backend.xp)
+    assert fast.dtype == ref.dtype and tuple(fast.shape) == tuple(ref.shape)
+    np.testing.assert_array_equal(host(backend, fast), host(backend, ref))
+    lo, hi = (np.asarray(v, dtype=dtype) for v in bounds)
+    np.testing.assert_array_equal(host(backend, ref), np.minimum(np.maximum(x_h, lo), hi))
+
+
+def test_clip_declines_what_it_does_not_handle():
+    assert _numpy_fast._np_clip(np.arange(3), 0.0, 1.0) is None  # integers
+    assert _numpy_fast._np_clip(np.ones(3), np.zeros(3), 1.0) is None  # an array bound
+    assert _numpy_fast._np_clip(np.ones(3), 0, 1.0) is None  # an int bound
+    np.testing.assert_array_equal(clip(np.arange(3), 0, 1, array_namespace(np.arange(3))), [0, 1, 1])
 
 
 def test_conv_chain_on_views(backend, rng):

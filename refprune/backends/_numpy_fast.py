@@ -852,6 +852,16 @@ def _np_relu_grad(x, dy):
     return np.multiply(dy, ~(x <= 0), dtype=dy.dtype)
 
 
+def _np_clip(x, lo, hi):
+    """``np.clip`` of a floating array between two Python floats (what array-api-compat's ``clip``
+    computes, after casting the bounds to ``x``'s dtype as NumPy 2 casts a Python float), or None."""
+    import numpy as np
+
+    if type(x) is not np.ndarray or x.dtype.kind != "f" or type(lo) is not float or type(hi) is not float:
+        return None
+    return np.clip(x, lo, hi)
+
+
 # ============================================================================ SparseGPT: NumPy (and torch CPU)
 
 
@@ -937,6 +947,7 @@ class Declined(Exception):
 
 FAST_PATHS = {
     "relu_grad": _np_relu_grad,
+    "clip": _np_clip,
     "mask_keep": _np_mask_keep,
     "global_mask_keep": _np_global_mask_keep,
     "hard_concrete_forward": _np_hc_forward,
