@@ -23,7 +23,7 @@ import refprune as rp
 from refprune import _dispatch, backends
 from refprune._array import clip
 from refprune._dispatch import lookup, reference_only
-from refprune.backends import _numpy_fast, _select, _torch_fast
+from refprune.backends import _numba_kernels, _numpy_fast, _select, _torch_fast
 from refprune.conformance.tolerances import assert_close
 from refprune.nn import functional as F
 from refprune.nn import optim
@@ -643,6 +643,43 @@ def test_numpy_adam_is_bit_identical_and_returns_new_arrays(dtype, weight_decay,
                                (s_fast["exp_avg_sq"], s_ref["exp_avg_sq"], state["exp_avg_sq"])):
             assert got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]), k
             assert not np.shares_memory(got[k], old[k]) and not np.shares_memory(got[k], grads[k])
+
+
+@pytest.fixture(params=["numba", "numpy chain"])
+def adam_kernel(request, monkeypatch):
+    """The compiled one-pass kernel (skipped without numba) or NumPy's chunked chain of ufuncs."""
+    if request.param == "numba":
+        if _numba_kernels.kernels() is None:
+            pytest.skip("numba is not installed (pip install 'refprune[fast]') or REFPRUNE_NUMBA=0")
+    else:
+        monkeypatch.setitem(_numba_kernels._LOADED, "kernels", None)
+    return request.param
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.3, 1e-60])
+def test_numpy_adam_kernels_are_bit_identical_on_every_value(adam_kernel, dtype, weight_decay, rng, monkeypatch):
+    """Several chunks, signed zeros, NaN, infinities, huge and tiny values: the reference's bits, each kernel."""
+    monkeypatch.setattr(_numpy_fast, "_CHUNK_BYTES", 256)
+    params, grads, state = _adam_inputs(rng, [(37, 29)], dtype)
+    special = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e30, -1e-30, 3e-39, 1.0], dtype)
+    for d in (params, grads, state["exp_avg"]):
+        d["p0"].flat[: special.size] = rng.permutation(special)
+    state["exp_avg_sq"]["p0"].flat[:3] = [0.0, np.inf, np.nan]
+    with np.errstate(all="ignore"):
+        (p_fast, s_fast), (p_ref, s_ref) = both(optim.adam, params, grads, state, lr=0.3, weight_decay=weight_decay)
+    for got, want in ((p_fast, p_ref), (s_fast["exp_avg"], s_ref["exp_avg"]), (s_fast["exp_avg_sq"], s_ref["exp_avg_sq"])):
+        assert got["p0"].dtype == want["p0"].dtype
+        bits, nan = f"u{np.dtype(dtype).itemsize}", np.isnan(want["p0"])
+        assert np.array_equal(np.isnan(got["p0"]), nan)  # a NaN's sign bit is the hardware's choice: not compared
+        assert np.array_equal(got["p0"][~nan].view(bits), want["p0"][~nan].view(bits))  # signed zeros included
+
+
+def test_numba_kernels_switch_off_with_the_environment_variable(monkeypatch):
+    monkeypatch.setenv(_numba_kernels.ENV_VAR, "0")
+    assert _numba_kernels._compile() is None
+    monkeypatch.setitem(_numba_kernels._LOADED, "kernels", None)
+    assert _numba_kernels.adam(*(np.ones(3, np.float32),) * 4, lr=0.1, beta1=0.9, beta2=0.99, eps=1e-8,
+                               weight_decay=0.0, bias1=0.1, bias2_sqrt=0.1) is None
 
 
 def test_unsupported_adam_inputs_fall_back():

@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import math
 
+from . import _numba_kernels
+
 #: At most this many scores are sampled to bracket the k-th (here and in ``_select``) ...
 SAMPLE = 1 << 17
 _MIN_STRIDE = 64  # ... and at most one in 64
@@ -580,6 +582,10 @@ def _np_adam_update(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, b
     if any(a.dtype != p.dtype or a.shape != p.shape for a in arrays[1:]):
         return None
     flat = [a.reshape(-1) for a in arrays]  # a copy only for a non-contiguous input
+    compiled = _numba_kernels.adam(*flat, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                                   bias1=bias1, bias2_sqrt=bias2_sqrt)
+    if compiled is not None:
+        return tuple(a.reshape(p.shape) for a in compiled)
     new = [np.empty(p.size, dtype=p.dtype) for _ in range(3)]
     scratch = np.empty(min(p.size, _NP_CHUNK), dtype=p.dtype)
     for sl in _np_chunks_of(p.size):
