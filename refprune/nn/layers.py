@@ -85,9 +85,10 @@ _DTYPE_NAMES = {}  # dtype -> its name: str() of a dtype takes microseconds, onc
 
 def dtype_name(x):
     """``"float32"`` / ``"float64"`` for an array of any backend (what generators take)."""
-    name = _DTYPE_NAMES.get(x.dtype)
+    key = (type(x), x.dtype)  # the type first: array-api-strict warns when its dtypes meet NumPy's in ==
+    name = _DTYPE_NAMES.get(key)
     if name is None:
-        name = _DTYPE_NAMES[x.dtype] = str(x.dtype).rsplit(".", 1)[-1]
+        name = _DTYPE_NAMES[key] = str(x.dtype).rsplit(".", 1)[-1]
     return name
 
 
