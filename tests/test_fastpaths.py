@@ -480,6 +480,22 @@ def test_relu_grad_fast_equals_reference(backend, dtype, shape, rng):
     np.testing.assert_array_equal(host(backend, ref), np.where(x_h <= 0, 0, dy_h).astype(dtype))
 
 
+@pytest.mark.parametrize("layout", ["C", "batch last", "mixed"])
+def test_numpy_relu_grad_kernels_are_bit_identical(numpy_kernel, dtype, layout, rng):
+    """Signed zeros of ``dy * 0``, NaN in x, views in the conv fast path's batch-last layout, and two layouts."""
+    x = rng.normal(size=(3, 4, 5, 6)).astype(dtype)
+    dy = rng.normal(size=x.shape).astype(dtype)
+    x.flat[:4], dy.flat[:4] = [0.0, -0.0, np.nan, -1.0], [-2.0, 3.0, -4.0, -0.5]
+    if layout != "C":
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    if layout == "batch last":
+        dy = np.ascontiguousarray(dy.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    fast, ref = both(F.relu_grad, x, dy)
+    chain = np.multiply(dy, ~(x <= 0), dtype=dy.dtype)  # the NumPy fast path's formula
+    assert fast.dtype == ref.dtype and np.array_equal(fast.view(f"u{fast.itemsize}"), chain.view(f"u{fast.itemsize}"))
+    assert np.array_equal(fast, ref)
+
+
 def test_relu_grad_with_a_non_finite_dy_declines_to_the_reference(rng):
     x = np.array([-1.0, 0.0, 2.0, np.nan])
     dy = np.array([np.inf, np.nan, -np.inf, 3.0])
@@ -646,8 +662,8 @@ def test_numpy_adam_is_bit_identical_and_returns_new_arrays(dtype, weight_decay,
 
 
 @pytest.fixture(params=["numba", "numpy chain"])
-def adam_kernel(request, monkeypatch):
-    """The compiled one-pass kernel (skipped without numba) or NumPy's chunked chain of ufuncs."""
+def numpy_kernel(request, monkeypatch):
+    """The compiled one-pass kernels (skipped without numba) or NumPy's chains of ufuncs."""
     if request.param == "numba":
         if _numba_kernels.kernels() is None:
             pytest.skip("numba is not installed (pip install 'refprune[fast]') or REFPRUNE_NUMBA=0")
@@ -657,7 +673,7 @@ def adam_kernel(request, monkeypatch):
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.3, 1e-60])
-def test_numpy_adam_kernels_are_bit_identical_on_every_value(adam_kernel, dtype, weight_decay, rng, monkeypatch):
+def test_numpy_adam_kernels_are_bit_identical_on_every_value(numpy_kernel, dtype, weight_decay, rng, monkeypatch):
     """Several chunks, signed zeros, NaN, infinities, huge and tiny values: the reference's bits, each kernel."""
     monkeypatch.setattr(_numpy_fast, "_CHUNK_BYTES", 256)
     params, grads, state = _adam_inputs(rng, [(37, 29)], dtype)

@@ -29,7 +29,7 @@ _LOADED = {}  # "kernels": the namespace of compiled kernels, or None
 
 
 def kernels():
-    """The compiled kernels (``adam``), or None without numba or with ``REFPRUNE_NUMBA=0``."""
+    """The compiled kernels (``adam``, ``relu_grad``), or None without numba or with ``REFPRUNE_NUMBA=0``."""
     try:
         return _LOADED["kernels"]
     except KeyError:
@@ -45,7 +45,7 @@ def _compile():
     except ImportError:
         return None
     jit = numba.njit(cache=True, nogil=True, error_model="numpy")  # numpy: no zero-division branch per element
-    return types.SimpleNamespace(adam=jit(_adam_loop), version=numba.__version__)
+    return types.SimpleNamespace(adam=jit(_adam_loop), relu_grad=jit(_relu_grad_loop), version=numba.__version__)
 
 
 def _adam_loop(p, g, m, v, new_p, new_m, new_v, decay, wd, beta1, c1, beta2, c2, bias2_sqrt, eps, lr_bias1):
@@ -80,3 +80,44 @@ def adam(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, bias2_sqrt):
     k.adam(p, g, m, v, *new, bool(weight_decay), t(weight_decay), t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2), t(bias2_sqrt),
            t(eps), t(lr / bias1))
     return new
+
+
+def _relu_grad_loop(x, dy, dx, zero, one):
+    nonfinite = False
+    for i in range(x.size):
+        d = dy[i]
+        nonfinite |= (d - d) != 0  # NaN for inf and NaN: an integer or-reduction, which vectorizes
+        dx[i] = d * (zero if x[i] <= zero else one)
+    return nonfinite
+
+
+def _dense_order(*arrays):
+    """An axis order in which every array is C-contiguous (their flat views are then free), or None."""
+    first = arrays[0]
+    order = sorted(range(first.ndim), key=lambda a: -first.strides[a])
+    if all(a.transpose(order).flags.c_contiguous for a in arrays):
+        return order
+    return None
+
+
+def relu_grad(x, dy):
+    r"""``dy * not(x <= 0)`` of arrays of one float dtype and shape and one memory layout, in one pass.
+
+    .. math:: dx = dy \cdot \mathbb 1[\lnot (x \le 0)]
+
+    what NumPy's fast path computes (a NaN in ``x`` passes ``dy``), or None: without the kernels, for
+    layouts that differ, and when ``dy`` holds an inf or NaN (``0 * inf`` would be NaN; the reference's
+    ``where`` runs then). ``dx`` has ``x``'s layout.
+    """
+    k = kernels()
+    if k is None:
+        return None
+    dx = np.empty_like(x)
+    order = _dense_order(x, dy, dx)
+    if order is None:
+        return None
+    flat = [a.transpose(order).reshape(-1) for a in (x, dy, dx)]
+    t = x.dtype.type
+    if k.relu_grad(*flat, t(0), t(1)):
+        return None
+    return dx

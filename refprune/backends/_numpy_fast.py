@@ -26,7 +26,8 @@ Hard concrete: the reference's operations in the same order on two private buffe
 
 Adam (NumPy): ``optim._adam_update``'s operations in the same order (bit-identical),
 written into the three arrays it returns (and one scratch array for weight decay)
-instead of a dozen temporaries.
+instead of a dozen temporaries; with numba installed, one compiled pass
+(``_numba_kernels``, the same bits), as for ``relu_grad``.
 
 Convolution and pooling: torch's own convolution and its backward; for NumPy one
 im2col copy through ``sliding_window_view`` and one matmul, col2im by strided
@@ -848,11 +849,16 @@ def _np_relu_grad(x, dy):
 
     Equal to the reference's ``where(x <= 0, 0, dy)`` (a NaN in ``x`` passes ``dy``)
     wherever ``dy`` is finite; a non-finite ``dy`` (``0 * inf`` would be NaN) declines.
+    numba's one-pass kernel when installed (``_numba_kernels.relu_grad``, the same bits).
     """
     import numpy as np
 
     if not (isinstance(x, np.ndarray) and isinstance(dy, np.ndarray)) or x.dtype != dy.dtype or x.ndim == 0:
         return None
+    if x.shape == dy.shape and x.dtype.char in "fd":
+        dx = _numba_kernels.relu_grad(x, dy)
+        if dx is not None:
+            return dx
     if not _np_all_finite(dy, np):
         return None
     return np.multiply(dy, ~(x <= 0), dtype=dy.dtype)
