@@ -18,7 +18,8 @@ result, or returns ``None``, and the core then runs its reference lines:
 * ``"conv2d"``, ``"conv2d_grad"``, ``"max_pool2d"``, ``"max_pool2d_grad"``: the
   functions of ``nn.functional`` of those names;
 * ``"adam_update"``: ``nn.optim._adam_update``, one parameter's Adam step;
-* ``"relu_grad"``: ``nn.functional.relu_grad``.
+* ``"relu_grad"``: ``nn.functional.relu_grad``;
+* ``"clip"``: ``_array.clip`` (``xp.clip`` with float bounds: the gates' clamps, constraints).
 
 A fast path has the signature of its step (documented where the step calls
 :func:`delegate`) and returns exactly what the reference path returns: bit-identical

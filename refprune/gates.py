@@ -42,6 +42,7 @@ from ._array import (
     check_same_device,
     check_same_shape,
     checking,
+    clip,
     flat_size,
     float_namespace,
     is_real,
@@ -365,7 +366,7 @@ def _sample_forward(log_alpha, u, beta, gamma, zeta, xp):
         return out
     _check_unit_interval("u", u, xp)
     s = _stretched(log_alpha, u, beta, xp)
-    return xp.clip(s * (zeta - gamma) + gamma, 0.0, 1.0), s
+    return clip(s * (zeta - gamma) + gamma, 0.0, 1.0, xp), s
 
 
 def _sample_backward(log_alpha, s, dz, beta, gamma, zeta, xp):
@@ -410,7 +411,7 @@ def hard_concrete_mode(log_alpha, /, *, gamma=GAMMA, zeta=ZETA, xp=None):
     """
     xp = float_namespace(xp, log_alpha=log_alpha)
     gamma, zeta = _check_stretch(gamma, zeta)
-    return xp.clip(sigmoid(log_alpha, xp) * (zeta - gamma) + gamma, 0.0, 1.0)
+    return clip(sigmoid(log_alpha, xp) * (zeta - gamma) + gamma, 0.0, 1.0, xp)
 
 
 # --------------------------------------------------------------------------- CDF and L0
@@ -467,7 +468,7 @@ def hard_concrete_cdf(log_alpha, x, /, *, beta=BETA, gamma=GAMMA, zeta=ZETA, eps
             c = xp.ones_like(log_alpha)
         else:
             c = sigmoid(beta * (math.log(xn) - math.log1p(-xn)) - log_alpha, xp)
-        return xp.clip(c, eps, 1.0 - eps)
+        return clip(c, eps, 1.0 - eps, xp)
     xp = namespace(xp, log_alpha=log_alpha, x=x)
     check_float("log_alpha", log_alpha, xp)
     check_float("x", x, xp)
@@ -482,7 +483,7 @@ def hard_concrete_cdf(log_alpha, x, /, *, beta=BETA, gamma=GAMMA, zeta=ZETA, eps
     c = sigmoid(beta * (xp.log(safe) - xp.log1p(-safe)) - log_alpha, xp)
     c = xp.where(xn <= 0, xp.zeros_like(c), c)
     c = xp.where(xn >= 1, xp.ones_like(c), c)
-    return xp.clip(c, eps, 1.0 - eps)
+    return clip(c, eps, 1.0 - eps, xp)
 
 
 def hard_concrete_prob_nonzero(log_alpha, /, *, beta=BETA, gamma=GAMMA, zeta=ZETA, eps=EPS, xp=None):
@@ -521,7 +522,7 @@ def hard_concrete_prob_nonzero(log_alpha, /, *, beta=BETA, gamma=GAMMA, zeta=ZET
     xp = float_namespace(xp, log_alpha=log_alpha)
     beta, gamma, zeta, eps = check_constants(beta, gamma, zeta, eps)
     p = sigmoid(_prob_nonzero_logit(log_alpha, beta, gamma, zeta), xp)
-    return xp.clip(p, eps, 1.0 - eps)
+    return clip(p, eps, 1.0 - eps, xp)
 
 
 def hard_concrete_prob_nonzero_grad(log_alpha, dp, /, *, beta=BETA, gamma=GAMMA, zeta=ZETA, eps=EPS, xp=None):

@@ -11,15 +11,19 @@ return ``None`` so that the reference runs.
 
 from __future__ import annotations
 
+import math
 import types
 
 import numpy as np
 import pytest
 
+from array_api_compat import array_namespace
+
 import refprune as rp
 from refprune import _dispatch, backends
+from refprune._array import clip
 from refprune._dispatch import lookup, reference_only
-from refprune.backends import _numpy_fast, _select, _torch_fast
+from refprune.backends import _numba_kernels, _numpy_fast, _select, _torch_fast
 from refprune.conformance.tolerances import assert_close
 from refprune.nn import functional as F
 from refprune.nn import optim
@@ -37,6 +41,7 @@ OPS = (
     "max_pool2d_vjp",
     "adam_update",
     "relu_grad",
+    "clip",
     "nm_keep",
     "block_keep",
     "sparsegpt_columns",
@@ -475,12 +480,51 @@ def test_relu_grad_fast_equals_reference(backend, dtype, shape, rng):
     np.testing.assert_array_equal(host(backend, ref), np.where(x_h <= 0, 0, dy_h).astype(dtype))
 
 
+@pytest.mark.parametrize("layout", ["C", "batch last", "mixed"])
+def test_numpy_relu_grad_kernels_are_bit_identical(numpy_kernel, dtype, layout, rng):
+    """Signed zeros of ``dy * 0``, NaN in x, views in the conv fast path's batch-last layout, and two layouts."""
+    x = rng.normal(size=(3, 4, 5, 6)).astype(dtype)
+    dy = rng.normal(size=x.shape).astype(dtype)
+    x.flat[:4], dy.flat[:4] = [0.0, -0.0, np.nan, -1.0], [-2.0, 3.0, -4.0, -0.5]
+    if layout != "C":
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    if layout == "batch last":
+        dy = np.ascontiguousarray(dy.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    fast, ref = both(F.relu_grad, x, dy)
+    chain = np.multiply(dy, ~(x <= 0), dtype=dy.dtype)  # the NumPy fast path's formula
+    assert fast.dtype == ref.dtype and np.array_equal(fast.view(f"u{fast.itemsize}"), chain.view(f"u{fast.itemsize}"))
+    assert np.array_equal(fast, ref)
+
+
 def test_relu_grad_with_a_non_finite_dy_declines_to_the_reference(rng):
     x = np.array([-1.0, 0.0, 2.0, np.nan])
     dy = np.array([np.inf, np.nan, -np.inf, 3.0])
     assert _numpy_fast._np_relu_grad(x, dy) is None
     assert _numpy_fast._np_relu_grad(np.float64(1.0), np.float64(2.0)) is None
     np.testing.assert_array_equal(F.relu_grad(x, dy), np.array([0.0, 0.0, -np.inf, 3.0]))
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (3,), ()])
+@pytest.mark.parametrize("bounds", [(0.0, 1.0), (math.log(1e-2), math.log(1e2)), (1e-6, 1.0 - 1e-6)])
+def test_clip_fast_equals_reference(backend, dtype, shape, bounds, rng):
+    """NumPy's clip with the bounds cast as NumPy 2 casts a Python float: array-api-compat's values,
+    NaN and infinities included (the bounds are the gates' and the log_alpha clamp's)."""
+    x_h = (rng.normal(size=shape) * 10).astype(dtype)
+    if x_h.size >= 4:
+        x_h.flat[:4] = [np.nan, np.inf, -np.inf, bounds[0]]
+    x = backend.asarray(x_h)
+    fast, ref = both(clip, x, *bounds, backend.xp)
+    assert fast.dtype == ref.dtype and tuple(fast.shape) == tuple(ref.shape)
+    np.testing.assert_array_equal(host(backend, fast), host(backend, ref))
+    lo, hi = (np.asarray(v, dtype=dtype) for v in bounds)
+    np.testing.assert_array_equal(host(backend, ref), np.minimum(np.maximum(x_h, lo), hi))
+
+
+def test_clip_declines_what_it_does_not_handle():
+    assert _numpy_fast._np_clip(np.arange(3), 0.0, 1.0) is None  # integers
+    assert _numpy_fast._np_clip(np.ones(3), np.zeros(3), 1.0) is None  # an array bound
+    assert _numpy_fast._np_clip(np.ones(3), 0, 1.0) is None  # an int bound
+    np.testing.assert_array_equal(clip(np.arange(3), 0, 1, array_namespace(np.arange(3))), [0, 1, 1])
 
 
 def test_conv_chain_on_views(backend, rng):
@@ -615,6 +659,43 @@ def test_numpy_adam_is_bit_identical_and_returns_new_arrays(dtype, weight_decay,
                                (s_fast["exp_avg_sq"], s_ref["exp_avg_sq"], state["exp_avg_sq"])):
             assert got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]), k
             assert not np.shares_memory(got[k], old[k]) and not np.shares_memory(got[k], grads[k])
+
+
+@pytest.fixture(params=["numba", "numpy chain"])
+def numpy_kernel(request, monkeypatch):
+    """The compiled one-pass kernels (skipped without numba) or NumPy's chains of ufuncs."""
+    if request.param == "numba":
+        if _numba_kernels.kernels() is None:
+            pytest.skip("numba is not installed (pip install 'refprune[fast]') or REFPRUNE_NUMBA=0")
+    else:
+        monkeypatch.setitem(_numba_kernels._LOADED, "kernels", None)
+    return request.param
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.3, 1e-60])
+def test_numpy_adam_kernels_are_bit_identical_on_every_value(numpy_kernel, dtype, weight_decay, rng, monkeypatch):
+    """Several chunks, signed zeros, NaN, infinities, huge and tiny values: the reference's bits, each kernel."""
+    monkeypatch.setattr(_numpy_fast, "_CHUNK_BYTES", 256)
+    params, grads, state = _adam_inputs(rng, [(37, 29)], dtype)
+    special = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e30, -1e-30, 3e-39, 1.0], dtype)
+    for d in (params, grads, state["exp_avg"]):
+        d["p0"].flat[: special.size] = rng.permutation(special)
+    state["exp_avg_sq"]["p0"].flat[:3] = [0.0, np.inf, np.nan]
+    with np.errstate(all="ignore"):
+        (p_fast, s_fast), (p_ref, s_ref) = both(optim.adam, params, grads, state, lr=0.3, weight_decay=weight_decay)
+    for got, want in ((p_fast, p_ref), (s_fast["exp_avg"], s_ref["exp_avg"]), (s_fast["exp_avg_sq"], s_ref["exp_avg_sq"])):
+        assert got["p0"].dtype == want["p0"].dtype
+        bits, nan = f"u{np.dtype(dtype).itemsize}", np.isnan(want["p0"])
+        assert np.array_equal(np.isnan(got["p0"]), nan)  # a NaN's sign bit is the hardware's choice: not compared
+        assert np.array_equal(got["p0"][~nan].view(bits), want["p0"][~nan].view(bits))  # signed zeros included
+
+
+def test_numba_kernels_switch_off_with_the_environment_variable(monkeypatch):
+    monkeypatch.setenv(_numba_kernels.ENV_VAR, "0")
+    assert _numba_kernels._compile() is None
+    monkeypatch.setitem(_numba_kernels._LOADED, "kernels", None)
+    assert _numba_kernels.adam(*(np.ones(3, np.float32),) * 4, lr=0.1, beta1=0.9, beta2=0.99, eps=1e-8,
+                               weight_decay=0.0, bias1=0.1, bias2_sqrt=0.1) is None
 
 
 def test_unsupported_adam_inputs_fall_back():

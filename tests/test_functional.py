@@ -354,6 +354,29 @@ def test_softmax_cross_entropy_validates_labels(backend):
         )
 
 
+@pytest.mark.parametrize("scale", [1.0, 1e3])
+def test_softmax_cross_entropy_and_grad_equals_the_two_functions_bit_for_bit(backend, dtype, rng, scale):
+    """The training step's one pass: the same loss and logit gradient as the two functions, to the bit."""
+    for n, k in [(1, 2), (6, 10), (17, 3)]:
+        bz = backend.asarray(_host(rng, (n, k), dtype, scale=scale), dtype=dtype)
+        bl = backend.asarray(rng.integers(0, k, size=n))
+        loss, grad = F.softmax_cross_entropy_and_grad(bz, bl)
+        want_loss, want_grad = F.softmax_cross_entropy(bz, bl), F.softmax_cross_entropy_grad(bz, bl)
+        assert tuple(loss.shape) == () and grad.dtype == want_grad.dtype
+        np.testing.assert_array_equal(backend.to_numpy(loss), backend.to_numpy(want_loss))
+        np.testing.assert_array_equal(backend.to_numpy(grad), backend.to_numpy(want_grad))
+
+
+def test_softmax_cross_entropy_and_grad_validates_like_the_loss(backend):
+    z = backend.asarray(np.zeros((3, 4)), dtype="float64")
+    with pytest.raises(TypeError, match="integer"):
+        F.softmax_cross_entropy_and_grad(z, backend.asarray(np.array([0.0, 1.0, 2.0]), dtype="float64"))
+    with pytest.raises(ValueError, match=r"\[0, 3\]"):
+        F.softmax_cross_entropy_and_grad(z, backend.asarray(np.array([0, 4, 1])))
+    with pytest.raises(ValueError, match="shape"):
+        F.softmax_cross_entropy_and_grad(z, backend.asarray(np.array([0, 1])))
+
+
 def test_count_correct_counts_first_argmax_hits_on_the_device(backend, dtype):
     logits = np.array([[0.1, 0.9, 0.0], [2.0, 2.0, -1.0], [0.0, 0.0, 5.0], [1.0, -1.0, 0.5]])
     labels = np.array([1, 1, 2, 0])  # row 1 ties: argmax is 0, so it is not counted

@@ -108,12 +108,12 @@ def test_method_contract(method, backend_name, device, tmp_path, monkeypatch, in
 def test_nan_guard_stops_the_run_and_keeps_the_last_checkpoint(method, tmp_path, monkeypatch):
     """A loss that turns NaN at the second step of epoch 2 stops the run there, naming the step and the checkpoint."""
     per_epoch = math.ceil(120 / 40)
-    real_ce, real_train = F.softmax_cross_entropy, engine.Engine.train
+    real_ce, real_train = F.softmax_cross_entropy_and_grad, engine.Engine.train
     poison = {"on": False}
 
-    def ce(logits, labels, **kw):
-        loss = real_ce(logits, labels, **kw)
-        return loss * float("nan") if poison["on"] else loss
+    def ce(logits, labels, **kw):  # the training step's loss and logit gradient
+        loss, grad = real_ce(logits, labels, **kw)
+        return (loss * float("nan") if poison["on"] else loss), grad
 
     def train(self, model, *, step, **kw):
         taken = {"n": 0}
@@ -128,7 +128,7 @@ def test_nan_guard_stops_the_run_and_keeps_the_last_checkpoint(method, tmp_path,
 
         return real_train(self, model, step=poisoned_step, **kw)
 
-    monkeypatch.setattr(F, "softmax_cross_entropy", ce)
+    monkeypatch.setattr(F, "softmax_cross_entropy_and_grad", ce)
     monkeypatch.setattr(engine.Engine, "train", train)
     out = tmp_path / "run"
     with pytest.raises(engine.Diverged) as info:

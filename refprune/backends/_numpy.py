@@ -16,3 +16,10 @@ class NumpyBackend(Backend):
             raise ValueError(msg)
         self.xp = xp
         self.device = "cpu"
+
+    def versions(self):
+        """numba's version when its compiled kernels run the elementwise chains (``refprune[fast]``), else None."""
+        from . import _numba_kernels
+
+        kernels = _numba_kernels.kernels()
+        return {"numba": None if kernels is None else kernels.version}

@@ -26,7 +26,8 @@ Hard concrete: the reference's operations in the same order on two private buffe
 
 Adam (NumPy): ``optim._adam_update``'s operations in the same order (bit-identical),
 written into the three arrays it returns (and one scratch array for weight decay)
-instead of a dozen temporaries.
+instead of a dozen temporaries; with numba installed, one compiled pass
+(``_numba_kernels``, the same bits), as for ``relu_grad``.
 
 Convolution and pooling: torch's own convolution and its backward; for NumPy one
 im2col copy through ``sliding_window_view`` and one matmul, col2im by strided
@@ -41,6 +42,8 @@ NumPy and torch CPU), ``SAMPLE`` (``_select`` brackets rank ``k`` with the same 
 from __future__ import annotations
 
 import math
+
+from . import _numba_kernels
 
 #: At most this many scores are sampled to bracket the k-th (here and in ``_select``) ...
 SAMPLE = 1 << 17
@@ -580,6 +583,10 @@ def _np_adam_update(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, b
     if any(a.dtype != p.dtype or a.shape != p.shape for a in arrays[1:]):
         return None
     flat = [a.reshape(-1) for a in arrays]  # a copy only for a non-contiguous input
+    compiled = _numba_kernels.adam(*flat, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                                   bias1=bias1, bias2_sqrt=bias2_sqrt)
+    if compiled is not None:
+        return tuple(a.reshape(p.shape) for a in compiled)
     new = [np.empty(p.size, dtype=p.dtype) for _ in range(3)]
     scratch = np.empty(min(p.size, _NP_CHUNK), dtype=p.dtype)
     for sl in _np_chunks_of(p.size):
@@ -842,14 +849,29 @@ def _np_relu_grad(x, dy):
 
     Equal to the reference's ``where(x <= 0, 0, dy)`` (a NaN in ``x`` passes ``dy``)
     wherever ``dy`` is finite; a non-finite ``dy`` (``0 * inf`` would be NaN) declines.
+    numba's one-pass kernel when installed (``_numba_kernels.relu_grad``, the same bits).
     """
     import numpy as np
 
     if not (isinstance(x, np.ndarray) and isinstance(dy, np.ndarray)) or x.dtype != dy.dtype or x.ndim == 0:
         return None
+    if x.shape == dy.shape and x.dtype.char in "fd":
+        dx = _numba_kernels.relu_grad(x, dy)
+        if dx is not None:
+            return dx
     if not _np_all_finite(dy, np):
         return None
     return np.multiply(dy, ~(x <= 0), dtype=dy.dtype)
+
+
+def _np_clip(x, lo, hi):
+    """``np.clip`` of a floating array between two Python floats (what array-api-compat's ``clip``
+    computes, after casting the bounds to ``x``'s dtype as NumPy 2 casts a Python float), or None."""
+    import numpy as np
+
+    if type(x) is not np.ndarray or x.dtype.kind != "f" or type(lo) is not float or type(hi) is not float:
+        return None
+    return np.clip(x, lo, hi)
 
 
 # ============================================================================ SparseGPT: NumPy (and torch CPU)
@@ -937,6 +959,7 @@ class Declined(Exception):
 
 FAST_PATHS = {
     "relu_grad": _np_relu_grad,
+    "clip": _np_clip,
     "mask_keep": _np_mask_keep,
     "global_mask_keep": _np_global_mask_keep,
     "hard_concrete_forward": _np_hc_forward,

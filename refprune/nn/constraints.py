@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from .._array import namespace
+from .._array import clip, namespace
 
 __all__ = ["clamp", "apply_constraints"]
 
@@ -27,7 +27,7 @@ def clamp(lo, hi):
 
     def _clamp(x):
         xp = namespace(None, x=x)
-        return xp.clip(x, float(lo), float(hi))
+        return clip(x, float(lo), float(hi), xp)
 
     _clamp.__name__ = f"clamp({lo!r}, {hi!r})"
     return _clamp

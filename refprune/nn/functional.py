@@ -67,6 +67,7 @@ __all__ = [
     "log_softmax",
     "softmax_cross_entropy",
     "softmax_cross_entropy_grad",
+    "softmax_cross_entropy_and_grad",
     "batch_norm",
     "batch_norm_grad",
     "flatten",
@@ -112,6 +113,8 @@ def _check_same_dtype(ref_name, ref, **arrays):
 
 def _float_ns(xp, **arrays):
     """Namespace of the non-``None`` arrays, all real-floating, one device, one dtype."""
+    if not checking():  # inside ``trusted``: only the namespace, which the first array decides
+        return xp if xp is not None else float_namespace(None, x=next(v for v in arrays.values() if v is not None))
     present = {k: v for k, v in arrays.items() if v is not None}
     xp = float_namespace(xp, **present)
     (ref_name, ref), *rest = present.items()
@@ -336,6 +339,8 @@ def _conv_args(x, w, b, stride, padding, xp, *, fn):
 
 def _dense_args(x, w, b, xp):
     xp = _float_ns(xp, x=x, w=w, b=b)
+    if not checking():
+        return xp
     if x.ndim < 1 or w.ndim != 2:
         msg = f"dense needs x of shape (..., in) and w of shape (in, out), got {_shape(x)} and {_shape(w)}"
         raise ValueError(msg)
@@ -395,8 +400,9 @@ def dense_grad(x, w, b, dy, /, *, input_grad=True, xp=None):
         ``dx`` when ``input_grad`` is False).
     """
     xp = _dense_args(x, w, b, xp)
-    xp = _float_ns(xp, x=x, dy=dy)
-    _check_shape("dy", dy, (*_shape(x)[:-1], int(w.shape[1])), " (the shape of dense's output)")
+    if checking():
+        _float_ns(xp, x=x, dy=dy)
+        _check_shape("dy", dy, (*_shape(x)[:-1], int(w.shape[1])), " (the shape of dense's output)")
     dx = xp.matmul(dy, xp.matrix_transpose(w)) if input_grad else None
     rows = 1
     for d in _shape(x)[:-1]:
@@ -764,6 +770,37 @@ def softmax_cross_entropy_grad(logits, labels, dy=1.0, /, *, xp=None):
     p = softmax(logits, axis=-1, xp=xp)
     diff = xp.where(onehot, p - 1.0, p)
     return diff * (dy / max(n, 1))
+
+
+def softmax_cross_entropy_and_grad(logits, labels, /, *, xp=None):
+    r"""``(loss, grad)``: :func:`softmax_cross_entropy` and its gradient (``dy = 1``) in one pass.
+
+    .. math::
+
+        e = \exp(z - m), \quad L = -\frac1N \sum_n \Big((z_n - m_n) - \log \sum_k e_{n,k}\Big)_{y_n},
+        \quad \frac{\partial L}{\partial z_{n,k}} = \frac1N \left(\frac{e_{n,k}}{\sum_j e_{n,j}}
+        - \mathbb 1[k = y_n]\right)
+
+    The exponentials and their sums are computed once, for both: a training step's loss
+    and logit gradient, equal bit for bit to the two functions'.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refprune.nn.functional import softmax_cross_entropy_and_grad
+    >>> loss, grad = softmax_cross_entropy_and_grad(np.array([[0.0, 0.0]]), np.array([1]))
+    >>> float(loss), grad
+    (0.6931471805599453, array([[ 0.5, -0.5]]))
+    """
+    xp, onehot = _ce_args(logits, labels, xp)
+    z = logits - xp.max(logits, axis=-1, keepdims=True)
+    e = xp.exp(z)
+    total = xp.sum(e, axis=-1, keepdims=True)
+    logp = z - xp.log(total)
+    picked = xp.sum(xp.where(onehot, logp, xp.zeros_like(logp)), axis=-1)
+    p = e / total
+    diff = xp.where(onehot, p - 1.0, p)
+    return xp.asarray(-xp.mean(picked)), diff * (1.0 / max(int(logits.shape[0]), 1))
 
 
 # -------------------------------------------------------------------- batch norm

@@ -80,9 +80,16 @@ LOG_ALPHA_RANGE = (math.log(1e-2), math.log(1e2))
 GATE_NOISE_EPS = 1e-6
 
 
+_DTYPE_NAMES = {}  # dtype -> its name: str() of a dtype takes microseconds, once per gated layer and step
+
+
 def dtype_name(x):
     """``"float32"`` / ``"float64"`` for an array of any backend (what generators take)."""
-    return str(x.dtype).rsplit(".", 1)[-1]
+    key = (type(x), x.dtype)  # the type first: array-api-strict warns when its dtypes meet NumPy's in ==
+    name = _DTYPE_NAMES.get(key)
+    if name is None:
+        name = _DTYPE_NAMES[key] = str(x.dtype).rsplit(".", 1)[-1]
+    return name
 
 
 class Layer:

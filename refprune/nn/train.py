@@ -75,8 +75,8 @@ def loss_and_grads(model, xb, yb, *, rng=None, penalty_scale=0.0):
     """
     logits = model.forward(xb, train=True, rng=rng)
     yb = label_rows(yb)
-    loss = F.softmax_cross_entropy(logits, yb)
-    model.backward(F.softmax_cross_entropy_grad(logits, yb), input_grad=False)
+    loss, dlogits = F.softmax_cross_entropy_and_grad(logits, yb)
+    model.backward(dlogits, input_grad=False)
     grads = model.grads()
     if penalty_scale:
         penalty, penalty_grads = model.penalty_and_grads()

@@ -1,0 +1,123 @@
+"""Compiled elementwise kernels for the NumPy fast paths, when numba is installed (``pip install 'refprune[fast]'``).
+
+A kernel is one loop over the elements doing the reference's operations in the same order
+and in the arrays' dtype. IEEE multiplication, addition, subtraction, division and square
+root are correctly rounded, and numba without ``fastmath`` neither reorders them nor
+contracts them into fused multiply-adds, so a kernel equals NumPy's chain of ufuncs bit for
+bit (``tests/test_fastpaths.py`` pins each one against the NumPy chain and the reference;
+a NaN result is NaN in both, its sign bit being whichever operand's NaN the hardware passed on).
+What a kernel saves is passes over memory: Adam's chain reads and writes a 784x300 weight
+eleven times, its kernel reads each input once and writes each output once.
+
+Only exactly rounded operations go here: the gates' ``exp``, ``log`` and ``log1p`` stay in
+NumPy, whose vectorized implementations numba's do not reproduce bit for bit.
+
+:func:`kernels` is None when numba is not installed or ``REFPRUNE_NUMBA=0`` is set (read
+once, at the first call); the NumPy chains run then. The kernels compile on their first
+call for each dtype (about a second, cached on disk by numba afterwards) and release the GIL.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+
+import numpy as np
+
+ENV_VAR = "REFPRUNE_NUMBA"
+_LOADED = {}  # "kernels": the namespace of compiled kernels, or None
+
+
+def kernels():
+    """The compiled kernels (``adam``, ``relu_grad``), or None without numba or with ``REFPRUNE_NUMBA=0``."""
+    try:
+        return _LOADED["kernels"]
+    except KeyError:
+        _LOADED["kernels"] = _compile()
+        return _LOADED["kernels"]
+
+
+def _compile():
+    if os.environ.get(ENV_VAR, "").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        import numba
+    except ImportError:
+        return None
+    jit = numba.njit(cache=True, nogil=True, error_model="numpy")  # numpy: no zero-division branch per element
+    return types.SimpleNamespace(adam=jit(_adam_loop), relu_grad=jit(_relu_grad_loop), version=numba.__version__)
+
+
+def _adam_loop(p, g, m, v, new_p, new_m, new_v, decay, wd, beta1, c1, beta2, c2, bias2_sqrt, eps, lr_bias1):
+    # the scalars arrive in the arrays' dtype, as NumPy 2 casts a Python float operand
+    for i in range(p.size):
+        gi = g[i]
+        if decay:
+            gi = gi + p[i] * wd
+        mi = m[i] * beta1 + gi * c1
+        vi = v[i] * beta2 + (gi * gi) * c2
+        new_m[i] = mi
+        new_v[i] = vi
+        new_p[i] = p[i] - (mi / (np.sqrt(vi) / bias2_sqrt + eps)) * lr_bias1
+
+
+def adam(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, bias2_sqrt):
+    r"""``(new_p, new_m, new_v)``: one Adam step of 1-d contiguous arrays of one float dtype, in one pass.
+
+    .. math::
+
+        g' = g + \text{wd}\,p,\quad m' = \beta_1 m + (1-\beta_1) g',\quad
+        v' = \beta_2 v + (1-\beta_2)\,g'^2,\quad
+        p' = p - \frac{m'}{\sqrt{v'}/\sqrt{1-\beta_2^t} + \epsilon}\,\frac{\eta}{1-\beta_1^t}
+
+    each operation rounded where ``refprune.nn.optim._adam_update``'s is. None without the kernels.
+    """
+    k = kernels()
+    if k is None:
+        return None
+    t = p.dtype.type
+    new = (np.empty_like(p), np.empty_like(p), np.empty_like(p))
+    k.adam(p, g, m, v, *new, bool(weight_decay), t(weight_decay), t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2), t(bias2_sqrt),
+           t(eps), t(lr / bias1))
+    return new
+
+
+def _relu_grad_loop(x, dy, dx, zero, one):
+    nonfinite = False
+    for i in range(x.size):
+        d = dy[i]
+        nonfinite |= (d - d) != 0  # NaN for inf and NaN: an integer or-reduction, which vectorizes
+        dx[i] = d * (zero if x[i] <= zero else one)
+    return nonfinite
+
+
+def _dense_order(*arrays):
+    """An axis order in which every array is C-contiguous (their flat views are then free), or None."""
+    first = arrays[0]
+    order = sorted(range(first.ndim), key=lambda a: -first.strides[a])
+    if all(a.transpose(order).flags.c_contiguous for a in arrays):
+        return order
+    return None
+
+
+def relu_grad(x, dy):
+    r"""``dy * not(x <= 0)`` of arrays of one float dtype and shape and one memory layout, in one pass.
+
+    .. math:: dx = dy \cdot \mathbb 1[\lnot (x \le 0)]
+
+    what NumPy's fast path computes (a NaN in ``x`` passes ``dy``), or None: without the kernels, for
+    layouts that differ, and when ``dy`` holds an inf or NaN (``0 * inf`` would be NaN; the reference's
+    ``where`` runs then). ``dx`` has ``x``'s layout.
+    """
+    k = kernels()
+    if k is None:
+        return None
+    dx = np.empty_like(x)
+    order = _dense_order(x, dy, dx)
+    if order is None:
+        return None
+    flat = [a.transpose(order).reshape(-1) for a in (x, dy, dx)]
+    t = x.dtype.type
+    if k.relu_grad(*flat, t(0), t(1)):
+        return None
+    return dx
