@@ -557,6 +557,89 @@ def test_max_pool2d_vjp_equals_max_pool2d_and_its_grad_bit_for_bit(any_backend, 
             assert np.array_equal(host(any_backend, backprop(dy)), host(any_backend, want), equal_nan=True)
 
 
+def _bits(a):
+    a = np.asarray(a)
+    return a.dtype, a.shape, np.ascontiguousarray(a).tobytes()
+
+
+def _numpy_conv_pool_results(x, w, b, dy_conv, dy_pool, *, stride, padding, kernel, pool_stride):
+    """Every NumPy conv/pool/relu fast-path result on these inputs (for a bit-for-bit comparison)."""
+    out = [_numpy_fast._np_conv2d(x, w, b, stride=stride, padding=padding)]
+    out += _numpy_fast._np_conv2d_grad(x, w, b, dy_conv, stride=stride, padding=padding, input_grad=True)
+    y, backprop = _numpy_fast._np_conv2d_vjp(x, w, b, stride=stride, padding=padding)
+    out += [y, *backprop(dy_conv, input_grad=True)]
+    pooled, pool_backprop = _numpy_fast._np_max_pool2d_vjp(x, kernel=kernel, stride=pool_stride)
+    out += [pooled, pool_backprop(dy_pool), _numpy_fast._np_max_pool2d_grad(x, dy_pool, kernel=kernel, stride=pool_stride)]
+    out.append(_numpy_fast._np_relu_grad(x, x))  # x: batch-last memory, flat slices
+    out.append(_numpy_fast._np_relu_grad(np.ascontiguousarray(x), np.ascontiguousarray(x)))
+    return [o for o in out if o is not None]
+
+
+@pytest.mark.parametrize(("kernel", "pool_stride"), POOL)
+@pytest.mark.parametrize("geometry", CONV)
+def test_numpy_kernels_split_over_threads_equal_one_thread_bit_for_bit(monkeypatch, geometry, kernel, pool_stride, rng):
+    """im2col, col2im, pooling and relu_grad on disjoint slices (three threads, any size) give one thread's bits."""
+    n, c, h, w, o, k, stride, padding = geometry
+    if (h - _kernel(kernel)[0]) < 0 or (w - _kernel(kernel)[1]) < 0:
+        pytest.skip("pool window larger than the input")
+    x = np.round(rng.normal(size=(c, h, w, n)) * 2).transpose(3, 0, 1, 2)  # batch-last view; ties and signed zeros
+    x[0, 0, 0, :2] = -0.0
+    wt, b = rng.normal(size=(o, c, *_kernel(k))), rng.normal(size=o)
+    stride, padding = _kernel(stride), _kernel(padding)
+    y = _numpy_fast._np_conv2d(x, wt, b, stride=stride, padding=padding)
+    pooled = _numpy_fast._np_max_pool2d(x, kernel=_kernel(kernel), stride=_kernel(pool_stride))
+    dy_conv, dy_pool = rng.normal(size=y.shape), rng.normal(size=pooled.shape)
+    dy_pool[..., 0] = -dy_pool[..., 0] * 0.0  # signed zeros flow through the product
+    args = dict(stride=stride, padding=padding, kernel=_kernel(kernel), pool_stride=_kernel(pool_stride))
+    monkeypatch.setattr(_numpy_fast, "_NP_PARALLEL_MIN", 0)
+    monkeypatch.setattr(_numpy_fast, "np_threads", lambda: 1)
+    one = _numpy_conv_pool_results(x, wt, b, dy_conv, dy_pool, **args)
+    monkeypatch.setattr(_numpy_fast, "np_threads", lambda: 3)
+    split = _numpy_conv_pool_results(x, wt, b, dy_conv, dy_pool, **args)
+    assert len(one) == len(split) == 13
+    for i, (a, s) in enumerate(zip(one, split)):
+        assert _bits(a) == _bits(s), f"result {i}"
+        assert a.strides == s.strides, f"result {i}: the layout the next layer reads"
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (3, 2, 7, 9), (1, 1, 2, 2)])
+@pytest.mark.parametrize("kernel", [(2, 2), (3, 3), (2, 3)])
+def test_tiled_pool_backward_equals_the_windows_path_bit_for_bit(shape, kernel, rng):
+    """stride = kernel: one product over (C, Ho, kh, Wo, kw, N) views gives the per-offset loop's bits (ties, cropping, -0)."""
+    n, c, h, w = shape
+    if h < kernel[0] or w < kernel[1]:
+        pytest.skip("window larger than the input")
+    xt = np.ascontiguousarray(np.maximum(np.round(rng.normal(size=(c, h, w, n))), 0.0))  # many tied maxima at 0
+    out_hw = (h // kernel[0], w // kernel[1])
+    m = _numpy_fast._np_pool_max(xt, kernel, kernel, out_hw, np)
+    dyt = rng.normal(size=m.shape)
+    dyt.flat[::3] = -0.0
+    tiled, windows = np.zeros_like(xt), np.zeros_like(xt)
+    _numpy_fast._np_pool_grad_tiled(xt, dyt, m, tiled, kernel, kernel, np)
+    _numpy_fast._np_pool_grad_windows(xt, dyt, m, windows, kernel, kernel, np)
+    assert _bits(tiled) == _bits(windows)
+    with reference_only():
+        ref = F.max_pool2d_grad(xt.transpose(3, 0, 1, 2), dyt.transpose(3, 0, 1, 2), kernel=kernel)
+    np.testing.assert_array_equal(tiled.transpose(3, 0, 1, 2), ref)
+
+
+def test_numpy_kernel_threads_follow_the_blas_limit():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(1):
+        assert _numpy_fast.np_threads() == 1
+    with threadpoolctl.threadpool_limits(2):
+        assert _numpy_fast.np_threads() in (1, 2)  # 1 where the BLAS was built single-threaded
+
+
+def test_relu_grad_split_declines_when_any_slice_has_a_non_finite_dy(monkeypatch, rng):
+    monkeypatch.setattr(_numpy_fast, "_NP_PARALLEL_MIN", 0)
+    monkeypatch.setattr(_numpy_fast, "np_threads", lambda: 3)
+    x, dy = rng.normal(size=(4, 3, 5, 5)), rng.normal(size=(4, 3, 5, 5))
+    dy[-1, -1, -1, -1] = np.inf  # the last slice only
+    assert _numpy_fast._np_relu_grad(x, dy) is None
+    np.testing.assert_array_equal(F.relu_grad(x, dy), np.where(x <= 0, 0.0, dy))
+
+
 def test_unsupported_conv_inputs_fall_back():
     x = np.zeros((1, 1, 4, 4), np.float16)
     w = np.zeros((1, 1, 2, 2), np.float16)

@@ -376,7 +376,6 @@ def _np_hc_backward(log_alpha, s, dz, *, beta, gamma, zeta):
 # in the same order whatever the split.
 
 _NP_PARALLEL_MIN = 1 << 16  # elements: below this, handing work to a second thread costs more than it saves
-_NP_COL2IM_BYTES = 1 << 18  # col2im adds into this much of dx at a time (stays in the L2 cache)
 _np_blas = None
 _np_pool = None
 
@@ -529,19 +528,15 @@ def _np_conv2d_grad_cols(x, w, b, dy, cols, *, stride, padding, input_grad):
 def _np_col2im(dcols, dxt, stride, np):
     """Add every window entry of ``dcols`` (C, kh, kw, Ho, Wo, N) back to its pixel of ``dxt`` (C, Hp, Wp, N), in place.
 
-    Each pixel receives its entries in the kernel's row-major order, whatever the channel
-    blocks (a few channels at a time, so that their part of ``dxt`` stays in the cache).
+    Each pixel receives its entries in the kernel's row-major order, whatever the channel slices.
     """
     c, kh, kw, ho, wo, _ = dcols.shape
     sh, sw = stride
-    block = max(1, _NP_COL2IM_BYTES // (dxt[0].nbytes or 1))
 
     def task(part):
-        for first in range(part.start, part.stop, block):
-            chans = slice(first, min(first + block, part.stop))
-            for i in range(kh):
-                for j in range(kw):
-                    dxt[chans, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw, :] += dcols[chans, i, j]
+        for i in range(kh):
+            for j in range(kw):
+                dxt[part, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw, :] += dcols[part, i, j]
 
     np_parallel(task, c, size=dcols.size)
 
@@ -559,9 +554,12 @@ def _np_pool_max(xt, kernel, stride, out_hw, np):
     m = np.empty((c, *out_hw, n), dtype=xt.dtype)
 
     def task(part):
-        views = _np_pool_views(xt[part], kernel, stride, out_hw)
-        np.copyto(m[part], views[0])
-        for v in views[1:]:
+        first, *rest = _np_pool_views(xt[part], kernel, stride, out_hw)
+        if not rest:
+            np.copyto(m[part], first)
+            return
+        np.maximum(first, rest[0], out=m[part])
+        for v in rest[1:]:
             np.maximum(m[part], v, out=m[part])
 
     np_parallel(task, c, size=xt.size)
