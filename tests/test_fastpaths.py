@@ -602,6 +602,23 @@ def test_numpy_kernels_split_over_threads_equal_one_thread_bit_for_bit(monkeypat
         assert a.strides == s.strides, f"result {i}: the layout the next layer reads"
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("geometry", CONV)
+def test_im2col_gather_equals_the_strided_copy(monkeypatch, geometry, batch, rng):
+    """Small batches gather the im2col matrix by a cached index: the strided copy's matrix, bit for bit."""
+    _, c, h, w, _, k, stride, padding = geometry
+    kernel, stride, padding = _kernel(k), _kernel(stride), _kernel(padding)
+    xt = rng.normal(size=(c, h + 2 * padding[0], w + 2 * padding[1], batch))
+    out_hw = tuple((n - kk) // s + 1 for n, kk, s in zip(xt.shape[1:3], kernel, stride))
+    cols = {}
+    for how, run in (("copy", 0), ("gather", 10**9)):
+        monkeypatch.setattr(_numpy_fast, "_NP_GATHER_RUN", run)
+        cols[how] = _numpy_fast._np_cols(xt, kernel, stride, out_hw, np)
+        assert cols[how].flags.c_contiguous
+    assert _bits(cols["gather"]) == _bits(cols["copy"])
+    np.testing.assert_array_equal(cols["copy"], F.conv_patches(xt.transpose(3, 0, 1, 2), kernel=kernel, stride=stride))
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 8, 8), (3, 2, 7, 9), (1, 1, 2, 2)])
 @pytest.mark.parametrize("kernel", [(2, 2), (3, 3), (2, 3)])
 def test_tiled_pool_backward_equals_the_windows_path_bit_for_bit(shape, kernel, rng):

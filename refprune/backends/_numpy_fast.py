@@ -40,6 +40,7 @@ NumPy and torch CPU), ``SAMPLE`` (``_select`` brackets rank ``k`` with the same 
 
 from __future__ import annotations
 
+import functools
 import math
 
 #: At most this many scores are sampled to bracket the k-th (here and in ``_select``) ...
@@ -376,6 +377,7 @@ def _np_hc_backward(log_alpha, s, dz, *, beta, gamma, zeta):
 # in the same order whatever the split.
 
 _NP_PARALLEL_MIN = 1 << 16  # elements: below this, handing work to a second thread costs more than it saves
+_NP_GATHER_RUN = 8  # im2col by a cached index where a window view's contiguous runs are this short or shorter
 _np_blas = None
 _np_pool = None
 
@@ -451,12 +453,31 @@ def _np_windows(xt, kernel, stride, out_hw, np):
 
 
 def _np_cols(xt, kernel, stride, out_hw, np):
-    """im2col ``(C*kh*kw, Ho*Wo*N)`` of contiguous (C, Hp, Wp, N): one copy of a strided window view."""
+    """im2col ``(C*kh*kw, Ho*Wo*N)`` of contiguous (C, Hp, Wp, N): one copy of a strided window view.
+
+    Where that view's contiguous runs are short (small batches: ``Wo*N`` numbers, ``N`` with a
+    column stride), one gather by a cached index is faster than a copy that loops run by run.
+    """
+    run = xt.shape[3] * (out_hw[1] if stride[1] == 1 else 1)
+    if run <= _NP_GATHER_RUN:
+        return xt.reshape(-1).take(_np_window_index(xt.shape, tuple(kernel), tuple(stride), tuple(out_hw)))
     win = _np_windows(xt, kernel, stride, out_hw, np)
     cols = np.empty(win.shape, dtype=xt.dtype)
     np_parallel(lambda part: np.copyto(cols[part], win[part]), win.shape[0], size=cols.size)
     c, kh, kw, ho, wo, n = win.shape
     return cols.reshape(c * kh * kw, ho * wo * n)
+
+
+@functools.lru_cache(maxsize=64)
+def _np_window_index(shape, kernel, stride, out_hw):
+    """Flat positions in a contiguous array of ``shape`` (C, Hp, Wp, N) of its im2col matrix's entries (read-only)."""
+    import numpy as np
+
+    flat = np.arange(math.prod(shape), dtype=np.intp).reshape(shape)
+    c, kh, kw, ho, wo, n = (*shape[:1], *kernel, *out_hw, shape[3])
+    index = _np_windows(flat, kernel, stride, out_hw, np).reshape(c * kh * kw, ho * wo * n)
+    index.flags.writeable = False
+    return index
 
 
 def _np_conv2d(x, w, b, *, stride, padding):
