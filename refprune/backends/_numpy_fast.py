@@ -377,6 +377,7 @@ def _np_hc_backward(log_alpha, s, dz, *, beta, gamma, zeta):
 # in the same order whatever the split.
 
 _NP_PARALLEL_MIN = 1 << 16  # elements: below this, handing work to a second thread costs more than it saves
+_NP_CHUNK_ELEMENTS = 1 << 17  # elementwise chains in runs of this many (their temporaries stay in the L2 cache)
 _NP_GATHER_RUN = 8  # im2col by a cached index where a window view's contiguous runs are this short or shorter
 _np_blas = None
 _np_pool = None
@@ -981,13 +982,20 @@ def _np_relu_grad(x, dy):
     (xf, dyf), out, undo = flat
     finite = []
 
-    def task(part):
-        finite.append(_np_all_finite(dyf[part], np))
-        if finite[-1]:
-            np.multiply(dyf[part], ~(xf[part] <= 0), out=out[part], dtype=dy.dtype)
+    def task(part):  # cache-sized chunks; dy * keep is finite exactly where dy is: check the product in the cache
+        keep = np.empty(min(_NP_CHUNK_ELEMENTS, part.stop - part.start), dtype=bool)
+        for start in range(part.start, part.stop, _NP_CHUNK_ELEMENTS):
+            chunk = slice(start, min(start + _NP_CHUNK_ELEMENTS, part.stop))
+            k = keep[: chunk.stop - chunk.start]
+            np.logical_not(np.less_equal(xf[chunk], 0, out=k), out=k)
+            with np.errstate(invalid="ignore"):  # inf * 0: declined below
+                np.multiply(dyf[chunk], k, out=out[chunk], dtype=dy.dtype)
+            if not _np_all_finite(out[chunk], np):
+                finite.append(False)
+                return
 
     np_parallel(task, out.size, size=out.size)
-    return out.reshape(undo[0]).transpose(undo[1]) if all(finite) else None
+    return None if finite else out.reshape(undo[0]).transpose(undo[1])
 
 
 def _np_flat_pair(x, dy, np):
