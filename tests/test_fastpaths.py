@@ -11,7 +11,11 @@ return ``None`` so that the reference runs.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -646,6 +650,31 @@ def test_numpy_kernel_threads_follow_the_blas_limit():
         assert _numpy_fast.np_threads() == 1
     with threadpoolctl.threadpool_limits(2):
         assert _numpy_fast.np_threads() in (1, 2)  # 1 where the BLAS was built single-threaded
+
+
+_FORKED_SPLIT = """
+import os, numpy as np
+from refprune.backends import _numpy_fast as nf
+nf._NP_PARALLEL_MIN = 0
+nf.np_threads = lambda: 2
+x = np.random.default_rng(0).normal(size=(4, 3, 6, 6))
+before = nf._np_relu_grad(x, x)  # the parent's pool has started its thread
+pid = os.fork()
+if pid == 0:
+    import signal
+    signal.alarm(30)  # a child that waits on threads it does not have dies instead of hanging
+    os._exit(0 if np.array_equal(nf._np_relu_grad(x, x), before) else 3)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_thread_split_works_in_a_forked_child():
+    """A child forked after the split ran inherits the pool object but not its threads: it must not wait on them."""
+    out = subprocess.run([sys.executable, "-c", _FORKED_SPLIT], capture_output=True, text=True, timeout=90,
+                         env={**os.environ, "PYTHONPATH": str(Path(rp.__file__).parents[1])})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0"
 
 
 def test_relu_grad_split_declines_when_any_slice_has_a_non_finite_dy(monkeypatch, rng):

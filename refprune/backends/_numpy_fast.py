@@ -29,19 +29,26 @@ written into the three arrays it returns (and one scratch array for weight decay
 instead of a dozen temporaries.
 
 Convolution and pooling: torch's own convolution and its backward; for NumPy one
-im2col copy through ``sliding_window_view`` and one matmul, col2im by strided
-in-place adds into a private buffer, pooling by elementwise maxima of strided views.
+im2col copy of a strided window view (small batches: one gather by a cached index) and
+one matmul, col2im by strided in-place adds into a private buffer, pooling by
+elementwise maxima of strided views; the backward of windows that tile the input
+(stride = kernel) in one product over a (C, Ho, kh, Wo, kw, N) view. These copies, adds
+and products (and ``relu_grad``) run over disjoint channel (flat) slices on as many
+threads as NumPy's BLAS may use (``np_parallel``); every element sees the same
+operations in the same order, so the results do not depend on the thread count.
 
 Shared with the other fast paths (their public names, nothing else is imported from here):
 ``np_select_keep``, ``np_nm_keep``, ``np_block_keep`` (``_torch_fast`` runs them on the
 NumPy view of a CPU tensor), ``obs_sweep`` and ``Declined`` (SparseGPT's column loop for
-NumPy and torch CPU), ``SAMPLE`` (``_select`` brackets rank ``k`` with the same sample size).
+NumPy and torch CPU), ``SAMPLE`` (``_select`` brackets rank ``k`` with the same sample size),
+``np_threads`` and ``np_parallel`` (disjoint slices on BLAS's thread count).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 
 #: At most this many scores are sampled to bracket the k-th (here and in ``_select``) ...
 SAMPLE = 1 << 17
@@ -380,7 +387,7 @@ _NP_PARALLEL_MIN = 1 << 16  # elements: below this, handing work to a second thr
 _NP_CHUNK_ELEMENTS = 1 << 17  # elementwise chains in runs of this many (their temporaries stay in the L2 cache)
 _NP_GATHER_RUN = 8  # im2col by a cached index where a window view's contiguous runs are this short or shorter
 _np_blas = None
-_np_pool = None
+_np_pool = None  # (pid, ThreadPoolExecutor)
 
 
 def np_threads():
@@ -408,13 +415,14 @@ def np_parallel(task, n, *, size):
     if k <= 1:
         task(slice(0, n))
         return
-    if _np_pool is None or _np_pool._max_workers < k - 1:
+    if _np_pool is None or _np_pool[0] != os.getpid() or _np_pool[1]._max_workers < k - 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        _np_pool = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="refprune-numpy")
+        # a forked child inherits the pool object but not its threads: it makes its own
+        _np_pool = (os.getpid(), ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="refprune-numpy"))
     bounds = [n * i // k for i in range(k + 1)]
     parts = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-    futures = [_np_pool.submit(task, part) for part in parts[1:]]
+    futures = [_np_pool[1].submit(task, part) for part in parts[1:]]
     task(parts[0])
     for f in futures:
         f.result()
