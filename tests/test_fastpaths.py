@@ -479,6 +479,17 @@ def test_relu_grad_fast_equals_reference(backend, dtype, shape, rng):
     np.testing.assert_array_equal(host(backend, ref), np.where(x_h <= 0, 0, dy_h).astype(dtype))
 
 
+@pytest.mark.parametrize("axes", [(0, 1, 2, 3), (3, 0, 1, 2), (1, 0, 3, 2)])
+def test_numpy_relu_grad_keeps_the_layout_of_numpys_product(axes, rng):
+    """The chunked product is laid out as ``dy * (x > 0)`` would be: later reductions read it in the same order."""
+    shape = (3, 4, 5, 6)
+    x = rng.normal(size=shape).transpose(axes)
+    dy = rng.normal(size=shape).transpose(axes)
+    got, want = _numpy_fast._np_relu_grad(x, dy), np.multiply(dy, ~(x <= 0), dtype=dy.dtype)
+    assert got.strides == want.strides
+    assert _bits(got) == _bits(want)
+
+
 def test_relu_grad_with_a_non_finite_dy_declines_to_the_reference(rng):
     x = np.array([-1.0, 0.0, 2.0, np.nan])
     dy = np.array([np.inf, np.nan, -np.inf, 3.0])
