@@ -380,7 +380,7 @@ def _np_hc_backward(log_alpha, s, dz, *, beta, gamma, zeta):
 # ("batch last") so that every window copy moves runs of Wo*N numbers, and return the
 # NCHW view of (O, Ho, Wo, N) memory, which the next layer takes without a copy.
 # The copies, col2im and pooling run over disjoint channel slices on as many threads as
-# NumPy's BLAS may use (``_np_parallel``): every output element sees the same operations
+# NumPy's BLAS may use (``np_parallel``): every output element sees the same operations
 # in the same order whatever the split.
 
 _NP_PARALLEL_MIN = 1 << 16  # elements: below this, handing work to a second thread costs more than it saves
