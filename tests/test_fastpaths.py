@@ -12,7 +12,11 @@ return ``None`` so that the reference runs.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -496,6 +500,17 @@ def test_numpy_relu_grad_kernels_are_bit_identical(numpy_kernel, dtype, layout, 
     assert np.array_equal(fast, ref)
 
 
+@pytest.mark.parametrize("axes", [(0, 1, 2, 3), (3, 0, 1, 2), (1, 0, 3, 2)])
+def test_numpy_relu_grad_keeps_the_layout_of_numpys_product(numpy_kernel, axes, rng):
+    """The chunked product is laid out as ``dy * (x > 0)`` would be: later reductions read it in the same order."""
+    shape = (3, 4, 5, 6)
+    x = rng.normal(size=shape).transpose(axes)
+    dy = rng.normal(size=shape).transpose(axes)
+    got, want = _numpy_fast._np_relu_grad(x, dy), np.multiply(dy, ~(x <= 0), dtype=dy.dtype)
+    assert got.strides == want.strides
+    assert _bits(got) == _bits(want)
+
+
 def test_relu_grad_with_a_non_finite_dy_declines_to_the_reference(rng):
     x = np.array([-1.0, 0.0, 2.0, np.nan])
     dy = np.array([np.inf, np.nan, -np.inf, 3.0])
@@ -599,6 +614,133 @@ def test_max_pool2d_vjp_equals_max_pool2d_and_its_grad_bit_for_bit(any_backend, 
             dy = any_backend.asarray(dy_h)
             want = F.max_pool2d_grad(x, dy, kernel=kernel, stride=stride)
             assert np.array_equal(host(any_backend, backprop(dy)), host(any_backend, want), equal_nan=True)
+
+
+def _bits(a):
+    a = np.asarray(a)
+    return a.dtype, a.shape, np.ascontiguousarray(a).tobytes()
+
+
+def _numpy_conv_pool_results(x, w, b, dy_conv, dy_pool, *, stride, padding, kernel, pool_stride):
+    """Every NumPy conv/pool/relu fast-path result on these inputs (for a bit-for-bit comparison)."""
+    out = [_numpy_fast._np_conv2d(x, w, b, stride=stride, padding=padding)]
+    out += _numpy_fast._np_conv2d_grad(x, w, b, dy_conv, stride=stride, padding=padding, input_grad=True)
+    y, backprop = _numpy_fast._np_conv2d_vjp(x, w, b, stride=stride, padding=padding)
+    out += [y, *backprop(dy_conv, input_grad=True)]
+    pooled, pool_backprop = _numpy_fast._np_max_pool2d_vjp(x, kernel=kernel, stride=pool_stride)
+    out += [pooled, pool_backprop(dy_pool), _numpy_fast._np_max_pool2d_grad(x, dy_pool, kernel=kernel, stride=pool_stride)]
+    out.append(_numpy_fast._np_relu_grad(x, x))  # x: batch-last memory, flat slices
+    out.append(_numpy_fast._np_relu_grad(np.ascontiguousarray(x), np.ascontiguousarray(x)))
+    return [o for o in out if o is not None]
+
+
+@pytest.mark.parametrize(("kernel", "pool_stride"), POOL)
+@pytest.mark.parametrize("geometry", CONV)
+def test_numpy_kernels_split_over_threads_equal_one_thread_bit_for_bit(monkeypatch, geometry, kernel, pool_stride, rng):
+    """im2col, col2im, pooling and relu_grad on disjoint slices (three threads, any size) give one thread's bits."""
+    n, c, h, w, o, k, stride, padding = geometry
+    if (h - _kernel(kernel)[0]) < 0 or (w - _kernel(kernel)[1]) < 0:
+        pytest.skip("pool window larger than the input")
+    x = np.round(rng.normal(size=(c, h, w, n)) * 2).transpose(3, 0, 1, 2)  # batch-last view; ties and signed zeros
+    x[0, 0, 0, :2] = -0.0
+    wt, b = rng.normal(size=(o, c, *_kernel(k))), rng.normal(size=o)
+    stride, padding = _kernel(stride), _kernel(padding)
+    y = _numpy_fast._np_conv2d(x, wt, b, stride=stride, padding=padding)
+    pooled = _numpy_fast._np_max_pool2d(x, kernel=_kernel(kernel), stride=_kernel(pool_stride))
+    dy_conv, dy_pool = rng.normal(size=y.shape), rng.normal(size=pooled.shape)
+    dy_pool[..., 0] = -dy_pool[..., 0] * 0.0  # signed zeros flow through the product
+    args = dict(stride=stride, padding=padding, kernel=_kernel(kernel), pool_stride=_kernel(pool_stride))
+    monkeypatch.setattr(_numpy_fast, "_NP_PARALLEL_MIN", 0)
+    monkeypatch.setitem(_numba_kernels._LOADED, "kernels", None)  # relu_grad's split is NumPy's chunked path
+    monkeypatch.setattr(_numpy_fast, "np_threads", lambda: 1)
+    one = _numpy_conv_pool_results(x, wt, b, dy_conv, dy_pool, **args)
+    monkeypatch.setattr(_numpy_fast, "np_threads", lambda: 3)
+    split = _numpy_conv_pool_results(x, wt, b, dy_conv, dy_pool, **args)
+    assert len(one) == len(split) == 13
+    for i, (a, s) in enumerate(zip(one, split)):
+        assert _bits(a) == _bits(s), f"result {i}"
+        assert a.strides == s.strides, f"result {i}: the layout the next layer reads"
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("geometry", CONV)
+def test_im2col_gather_equals_the_strided_copy(monkeypatch, geometry, batch, rng):
+    """Small batches gather the im2col matrix by a cached index: the strided copy's matrix, bit for bit."""
+    _, c, h, w, _, k, stride, padding = geometry
+    kernel, stride, padding = _kernel(k), _kernel(stride), _kernel(padding)
+    xt = rng.normal(size=(c, h + 2 * padding[0], w + 2 * padding[1], batch))
+    out_hw = tuple((n - kk) // s + 1 for n, kk, s in zip(xt.shape[1:3], kernel, stride))
+    cols = {}
+    for how, run in (("copy", 0), ("gather", 10**9)):
+        monkeypatch.setattr(_numpy_fast, "_NP_GATHER_RUN", run)
+        cols[how] = _numpy_fast._np_cols(xt, kernel, stride, out_hw, np)
+        assert cols[how].flags.c_contiguous
+    assert _bits(cols["gather"]) == _bits(cols["copy"])
+    np.testing.assert_array_equal(cols["copy"], F.conv_patches(xt.transpose(3, 0, 1, 2), kernel=kernel, stride=stride))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (3, 2, 7, 9), (1, 1, 2, 2)])
+@pytest.mark.parametrize("kernel", [(2, 2), (3, 3), (2, 3)])
+def test_tiled_pool_backward_equals_the_windows_path_bit_for_bit(shape, kernel, rng):
+    """stride = kernel: one product over (C, Ho, kh, Wo, kw, N) views gives the per-offset loop's bits (ties, cropping, -0)."""
+    n, c, h, w = shape
+    if h < kernel[0] or w < kernel[1]:
+        pytest.skip("window larger than the input")
+    xt = np.ascontiguousarray(np.maximum(np.round(rng.normal(size=(c, h, w, n))), 0.0))  # many tied maxima at 0
+    out_hw = (h // kernel[0], w // kernel[1])
+    m = _numpy_fast._np_pool_max(xt, kernel, kernel, out_hw, np)
+    dyt = rng.normal(size=m.shape)
+    dyt.flat[::3] = -0.0
+    tiled, windows = np.zeros_like(xt), np.zeros_like(xt)
+    _numpy_fast._np_pool_grad_tiled(xt, dyt, m, tiled, kernel, kernel, np)
+    _numpy_fast._np_pool_grad_windows(xt, dyt, m, windows, kernel, kernel, np)
+    assert _bits(tiled) == _bits(windows)
+    with reference_only():
+        ref = F.max_pool2d_grad(xt.transpose(3, 0, 1, 2), dyt.transpose(3, 0, 1, 2), kernel=kernel)
+    np.testing.assert_array_equal(tiled.transpose(3, 0, 1, 2), ref)
+
+
+def test_numpy_kernel_threads_follow_the_blas_limit():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(1):
+        assert _numpy_fast.np_threads() == 1
+    with threadpoolctl.threadpool_limits(2):
+        assert _numpy_fast.np_threads() in (1, 2)  # 1 where the BLAS was built single-threaded
+
+
+_FORKED_SPLIT = """
+import os, numpy as np
+from refprune.backends import _numpy_fast as nf
+nf._NP_PARALLEL_MIN = 0
+nf.np_threads = lambda: 2
+x = np.random.default_rng(0).normal(size=(4, 3, 6, 6))
+before = nf._np_relu_grad(x, x)  # the parent's pool has started its thread
+pid = os.fork()
+if pid == 0:
+    import signal
+    signal.alarm(30)  # a child that waits on threads it does not have dies instead of hanging
+    os._exit(0 if np.array_equal(nf._np_relu_grad(x, x), before) else 3)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_thread_split_works_in_a_forked_child():
+    """A child forked after the split ran inherits the pool object but not its threads: it must not wait on them."""
+    out = subprocess.run([sys.executable, "-c", _FORKED_SPLIT], capture_output=True, text=True, timeout=90,
+                         env={**os.environ, "PYTHONPATH": str(Path(rp.__file__).parents[1]),
+                              _numba_kernels.ENV_VAR: "0"})  # relu_grad through the NumPy split
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0"
+
+
+def test_relu_grad_split_declines_when_any_slice_has_a_non_finite_dy(numpy_kernel, monkeypatch, rng):
+    monkeypatch.setattr(_numpy_fast, "_NP_PARALLEL_MIN", 0)
+    monkeypatch.setattr(_numpy_fast, "np_threads", lambda: 3)
+    x, dy = rng.normal(size=(4, 3, 5, 5)), rng.normal(size=(4, 3, 5, 5))
+    dy[-1, -1, -1, -1] = np.inf  # the last slice only
+    assert _numpy_fast._np_relu_grad(x, dy) is None
+    np.testing.assert_array_equal(F.relu_grad(x, dy), np.where(x <= 0, 0.0, dy))
 
 
 def test_unsupported_conv_inputs_fall_back():

@@ -242,11 +242,13 @@ def test_max_pool2d_ties_go_to_the_first_element(backend, close):
     close(dx, np.array([[[[1.0, 2.0, 0], [3.0, 4.0, 0], [0, 0, 0]]]]))
 
 
-def test_max_pool2d_central_differences(backend):
+@pytest.mark.parametrize(("kernel", "stride"), [((3, 2), (2, 1)), ((2, 2), None), ((2, 3), (2, 3))])
+def test_max_pool2d_central_differences(backend, kernel, stride):
+    """Overlapping windows, and windows that tile the input (stride = kernel; 6x5 leaves a row or column out)."""
     rng = np.random.default_rng(2)
     # Well-separated distinct values: a step of 1e-6 never changes a window's argmax.
     x = rng.permutation(2 * 2 * 6 * 5).reshape(2, 2, 6, 5) / 10.0
-    kw = dict(kernel=(3, 2), stride=(2, 1))
+    kw = dict(kernel=kernel, stride=stride)
     bx = backend.asarray(x, dtype="float64")
     y = backend.to_numpy(F.max_pool2d(bx, **kw))
     dy = rng.standard_normal(y.shape)

@@ -91,33 +91,16 @@ def _relu_grad_loop(x, dy, dx, zero, one):
     return nonfinite
 
 
-def _dense_order(*arrays):
-    """An axis order in which every array is C-contiguous (their flat views are then free), or None."""
-    first = arrays[0]
-    order = sorted(range(first.ndim), key=lambda a: -first.strides[a])
-    if all(a.transpose(order).flags.c_contiguous for a in arrays):
-        return order
-    return None
-
-
-def relu_grad(x, dy):
-    r"""``dy * not(x <= 0)`` of arrays of one float dtype and shape and one memory layout, in one pass.
+def relu_grad(xf, dyf, out):
+    r"""``out = dyf * not(xf <= 0)`` over 1-d arrays of one float dtype, in one pass; whether ``dyf`` was finite.
 
     .. math:: dx = dy \cdot \mathbb 1[\lnot (x \le 0)]
 
-    what NumPy's fast path computes (a NaN in ``x`` passes ``dy``), or None: without the kernels, for
-    layouts that differ, and when ``dy`` holds an inf or NaN (``0 * inf`` would be NaN; the reference's
-    ``where`` runs then). ``dx`` has ``x``'s layout.
+    what NumPy's fast path computes (a NaN in ``x`` passes ``dy``); False when ``dyf`` holds an
+    inf or NaN (``0 * inf`` would be NaN: the caller declines then), None without the kernels.
     """
     k = kernels()
-    if k is None:
+    if k is None or xf.dtype.char not in "fd":
         return None
-    dx = np.empty_like(x)
-    order = _dense_order(x, dy, dx)
-    if order is None:
-        return None
-    flat = [a.transpose(order).reshape(-1) for a in (x, dy, dx)]
-    t = x.dtype.type
-    if k.relu_grad(*flat, t(0), t(1)):
-        return None
-    return dx
+    t = xf.dtype.type
+    return not k.relu_grad(xf, dyf, out, t(0), t(1))

@@ -30,18 +30,26 @@ instead of a dozen temporaries; with numba installed, one compiled pass
 (``_numba_kernels``, the same bits), as for ``relu_grad``.
 
 Convolution and pooling: torch's own convolution and its backward; for NumPy one
-im2col copy through ``sliding_window_view`` and one matmul, col2im by strided
-in-place adds into a private buffer, pooling by elementwise maxima of strided views.
+im2col copy of a strided window view (small batches: one gather by a cached index) and
+one matmul, col2im by strided in-place adds into a private buffer, pooling by
+elementwise maxima of strided views; the backward of windows that tile the input
+(stride = kernel) in one product over a (C, Ho, kh, Wo, kw, N) view. These copies, adds
+and products (and ``relu_grad``) run over disjoint channel (flat) slices on as many
+threads as NumPy's BLAS may use (``np_parallel``); every element sees the same
+operations in the same order, so the results do not depend on the thread count.
 
 Shared with the other fast paths (their public names, nothing else is imported from here):
 ``np_select_keep``, ``np_nm_keep``, ``np_block_keep`` (``_torch_fast`` runs them on the
 NumPy view of a CPU tensor), ``obs_sweep`` and ``Declined`` (SparseGPT's column loop for
-NumPy and torch CPU), ``SAMPLE`` (``_select`` brackets rank ``k`` with the same sample size).
+NumPy and torch CPU), ``SAMPLE`` (``_select`` brackets rank ``k`` with the same sample size),
+``np_threads`` and ``np_parallel`` (disjoint slices on BLAS's thread count).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 
 from . import _numba_kernels
 
@@ -374,6 +382,53 @@ def _np_hc_backward(log_alpha, s, dz, *, beta, gamma, zeta):
 # Layout as in the reference (refprune/nn/functional.py): work in (C, H, W, N) memory
 # ("batch last") so that every window copy moves runs of Wo*N numbers, and return the
 # NCHW view of (O, Ho, Wo, N) memory, which the next layer takes without a copy.
+# The copies, col2im and pooling run over disjoint channel slices on as many threads as
+# NumPy's BLAS may use (``np_parallel``): every output element sees the same operations
+# in the same order whatever the split.
+
+_NP_PARALLEL_MIN = 1 << 16  # elements: below this, handing work to a second thread costs more than it saves
+_NP_CHUNK_ELEMENTS = 1 << 17  # elementwise chains in runs of this many (their temporaries stay in the L2 cache)
+_NP_GATHER_RUN = 8  # im2col by a cached index where a window view's contiguous runs are this short or shorter
+_np_blas = None
+_np_pool = None  # (pid, ThreadPoolExecutor)
+
+
+def np_threads():
+    """How many threads NumPy's BLAS may use now (its threadpoolctl limit): the kernels below use as many."""
+    global _np_blas
+    if _np_blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _np_blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+        except ImportError:
+            _np_blas = []
+    return max((c.num_threads for c in _np_blas), default=1)
+
+
+def np_parallel(task, n, *, size):
+    """``task(part)`` for disjoint slices ``part`` covering ``range(n)``, on ``np_threads()`` threads.
+
+    One call (``part`` the whole range) when ``size`` (the elements the work touches) is
+    below ``_NP_PARALLEL_MIN`` or one thread is allowed. NumPy releases the GIL inside
+    its loops, so the slices run at the same time; the caller's thread takes the first.
+    """
+    global _np_pool
+    k = min(np_threads(), n) if size >= _NP_PARALLEL_MIN else 1
+    if k <= 1:
+        task(slice(0, n))
+        return
+    if _np_pool is None or _np_pool[0] != os.getpid() or _np_pool[1]._max_workers < k - 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # a forked child inherits the pool object but not its threads: it makes its own
+        _np_pool = (os.getpid(), ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="refprune-numpy"))
+    bounds = [n * i // k for i in range(k + 1)]
+    parts = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    futures = [_np_pool[1].submit(task, part) for part in parts[1:]]
+    task(parts[0])
+    for f in futures:
+        f.result()
 
 
 def _np_conv_inputs(x, w, b, dy=None):
@@ -400,17 +455,41 @@ def _np_padded_batch_last(x, padding, np):
     return out
 
 
+def _np_windows(xt, kernel, stride, out_hw, np):
+    """The view ``(C, kh, kw, Ho, Wo, N)`` of contiguous ``xt`` (C, Hp, Wp, N): entry ``[c, i, j, p, q, n] = xt[c, p*sh + i, q*sw + j, n]``."""
+    c, _, wp, n = xt.shape
+    sc, sy, sx, sn = xt.strides
+    shape = (c, *kernel, *out_hw, n)
+    strides = (sc, sy, sx, sy * stride[0], sx * stride[1], sn)
+    return np.ndarray(shape, dtype=xt.dtype, buffer=xt, strides=strides)  # as_strided without its Python overhead
+
+
 def _np_cols(xt, kernel, stride, out_hw, np):
-    """im2col ``(C*kh*kw, Ho*Wo*N)`` of (C, Hp, Wp, N): one copy of a strided window view."""
-    c, _, _, n = xt.shape
-    kh, kw = kernel
-    sh, sw = stride
-    ho, wo = out_hw
-    win = np.lib.stride_tricks.sliding_window_view(xt, (kh, kw), axis=(1, 2))  # (C, H', W', N, kh, kw)
-    win = win[:, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]
-    cols = np.empty((c, kh, kw, ho, wo, n), dtype=xt.dtype)
-    np.copyto(cols, win.transpose(0, 4, 5, 1, 2, 3))
+    """im2col ``(C*kh*kw, Ho*Wo*N)`` of contiguous (C, Hp, Wp, N): one copy of a strided window view.
+
+    Where that view's contiguous runs are short (small batches: ``Wo*N`` numbers, ``N`` with a
+    column stride), one gather by a cached index is faster than a copy that loops run by run.
+    """
+    run = xt.shape[3] * (out_hw[1] if stride[1] == 1 else 1)
+    if run <= _NP_GATHER_RUN:
+        return xt.reshape(-1).take(_np_window_index(xt.shape, tuple(kernel), tuple(stride), tuple(out_hw)))
+    win = _np_windows(xt, kernel, stride, out_hw, np)
+    cols = np.empty(win.shape, dtype=xt.dtype)
+    np_parallel(lambda part: np.copyto(cols[part], win[part]), win.shape[0], size=cols.size)
+    c, kh, kw, ho, wo, n = win.shape
     return cols.reshape(c * kh * kw, ho * wo * n)
+
+
+@functools.lru_cache(maxsize=64)
+def _np_window_index(shape, kernel, stride, out_hw):
+    """Flat positions in a contiguous array of ``shape`` (C, Hp, Wp, N) of its im2col matrix's entries (read-only)."""
+    import numpy as np
+
+    flat = np.arange(math.prod(shape), dtype=np.intp).reshape(shape)
+    c, kh, kw, ho, wo, n = (*shape[:1], *kernel, *out_hw, shape[3])
+    index = _np_windows(flat, kernel, stride, out_hw, np).reshape(c * kh * kw, ho * wo * n)
+    index.flags.writeable = False
+    return index
 
 
 def _np_conv2d(x, w, b, *, stride, padding):
@@ -466,7 +545,6 @@ def _np_conv2d_grad_cols(x, w, b, dy, cols, *, stride, padding, input_grad):
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     ho, wo = dy.shape[2], dy.shape[3]
-    sh, sw = stride
     ph, pw = padding
     dy2 = dy.transpose(1, 2, 3, 0).reshape(o, ho * wo * n)  # a view when dy is batch-last
     dw = np.matmul(dy2, cols.T).reshape(w.shape)
@@ -476,11 +554,24 @@ def _np_conv2d_grad_cols(x, w, b, dy, cols, *, stride, padding, input_grad):
         return None, dw, db
     dcols = np.matmul(w.reshape(o, c * kh * kw).T, dy2).reshape(c, kh, kw, ho, wo, n)
     dxt = np.zeros((c, h + 2 * ph, wd + 2 * pw, n), dtype=x.dtype)
-    for i in range(kh):  # col2im: add every window entry back to its pixel
-        for j in range(kw):
-            dxt[:, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw, :] += dcols[:, i, j]
-    dx = dxt[:, ph : ph + h, pw : pw + wd, :].transpose(3, 0, 1, 2)
-    return dx, dw, db
+    _np_col2im(dcols, dxt, stride, np)
+    return dxt[:, ph : ph + h, pw : pw + wd, :].transpose(3, 0, 1, 2), dw, db
+
+
+def _np_col2im(dcols, dxt, stride, np):
+    """Add every window entry of ``dcols`` (C, kh, kw, Ho, Wo, N) back to its pixel of ``dxt`` (C, Hp, Wp, N), in place.
+
+    Each pixel receives its entries in the kernel's row-major order, whatever the channel slices.
+    """
+    c, kh, kw, ho, wo, _ = dcols.shape
+    sh, sw = stride
+
+    def task(part):
+        for i in range(kh):
+            for j in range(kw):
+                dxt[part, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw, :] += dcols[part, i, j]
+
+    np_parallel(task, c, size=dcols.size)
 
 
 def _np_pool_views(xt, kernel, stride, out_hw):
@@ -490,10 +581,21 @@ def _np_pool_views(xt, kernel, stride, out_hw):
     return [xt[:, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw, :] for i in range(kh) for j in range(kw)]
 
 
-def _np_pool_max(views, np):
-    m = views[0].copy()
-    for v in views[1:]:
-        np.maximum(m, v, out=m)
+def _np_pool_max(xt, kernel, stride, out_hw, np):
+    """Window maxima ``(C, Ho, Wo, N)`` of ``xt`` (C, H, W, N): ``maximum`` over the window's entries in row-major order."""
+    c, _, _, n = xt.shape
+    m = np.empty((c, *out_hw, n), dtype=xt.dtype)
+
+    def task(part):
+        first, *rest = _np_pool_views(xt[part], kernel, stride, out_hw)
+        if not rest:
+            np.copyto(m[part], first)
+            return
+        np.maximum(first, rest[0], out=m[part])
+        for v in rest[1:]:
+            np.maximum(m[part], v, out=m[part])
+
+    np_parallel(task, c, size=xt.size)
     return m
 
 
@@ -512,9 +614,9 @@ def _np_max_pool2d_grad(x, dy, *, kernel, stride):
 
     if _np_conv_inputs(x, None, None, dy) is None:
         return None
-    out_hw = _np_pool_out(x, kernel, stride)
-    views = _np_pool_views(np.ascontiguousarray(x.transpose(1, 2, 3, 0)), kernel, stride, out_hw)
-    return _np_max_pool2d_grad_views(x, dy, views, _np_pool_max(views, np), kernel=kernel, stride=stride)
+    xt = np.ascontiguousarray(x.transpose(1, 2, 3, 0))
+    m = _np_pool_max(xt, kernel, stride, _np_pool_out(x, kernel, stride), np)
+    return _np_max_pool2d_grad_maxima(x, dy, xt, m, kernel=kernel, stride=stride)
 
 
 def _np_max_pool2d_vjp(x, *, kernel, stride):
@@ -523,32 +625,68 @@ def _np_max_pool2d_vjp(x, *, kernel, stride):
 
     if _np_conv_inputs(x, None, None) is None:
         return None
-    out_hw = _np_pool_out(x, kernel, stride)
-    views = _np_pool_views(np.ascontiguousarray(x.transpose(1, 2, 3, 0)), kernel, stride, out_hw)
-    m = _np_pool_max(views, np)
+    xt = np.ascontiguousarray(x.transpose(1, 2, 3, 0))
+    m = _np_pool_max(xt, kernel, stride, _np_pool_out(x, kernel, stride), np)
 
     def backprop(dy):
         if _np_conv_inputs(x, None, None, dy) is None:
             return None
-        return _np_max_pool2d_grad_views(x, dy, views, m, kernel=kernel, stride=stride)
+        return _np_max_pool2d_grad_maxima(x, dy, xt, m, kernel=kernel, stride=stride)
 
     return m.transpose(3, 0, 1, 2), backprop
 
 
-def _np_max_pool2d_grad_views(x, dy, views, m, *, kernel, stride):
-    """``_np_max_pool2d_grad`` from the windows ``views`` of ``x`` (batch last) and their maxima ``m``."""
+def _np_max_pool2d_grad_maxima(x, dy, xt, m, *, kernel, stride):
+    """``_np_max_pool2d_grad`` from ``xt``, ``x`` batch last and contiguous, and its window maxima ``m``."""
     import numpy as np
 
     if not _np_all_finite(dy, np) or np.isnan(m).any():
         return None  # a non-finite dy must not reach the other entries as 0 * inf; the reference hands dy to the first NaN
     n, c, h, w = x.shape
-    dxt = np.zeros((c, h, w, n), dtype=x.dtype)
-    dx_views = _np_pool_views(dxt, kernel, stride, m.shape[1:3])
+    ho, wo = m.shape[1:3]
+    tiled = tuple(stride) == tuple(kernel)
+    full = tiled and ho * kernel[0] == h and wo * kernel[1] == w
+    dxt = np.empty((c, h, w, n), dtype=x.dtype) if full else np.zeros((c, h, w, n), dtype=x.dtype)
     dyt = dy.transpose(1, 2, 3, 0)
+    grad = _np_pool_grad_tiled if tiled else _np_pool_grad_windows
+
+    def task(part):
+        grad(xt[part], dyt[part], m[part], dxt[part], kernel, stride, np)
+
+    np_parallel(task, c, size=dxt.size)
+    return dxt.transpose(3, 0, 1, 2)
+
+
+def _np_pool_grad_tiled(xt, dyt, m, dxt, kernel, stride, np):
+    """Windows that tile ``xt`` (stride = kernel): ``dxt``'s windows get ``dy`` times the first-maximum mask, in one product.
+
+    As (C, Ho, kh, Wo, kw, N) views, the windows of ``xt`` and ``dxt`` are compared with
+    and written from ``m`` and ``dy`` broadcast over the window's axes: the products
+    ``dy * hit`` of ``_np_pool_grad_windows``, without a pass per window offset.
+    """
+    c, ho, wo, n = m.shape
+    kh, kw = kernel
+    x6 = xt[:, : ho * kh, : wo * kw].reshape(c, ho, kh, wo, kw, n)
+    hit = np.equal(x6, m[:, :, None, :, None, :])
+    taken = hit[:, :, 0, :, 0].copy()
+    offsets = [(i, j) for i in range(kh) for j in range(kw)][1:]
+    for k, (i, j) in enumerate(offsets, start=1):
+        h = hit[:, :, i, :, j]
+        np.greater(h, taken, out=h)  # h & ~taken: the first maximum only
+        if k < len(offsets):
+            taken |= h
+    dx6 = dxt[:, : ho * kh, : wo * kw].reshape(c, ho, kh, wo, kw, n)
+    np.multiply(dyt[:, :, None, :, None, :], hit, out=dx6)  # dy or 0 (dy is finite)
+
+
+def _np_pool_grad_windows(xt, dyt, m, dxt, kernel, stride, np):
+    """Any windows: one pass per window offset, ``dy`` times the first-maximum mask added to ``dxt`` (zeros)."""
+    views = _np_pool_views(xt, kernel, stride, m.shape[1:3])
+    dx_views = _np_pool_views(dxt, kernel, stride, m.shape[1:3])
     overlap = stride[0] < kernel[0] or stride[1] < kernel[1]
     taken = np.zeros(m.shape, dtype=bool)
     hit = np.empty(m.shape, dtype=bool)
-    part = np.empty(m.shape, dtype=x.dtype) if overlap else None
+    part = np.empty(m.shape, dtype=dxt.dtype) if overlap else None
     last = len(views) - 1
     for i, (v, dv) in enumerate(zip(views, dx_views)):
         np.equal(v, m, out=hit)
@@ -561,7 +699,6 @@ def _np_max_pool2d_grad_views(x, dy, views, m, *, kernel, stride):
             dv += part
         else:
             np.multiply(dyt, hit, out=dv)  # dy or 0 (dy is finite); windows do not overlap
-    return dxt.transpose(3, 0, 1, 2)
 
 
 # ============================================================================ Adam: NumPy
@@ -855,13 +992,51 @@ def _np_relu_grad(x, dy):
 
     if not (isinstance(x, np.ndarray) and isinstance(dy, np.ndarray)) or x.dtype != dy.dtype or x.ndim == 0:
         return None
-    if x.shape == dy.shape and x.dtype.char in "fd":
-        dx = _numba_kernels.relu_grad(x, dy)
-        if dx is not None:
-            return dx
-    if not _np_all_finite(dy, np):
+    flat = _np_flat_pair(x, dy, np)
+    if flat is None:  # layouts differ: one product, laid out as NumPy chooses
+        return np.multiply(dy, ~(x <= 0), dtype=dy.dtype) if _np_all_finite(dy, np) else None
+    (xf, dyf), out, undo = flat
+    finite = _numba_kernels.relu_grad(xf, dyf, out)
+    if finite is None:  # no numba: NumPy in cache-sized chunks
+        finite = _np_relu_grad_chunks(xf, dyf, out, np)
+    return out.reshape(undo[0]).transpose(undo[1]) if finite else None
+
+
+def _np_relu_grad_chunks(xf, dyf, out, np):
+    """``out = dyf * not(xf <= 0)`` on disjoint slices over threads; False when a product is not finite."""
+    finite = []
+
+    def task(part):  # cache-sized chunks; dy * keep is finite exactly where dy is: check the product in the cache
+        keep = np.empty(min(_NP_CHUNK_ELEMENTS, part.stop - part.start), dtype=bool)
+        for start in range(part.start, part.stop, _NP_CHUNK_ELEMENTS):
+            chunk = slice(start, min(start + _NP_CHUNK_ELEMENTS, part.stop))
+            k = keep[: chunk.stop - chunk.start]
+            np.logical_not(np.less_equal(xf[chunk], 0, out=k), out=k)
+            with np.errstate(invalid="ignore"):  # inf * 0: declined below
+                np.multiply(dyf[chunk], k, out=out[chunk], dtype=out.dtype)
+            if not _np_all_finite(out[chunk], np):
+                finite.append(False)
+                return
+
+    np_parallel(task, out.size, size=out.size)
+    return not finite
+
+
+def _np_flat_pair(x, dy, np):
+    """``((x, dy) flattened, out, (shape, axes))`` when ``x`` and ``dy`` share one dense memory layout, else None.
+
+    ``out`` is a new flat array; ``out.reshape(shape).transpose(axes)`` has ``dy``'s shape
+    and the layout NumPy gives a product of the two (the memory order of its inputs).
+    """
+    if x.shape != dy.shape or x.strides != dy.strides or 1 in x.shape:
         return None
-    return np.multiply(dy, ~(x <= 0), dtype=dy.dtype)
+    order = sorted(range(x.ndim), key=lambda a: -x.strides[a])
+    xm, dym = x.transpose(order), dy.transpose(order)
+    if not (xm.flags.c_contiguous and dym.flags.c_contiguous):
+        return None
+    out = np.empty(xm.size, dtype=dy.dtype)
+    undo = (xm.shape, tuple(sorted(range(x.ndim), key=order.__getitem__)))
+    return (xm.reshape(-1), dym.reshape(-1)), out, undo
 
 
 def _np_clip(x, lo, hi):
