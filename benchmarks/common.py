@@ -165,6 +165,10 @@ def machine():
         "numpy": np.__version__,
         "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+    from refprune.backends import _numba_kernels
+
+    kernels = _numba_kernels.kernels()
+    info["numba"] = None if kernels is None else kernels.version  # None: NumPy's chains (not installed, or switched off)
     torch = torch_or_none()
     if torch is not None:
         info["torch"] = torch.__version__

@@ -7,6 +7,7 @@ threads first, then one thread each (the CLI's default).
 from __future__ import annotations
 
 import functools
+import os
 import tempfile
 import time
 
@@ -14,6 +15,8 @@ import numpy as np
 from common import THREADS, limit_threads, median, race, ratio, rows_of, spawn, torch_or_none
 
 OURS = "refprune (numpy)"
+#: refprune with numba's kernels switched off (``REFPRUNE_NUMBA=0``): what an install without ``refprune[fast]`` runs.
+NO_NUMBA = "refprune (numpy), without numba"
 #: The torch peers of the L0 step: gates on the weights as the paper's code (the peer of the goals: what a
 #: user writing the paper's model in torch gets), and gates on the layer inputs (for comparison).
 PEERS = {"weights": "torch autograd, gates on the weights (the L0 paper's code)",
@@ -150,7 +153,8 @@ def bench_l0_step(args, preset, target):
               "what": f"train_step alone: batch 100, {what}, Adam, log_alpha clamp; each contender alone in its own "
               f"process ({PROCESS_ROUNDS} alternating processes each, {steps} timings of {block} steps back to back "
               f"in each), at {THREADS} threads and at 1 thread each"}
-    contenders = ["ours"] if torch_or_none() is None else ["ours", "weights", "inputs", "torch-backend"]
+    contenders = ["ours"] + (["no-numba"] if _numba_on() else [])
+    contenders += [] if torch_or_none() is None else ["weights", "inputs", "torch-backend"]
     for threads in (THREADS, 1):
         who = [c for c in contenders if threads == THREADS or c != "torch-backend"]
         times = {c: [] for c in who}
@@ -172,26 +176,45 @@ def _add_step_rows(result, times, *, threads, target):
             result["ratios"][keys[who]] = ratio(median(times["ours"]), median(seconds))
             if who == "weights":
                 result["targets"][keys[who]] = target
+    if "no-numba" in times and "weights" in times:
+        result["ratios"][f"refprune without numba / torch{label}"] = ratio(median(times["no-numba"]),
+                                                                           median(times["weights"]))
 
 
 def worker_step(spec):
     """One contender of the L0 step timed alone in this process: ``{"seconds": [...]}``.
 
-    ``spec``: preset, who (``ours``, ``weights``, ``inputs`` or ``torch-backend``), threads, rounds and
+    ``spec``: preset, who (``ours``, ``no-numba``, ``weights``, ``inputs`` or ``torch-backend``), threads, rounds and
     block (steps back to back per timing). The ``ours`` process never imports torch.
     """
-    limit_threads(spec["threads"], torch=spec["who"] != "ours")
+    limit_threads(spec["threads"], torch=spec["who"] not in ("ours", "no-numba"))
+    _switch_numba(spec["who"])
     model, b, hx, hy, step = l0_setup(spec["preset"], "numpy")
     if spec["who"] == "torch-backend":
         step = l0_setup(spec["preset"], "torch")[-1]
-    elif spec["who"] != "ours":
+    elif spec["who"] not in ("ours", "no-numba"):
         step = _torch_peers(torch_or_none(), model, b, hx, hy)[PEERS[spec["who"]]]
     times = race({"step": (step, spec["rounds"])}, rounds=spec["rounds"], warmup=2, block=spec["block"])
     return {"seconds": times["step"]}
 
 
+def _numba_on():
+    from refprune.backends import _numba_kernels
+
+    return _numba_kernels.kernels() is not None
+
+
+def _switch_numba(who):
+    """Switch numba's kernels off in this worker's process for the ``no-numba`` contender (before their first use)."""
+    if who == "no-numba":
+        from refprune.backends import _numba_kernels
+
+        os.environ[_numba_kernels.ENV_VAR] = "0"
+
+
 TORCH_BACKEND = "refprune (torch backend)"
-_NAMES = {"ours": OURS, "weights": PEERS["weights"], "inputs": PEERS["inputs"], "torch-backend": TORCH_BACKEND}
+_NAMES = {"ours": OURS, "no-numba": NO_NUMBA, "weights": PEERS["weights"], "inputs": PEERS["inputs"],
+          "torch-backend": TORCH_BACKEND}
 #: Processes of each contender per thread count, alternating.
 PROCESS_ROUNDS = 2
 #: Steps timed back to back, as in a run (a run's steps come one after the other).
@@ -269,8 +292,9 @@ def _torch_epochs(torch, step, x, y, epochs):
 
 def worker_run(spec):
     """Seconds per step of one run (``who``: ``ours`` or ``torch``) in this process, alone: ``{"seconds": s}``."""
+    _switch_numba(spec["who"])
     ds = _run_data(spec["preset"], spec["quick"])
-    run = _refprune_run if spec["who"] == "ours" else _torch_run
+    run = _torch_run if spec["who"] == "torch" else _refprune_run
     return {"seconds": run(spec["preset"], ds, threads=spec["threads"])}
 
 
@@ -286,15 +310,19 @@ def bench_l0_run(args, preset, target):
               "the first epoch (step, metrics sums, the NaN guard's record) vs a torch loop (the L0 paper's form) doing "
               f"the same per step, its clock around the step and the sums; median of {rounds} runs each, each in its own "
               "process, alternating"}
+    who = {OURS: "ours", **({NO_NUMBA: "no-numba"} if _numba_on() else {}), PEER: "torch"}
     for threads in (THREADS, 1):
-        times = {OURS: [], PEER: []}
+        times = {name: [] for name in who}
         for _ in range(rounds):
-            for name, who in ((OURS, "ours"), (PEER, "torch")):
-                spec = {"preset": preset, "who": who, "threads": threads, "quick": args.quick}
+            for name, w in who.items():
+                spec = {"preset": preset, "who": w, "threads": threads, "quick": args.quick}
                 times[name].append(spawn("run", spec)["seconds"])
         label = "" if threads == THREADS else ", 1 thread each"
         result["ratios"][f"refprune / torch{label}"] = ratio(median(times[OURS]), median(times[PEER]))
         result["targets"][f"refprune / torch{label}"] = target
+        if NO_NUMBA in times:
+            result["ratios"][f"refprune without numba / torch{label}"] = ratio(median(times[NO_NUMBA]),
+                                                                               median(times[PEER]))
         result["rows"].update({f"{k}, {threads} thread{'s' if threads > 1 else ''}": v
                                for k, v in rows_of(times).items()})
     return result

@@ -38,7 +38,7 @@ def _header(results):
         "same machine; the table gives the median over the runs and each run's value.",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; Python {m['python']}, "
-        f"NumPy {m['numpy']}, torch {m.get('torch', '-')}, CuPy {m.get('cupy', '-')}; GPU: {m.get('gpu') or 'none'}. "
+        f"NumPy {m['numpy']}, numba {m.get('numba') or '- (NumPy chains)'}, torch {m.get('torch', '-')}, CuPy {m.get('cupy', '-')}; GPU: {m.get('gpu') or 'none'}. "
         f"Load average at start {_loads(m.get('load_average_at_start'))}, at end "
         f"{_loads(results.get('load_average_at_end'))}. {results['threads']}. "
         f"Mode: {'quick' if results['quick'] else 'full'}; whole run {results['total_seconds']:.0f} s.",
