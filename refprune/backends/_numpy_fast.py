@@ -28,6 +28,16 @@ Adam (NumPy): ``optim._adam_update``'s operations in the same order (bit-identic
 written into the three arrays it returns (and one scratch array for weight decay)
 instead of a dozen temporaries.
 
+Weight decay inside the L0 penalty (NumPy): each group's sum of squares and the gradient
+``(wd * w) * p`` in one pass over ``w`` by chunks of whole rows (a row's sum is the same
+reduction as in the reference), and the penalty's gradient added into the loss's chunk by
+chunk, with no full-size temporaries.
+
+Threads: these elementwise chains (Adam, the gates, the weight-decay terms, the scaled
+add) can split their chunks over the threads NumPy's BLAS may use (``_np_in_parallel``);
+the results do not depend on the split. Off (``_NP_PARALLEL_MIN = None``) until a
+measurement shows it pays (``benchmarks/elemwise.py``).
+
 Convolution and pooling: torch's own convolution and its backward; for NumPy one
 im2col copy through ``sliding_window_view`` and one matmul, col2im by strided
 in-place adds into a private buffer, pooling by elementwise maxima of strided views.
@@ -243,6 +253,69 @@ def _np_chunks_of(size):
     return [slice(i, min(i + _NP_CHUNK, size)) for i in range(0, size, _NP_CHUNK)]
 
 
+#: Elementwise chains of at least this many elements are split over the threads allowed
+#: (``_np_in_parallel``); None: never. ``python benchmarks/elemwise.py`` measures from which
+#: size the split pays; on the shared 2-core development machine it paid at no size up to
+#: the 784x300 weight of mlp-300-100 (a thread hand-off there costs 40-60 us), hence None.
+_NP_PARALLEL_MIN = None
+_NP_BLAS = None  # threadpoolctl's controllers of the BLAS libraries loaded, found on first use
+_NP_POOL = {}  # worker count -> ThreadPoolExecutor
+
+
+def _np_threads():
+    """Threads the NumPy fast paths may use: the thread limit of the BLAS libraries (``limit_threads``, threadpoolctl).
+
+    The user's limit on NumPy's matrix products is the limit here too, so ``--threads 1``
+    (or ``threadpool_limits(1)``) runs everything in the calling thread; 1 without threadpoolctl.
+    """
+    global _NP_BLAS
+    if _NP_BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _NP_BLAS = []
+        else:
+            _NP_BLAS = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+    counts = [c.get_num_threads() for c in _NP_BLAS]
+    return max(1, min((n for n in counts if n), default=1))
+
+
+def _np_pool(workers):
+    import concurrent.futures
+
+    pool = _NP_POOL.get(workers)
+    if pool is None:
+        pool = _NP_POOL[workers] = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="refprune-np")
+    return pool
+
+
+def _np_in_parallel(chunks, size, run):
+    """``run(chunks[i:j])`` over contiguous runs of ``chunks`` (disjoint elements), one run per thread allowed.
+
+    The calling thread takes the first run; the others go to a pool of ``_np_threads() - 1``
+    workers (NumPy's ufuncs release the GIL while they compute). One run when ``size``
+    (elements in all) is under ``_NP_PARALLEL_MIN`` or one thread is allowed. Every element
+    gets the same operations as in one run, so the results do not depend on the split.
+    ``run`` makes its own scratch buffers and writes only its chunks of the outputs.
+    """
+    big = _NP_PARALLEL_MIN is not None and size >= _NP_PARALLEL_MIN
+    threads = min(_np_threads(), len(chunks)) if big and len(chunks) > 1 else 1
+    if threads <= 1:
+        run(chunks)
+        return
+    import concurrent.futures
+
+    bounds = [len(chunks) * i // threads for i in range(threads + 1)]
+    pool = _np_pool(threads - 1)
+    futures = [pool.submit(run, chunks[bounds[i] : bounds[i + 1]]) for i in range(1, threads)]
+    try:
+        run(chunks[: bounds[1]])
+    finally:
+        concurrent.futures.wait(futures)  # no worker still writes once this returns or raises
+    for future in futures:
+        future.result()
+
+
 # ============================================================================ hard concrete: NumPy
 
 
@@ -318,16 +391,20 @@ def _np_hc_forward(log_alpha, u, *, beta, gamma, zeta):
     chunks, (la, uu), flat_shape = _np_gate_chunks(shape, log_alpha, u)
     z, s = np.empty(flat_shape, dtype=dtype), np.empty(flat_shape, dtype=dtype)
     n = min(_NP_CHUNK, math.prod(flat_shape)) if len(chunks) > 1 else None
-    a = np.empty(flat_shape if n is None else n, dtype=dtype)
-    positive = np.empty(a.shape, dtype=bool)
-    for sl in chunks:
-        a_c, p_c = (a, positive) if n is None else (a[: sl.stop - sl.start], positive[: sl.stop - sl.start])
-        s_c, z_c = s[sl], z[sl]
-        _np_stretched(la[sl], uu[sl], beta, s_c, a_c, p_c, np)
-        np.multiply(s_c, zeta - gamma, out=z_c)
-        np.add(z_c, gamma, out=z_c)
-        np.maximum(z_c, 0.0, out=z_c)  # clip(s_bar, 0, 1)
-        np.minimum(z_c, 1.0, out=z_c)
+
+    def run(chunks):
+        a = np.empty(flat_shape if n is None else n, dtype=dtype)
+        positive = np.empty(a.shape, dtype=bool)
+        for sl in chunks:
+            a_c, p_c = (a, positive) if n is None else (a[: sl.stop - sl.start], positive[: sl.stop - sl.start])
+            s_c, z_c = s[sl], z[sl]
+            _np_stretched(la[sl], uu[sl], beta, s_c, a_c, p_c, np)
+            np.multiply(s_c, zeta - gamma, out=z_c)
+            np.add(z_c, gamma, out=z_c)
+            np.maximum(z_c, 0.0, out=z_c)  # clip(s_bar, 0, 1)
+            np.minimum(z_c, 1.0, out=z_c)
+
+    _np_in_parallel(chunks, math.prod(flat_shape), run)
     return z.reshape(shape), s.reshape(shape)
 
 
@@ -341,21 +418,25 @@ def _np_hc_backward(log_alpha, s, dz, *, beta, gamma, zeta):
     chunks, (ss, dzz), flat_shape = _np_gate_chunks(s.shape, s, dz)
     g = np.empty(flat_shape, dtype=dtype)
     n = min(_NP_CHUNK, math.prod(flat_shape)) if len(chunks) > 1 else None
-    a = np.empty(flat_shape if n is None else n, dtype=dtype)
-    inside, below = np.empty(a.shape, dtype=bool), np.empty(a.shape, dtype=bool)
-    for sl in chunks:
-        bufs = (a, inside, below) if n is None else tuple(b[: sl.stop - sl.start] for b in (a, inside, below))
-        (a_c, in_c, lo_c), s_c, g_c = bufs, ss[sl], g[sl]
-        np.multiply(s_c, zeta - gamma, out=a_c)
-        np.add(a_c, gamma, out=a_c)  # s_bar
-        np.greater(a_c, 0, out=in_c)
-        np.less(a_c, 1, out=lo_c)
-        in_c &= lo_c
-        np.subtract(1.0, s_c, out=a_c)
-        np.multiply(s_c, a_c, out=a_c)  # s * (1 - s)
-        np.multiply(a_c, in_c, out=a_c)  # 0 where the clip is active (a product: no masked write)
-        np.multiply(dzz[sl], (zeta - gamma) / beta, out=g_c)
-        np.multiply(g_c, a_c, out=g_c)
+
+    def run(chunks):
+        a = np.empty(flat_shape if n is None else n, dtype=dtype)
+        inside, below = np.empty(a.shape, dtype=bool), np.empty(a.shape, dtype=bool)
+        for sl in chunks:
+            bufs = (a, inside, below) if n is None else tuple(b[: sl.stop - sl.start] for b in (a, inside, below))
+            (a_c, in_c, lo_c), s_c, g_c = bufs, ss[sl], g[sl]
+            np.multiply(s_c, zeta - gamma, out=a_c)
+            np.add(a_c, gamma, out=a_c)  # s_bar
+            np.greater(a_c, 0, out=in_c)
+            np.less(a_c, 1, out=lo_c)
+            in_c &= lo_c
+            np.subtract(1.0, s_c, out=a_c)
+            np.multiply(s_c, a_c, out=a_c)  # s * (1 - s)
+            np.multiply(a_c, in_c, out=a_c)  # 0 where the clip is active (a product: no masked write)
+            np.multiply(dzz[sl], (zeta - gamma) / beta, out=g_c)
+            np.multiply(g_c, a_c, out=g_c)
+
+    _np_in_parallel(chunks, math.prod(flat_shape), run)
     g = g.reshape(s.shape)
     lead = g.ndim - log_alpha.ndim
     if lead > 0:
@@ -581,12 +662,15 @@ def _np_adam_update(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, b
         return None
     flat = [a.reshape(-1) for a in arrays]  # a copy only for a non-contiguous input
     new = [np.empty(p.size, dtype=p.dtype) for _ in range(3)]
-    scratch = np.empty(min(p.size, _NP_CHUNK), dtype=p.dtype)
-    for sl in _np_chunks_of(p.size):
-        _np_adam_chunk(
-            *(a[sl] for a in flat), *(a[sl] for a in new), scratch[: sl.stop - sl.start],
-            lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, bias1=bias1, bias2_sqrt=bias2_sqrt,
-        )
+    kw = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weight_decay, "bias1": bias1,
+          "bias2_sqrt": bias2_sqrt}
+
+    def run(chunks):
+        scratch = np.empty(min(p.size, _NP_CHUNK), dtype=p.dtype)
+        for sl in chunks:
+            _np_adam_chunk(*(a[sl] for a in flat), *(a[sl] for a in new), scratch[: sl.stop - sl.start], **kw)
+
+    _np_in_parallel(_np_chunks_of(p.size), p.size, run)
     return tuple(a.reshape(p.shape) for a in new)
 
 
@@ -609,6 +693,71 @@ def _np_adam_chunk(p, g, m, v, new_p, new_m, new_v, scratch, *, lr, beta1, beta2
     step = np.divide(new_m, denom, out=scratch)
     step *= lr / bias1
     np.subtract(p, step, out=new_p)
+
+
+# ============================================================================ weight decay in the L0 penalty: NumPy
+
+
+def _np_row_chunks(w):
+    """``(slices, rows)``: runs of whole rows of ``w`` (slices along axis 0) of about ``_NP_CHUNK`` elements each."""
+    rows = max(1, _NP_CHUNK // max(1, math.prod(w.shape[1:])))
+    n = w.shape[0]
+    return [slice(i, min(i + rows, n)) for i in range(0, n, rows)], min(rows, n)
+
+
+def _np_l0_decay_terms(w, p, *, weight_decay, axis, grad):
+    """``(sq_g, d_w)`` of ``refprune.regularizers._decay_terms``, row chunk by row chunk, or None.
+
+    Each group's sum is the reference's reduction of the same row (a row's sum does not
+    depend on the rows around it); the squares live in one chunk-sized buffer and ``w`` is
+    read once. None unless ``w`` is a C-contiguous float32/float64 NumPy array of at least
+    2 dimensions grouped along axis 0, ``p`` of its dtype and ``weight_decay`` a Python float.
+    """
+    import numpy as np
+
+    if type(w) is not np.ndarray or w.dtype.char not in "fd" or axis != 0 or w.ndim < 2 or not w.flags.c_contiguous:
+        return None
+    if type(p) is not np.ndarray or p.dtype != w.dtype or p.shape != w.shape[:1] or type(weight_decay) is not float:
+        return None  # a NumPy scalar weight_decay would promote differently
+    chunks, rows = _np_row_chunks(w)
+    other = tuple(range(1, w.ndim))
+    p = p.reshape((-1,) + (1,) * (w.ndim - 1))
+    sq_g = np.empty(w.shape[0], dtype=w.dtype)
+    d_w = np.empty_like(w) if grad else None
+
+    def run(chunks):
+        sq = np.empty((rows, *w.shape[1:]), dtype=w.dtype)
+        for sl in chunks:
+            sq_c, w_c = sq[: sl.stop - sl.start], w[sl]
+            np.multiply(w_c, w_c, out=sq_c)
+            np.sum(sq_c, axis=other, out=sq_g[sl])
+            if grad:
+                d_c = np.multiply(w_c, weight_decay, out=d_w[sl])
+                np.multiply(d_c, p[sl], out=d_c)
+
+    _np_in_parallel(chunks, w.size, run)
+    return sq_g, d_w
+
+
+def _np_add_scaled(a, b, *, scale):
+    """``a + scale * b`` (``refprune.nn.train._add_scaled``) chunk by chunk into one new array, or None."""
+    import numpy as np
+
+    if type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype.char not in "fd" or b.dtype != a.dtype:
+        return None
+    if a.shape != b.shape or a.ndim == 0 or type(scale) is not float:
+        return None
+    aa, bb = a.reshape(-1), b.reshape(-1)
+    out = np.empty(a.size, dtype=a.dtype)
+
+    def run(chunks):
+        scratch = np.empty(min(a.size, _NP_CHUNK), dtype=a.dtype)
+        for sl in chunks:
+            s_c = np.multiply(bb[sl], scale, out=scratch[: sl.stop - sl.start])
+            np.add(aa[sl], s_c, out=out[sl])
+
+    _np_in_parallel(_np_chunks_of(a.size), a.size, run)
+    return out.reshape(a.shape)
 
 
 # ============================================================================ N:M and block masks: NumPy
@@ -948,6 +1097,8 @@ FAST_PATHS = {
     "max_pool2d_grad": _np_max_pool2d_grad,
     "max_pool2d_vjp": _np_max_pool2d_vjp,
     "adam_update": _np_adam_update,
+    "l0_decay_terms": _np_l0_decay_terms,
+    "add_scaled": _np_add_scaled,
     "nm_keep": np_nm_keep,
     "block_keep": np_block_keep,
     "sparsegpt_columns": _np_sparsegpt_columns,

@@ -1,0 +1,85 @@
+"""Does a second thread pay for the NumPy elementwise chains, and from what size on?
+
+    python benchmarks/elemwise.py [--threads 2] [--rounds 15]
+
+The NumPy fast paths of Adam (``adam_update``), the weight-decay terms of the L0 penalty
+(``l0_decay_terms``) and the scaled add of the penalty's gradients (``add_scaled``) split
+their chunks over the threads NumPy's BLAS may use (``_numpy_fast._np_in_parallel``) when
+the array has at least ``_NP_PARALLEL_MIN`` elements. This script times each op serially
+and split, interleaved, at a range of sizes (float32), each call right after a matrix
+product as in a training step (OpenBLAS's own threads are then awake), and prints the
+median times, their ratio, and the smallest size from which the split is faster at every
+larger size: the value for ``_NP_PARALLEL_MIN``. Results are the same either way (tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from refprune.backends import _numpy_fast as nf
+
+SIZES = (8192, 16384, 32768, 65536, 131072, 235200)  # 235200 = the 784x300 weight of mlp-300-100
+
+
+def ops(n, rng):
+    """``name -> call`` for one float32 size ``n`` (the shapes of a dense weight with 300 columns)."""
+    cols = 300 if n % 300 == 0 else 256
+    w = rng.standard_normal((n // cols, cols), dtype=np.float32) * 0.05
+    p = rng.random(n // cols, dtype=np.float32)
+    g, m = (rng.standard_normal(w.shape, dtype=np.float32) * 1e-3 for _ in range(2))
+    v = np.abs(rng.standard_normal(w.shape, dtype=np.float32)) * 1e-6
+    adam = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "bias1": 0.19,
+            "bias2_sqrt": 0.044}
+    return {
+        "adam_update": lambda: nf._np_adam_update(w, g, m, v, **adam),
+        "l0_decay_terms": lambda: nf._np_l0_decay_terms(w, p, weight_decay=5e-4, axis=0, grad=True),
+        "add_scaled": lambda: nf._np_add_scaled(g, w, scale=1.0 / 60000),
+    }
+
+
+def timed(call, warm, reps):
+    total = 0.0
+    for _ in range(reps):
+        warm()
+        t = time.perf_counter()
+        call()
+        total += time.perf_counter() - t
+    return total / reps
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=15)
+    args = ap.parse_args(argv)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(args.threads)
+    rng = np.random.default_rng(0)
+    a, b = rng.random((100, 784), dtype=np.float32), rng.random((784, 300), dtype=np.float32)
+    warm = lambda: a @ b  # noqa: E731 - a step's matrix product before the elementwise work
+    print(f"threads {nf._np_threads()} (BLAS limit); median us per call, serial vs split; ratio split/serial")
+    found = {}
+    for name in ("adam_update", "l0_decay_terms", "add_scaled"):
+        wins = []
+        for n in SIZES:
+            call = ops(n, rng)[name]
+            times = {"serial": [], "split": []}
+            for _ in range(args.rounds):
+                for mode, limit in (("serial", None), ("split", 0)):
+                    nf._NP_PARALLEL_MIN = limit
+                    times[mode].append(timed(call, warm, 5) * 1e6)
+            s, p = statistics.median(times["serial"]), statistics.median(times["split"])
+            wins.append(p < s)
+            print(f"{name:15s} n={n:7d}  serial {s:8.1f}  split {p:8.1f}  ratio {p / s:.2f}")
+        first = next((SIZES[i] for i in range(len(SIZES)) if all(wins[i:])), None)
+        found[name] = first
+    print("smallest size from which the split wins at every larger size:", found)
+
+
+if __name__ == "__main__":
+    main()
