@@ -22,7 +22,8 @@ from refprune._dispatch import lookup, reference_only
 from refprune.backends import _numpy_fast, _select, _torch_fast
 from refprune.conformance.tolerances import assert_close
 from refprune.nn import functional as F
-from refprune.nn import optim
+from refprune.nn import optim, train
+from refprune.regularizers import l0_penalty_and_grad
 
 OPS = (
     "mask_keep",
@@ -36,6 +37,8 @@ OPS = (
     "max_pool2d_grad",
     "max_pool2d_vjp",
     "adam_update",
+    "l0_decay_terms",
+    "add_scaled",
     "relu_grad",
     "nm_keep",
     "block_keep",
@@ -629,6 +632,152 @@ def test_unsupported_adam_inputs_fall_back():
     params, grads = {"w": a32}, {"w": a64}
     (p_fast, _), (p_ref, _) = both(optim.adam, params, grads, optim.init_state(params, "adam"), lr=0.1)
     assert p_fast["w"].dtype == p_ref["w"].dtype and np.array_equal(p_fast["w"], p_ref["w"])
+
+
+# ----------------------------------------------------------------------------- weight decay inside the L0 penalty
+
+DECAY_CASES = [((9, 5), 0), ((6, 3, 2, 2), 0), ((1, 4), 0), ((5, 7), 1), ((7,), 0), ((0, 3), 0)]
+
+
+@pytest.mark.parametrize(("shape", "axis"), DECAY_CASES)
+@pytest.mark.parametrize("w_grad", [True, False])
+def test_l0_penalty_with_weight_decay_fast_equals_reference(any_backend, dtype, shape, axis, w_grad, rng):
+    """``l0_penalty_and_grad`` with weight decay > 0: the same value and gradients with and without fast paths."""
+    w_h = rng.normal(size=shape).astype(dtype)
+    la_h = rng.uniform(-3.0, 3.0, size=shape[axis]).astype(dtype)
+    w, la = any_backend.asarray(w_h), any_backend.asarray(la_h)
+    fast, ref = both(l0_penalty_and_grad, la, w, lam=0.3, weight_decay=0.7, axis=axis, w_grad=w_grad)
+    for got, want, what in zip(fast, ref, ("R", "d_log_alpha", "d_w")):
+        if want is None:
+            assert got is None, what
+            continue
+        assert got.dtype == want.dtype and tuple(got.shape) == tuple(want.shape), what
+        assert_close(host(any_backend, got), host(any_backend, want), dtype=dtype, context=f"l0 {what} {shape}")
+    assert np.array_equal(host(any_backend, w), w_h) and np.array_equal(host(any_backend, la), la_h)
+
+
+@pytest.fixture(params=["serial", "split"])
+def split(request, monkeypatch):
+    """``split``: the elementwise chains split over three threads from any size (``_np_in_parallel``)."""
+    if request.param == "split":
+        monkeypatch.setattr(_numpy_fast, "_NP_PARALLEL_MIN", 0)
+        monkeypatch.setattr(_numpy_fast, "_np_threads", lambda: 3)
+    return request.param
+
+
+@pytest.mark.parametrize("chunk", [None, 7, 1])
+@pytest.mark.parametrize("shape", [(11, 6), (7, 3, 2, 2)])
+@pytest.mark.parametrize("value_only", [False, True])
+def test_numpy_l0_decay_terms_are_bit_identical(dtype, chunk, shape, value_only, split, rng, monkeypatch):
+    """Row chunks of one row, of one row and a bit (7 elements), and all rows; serial and split over threads."""
+    if chunk:
+        monkeypatch.setattr(_numpy_fast, "_NP_CHUNK", chunk)
+    w = rng.normal(size=shape).astype(dtype)
+    la = rng.uniform(-3.0, 3.0, size=shape[0]).astype(dtype)
+    kw = {"lam": 0.3, "weight_decay": 5e-4, "grad": not value_only}
+    assert _numpy_fast._np_l0_decay_terms(w, la, weight_decay=5e-4, axis=0, grad=True) is not None
+    fast, ref = both(l0_penalty_and_grad, la, w, **kw)
+    for got, want in zip(fast, ref):
+        assert (got is None and want is None) or (got.dtype == want.dtype and np.array_equal(got, want))
+
+
+def test_unsupported_decay_inputs_fall_back():
+    w, p = np.ones((4, 3), np.float32), np.full(4, 0.5, np.float32)
+    decay = _numpy_fast._np_l0_decay_terms
+    assert decay(w, p, weight_decay=0.1, axis=0, grad=True) is not None
+    assert decay(w, p, weight_decay=0.1, axis=1, grad=True) is None  # groups along another axis
+    assert decay(np.ones((3, 4), np.float32).T, p, weight_decay=0.1, axis=0, grad=True) is None  # not contiguous
+    assert decay(np.ones(4, np.float32), p, weight_decay=0.1, axis=0, grad=True) is None  # 1-d: one weight a group
+    assert decay(w, p.astype(np.float64), weight_decay=0.1, axis=0, grad=True) is None  # mixed dtypes
+    assert decay(w, p, weight_decay=np.float64(0.1), axis=0, grad=True) is None  # would promote to float64
+    assert decay(w.astype(np.float16), p.astype(np.float16), weight_decay=0.1, axis=0, grad=True) is None
+    assert decay([[1.0]], [0.5], weight_decay=0.1, axis=0, grad=True) is None
+    la64 = np.array([0.3, -1.0, 2.0, 0.0])  # float64 gates on float32 weights: the reference path, same result
+    fast, ref = both(l0_penalty_and_grad, la64, w, lam=0.1, weight_decay=0.5)
+    assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(fast, ref))
+
+
+@pytest.mark.parametrize("shape", [(9, 5), (37,), (1,), (0,)])
+def test_add_scaled_fast_equals_reference(any_backend, dtype, shape, rng):
+    a_h, b_h = (rng.normal(size=shape).astype(dtype) for _ in range(2))
+    a, b = any_backend.asarray(a_h), any_backend.asarray(b_h)
+    fast, ref = both(train._add_scaled, a, b, 1.0 / 60000)
+    assert fast.dtype == ref.dtype and tuple(fast.shape) == tuple(ref.shape)
+    assert_close(host(any_backend, fast), host(any_backend, ref), dtype=dtype, context=f"add_scaled {shape}")
+    assert np.array_equal(host(any_backend, a), a_h) and np.array_equal(host(any_backend, b), b_h)
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_numpy_add_scaled_is_bit_identical_and_new(dtype, chunk, split, rng, monkeypatch):
+    if chunk:
+        monkeypatch.setattr(_numpy_fast, "_NP_CHUNK", chunk)
+    a, b = (rng.normal(size=(8, 6)).astype(dtype) for _ in range(2))
+    assert _numpy_fast._np_add_scaled(a, b, scale=1e-3) is not None
+    fast, ref = both(train._add_scaled, a, b, 1e-3)
+    assert fast.dtype == ref.dtype and np.array_equal(fast, ref)
+    assert not np.shares_memory(fast, a) and not np.shares_memory(fast, b)
+
+
+def test_unsupported_add_scaled_inputs_fall_back():
+    a32 = np.ones(3, np.float32)
+    add = _numpy_fast._np_add_scaled
+    assert add(a32, a32, scale=np.float64(0.5)) is None  # a NumPy float64 scale promotes: the reference's dtype
+    assert add(a32, np.ones(3), scale=0.5) is None
+    assert add(a32, np.ones(4, np.float32), scale=0.5) is None
+    assert add(np.ones((), np.float32), np.ones((), np.float32), scale=0.5) is None
+    assert add(np.ones(3, np.int64), np.ones(3, np.int64), scale=0.5) is None
+    fast, ref = both(train._add_scaled, a32, a32, np.float64(0.5))
+    assert fast.dtype == ref.dtype == np.float64 and np.array_equal(fast, ref)
+
+
+# ----------------------------------------------------------------------------- elementwise chains over threads
+
+
+def test_elementwise_split_is_bit_identical_for_adam_and_the_gates(dtype, split, rng, monkeypatch):
+    monkeypatch.setattr(_numpy_fast, "_NP_CHUNK", 7)
+    params, grads, state = _adam_inputs(rng, [(6, 9), (5,)], dtype)
+    (p_fast, s_fast), (p_ref, s_ref) = both(optim.adam, params, grads, state, lr=1e-3, weight_decay=0.1)
+    for got, want in ((p_fast, p_ref), (s_fast["exp_avg"], s_ref["exp_avg"]), (s_fast["exp_avg_sq"], s_ref["exp_avg_sq"])):
+        assert all(np.array_equal(got[k], want[k]) for k in params)
+    la, u = _gate_inputs(rng, (8, 64), (8, 64), dtype)
+    dz = rng.normal(size=(8, 64)).astype(dtype)
+    for fn, args in ((rp.hard_concrete_sample, (la, u)), (rp.hard_concrete_sample_grad, (la, u, dz))):
+        fast, ref = both(fn, *args)
+        assert fast.dtype == ref.dtype and np.array_equal(fast, ref), fn.__name__
+
+
+def test_the_split_uses_no_more_threads_than_the_limit(monkeypatch):
+    """``limit_threads(1)`` (the CLI's ``--threads 1``): one thread, the pool is never asked for a worker."""
+    pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(_numpy_fast, "_NP_PARALLEL_MIN", 0)
+    asked = []
+    monkeypatch.setattr(_numpy_fast, "_np_pool", lambda workers: asked.append(workers))
+    numpy_backend = backends.get("numpy")
+    with numpy_backend.limit_threads(1):
+        assert _numpy_fast._np_threads() == 1
+        runs = []
+        _numpy_fast._np_in_parallel([slice(0, 1), slice(1, 2)], 2, runs.append)
+    assert runs == [[slice(0, 1), slice(1, 2)]] and asked == []
+    if not _numpy_fast._NP_BLAS:
+        pytest.skip("threadpoolctl finds no BLAS library here")
+    with numpy_backend.limit_threads(2):
+        assert _numpy_fast._np_threads() == 2
+
+
+def test_the_split_runs_every_chunk_once_and_raises_a_worker_error(monkeypatch):
+    monkeypatch.setattr(_numpy_fast, "_NP_PARALLEL_MIN", 0)
+    monkeypatch.setattr(_numpy_fast, "_np_threads", lambda: 3)
+    chunks = [slice(i, i + 1) for i in range(7)]
+    seen = []
+    _numpy_fast._np_in_parallel(chunks, 7, seen.append)
+    assert sorted(sl.start for part in seen for sl in part) == list(range(7)) and len(seen) == 3
+
+    def run(part):
+        if part[0].start > 0:
+            raise RuntimeError("worker failed")
+
+    with pytest.raises(RuntimeError, match="worker failed"):
+        _numpy_fast._np_in_parallel(chunks, 7, run)
 
 
 def test_trusted_steps_skip_the_checks_and_compute_the_same(any_backend):
