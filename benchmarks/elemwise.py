@@ -1,15 +1,19 @@
 """Does a second thread pay for the NumPy elementwise chains, and from what size on?
 
-    python benchmarks/elemwise.py [--threads 2] [--rounds 15]
+    python benchmarks/elemwise.py [--threads 2] [--rounds 15]          # each op, by size (5 s)
+    python benchmarks/elemwise.py --step [--threads 2] [--rounds 15]   # the L0 step of mlp-300-100 (40 s)
 
-The NumPy fast paths of Adam (``adam_update``), the weight-decay terms of the L0 penalty
-(``l0_decay_terms``) and the scaled add of the penalty's gradients (``add_scaled``) split
-their chunks over the threads NumPy's BLAS may use (``_numpy_fast._np_in_parallel``) when
+The NumPy fast paths of Adam (``adam_update``), the hard-concrete gates
+(``hard_concrete_forward``) and the weight-decay terms of the L0 penalty (``l0_decay_terms``)
+split their chunks over the threads NumPy's BLAS may use (``_numpy_fast._np_in_parallel``) when
 the array has at least ``_NP_PARALLEL_MIN`` elements. This script times each op serially
 and split, interleaved, at a range of sizes (float32), each call right after a matrix
 product as in a training step (OpenBLAS's own threads are then awake), and prints the
 median times, their ratio, and the smallest size from which the split is faster at every
-larger size: the value for ``_NP_PARALLEL_MIN``. Results are the same either way (tests).
+larger size: the value for ``_NP_PARALLEL_MIN``. ``--step`` races the L0 training step of
+mlp-300-100 (``l0.l0_setup``, weight decay 0 and 5e-4) with the split off and on from
+``--min`` elements, alternating blocks of steps in one process. Results are the same either
+way (tests).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import statistics
 import time
 
 import numpy as np
+from common import median, race
 
 from refprune.backends import _numpy_fast as nf
 
@@ -32,12 +37,13 @@ def ops(n, rng):
     p = rng.random(n // cols, dtype=np.float32)
     g, m = (rng.standard_normal(w.shape, dtype=np.float32) * 1e-3 for _ in range(2))
     v = np.abs(rng.standard_normal(w.shape, dtype=np.float32)) * 1e-6
+    u = rng.random(w.shape, dtype=np.float32)
     adam = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "bias1": 0.19,
             "bias2_sqrt": 0.044}
     return {
         "adam_update": lambda: nf._np_adam_update(w, g, m, v, **adam),
         "l0_decay_terms": lambda: nf._np_l0_decay_terms(w, p, weight_decay=5e-4, axis=0, grad=True),
-        "add_scaled": lambda: nf._np_add_scaled(g, w, scale=1.0 / 60000),
+        "hard_concrete_forward": lambda: nf._np_hc_forward(m, u, beta=2 / 3, gamma=-0.1, zeta=1.1),
     }
 
 
@@ -51,20 +57,57 @@ def timed(call, warm, reps):
     return total / reps
 
 
+def bench_step(args):
+    """The L0 step of mlp-300-100 with the split off and on, alternating blocks of 10 steps."""
+    import functools
+
+    from refprune import backends
+    from refprune._array import trusted
+    from refprune.nn import build_model, optim, train
+
+    b = backends.get("numpy")
+    host = np.random.default_rng(1)
+    xb, yb = b.asarray(host.random((100, 784), dtype=np.float32)), b.asarray(host.integers(0, 10, 100))
+    for wd in (0.0, 5e-4):
+        rng = b.rng(0, stream="reference")
+        model = build_model("mlp-300-100", input_shape=(784,), num_classes=10, backend=b, rng=rng, l0=True,
+                            weight_decay=wd)
+        opt = functools.partial(optim.adam, lr=1e-3)
+        state = {"opt": optim.init_state(model.params(), "adam")}
+
+        def step(limit, model=model, rng=rng, opt=opt, state=state):
+            nf._NP_PARALLEL_MIN = limit
+            with trusted():
+                _, state["opt"] = train.train_step(model, opt, state["opt"], xb, yb, rng=rng,
+                                                   penalty_scale=1.0 / 60000)
+
+        contenders = {"off": (functools.partial(step, None), args.rounds),
+                      "on": (functools.partial(step, args.min), args.rounds)}
+        times = race(contenders, rounds=args.rounds, warmup=20, block=10)
+        off, on = median(times["off"]) * 1e3, median(times["on"]) * 1e3
+        print(f"L0 step mlp-300-100, weight decay {wd}: split off {off:.3f} ms, on from {args.min} {on:.3f} ms, "
+              f"ratio {on / off:.3f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--step", action="store_true", help="time the L0 step instead of each op")
+    ap.add_argument("--min", type=int, default=65536, help="with --step: split from this many elements")
     args = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(args.threads)
+    if args.step:
+        bench_step(args)
+        return
     rng = np.random.default_rng(0)
     a, b = rng.random((100, 784), dtype=np.float32), rng.random((784, 300), dtype=np.float32)
     warm = lambda: a @ b  # noqa: E731 - a step's matrix product before the elementwise work
     print(f"threads {nf._np_threads()} (BLAS limit); median us per call, serial vs split; ratio split/serial")
     found = {}
-    for name in ("adam_update", "l0_decay_terms", "add_scaled"):
+    for name in ("adam_update", "l0_decay_terms", "hard_concrete_forward"):
         wins = []
         for n in SIZES:
             call = ops(n, rng)[name]

@@ -20,7 +20,6 @@ result, or returns ``None``, and the core then runs its reference lines:
 * ``"adam_update"``: ``nn.optim._adam_update``, one parameter's Adam step;
 * ``"l0_decay_terms"``: ``regularizers._decay_terms``, the weight-decay terms of the L0
   penalty (each group's sum of squares and the gradient ``(wd * w) * p``);
-* ``"add_scaled"``: ``nn.train._add_scaled``, ``a + scale * b`` (a penalty's gradient into the loss's);
 * ``"relu_grad"``: ``nn.functional.relu_grad``.
 
 A fast path has the signature of its step (documented where the step calls

@@ -22,7 +22,7 @@ from refprune._dispatch import lookup, reference_only
 from refprune.backends import _numpy_fast, _select, _torch_fast
 from refprune.conformance.tolerances import assert_close
 from refprune.nn import functional as F
-from refprune.nn import optim, train
+from refprune.nn import optim
 from refprune.regularizers import l0_penalty_and_grad
 
 OPS = (
@@ -38,7 +38,6 @@ OPS = (
     "max_pool2d_vjp",
     "adam_update",
     "l0_decay_terms",
-    "add_scaled",
     "relu_grad",
     "nm_keep",
     "block_keep",
@@ -695,39 +694,6 @@ def test_unsupported_decay_inputs_fall_back():
     la64 = np.array([0.3, -1.0, 2.0, 0.0])  # float64 gates on float32 weights: the reference path, same result
     fast, ref = both(l0_penalty_and_grad, la64, w, lam=0.1, weight_decay=0.5)
     assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(fast, ref))
-
-
-@pytest.mark.parametrize("shape", [(9, 5), (37,), (1,), (0,)])
-def test_add_scaled_fast_equals_reference(any_backend, dtype, shape, rng):
-    a_h, b_h = (rng.normal(size=shape).astype(dtype) for _ in range(2))
-    a, b = any_backend.asarray(a_h), any_backend.asarray(b_h)
-    fast, ref = both(train._add_scaled, a, b, 1.0 / 60000)
-    assert fast.dtype == ref.dtype and tuple(fast.shape) == tuple(ref.shape)
-    assert_close(host(any_backend, fast), host(any_backend, ref), dtype=dtype, context=f"add_scaled {shape}")
-    assert np.array_equal(host(any_backend, a), a_h) and np.array_equal(host(any_backend, b), b_h)
-
-
-@pytest.mark.parametrize("chunk", [None, 7])
-def test_numpy_add_scaled_is_bit_identical_and_new(dtype, chunk, split, rng, monkeypatch):
-    if chunk:
-        monkeypatch.setattr(_numpy_fast, "_NP_CHUNK", chunk)
-    a, b = (rng.normal(size=(8, 6)).astype(dtype) for _ in range(2))
-    assert _numpy_fast._np_add_scaled(a, b, scale=1e-3) is not None
-    fast, ref = both(train._add_scaled, a, b, 1e-3)
-    assert fast.dtype == ref.dtype and np.array_equal(fast, ref)
-    assert not np.shares_memory(fast, a) and not np.shares_memory(fast, b)
-
-
-def test_unsupported_add_scaled_inputs_fall_back():
-    a32 = np.ones(3, np.float32)
-    add = _numpy_fast._np_add_scaled
-    assert add(a32, a32, scale=np.float64(0.5)) is None  # a NumPy float64 scale promotes: the reference's dtype
-    assert add(a32, np.ones(3), scale=0.5) is None
-    assert add(a32, np.ones(4, np.float32), scale=0.5) is None
-    assert add(np.ones((), np.float32), np.ones((), np.float32), scale=0.5) is None
-    assert add(np.ones(3, np.int64), np.ones(3, np.int64), scale=0.5) is None
-    fast, ref = both(train._add_scaled, a32, a32, np.float64(0.5))
-    assert fast.dtype == ref.dtype == np.float64 and np.array_equal(fast, ref)
 
 
 # ----------------------------------------------------------------------------- elementwise chains over threads

@@ -30,11 +30,9 @@ instead of a dozen temporaries.
 
 Weight decay inside the L0 penalty (NumPy): each group's sum of squares and the gradient
 ``(wd * w) * p`` in one pass over ``w`` by chunks of whole rows (a row's sum is the same
-reduction as in the reference), and the penalty's gradient added into the loss's chunk by
-chunk, with no full-size temporaries.
+reduction as in the reference), with no full-size temporaries.
 
-Threads: these elementwise chains (Adam, the gates, the weight-decay terms, the scaled
-add) can split their chunks over the threads NumPy's BLAS may use (``_np_in_parallel``);
+Threads: these elementwise chains (Adam, the gates, the weight-decay terms) can split their chunks over the threads NumPy's BLAS may use (``_np_in_parallel``);
 the results do not depend on the split. Off (``_NP_PARALLEL_MIN = None``) until a
 measurement shows it pays (``benchmarks/elemwise.py``).
 
@@ -733,31 +731,11 @@ def _np_l0_decay_terms(w, p, *, weight_decay, axis, grad):
             np.sum(sq_c, axis=other, out=sq_g[sl])
             if grad:
                 d_c = np.multiply(w_c, weight_decay, out=d_w[sl])
-                np.multiply(d_c, p[sl], out=d_c)
+                np.copyto(sq_c, p[sl])  # each row's p, spread over the row: one long product, not one per row
+                np.multiply(d_c, sq_c, out=d_c)
 
     _np_in_parallel(chunks, w.size, run)
     return sq_g, d_w
-
-
-def _np_add_scaled(a, b, *, scale):
-    """``a + scale * b`` (``refprune.nn.train._add_scaled``) chunk by chunk into one new array, or None."""
-    import numpy as np
-
-    if type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype.char not in "fd" or b.dtype != a.dtype:
-        return None
-    if a.shape != b.shape or a.ndim == 0 or type(scale) is not float:
-        return None
-    aa, bb = a.reshape(-1), b.reshape(-1)
-    out = np.empty(a.size, dtype=a.dtype)
-
-    def run(chunks):
-        scratch = np.empty(min(a.size, _NP_CHUNK), dtype=a.dtype)
-        for sl in chunks:
-            s_c = np.multiply(bb[sl], scale, out=scratch[: sl.stop - sl.start])
-            np.add(aa[sl], s_c, out=out[sl])
-
-    _np_in_parallel(_np_chunks_of(a.size), a.size, run)
-    return out.reshape(a.shape)
 
 
 # ============================================================================ N:M and block masks: NumPy
@@ -1098,7 +1076,6 @@ FAST_PATHS = {
     "max_pool2d_vjp": _np_max_pool2d_vjp,
     "adam_update": _np_adam_update,
     "l0_decay_terms": _np_l0_decay_terms,
-    "add_scaled": _np_add_scaled,
     "nm_keep": np_nm_keep,
     "block_keep": np_block_keep,
     "sparsegpt_columns": _np_sparsegpt_columns,

@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .._array import namespace
-from .._dispatch import delegate
 from . import functional as F
 from .constraints import apply_constraints
 
@@ -83,15 +82,8 @@ def loss_and_grads(model, xb, yb, *, rng=None, penalty_scale=0.0):
         penalty, penalty_grads = model.penalty_and_grads()
         loss = loss + penalty_scale * penalty
         for name, g in penalty_grads.items():
-            grads[name] = _add_scaled(grads[name], g, penalty_scale)
+            grads[name] = grads[name] + penalty_scale * g
     return Step(loss, grads, logits)
-
-
-def _add_scaled(a, b, scale):
-    """``a + scale * b``: the backend's fast path (``refprune._dispatch`` op ``"add_scaled"``, same
-    operations in the same order) when there is one, else this line."""
-    out = delegate("add_scaled", namespace(None, a=a), a, b, scale=scale)
-    return a + scale * b if out is None else out
 
 
 def train_step(model, opt, opt_state, xb, yb, *, rng=None, penalty_scale=0.0, constraints=None):
