@@ -6,11 +6,11 @@
 The NumPy fast paths of Adam (``adam_update``), the hard-concrete gates
 (``hard_concrete_forward``) and the weight-decay terms of the L0 penalty (``l0_decay_terms``)
 split their chunks over the threads NumPy's BLAS may use (``_numpy_fast._np_in_parallel``) when
-the array has at least ``_NP_PARALLEL_MIN`` elements. This script times each op serially
+the array has at least ``PARALLEL_MIN`` elements. This script times each op serially
 and split, interleaved, at a range of sizes (float32), each call right after a matrix
 product as in a training step (OpenBLAS's own threads are then awake), and prints the
 median times, their ratio, and the smallest size from which the split is faster at every
-larger size: the value for ``_NP_PARALLEL_MIN``. ``--step`` races the L0 training step of
+larger size: the value for ``PARALLEL_MIN``. ``--step`` races the L0 training step of
 mlp-300-100 (``l0.l0_setup``, weight decay 0 and 5e-4) with the split off and on from
 ``--min`` elements, alternating blocks of steps in one process. Results are the same either
 way (tests).
@@ -25,25 +25,28 @@ import time
 import numpy as np
 from common import median, race
 
+from refprune._array import trusted
 from refprune.backends import _numpy_fast as nf
 
-SIZES = (8192, 16384, 32768, 65536, 131072, 235200)  # 235200 = the 784x300 weight of mlp-300-100
+SIZES = (65536, 131072, 235200, 1 << 20)  # 235200: the 784x300 weight of mlp-300-100; below 2 chunks no split
 
 
 def ops(n, rng):
-    """``name -> call`` for one float32 size ``n`` (the shapes of a dense weight with 300 columns)."""
+    """``op -> call`` of the public function behind each op, for one float32 size ``n`` (rows of 300 or 256)."""
+    from refprune import hard_concrete_sample
+    from refprune.nn import optim
+    from refprune.regularizers import l0_penalty_and_grad
+
     cols = 300 if n % 300 == 0 else 256
     w = rng.standard_normal((n // cols, cols), dtype=np.float32) * 0.05
-    p = rng.random(n // cols, dtype=np.float32)
-    g, m = (rng.standard_normal(w.shape, dtype=np.float32) * 1e-3 for _ in range(2))
-    v = np.abs(rng.standard_normal(w.shape, dtype=np.float32)) * 1e-6
+    log_alpha = rng.standard_normal(n // cols, dtype=np.float32)
+    g = rng.standard_normal(w.shape, dtype=np.float32) * 1e-3
+    state = optim.init_state({"w": w}, "adam")
     u = rng.random(w.shape, dtype=np.float32)
-    adam = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "bias1": 0.19,
-            "bias2_sqrt": 0.044}
     return {
-        "adam_update": lambda: nf._np_adam_update(w, g, m, v, **adam),
-        "l0_decay_terms": lambda: nf._np_l0_decay_terms(w, p, weight_decay=5e-4, axis=0, grad=True),
-        "hard_concrete_forward": lambda: nf._np_hc_forward(m, u, beta=2 / 3, gamma=-0.1, zeta=1.1),
+        "adam_update": lambda: optim.adam({"w": w}, {"w": g}, state, lr=1e-3),
+        "l0_decay_terms": lambda: l0_penalty_and_grad(log_alpha, w, lam=1.0, weight_decay=5e-4),
+        "hard_concrete_forward": lambda: hard_concrete_sample(g, u),
     }
 
 
@@ -62,7 +65,6 @@ def bench_step(args):
     import functools
 
     from refprune import backends
-    from refprune._array import trusted
     from refprune.nn import build_model, optim, train
 
     b = backends.get("numpy")
@@ -76,7 +78,7 @@ def bench_step(args):
         state = {"opt": optim.init_state(model.params(), "adam")}
 
         def step(limit, model=model, rng=rng, opt=opt, state=state):
-            nf._NP_PARALLEL_MIN = limit
+            nf.PARALLEL_MIN = limit
             with trusted():
                 _, state["opt"] = train.train_step(model, opt, state["opt"], xb, yb, rng=rng,
                                                    penalty_scale=1.0 / 60000)
@@ -105,7 +107,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     a, b = rng.random((100, 784), dtype=np.float32), rng.random((784, 300), dtype=np.float32)
     warm = lambda: a @ b  # noqa: E731 - a step's matrix product before the elementwise work
-    print(f"threads {nf._np_threads()} (BLAS limit); median us per call, serial vs split; ratio split/serial")
+    print(f"threads {nf.np_threads()} (BLAS limit); median us per call, serial vs split; ratio split/serial")
     found = {}
     for name in ("adam_update", "l0_decay_terms", "hard_concrete_forward"):
         wins = []
@@ -114,8 +116,9 @@ def main(argv=None):
             times = {"serial": [], "split": []}
             for _ in range(args.rounds):
                 for mode, limit in (("serial", None), ("split", 0)):
-                    nf._NP_PARALLEL_MIN = limit
-                    times[mode].append(timed(call, warm, 5) * 1e6)
+                    nf.PARALLEL_MIN = limit
+                    with trusted():
+                        times[mode].append(timed(call, warm, 5) * 1e6)
             s, p = statistics.median(times["serial"]), statistics.median(times["split"])
             wins.append(p < s)
             print(f"{name:15s} n={n:7d}  serial {s:8.1f}  split {p:8.1f}  ratio {p / s:.2f}")

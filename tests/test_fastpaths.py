@@ -659,8 +659,8 @@ def test_l0_penalty_with_weight_decay_fast_equals_reference(any_backend, dtype, 
 def split(request, monkeypatch):
     """``split``: the elementwise chains split over three threads from any size (``_np_in_parallel``)."""
     if request.param == "split":
-        monkeypatch.setattr(_numpy_fast, "_NP_PARALLEL_MIN", 0)
-        monkeypatch.setattr(_numpy_fast, "_np_threads", lambda: 3)
+        monkeypatch.setattr(_numpy_fast, "PARALLEL_MIN", 0)
+        monkeypatch.setattr(_numpy_fast, "np_threads", lambda: 3)
     return request.param
 
 
@@ -715,24 +715,24 @@ def test_elementwise_split_is_bit_identical_for_adam_and_the_gates(dtype, split,
 def test_the_split_uses_no_more_threads_than_the_limit(monkeypatch):
     """``limit_threads(1)`` (the CLI's ``--threads 1``): one thread, the pool is never asked for a worker."""
     pytest.importorskip("threadpoolctl")
-    monkeypatch.setattr(_numpy_fast, "_NP_PARALLEL_MIN", 0)
+    monkeypatch.setattr(_numpy_fast, "PARALLEL_MIN", 0)
     asked = []
     monkeypatch.setattr(_numpy_fast, "_np_pool", lambda workers: asked.append(workers))
     numpy_backend = backends.get("numpy")
     with numpy_backend.limit_threads(1):
-        assert _numpy_fast._np_threads() == 1
+        assert _numpy_fast.np_threads() == 1
         runs = []
         _numpy_fast._np_in_parallel([slice(0, 1), slice(1, 2)], 2, runs.append)
     assert runs == [[slice(0, 1), slice(1, 2)]] and asked == []
     if not _numpy_fast._NP_BLAS:
         pytest.skip("threadpoolctl finds no BLAS library here")
     with numpy_backend.limit_threads(2):
-        assert _numpy_fast._np_threads() == 2
+        assert _numpy_fast.np_threads() == 2
 
 
 def test_the_split_runs_every_chunk_once_and_raises_a_worker_error(monkeypatch):
-    monkeypatch.setattr(_numpy_fast, "_NP_PARALLEL_MIN", 0)
-    monkeypatch.setattr(_numpy_fast, "_np_threads", lambda: 3)
+    monkeypatch.setattr(_numpy_fast, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(_numpy_fast, "np_threads", lambda: 3)
     chunks = [slice(i, i + 1) for i in range(7)]
     seen = []
     _numpy_fast._np_in_parallel(chunks, 7, seen.append)

@@ -33,7 +33,7 @@ Weight decay inside the L0 penalty (NumPy): each group's sum of squares and the 
 reduction as in the reference), with no full-size temporaries.
 
 Threads: these elementwise chains (Adam, the gates, the weight-decay terms) can split their chunks over the threads NumPy's BLAS may use (``_np_in_parallel``);
-the results do not depend on the split. Off (``_NP_PARALLEL_MIN = None``) until a
+the results do not depend on the split. Off (``PARALLEL_MIN = None``) until a
 measurement shows it pays (``benchmarks/elemwise.py``).
 
 Convolution and pooling: torch's own convolution and its backward; for NumPy one
@@ -43,7 +43,9 @@ in-place adds into a private buffer, pooling by elementwise maxima of strided vi
 Shared with the other fast paths (their public names, nothing else is imported from here):
 ``np_select_keep``, ``np_nm_keep``, ``np_block_keep`` (``_torch_fast`` runs them on the
 NumPy view of a CPU tensor), ``obs_sweep`` and ``Declined`` (SparseGPT's column loop for
-NumPy and torch CPU), ``SAMPLE`` (``_select`` brackets rank ``k`` with the same sample size).
+NumPy and torch CPU), ``SAMPLE`` (``_select`` brackets rank ``k`` with the same sample size),
+``PARALLEL_MIN`` and ``np_threads`` (the split's threshold and thread count:
+``benchmarks/elemwise.py`` sets the one and reports the other).
 """
 
 from __future__ import annotations
@@ -255,12 +257,12 @@ def _np_chunks_of(size):
 #: (``_np_in_parallel``); None: never. ``python benchmarks/elemwise.py`` measures from which
 #: size the split pays; on the shared 2-core development machine it paid at no size up to
 #: the 784x300 weight of mlp-300-100 (a thread hand-off there costs 40-60 us), hence None.
-_NP_PARALLEL_MIN = None
+PARALLEL_MIN = None
 _NP_BLAS = None  # threadpoolctl's controllers of the BLAS libraries loaded, found on first use
 _NP_POOL = {}  # worker count -> ThreadPoolExecutor
 
 
-def _np_threads():
+def np_threads():
     """Threads the NumPy fast paths may use: the thread limit of the BLAS libraries (``limit_threads``, threadpoolctl).
 
     The user's limit on NumPy's matrix products is the limit here too, so ``--threads 1``
@@ -290,14 +292,14 @@ def _np_pool(workers):
 def _np_in_parallel(chunks, size, run):
     """``run(chunks[i:j])`` over contiguous runs of ``chunks`` (disjoint elements), one run per thread allowed.
 
-    The calling thread takes the first run; the others go to a pool of ``_np_threads() - 1``
+    The calling thread takes the first run; the others go to a pool of ``np_threads() - 1``
     workers (NumPy's ufuncs release the GIL while they compute). One run when ``size``
-    (elements in all) is under ``_NP_PARALLEL_MIN`` or one thread is allowed. Every element
+    (elements in all) is under ``PARALLEL_MIN`` or one thread is allowed. Every element
     gets the same operations as in one run, so the results do not depend on the split.
     ``run`` makes its own scratch buffers and writes only its chunks of the outputs.
     """
-    big = _NP_PARALLEL_MIN is not None and size >= _NP_PARALLEL_MIN
-    threads = min(_np_threads(), len(chunks)) if big and len(chunks) > 1 else 1
+    big = PARALLEL_MIN is not None and size >= PARALLEL_MIN
+    threads = min(np_threads(), len(chunks)) if big and len(chunks) > 1 else 1
     if threads <= 1:
         run(chunks)
         return
