@@ -32,9 +32,10 @@ Weight decay inside the L0 penalty (NumPy): each group's sum of squares and the 
 ``(wd * w) * p`` in one pass over ``w`` by chunks of whole rows (a row's sum is the same
 reduction as in the reference), with no full-size temporaries.
 
-Threads: these elementwise chains (Adam, the gates, the weight-decay terms) can split their chunks over the threads NumPy's BLAS may use (``_np_in_parallel``);
-the results do not depend on the split. Off (``PARALLEL_MIN = None``) until a
-measurement shows it pays (``benchmarks/elemwise.py``).
+Threads: these elementwise chains (Adam, the gates, the weight-decay terms) can split
+their chunks over the threads NumPy's BLAS may use (``_np_in_parallel``); the results do
+not depend on the split. Off (``PARALLEL_MIN = None``) until a measurement shows it pays
+(``benchmarks/elemwise.py``).
 
 Convolution and pooling: torch's own convolution and its backward; for NumPy one
 im2col copy through ``sliding_window_view`` and one matmul, col2im by strided
