@@ -28,7 +28,7 @@ from common import median, race
 from refprune._array import trusted
 from refprune.backends import _numpy_fast as nf
 
-SIZES = (65536, 131072, 235200, 1 << 20)  # 235200: the 784x300 weight of mlp-300-100; below 2 chunks no split
+SIZES = (65536, 131072, 235200, 1 << 20, 1 << 22)  # 235200: the 784x300 weight of mlp-300-100; below 2 chunks no split
 
 
 def ops(n, rng):
@@ -97,6 +97,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--step", action="store_true", help="time the L0 step instead of each op")
     ap.add_argument("--min", type=int, default=65536, help="with --step: split from this many elements")
+    ap.add_argument("--sizes", type=int, nargs="+", default=SIZES, help="array sizes to time (elements)")
     args = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
@@ -111,7 +112,7 @@ def main(argv=None):
     found = {}
     for name in ("adam_update", "l0_decay_terms", "hard_concrete_forward"):
         wins = []
-        for n in SIZES:
+        for n in args.sizes:
             call = ops(n, rng)[name]
             times = {"serial": [], "split": []}
             for _ in range(args.rounds):
@@ -122,7 +123,7 @@ def main(argv=None):
             s, p = statistics.median(times["serial"]), statistics.median(times["split"])
             wins.append(p < s)
             print(f"{name:15s} n={n:7d}  serial {s:8.1f}  split {p:8.1f}  ratio {p / s:.2f}")
-        first = next((SIZES[i] for i in range(len(SIZES)) if all(wins[i:])), None)
+        first = next((args.sizes[i] for i in range(len(args.sizes)) if all(wins[i:])), None)
         found[name] = first
     print("smallest size from which the split wins at every larger size:", found)
 

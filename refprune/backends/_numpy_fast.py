@@ -256,8 +256,10 @@ def _np_chunks_of(size):
 
 #: Elementwise chains of at least this many elements are split over the threads allowed
 #: (``_np_in_parallel``); None: never. ``python benchmarks/elemwise.py`` measures from which
-#: size the split pays; on the shared 2-core development machine it paid at no size up to
-#: the 784x300 weight of mlp-300-100 (a thread hand-off there costs 40-60 us), hence None.
+#: size the split pays. On the shared 2-core development machine (load 1.5-4) it lost at
+#: every size up to 524288 elements (the 784x300 weight of mlp-300-100 included; a thread
+#: hand-off there costs 40-60 us) and in the L0 step, and did not pay reliably above (Adam
+#: 0.72-0.84 at 1M-4M elements, the 10M gate sample and gradient 98 ms either way), hence None.
 PARALLEL_MIN = None
 _NP_BLAS = None  # threadpoolctl's controllers of the BLAS libraries loaded, found on first use
 _NP_POOL = {}  # worker count -> ThreadPoolExecutor
