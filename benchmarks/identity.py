@@ -5,7 +5,8 @@
 
 Trains L0 mlp-300-100 (784 features) and L0 LeNet-5 (1x28x28) for a few steps, batch 100,
 seed 0, Adam, on the NumPy backend, inside ``refprune._array.trusted`` (as the engine runs
-its steps) and outside it, and stores every parameter, gradient and loss; then the logits of a
+its steps) and outside it, and with weight decay 5e-4 inside the L0 penalty (as ``refprune
+run l0`` has it), and stores every parameter, gradient and loss; then the logits of a
 compacted L0 LeNet-5 on 8x8 inputs (gates closed as in the digits run, 20-50-200-500 -> 16-15-39-111)
 at batch 1 and 256, inference as ``benchmarks/compaction.py`` times it. ``--compare``
 says which arrays differ (in dtype, shape or any bit: ``-0.0`` is not ``0.0``, NaN payloads count)
@@ -29,11 +30,11 @@ from refprune.nn import build_model, optim, train
 STEPS = 4
 
 
-def run(preset, *, checked):
+def run(preset, *, checked, weight_decay=0.0):
     b = backends.get("numpy")
     rng = b.rng(0, stream="reference")
     shape = (784,) if preset.startswith("mlp") else (1, 28, 28)
-    model = build_model(preset, input_shape=shape, num_classes=10, backend=b, rng=rng, l0=True)
+    model = build_model(preset, input_shape=shape, num_classes=10, backend=b, rng=rng, l0=True, weight_decay=weight_decay)
     host = np.random.default_rng(1)
     opt = functools.partial(optim.adam, lr=1e-3)
     state = optim.init_state(model.params(), "adam")
@@ -87,6 +88,7 @@ def collect():
         for checked in (False, True):
             tag = f"{preset}.{'checked' if checked else 'trusted'}"
             arrays.update({f"{tag}.{k}": v for k, v in run(preset, checked=checked).items()})
+        arrays.update({f"{preset}.wd.{k}": v for k, v in run(preset, checked=False, weight_decay=5e-4).items()})
     return arrays
 
 

@@ -18,6 +18,8 @@ result, or returns ``None``, and the core then runs its reference lines:
 * ``"conv2d"``, ``"conv2d_grad"``, ``"max_pool2d"``, ``"max_pool2d_grad"``: the
   functions of ``nn.functional`` of those names;
 * ``"adam_update"``: ``nn.optim._adam_update``, one parameter's Adam step;
+* ``"l0_decay_terms"``: ``regularizers._decay_terms``, the weight-decay terms of the L0
+  penalty (each group's sum of squares and the gradient ``(wd * w) * p``);
 * ``"relu_grad"``: ``nn.functional.relu_grad``;
 * ``"clip"``: ``_array.clip`` (``xp.clip`` with float bounds: the gates' clamps, constraints).
 

@@ -23,6 +23,7 @@ from ._array import (
     float_namespace,
     normalize_axis,
 )
+from ._dispatch import delegate
 from .gates import (
     BETA,
     EPS,
@@ -92,41 +93,61 @@ def l0_penalty_and_grad(
     >>> float(r), dw.shape
     (3.0, (2, 3))
     """
-    xp, axis, weight_decay, cost = _l0_setup(log_alpha, w, lam, weight_decay, axis, beta, gamma, zeta, eps, xp)
+    xp, axis, weight_decay, size = _l0_setup(log_alpha, w, lam, weight_decay, axis, beta, gamma, zeta, eps, xp)
     kw = {"beta": beta, "gamma": gamma, "zeta": zeta, "eps": eps, "xp": xp}
     p = hard_concrete_prob_nonzero(log_alpha, **kw)
+    d_w = None
+    if weight_decay:
+        sq_g, d_w = _decay_terms(w, p, weight_decay, axis, grad and w_grad, xp)
+        cost = lam * size + (0.5 * weight_decay) * sq_g
+    else:
+        cost = xp.full(log_alpha.shape, lam * size, dtype=w.dtype, device=device_of(w))
     r = _scalar(xp.sum(p * cost), xp) if value else None
     if not grad:
         return r, None, None
     d_log_alpha = hard_concrete_prob_nonzero_grad(log_alpha, xp.astype(cost, log_alpha.dtype, copy=False), **kw)
-    if not w_grad:
-        d_w = None
-    elif weight_decay:
-        d_w = xp.astype((weight_decay * w) * xp.reshape(p, _gate_shape(w, axis)), w.dtype, copy=False)
-    else:
+    if w_grad and not weight_decay:
         d_w = xp.zeros_like(w)
     return r, d_log_alpha, d_w
 
 
 def _l0_setup(log_alpha, w, lam, weight_decay, axis, beta, gamma, zeta, eps, xp):
+    """``(xp, axis, weight_decay, group_size)`` after checking the arguments of :func:`l0_penalty_and_grad`."""
     xp = float_namespace(xp, log_alpha=log_alpha, w=w)
     lam = check_finite_scalar("lam", lam, nonnegative=True)
     weight_decay = check_finite_scalar("weight_decay", weight_decay, nonnegative=True)
     check_constants(beta, gamma, zeta, eps)
-    axis, other, size = _group_axes(w, axis)
+    axis, _, size = _group_axes(w, axis)
     if tuple(log_alpha.shape) != (int(w.shape[axis]),):
         msg = (
             f"log_alpha must have shape (w.shape[axis],) = ({int(w.shape[axis])},): one gate per slice "
             f"of w along axis={axis}, got log_alpha.shape={tuple(log_alpha.shape)}, w.shape={tuple(w.shape)}"
         )
         raise ValueError(msg)
-    if not weight_decay:
-        cost = xp.full(log_alpha.shape, lam * size, dtype=w.dtype, device=device_of(w))
-        return xp, axis, weight_decay, cost
+    return xp, axis, weight_decay, size
+
+
+def _decay_terms(w, p, weight_decay, axis, grad, xp):
+    r"""``(sq_g, d_w)``: the weight-decay terms of the L0 penalty, one pass over ``w``.
+
+    .. math::
+
+        \text{sq}_g = \sum_{j \in g} w_j^2, \qquad
+        \frac{\partial R}{\partial w_j} = (\text{wd}\, w_j)\, p_g \quad (j \in g)
+
+    for every group ``g`` (slice of ``w`` along ``axis``), ``d_w`` in ``w``'s dtype and
+    ``None`` unless ``grad``. The backend's fast path (``refprune._dispatch`` op
+    ``"l0_decay_terms"``, same operations in the same order) when there is one, else these lines.
+    """
+    out = delegate("l0_decay_terms", xp, w, p, weight_decay=weight_decay, axis=axis, grad=grad)
+    if out is not None:
+        return out
+    other = tuple(i for i in range(w.ndim) if i != axis)
     sq = w * w
     sq_g = xp.sum(sq, axis=other) if other else sq
-    cost = lam * size + (0.5 * weight_decay) * sq_g
-    return xp, axis, weight_decay, cost
+    if not grad:
+        return sq_g, None
+    return sq_g, xp.astype((weight_decay * w) * xp.reshape(p, _gate_shape(w, axis)), w.dtype, copy=False)
 
 
 def l0_penalty(log_alpha, w, /, *, lam, weight_decay=0.0, axis=0, beta=BETA, gamma=GAMMA, zeta=ZETA, eps=EPS, xp=None):

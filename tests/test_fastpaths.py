@@ -31,6 +31,7 @@ from refprune.backends import _numba_kernels, _numpy_fast, _select, _torch_fast
 from refprune.conformance.tolerances import assert_close
 from refprune.nn import functional as F
 from refprune.nn import optim
+from refprune.regularizers import l0_penalty_and_grad
 
 OPS = (
     "mask_keep",
@@ -44,6 +45,7 @@ OPS = (
     "max_pool2d_grad",
     "max_pool2d_vjp",
     "adam_update",
+    "l0_decay_terms",
     "relu_grad",
     "clip",
     "nm_keep",
@@ -852,6 +854,60 @@ def test_unsupported_adam_inputs_fall_back():
     params, grads = {"w": a32}, {"w": a64}
     (p_fast, _), (p_ref, _) = both(optim.adam, params, grads, optim.init_state(params, "adam"), lr=0.1)
     assert p_fast["w"].dtype == p_ref["w"].dtype and np.array_equal(p_fast["w"], p_ref["w"])
+
+
+# ----------------------------------------------------------------------------- weight decay inside the L0 penalty
+
+DECAY_CASES = [((9, 5), 0), ((6, 3, 2, 2), 0), ((1, 4), 0), ((5, 7), 1), ((7,), 0), ((0, 3), 0)]
+
+
+@pytest.mark.parametrize(("shape", "axis"), DECAY_CASES)
+@pytest.mark.parametrize("w_grad", [True, False])
+def test_l0_penalty_with_weight_decay_fast_equals_reference(any_backend, dtype, shape, axis, w_grad, rng):
+    """``l0_penalty_and_grad`` with weight decay > 0: the same value and gradients with and without fast paths."""
+    w_h = rng.normal(size=shape).astype(dtype)
+    la_h = rng.uniform(-3.0, 3.0, size=shape[axis]).astype(dtype)
+    w, la = any_backend.asarray(w_h), any_backend.asarray(la_h)
+    fast, ref = both(l0_penalty_and_grad, la, w, lam=0.3, weight_decay=0.7, axis=axis, w_grad=w_grad)
+    for got, want, what in zip(fast, ref, ("R", "d_log_alpha", "d_w")):
+        if want is None:
+            assert got is None, what
+            continue
+        assert got.dtype == want.dtype and tuple(got.shape) == tuple(want.shape), what
+        assert_close(host(any_backend, got), host(any_backend, want), dtype=dtype, context=f"l0 {what} {shape}")
+    assert np.array_equal(host(any_backend, w), w_h) and np.array_equal(host(any_backend, la), la_h)
+
+
+@pytest.mark.parametrize("chunk", [None, 7, 1])
+@pytest.mark.parametrize("shape", [(11, 6), (7, 3, 2, 2)])
+@pytest.mark.parametrize("value_only", [False, True])
+def test_numpy_l0_decay_terms_are_bit_identical(dtype, chunk, shape, value_only, rng, monkeypatch):
+    """Row chunks of one row, of one row and a bit (7 elements), and all rows."""
+    if chunk:
+        monkeypatch.setattr(_numpy_fast, "_NP_CHUNK", chunk)
+    w = rng.normal(size=shape).astype(dtype)
+    la = rng.uniform(-3.0, 3.0, size=shape[0]).astype(dtype)
+    kw = {"lam": 0.3, "weight_decay": 5e-4, "grad": not value_only}
+    assert _numpy_fast._np_l0_decay_terms(w, la, weight_decay=5e-4, axis=0, grad=True) is not None
+    fast, ref = both(l0_penalty_and_grad, la, w, **kw)
+    for got, want in zip(fast, ref):
+        assert (got is None and want is None) or (got.dtype == want.dtype and np.array_equal(got, want))
+
+
+def test_unsupported_decay_inputs_fall_back():
+    w, p = np.ones((4, 3), np.float32), np.full(4, 0.5, np.float32)
+    decay = _numpy_fast._np_l0_decay_terms
+    assert decay(w, p, weight_decay=0.1, axis=0, grad=True) is not None
+    assert decay(w, p, weight_decay=0.1, axis=1, grad=True) is None  # groups along another axis
+    assert decay(np.ones((3, 4), np.float32).T, p, weight_decay=0.1, axis=0, grad=True) is None  # not contiguous
+    assert decay(np.ones(4, np.float32), p, weight_decay=0.1, axis=0, grad=True) is None  # 1-d: one weight a group
+    assert decay(w, p.astype(np.float64), weight_decay=0.1, axis=0, grad=True) is None  # mixed dtypes
+    assert decay(w, p, weight_decay=np.float64(0.1), axis=0, grad=True) is None  # would promote to float64
+    assert decay(w.astype(np.float16), p.astype(np.float16), weight_decay=0.1, axis=0, grad=True) is None
+    assert decay([[1.0]], [0.5], weight_decay=0.1, axis=0, grad=True) is None
+    la64 = np.array([0.3, -1.0, 2.0, 0.0])  # float64 gates on float32 weights: the reference path, same result
+    fast, ref = both(l0_penalty_and_grad, la64, w, lam=0.1, weight_decay=0.5)
+    assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(fast, ref))
 
 
 def test_trusted_steps_skip_the_checks_and_compute_the_same(any_backend):

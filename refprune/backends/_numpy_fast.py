@@ -29,6 +29,14 @@ written into the three arrays it returns (and one scratch array for weight decay
 instead of a dozen temporaries; with numba installed, one compiled pass
 (``_numba_kernels``, the same bits), as for ``relu_grad``.
 
+Weight decay inside the L0 penalty (NumPy): each group's sum of squares and the gradient
+``(wd * w) * p`` in one pass over ``w`` by chunks of whole rows (a row's sum is the same
+reduction as in the reference), with no full-size temporaries.
+
+These elementwise chains (Adam, the gates, the weight-decay terms) run in one thread:
+split over two threads they were slower at every size up to 524,288 elements on the 2-core
+development machine (a hand-off to a thread costs 40-60 us there), the L0 step included.
+
 Convolution and pooling: torch's own convolution and its backward; for NumPy one
 im2col copy of a strided window view (small batches: one gather by a cached index) and
 one matmul, col2im by strided in-place adds into a private buffer, pooling by
@@ -254,6 +262,8 @@ def _np_chunks_of(size):
     return [slice(i, min(i + _NP_CHUNK, size)) for i in range(0, size, _NP_CHUNK)]
 
 
+
+
 # ============================================================================ hard concrete: NumPy
 
 
@@ -329,16 +339,20 @@ def _np_hc_forward(log_alpha, u, *, beta, gamma, zeta):
     chunks, (la, uu), flat_shape = _np_gate_chunks(shape, log_alpha, u)
     z, s = np.empty(flat_shape, dtype=dtype), np.empty(flat_shape, dtype=dtype)
     n = min(_NP_CHUNK, math.prod(flat_shape)) if len(chunks) > 1 else None
-    a = np.empty(flat_shape if n is None else n, dtype=dtype)
-    positive = np.empty(a.shape, dtype=bool)
-    for sl in chunks:
-        a_c, p_c = (a, positive) if n is None else (a[: sl.stop - sl.start], positive[: sl.stop - sl.start])
-        s_c, z_c = s[sl], z[sl]
-        _np_stretched(la[sl], uu[sl], beta, s_c, a_c, p_c, np)
-        np.multiply(s_c, zeta - gamma, out=z_c)
-        np.add(z_c, gamma, out=z_c)
-        np.maximum(z_c, 0.0, out=z_c)  # clip(s_bar, 0, 1)
-        np.minimum(z_c, 1.0, out=z_c)
+
+    def run(chunks):
+        a = np.empty(flat_shape if n is None else n, dtype=dtype)
+        positive = np.empty(a.shape, dtype=bool)
+        for sl in chunks:
+            a_c, p_c = (a, positive) if n is None else (a[: sl.stop - sl.start], positive[: sl.stop - sl.start])
+            s_c, z_c = s[sl], z[sl]
+            _np_stretched(la[sl], uu[sl], beta, s_c, a_c, p_c, np)
+            np.multiply(s_c, zeta - gamma, out=z_c)
+            np.add(z_c, gamma, out=z_c)
+            np.maximum(z_c, 0.0, out=z_c)  # clip(s_bar, 0, 1)
+            np.minimum(z_c, 1.0, out=z_c)
+
+    run(chunks)
     return z.reshape(shape), s.reshape(shape)
 
 
@@ -352,21 +366,25 @@ def _np_hc_backward(log_alpha, s, dz, *, beta, gamma, zeta):
     chunks, (ss, dzz), flat_shape = _np_gate_chunks(s.shape, s, dz)
     g = np.empty(flat_shape, dtype=dtype)
     n = min(_NP_CHUNK, math.prod(flat_shape)) if len(chunks) > 1 else None
-    a = np.empty(flat_shape if n is None else n, dtype=dtype)
-    inside, below = np.empty(a.shape, dtype=bool), np.empty(a.shape, dtype=bool)
-    for sl in chunks:
-        bufs = (a, inside, below) if n is None else tuple(b[: sl.stop - sl.start] for b in (a, inside, below))
-        (a_c, in_c, lo_c), s_c, g_c = bufs, ss[sl], g[sl]
-        np.multiply(s_c, zeta - gamma, out=a_c)
-        np.add(a_c, gamma, out=a_c)  # s_bar
-        np.greater(a_c, 0, out=in_c)
-        np.less(a_c, 1, out=lo_c)
-        in_c &= lo_c
-        np.subtract(1.0, s_c, out=a_c)
-        np.multiply(s_c, a_c, out=a_c)  # s * (1 - s)
-        np.multiply(a_c, in_c, out=a_c)  # 0 where the clip is active (a product: no masked write)
-        np.multiply(dzz[sl], (zeta - gamma) / beta, out=g_c)
-        np.multiply(g_c, a_c, out=g_c)
+
+    def run(chunks):
+        a = np.empty(flat_shape if n is None else n, dtype=dtype)
+        inside, below = np.empty(a.shape, dtype=bool), np.empty(a.shape, dtype=bool)
+        for sl in chunks:
+            bufs = (a, inside, below) if n is None else tuple(b[: sl.stop - sl.start] for b in (a, inside, below))
+            (a_c, in_c, lo_c), s_c, g_c = bufs, ss[sl], g[sl]
+            np.multiply(s_c, zeta - gamma, out=a_c)
+            np.add(a_c, gamma, out=a_c)  # s_bar
+            np.greater(a_c, 0, out=in_c)
+            np.less(a_c, 1, out=lo_c)
+            in_c &= lo_c
+            np.subtract(1.0, s_c, out=a_c)
+            np.multiply(s_c, a_c, out=a_c)  # s * (1 - s)
+            np.multiply(a_c, in_c, out=a_c)  # 0 where the clip is active (a product: no masked write)
+            np.multiply(dzz[sl], (zeta - gamma) / beta, out=g_c)
+            np.multiply(g_c, a_c, out=g_c)
+
+    run(chunks)
     g = g.reshape(s.shape)
     lead = g.ndim - log_alpha.ndim
     if lead > 0:
@@ -725,12 +743,15 @@ def _np_adam_update(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, b
     if compiled is not None:
         return tuple(a.reshape(p.shape) for a in compiled)
     new = [np.empty(p.size, dtype=p.dtype) for _ in range(3)]
-    scratch = np.empty(min(p.size, _NP_CHUNK), dtype=p.dtype)
-    for sl in _np_chunks_of(p.size):
-        _np_adam_chunk(
-            *(a[sl] for a in flat), *(a[sl] for a in new), scratch[: sl.stop - sl.start],
-            lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, bias1=bias1, bias2_sqrt=bias2_sqrt,
-        )
+    kw = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weight_decay, "bias1": bias1,
+          "bias2_sqrt": bias2_sqrt}
+
+    def run(chunks):
+        scratch = np.empty(min(p.size, _NP_CHUNK), dtype=p.dtype)
+        for sl in chunks:
+            _np_adam_chunk(*(a[sl] for a in flat), *(a[sl] for a in new), scratch[: sl.stop - sl.start], **kw)
+
+    run(_np_chunks_of(p.size))
     return tuple(a.reshape(p.shape) for a in new)
 
 
@@ -753,6 +774,51 @@ def _np_adam_chunk(p, g, m, v, new_p, new_m, new_v, scratch, *, lr, beta1, beta2
     step = np.divide(new_m, denom, out=scratch)
     step *= lr / bias1
     np.subtract(p, step, out=new_p)
+
+
+# ============================================================================ weight decay in the L0 penalty: NumPy
+
+
+def _np_row_chunks(w):
+    """``(slices, rows)``: runs of whole rows of ``w`` (slices along axis 0) of about ``_NP_CHUNK`` elements each."""
+    rows = max(1, _NP_CHUNK // max(1, math.prod(w.shape[1:])))
+    n = w.shape[0]
+    return [slice(i, min(i + rows, n)) for i in range(0, n, rows)], min(rows, n)
+
+
+def _np_l0_decay_terms(w, p, *, weight_decay, axis, grad):
+    """``(sq_g, d_w)`` of ``refprune.regularizers._decay_terms``, row chunk by row chunk, or None.
+
+    Each group's sum is the reference's reduction of the same row (a row's sum does not
+    depend on the rows around it); the squares live in one chunk-sized buffer and ``w`` is
+    read once. None unless ``w`` is a C-contiguous float32/float64 NumPy array of at least
+    2 dimensions grouped along axis 0, ``p`` of its dtype and ``weight_decay`` a Python float.
+    """
+    import numpy as np
+
+    if type(w) is not np.ndarray or w.dtype.char not in "fd" or axis != 0 or w.ndim < 2 or not w.flags.c_contiguous:
+        return None
+    if type(p) is not np.ndarray or p.dtype != w.dtype or p.shape != w.shape[:1] or type(weight_decay) is not float:
+        return None  # a NumPy scalar weight_decay would promote differently
+    chunks, rows = _np_row_chunks(w)
+    other = tuple(range(1, w.ndim))
+    p = p.reshape((-1,) + (1,) * (w.ndim - 1))
+    sq_g = np.empty(w.shape[0], dtype=w.dtype)
+    d_w = np.empty_like(w) if grad else None
+
+    def run(chunks):
+        sq = np.empty((rows, *w.shape[1:]), dtype=w.dtype)
+        for sl in chunks:
+            sq_c, w_c = sq[: sl.stop - sl.start], w[sl]
+            np.multiply(w_c, w_c, out=sq_c)
+            np.sum(sq_c, axis=other, out=sq_g[sl])
+            if grad:
+                d_c = np.multiply(w_c, weight_decay, out=d_w[sl])
+                np.copyto(sq_c, p[sl])  # each row's p, spread over the row: one long product, not one per row
+                np.multiply(d_c, sq_c, out=d_c)
+
+    run(chunks)
+    return sq_g, d_w
 
 
 # ============================================================================ N:M and block masks: NumPy
@@ -1146,6 +1212,7 @@ FAST_PATHS = {
     "max_pool2d_grad": _np_max_pool2d_grad,
     "max_pool2d_vjp": _np_max_pool2d_vjp,
     "adam_update": _np_adam_update,
+    "l0_decay_terms": _np_l0_decay_terms,
     "nm_keep": np_nm_keep,
     "block_keep": np_block_keep,
     "sparsegpt_columns": _np_sparsegpt_columns,
