@@ -61,8 +61,8 @@ def _adam_loop(p, g, m, v, new_p, new_m, new_v, decay, wd, beta1, c1, beta2, c2,
         new_p[i] = p[i] - (mi / (np.sqrt(vi) / bias2_sqrt + eps)) * lr_bias1
 
 
-def adam(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, bias2_sqrt):
-    r"""``(new_p, new_m, new_v)``: one Adam step of 1-d contiguous arrays of one float dtype, in one pass.
+def adam(p, g, m, v, new_p, new_m, new_v, *, lr, beta1, beta2, eps, weight_decay, bias1, bias2_sqrt):
+    r"""One Adam step of 1-d arrays of one float dtype in one pass, written into ``new_p``, ``new_m``, ``new_v``.
 
     .. math::
 
@@ -70,16 +70,11 @@ def adam(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, bias2_sqrt):
         v' = \beta_2 v + (1-\beta_2)\,g'^2,\quad
         p' = p - \frac{m'}{\sqrt{v'}/\sqrt{1-\beta_2^t} + \epsilon}\,\frac{\eta}{1-\beta_1^t}
 
-    each operation rounded where ``refprune.nn.optim._adam_update``'s is. None without the kernels.
+    each operation rounded where ``refprune.nn.optim._adam_update``'s is. Needs :func:`kernels`.
     """
-    k = kernels()
-    if k is None:
-        return None
     t = p.dtype.type
-    new = (np.empty_like(p), np.empty_like(p), np.empty_like(p))
-    k.adam(p, g, m, v, *new, bool(weight_decay), t(weight_decay), t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2), t(bias2_sqrt),
-           t(eps), t(lr / bias1))
-    return new
+    kernels().adam(p, g, m, v, new_p, new_m, new_v, bool(weight_decay), t(weight_decay), t(beta1), t(1.0 - beta1),
+                   t(beta2), t(1.0 - beta2), t(bias2_sqrt), t(eps), t(lr / bias1))
 
 
 def _relu_grad_loop(x, dy, dx, zero, one):
