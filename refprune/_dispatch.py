@@ -21,7 +21,8 @@ result, or returns ``None``, and the core then runs its reference lines:
 * ``"l0_decay_terms"``: ``regularizers._decay_terms``, the weight-decay terms of the L0
   penalty (each group's sum of squares and the gradient ``(wd * w) * p``);
 * ``"relu_grad"``: ``nn.functional.relu_grad``;
-* ``"clip"``: ``_array.clip`` (``xp.clip`` with float bounds: the gates' clamps, constraints).
+* ``"clip"``: ``_array.clip`` (``xp.clip`` with float bounds: the gates' clamps, constraints);
+* ``"add_scaled"``: ``nn.train._add_scaled``, ``a + s * b`` (the scaled penalty gradient added to a gradient).
 
 A fast path has the signature of its step (documented where the step calls
 :func:`delegate`) and returns exactly what the reference path returns: bit-identical

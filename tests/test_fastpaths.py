@@ -30,7 +30,7 @@ from refprune._dispatch import lookup, reference_only
 from refprune.backends import _numba_kernels, _numpy_fast, _select, _torch_fast
 from refprune.conformance.tolerances import assert_close
 from refprune.nn import functional as F
-from refprune.nn import optim
+from refprune.nn import optim, train
 from refprune.regularizers import l0_penalty_and_grad
 
 OPS = (
@@ -48,6 +48,7 @@ OPS = (
     "l0_decay_terms",
     "relu_grad",
     "clip",
+    "add_scaled",
     "nm_keep",
     "block_keep",
     "sparsegpt_columns",
@@ -884,7 +885,7 @@ def test_l0_penalty_with_weight_decay_fast_equals_reference(any_backend, dtype, 
 @pytest.mark.parametrize("chunk", [None, 7, 1])
 @pytest.mark.parametrize("shape", [(11, 6), (7, 3, 2, 2)])
 @pytest.mark.parametrize("value_only", [False, True])
-def test_numpy_l0_decay_terms_are_bit_identical(dtype, chunk, shape, value_only, rng, monkeypatch):
+def test_numpy_l0_decay_terms_are_bit_identical(numpy_kernel, dtype, chunk, shape, value_only, rng, monkeypatch):
     """Row chunks of one row, of one row and a bit (7 elements), and all rows."""
     if chunk:
         monkeypatch.setattr(_numpy_fast, "_NP_CHUNK", chunk)
@@ -895,6 +896,28 @@ def test_numpy_l0_decay_terms_are_bit_identical(dtype, chunk, shape, value_only,
     fast, ref = both(l0_penalty_and_grad, la, w, **kw)
     for got, want in zip(fast, ref):
         assert (got is None and want is None) or (got.dtype == want.dtype and np.array_equal(got, want))
+
+
+@pytest.mark.parametrize("shape", [(37, 29), (5,), (3, 4, 5, 6)])
+def test_add_scaled_is_bit_identical(numpy_kernel, any_backend, dtype, shape, rng):
+    """``a + s * b`` (a gradient plus the scaled penalty gradient): signed zeros, NaN and infinities kept."""
+    a_h, b_h = (rng.normal(size=shape).astype(dtype) for _ in range(2))
+    a_h.flat[:3], b_h.flat[:3] = [-0.0, np.inf, 1.0], [0.0, 1.0, np.nan]
+    a, b = any_backend.asarray(a_h), any_backend.asarray(b_h)
+    fast, ref = both(train._add_scaled, a, 1.0 / 3.0, b)
+    assert fast.dtype == ref.dtype and tuple(fast.shape) == tuple(ref.shape)
+    bits = f"u{np.dtype(dtype).itemsize}"
+    got, want = host(any_backend, fast), host(any_backend, ref)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(got[~np.isnan(want)].view(bits), want[~np.isnan(want)].view(bits))
+
+
+def test_add_scaled_declines_what_it_does_not_handle():
+    a = np.ones((4, 3), np.float32)
+    assert _numpy_fast._np_add_scaled(a, 0.5, a.astype(np.float64)) is None  # dtypes
+    assert _numpy_fast._np_add_scaled(a, np.float64(0.5), a) is None  # a NumPy scalar would promote
+    assert _numpy_fast._np_add_scaled(a, 0.5, np.ones((3, 4), np.float32).T) is None  # not contiguous
+    assert _numpy_fast._np_add_scaled(a, 0.5, np.ones(3, np.float32)) is None  # broadcasting
 
 
 def test_unsupported_decay_inputs_fall_back():

@@ -29,7 +29,7 @@ _LOADED = {}  # "kernels": the namespace of compiled kernels, or None
 
 
 def kernels():
-    """The compiled kernels (``adam``, ``relu_grad``), or None without numba or with ``REFPRUNE_NUMBA=0``."""
+    """The compiled kernels (``adam``, ``relu_grad``, ``add_scaled``, ``decay_grad``), or None without numba or with ``REFPRUNE_NUMBA=0``."""
     try:
         return _LOADED["kernels"]
     except KeyError:
@@ -45,7 +45,8 @@ def _compile():
     except ImportError:
         return None
     jit = numba.njit(cache=True, nogil=True, error_model="numpy")  # numpy: no zero-division branch per element
-    return types.SimpleNamespace(adam=jit(_adam_loop), relu_grad=jit(_relu_grad_loop), version=numba.__version__)
+    return types.SimpleNamespace(adam=jit(_adam_loop), relu_grad=jit(_relu_grad_loop), add_scaled=jit(_add_scaled_loop),
+                                 decay_grad=jit(_decay_grad_loop), version=numba.__version__)
 
 
 def _adam_loop(p, g, m, v, new_p, new_m, new_v, decay, wd, beta1, c1, beta2, c2, bias2_sqrt, eps, lr_bias1):
@@ -99,3 +100,46 @@ def relu_grad(xf, dyf, out):
         return None
     t = xf.dtype.type
     return not k.relu_grad(xf, dyf, out, t(0), t(1))
+
+
+def _add_scaled_loop(a, s, b, out):
+    for i in range(a.size):
+        out[i] = a[i] + s * b[i]
+
+
+def add_scaled(a, s, b):
+    r"""``a + s * b`` of two C-contiguous arrays of one float dtype and shape in one pass, ``s`` a Python float.
+
+    .. math:: \text{out} = a + s\,b
+
+    (``s`` in the arrays' dtype, as NumPy 2 casts a Python float operand): a training step
+    adds the scaled penalty gradient to a weight's gradient. None without the kernels.
+    """
+    k = kernels()
+    if k is None:
+        return None
+    out = np.empty_like(a)
+    k.add_scaled(a.reshape(-1), a.dtype.type(s), b.reshape(-1), out.reshape(-1))
+    return out
+
+
+def _decay_grad_loop(w, wd, p, out):
+    cols = w.shape[1]
+    for i in range(w.shape[0]):
+        for j in range(cols):
+            out[i, j] = (w[i, j] * wd) * p[i]
+
+
+def decay_grad(w, weight_decay, p):
+    r"""``(wd * w) * p`` with one ``p`` per row of a C-contiguous ``(rows, cols)`` ``w``, in one pass.
+
+    .. math:: \frac{\partial R}{\partial w_{ij}} = (\text{wd}\, w_{ij})\, p_i
+
+    the weight-decay gradient of the L0 penalty. None without the kernels.
+    """
+    k = kernels()
+    if k is None:
+        return None
+    out = np.empty_like(w)
+    k.decay_grad(w, w.dtype.type(weight_decay), p, out)
+    return out

@@ -801,6 +801,10 @@ def _np_l0_decay_terms(w, p, *, weight_decay, axis, grad):
         return None  # a NumPy scalar weight_decay would promote differently
     chunks, rows = _np_row_chunks(w)
     other = tuple(range(1, w.ndim))
+    if grad and _numba_kernels.kernels() is not None:  # the gradient in one compiled pass, the sums below
+        d_w = _numba_kernels.decay_grad(w.reshape(w.shape[0], math.prod(w.shape[1:])), weight_decay, p)
+        d_w = d_w.reshape(w.shape)
+        return _np_l0_decay_terms(w, p, weight_decay=weight_decay, axis=axis, grad=False)[0], d_w
     p = p.reshape((-1,) + (1,) * (w.ndim - 1))
     sq_g = np.empty(w.shape[0], dtype=w.dtype)
     d_w = np.empty_like(w) if grad else None
@@ -1104,6 +1108,17 @@ def _np_flat_pair(x, dy, np):
     return (xm.reshape(-1), dym.reshape(-1)), out, undo
 
 
+def _np_add_scaled(a, s, b):
+    """``a + s * b`` by numba's one-pass kernel for C-contiguous float arrays of one dtype and shape, else None."""
+    import numpy as np
+
+    if type(a) is not np.ndarray or type(b) is not np.ndarray or type(s) is not float or a.dtype.char not in "fd":
+        return None
+    if b.dtype != a.dtype or b.shape != a.shape or not (a.flags.c_contiguous and b.flags.c_contiguous):
+        return None
+    return _numba_kernels.add_scaled(a, s, b)
+
+
 def _np_clip(x, lo, hi):
     """``np.clip`` of a floating array between two Python floats (what array-api-compat's ``clip``
     computes, after casting the bounds to ``x``'s dtype as NumPy 2 casts a Python float), or None."""
@@ -1200,6 +1215,7 @@ class Declined(Exception):
 FAST_PATHS = {
     "relu_grad": _np_relu_grad,
     "clip": _np_clip,
+    "add_scaled": _np_add_scaled,
     "mask_keep": _np_mask_keep,
     "global_mask_keep": _np_global_mask_keep,
     "hard_concrete_forward": _np_hc_forward,

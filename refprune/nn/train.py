@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .._array import namespace
+from .._dispatch import delegate
 from . import functional as F
 from .constraints import apply_constraints
 
@@ -82,8 +83,14 @@ def loss_and_grads(model, xb, yb, *, rng=None, penalty_scale=0.0):
         penalty, penalty_grads = model.penalty_and_grads()
         loss = loss + penalty_scale * penalty
         for name, g in penalty_grads.items():
-            grads[name] = grads[name] + penalty_scale * g
+            grads[name] = _add_scaled(grads[name], penalty_scale, g)
     return Step(loss, grads, logits)
+
+
+def _add_scaled(a, s, b):
+    """``a + s * b``: the backend's one-pass fast path (op ``"add_scaled"``) where it has one."""
+    out = delegate("add_scaled", namespace(None, a=a), a, s, b)
+    return a + s * b if out is None else out
 
 
 def train_step(model, opt, opt_state, xb, yb, *, rng=None, penalty_scale=0.0, constraints=None):
