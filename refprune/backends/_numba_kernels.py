@@ -29,7 +29,10 @@ _LOADED = {}  # "kernels": the namespace of compiled kernels, or None
 
 
 def kernels():
-    """The compiled kernels (``adam``, ``relu_grad``, ``add_scaled``, ``decay_grad``), or None without numba or with ``REFPRUNE_NUMBA=0``."""
+    """The compiled kernels (``adam``, ``relu_grad``, ``add_scaled``, ``decay_grad``), or None.
+
+    None without numba or with ``REFPRUNE_NUMBA=0``.
+    """
     try:
         return _LOADED["kernels"]
     except KeyError:
