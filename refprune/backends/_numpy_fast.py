@@ -262,8 +262,6 @@ def _np_chunks_of(size):
     return [slice(i, min(i + _NP_CHUNK, size)) for i in range(0, size, _NP_CHUNK)]
 
 
-
-
 # ============================================================================ hard concrete: NumPy
 
 
@@ -339,20 +337,16 @@ def _np_hc_forward(log_alpha, u, *, beta, gamma, zeta):
     chunks, (la, uu), flat_shape = _np_gate_chunks(shape, log_alpha, u)
     z, s = np.empty(flat_shape, dtype=dtype), np.empty(flat_shape, dtype=dtype)
     n = min(_NP_CHUNK, math.prod(flat_shape)) if len(chunks) > 1 else None
-
-    def run(chunks):
-        a = np.empty(flat_shape if n is None else n, dtype=dtype)
-        positive = np.empty(a.shape, dtype=bool)
-        for sl in chunks:
-            a_c, p_c = (a, positive) if n is None else (a[: sl.stop - sl.start], positive[: sl.stop - sl.start])
-            s_c, z_c = s[sl], z[sl]
-            _np_stretched(la[sl], uu[sl], beta, s_c, a_c, p_c, np)
-            np.multiply(s_c, zeta - gamma, out=z_c)
-            np.add(z_c, gamma, out=z_c)
-            np.maximum(z_c, 0.0, out=z_c)  # clip(s_bar, 0, 1)
-            np.minimum(z_c, 1.0, out=z_c)
-
-    run(chunks)
+    a = np.empty(flat_shape if n is None else n, dtype=dtype)
+    positive = np.empty(a.shape, dtype=bool)
+    for sl in chunks:
+        a_c, p_c = (a, positive) if n is None else (a[: sl.stop - sl.start], positive[: sl.stop - sl.start])
+        s_c, z_c = s[sl], z[sl]
+        _np_stretched(la[sl], uu[sl], beta, s_c, a_c, p_c, np)
+        np.multiply(s_c, zeta - gamma, out=z_c)
+        np.add(z_c, gamma, out=z_c)
+        np.maximum(z_c, 0.0, out=z_c)  # clip(s_bar, 0, 1)
+        np.minimum(z_c, 1.0, out=z_c)
     return z.reshape(shape), s.reshape(shape)
 
 
@@ -366,25 +360,21 @@ def _np_hc_backward(log_alpha, s, dz, *, beta, gamma, zeta):
     chunks, (ss, dzz), flat_shape = _np_gate_chunks(s.shape, s, dz)
     g = np.empty(flat_shape, dtype=dtype)
     n = min(_NP_CHUNK, math.prod(flat_shape)) if len(chunks) > 1 else None
-
-    def run(chunks):
-        a = np.empty(flat_shape if n is None else n, dtype=dtype)
-        inside, below = np.empty(a.shape, dtype=bool), np.empty(a.shape, dtype=bool)
-        for sl in chunks:
-            bufs = (a, inside, below) if n is None else tuple(b[: sl.stop - sl.start] for b in (a, inside, below))
-            (a_c, in_c, lo_c), s_c, g_c = bufs, ss[sl], g[sl]
-            np.multiply(s_c, zeta - gamma, out=a_c)
-            np.add(a_c, gamma, out=a_c)  # s_bar
-            np.greater(a_c, 0, out=in_c)
-            np.less(a_c, 1, out=lo_c)
-            in_c &= lo_c
-            np.subtract(1.0, s_c, out=a_c)
-            np.multiply(s_c, a_c, out=a_c)  # s * (1 - s)
-            np.multiply(a_c, in_c, out=a_c)  # 0 where the clip is active (a product: no masked write)
-            np.multiply(dzz[sl], (zeta - gamma) / beta, out=g_c)
-            np.multiply(g_c, a_c, out=g_c)
-
-    run(chunks)
+    a = np.empty(flat_shape if n is None else n, dtype=dtype)
+    inside, below = np.empty(a.shape, dtype=bool), np.empty(a.shape, dtype=bool)
+    for sl in chunks:
+        bufs = (a, inside, below) if n is None else tuple(b[: sl.stop - sl.start] for b in (a, inside, below))
+        (a_c, in_c, lo_c), s_c, g_c = bufs, ss[sl], g[sl]
+        np.multiply(s_c, zeta - gamma, out=a_c)
+        np.add(a_c, gamma, out=a_c)  # s_bar
+        np.greater(a_c, 0, out=in_c)
+        np.less(a_c, 1, out=lo_c)
+        in_c &= lo_c
+        np.subtract(1.0, s_c, out=a_c)
+        np.multiply(s_c, a_c, out=a_c)  # s * (1 - s)
+        np.multiply(a_c, in_c, out=a_c)  # 0 where the clip is active (a product: no masked write)
+        np.multiply(dzz[sl], (zeta - gamma) / beta, out=g_c)
+        np.multiply(g_c, a_c, out=g_c)
     g = g.reshape(s.shape)
     lead = g.ndim - log_alpha.ndim
     if lead > 0:
@@ -405,7 +395,7 @@ def _np_hc_backward(log_alpha, s, dz, *, beta, gamma, zeta):
 # in the same order whatever the split.
 
 _NP_PARALLEL_MIN = 1 << 16  # elements: below this, handing work to a second thread costs more than it saves
-_NP_CHUNK_ELEMENTS = 1 << 17  # elementwise chains in runs of this many (their temporaries stay in the L2 cache)
+_NP_RELU_CHUNK = 1 << 17  # relu_grad's chunk (one bool buffer): 0.97 ms vs 1.15 at _NP_CHUNK, LeNet-5's first layer
 _NP_GATHER_RUN = 8  # im2col by a cached index where a window view's contiguous runs are this short or shorter
 _np_blas = None
 _np_pool = None  # (pid, ThreadPoolExecutor)
@@ -744,13 +734,9 @@ def _np_adam_update(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, bias1, b
     if _numba_kernels.kernels() is not None:  # one compiled pass (split over 2 threads it lost: 2.61 -> 2.74 ms a step)
         _numba_kernels.adam(*flat, *new, **kw)
         return tuple(a.reshape(p.shape) for a in new)
-
-    def run(chunks):
-        scratch = np.empty(min(p.size, _NP_CHUNK), dtype=p.dtype)
-        for sl in chunks:
-            _np_adam_chunk(*(a[sl] for a in flat), *(a[sl] for a in new), scratch[: sl.stop - sl.start], **kw)
-
-    run(_np_chunks_of(p.size))
+    scratch = np.empty(min(p.size, _NP_CHUNK), dtype=p.dtype)
+    for sl in _np_chunks_of(p.size):
+        _np_adam_chunk(*(a[sl] for a in flat), *(a[sl] for a in new), scratch[: sl.stop - sl.start], **kw)
     return tuple(a.reshape(p.shape) for a in new)
 
 
@@ -799,28 +785,26 @@ def _np_l0_decay_terms(w, p, *, weight_decay, axis, grad):
         return None
     if type(p) is not np.ndarray or p.dtype != w.dtype or p.shape != w.shape[:1] or type(weight_decay) is not float:
         return None  # a NumPy scalar weight_decay would promote differently
-    chunks, rows = _np_row_chunks(w)
-    other = tuple(range(1, w.ndim))
-    if grad and _numba_kernels.kernels() is not None:  # the gradient in one compiled pass, the sums below
+    d_w = None
+    if grad and _numba_kernels.kernels() is not None:  # the gradient in one compiled pass; the sums below
         d_w = _numba_kernels.decay_grad(w.reshape(w.shape[0], math.prod(w.shape[1:])), weight_decay, p)
         d_w = d_w.reshape(w.shape)
-        return _np_l0_decay_terms(w, p, weight_decay=weight_decay, axis=axis, grad=False)[0], d_w
+    chunk_grad = grad and d_w is None
+    if chunk_grad:
+        d_w = np.empty_like(w)
+    chunks, rows = _np_row_chunks(w)
+    other = tuple(range(1, w.ndim))
     p = p.reshape((-1,) + (1,) * (w.ndim - 1))
     sq_g = np.empty(w.shape[0], dtype=w.dtype)
-    d_w = np.empty_like(w) if grad else None
-
-    def run(chunks):
-        sq = np.empty((rows, *w.shape[1:]), dtype=w.dtype)
-        for sl in chunks:
-            sq_c, w_c = sq[: sl.stop - sl.start], w[sl]
-            np.multiply(w_c, w_c, out=sq_c)
-            np.sum(sq_c, axis=other, out=sq_g[sl])
-            if grad:
-                d_c = np.multiply(w_c, weight_decay, out=d_w[sl])
-                np.copyto(sq_c, p[sl])  # each row's p, spread over the row: one long product, not one per row
-                np.multiply(d_c, sq_c, out=d_c)
-
-    run(chunks)
+    sq = np.empty((rows, *w.shape[1:]), dtype=w.dtype)
+    for sl in chunks:
+        sq_c, w_c = sq[: sl.stop - sl.start], w[sl]
+        np.multiply(w_c, w_c, out=sq_c)
+        np.sum(sq_c, axis=other, out=sq_g[sl])
+        if chunk_grad:
+            d_c = np.multiply(w_c, weight_decay, out=d_w[sl])
+            np.copyto(sq_c, p[sl])  # each row's p, spread over the row: one long product, not one per row
+            np.multiply(d_c, sq_c, out=d_c)
     return sq_g, d_w
 
 
@@ -1076,9 +1060,9 @@ def _np_relu_grad_chunks(xf, dyf, out, np):
     finite = []
 
     def task(part):  # cache-sized chunks; dy * keep is finite exactly where dy is: check the product in the cache
-        keep = np.empty(min(_NP_CHUNK_ELEMENTS, part.stop - part.start), dtype=bool)
-        for start in range(part.start, part.stop, _NP_CHUNK_ELEMENTS):
-            chunk = slice(start, min(start + _NP_CHUNK_ELEMENTS, part.stop))
+        keep = np.empty(min(_NP_RELU_CHUNK, part.stop - part.start), dtype=bool)
+        for start in range(part.start, part.stop, _NP_RELU_CHUNK):
+            chunk = slice(start, min(start + _NP_RELU_CHUNK, part.stop))
             k = keep[: chunk.stop - chunk.start]
             np.logical_not(np.less_equal(xf[chunk], 0, out=k), out=k)
             with np.errstate(invalid="ignore"):  # inf * 0: declined below
