@@ -80,7 +80,7 @@ LOG_ALPHA_RANGE = (math.log(1e-2), math.log(1e2))
 GATE_NOISE_EPS = 1e-6
 
 
-_DTYPE_NAMES = {}  # dtype -> its name: str() of a dtype takes microseconds, once per gated layer and step
+_DTYPE_NAMES = {}  # (array type, dtype) -> the name: str() of a dtype takes microseconds, per gated layer and step
 
 
 def dtype_name(x):
